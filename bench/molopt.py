@@ -1,0 +1,258 @@
+"""Benchmark of latent-space molecule search: targets, comparison table, iteration timing.
+
+Comparison (the issue's protocol)::
+
+    python bench/molopt.py --model runs/chem --out runs/bench_molopt \
+        [--objectives qed plogp] [--methods bo gradient random] [--seeds 0 1 2 3 4] \
+        [--budget 500] [--batch-size 10] [--n-init 500] [--threads 2] [--jobs 1]
+
+runs ``vaelab molopt`` (:func:`pipelines.molopt.run`) for every objective x method x
+seed into ``OUT/runs/<objective>_<method>_s<seed>/`` (finished runs are reused, so an
+interrupted benchmark continues where it stopped), then writes ``OUT/results.csv``,
+``OUT/results.md`` (mean +/- std per method and objective), one best-so-far figure per
+objective, and prints the markdown table with the target checks: QED top-1 >= 0.94,
+normalized penalized logP top-1 >= 5.30, and BO above random and gradient ascent in mean
+best-so-far at 50, 100, 250 and 500 objective calls.
+
+Timing of one BO iteration (GP fit plus acquisition optimization, 1,000 training points,
+d = 56, batch 10; target <= 10 s on 2 CPU cores)::
+
+    python bench/molopt.py --timing [--threads 2] [--repeats 3] [--acquisition logei]
+
+uses synthetic latents and scores (the GP's cost does not depend on where they come
+from) and prints one markdown row per iteration plus the median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+CHECKPOINTS = (50, 100, 250, 500)
+TARGETS = {"qed": 0.94, "plogp": 5.30}
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """A DataFrame as a GitHub markdown table (pandas' ``to_markdown`` needs tabulate)."""
+    cells = [[str(c) for c in table.columns]] + [[str(v) for v in row] for row in table.itertuples(index=False)]
+    lines = ["| " + " | ".join(r) + " |" for r in cells]
+    lines.insert(1, "|" + "|".join("---" for _ in table.columns) + "|")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- timing
+def timing(threads: int, repeats: int, acquisition: str, n: int = 1000, d: int = 56, q: int = 10) -> pd.DataFrame:
+    """Time ``repeats`` BO iterations on ``n`` synthetic points in ``d`` dimensions."""
+    from chemvae.search.bo import BayesOpt, BOSettings
+    from chemvae.search.trust_region import search_bounds
+
+    torch.set_num_threads(threads)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, d, generator=g, dtype=torch.float64)
+    w = torch.randn(d, generator=g, dtype=torch.float64) * (torch.rand(d, generator=g) < 0.2)
+
+    def f(z: torch.Tensor) -> torch.Tensor:  # smooth, a few relevant directions, like a property
+        return torch.sin(z @ w / 2) - 0.05 * (z[:, :8] ** 2).sum(-1)
+
+    box = search_bounds(torch.zeros(d, dtype=torch.float64), torch.ones(d, dtype=torch.float64), 3.0, x)
+    bo = BayesOpt(box, q, BOSettings(acquisition=acquisition, max_train=n), seed=0)
+    bo.initialize(x, f(x))
+    rows = []
+    for i in range(repeats):
+        start = time.perf_counter()
+        z, info = bo.propose()
+        rows.append({"iteration": i + 1, "n_train": info["n_train"], "fit_s": info["fit_seconds"],
+                     "acq_s": info["acq_seconds"], "total_s": time.perf_counter() - start})
+        # Keep the training set at n points: drop the oldest, add the batch.
+        bo.x, bo.y = torch.cat([bo.x[q:], z]), torch.cat([bo.y[q:], f(z)])
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------- comparison
+def _run_one(job: dict) -> str:
+    """Run one search (in a worker process); returns its directory."""
+    torch.set_num_threads(job.pop("threads"))
+    from pipelines.molopt import MoloptConfig, run
+
+    out = job.pop("out")
+    run(MoloptConfig(**job), out)
+    return out
+
+
+def run_all(args: argparse.Namespace) -> list[Path]:
+    jobs, dirs = [], []
+    for objective in args.objectives:
+        for method in args.methods:
+            for seed in args.seeds:
+                out = Path(args.out) / "runs" / f"{objective.replace(':', '_')}_{method}_s{seed}"
+                dirs.append(out)
+                if (out / "summary.json").is_file():
+                    continue  # finished earlier: reuse
+                jobs.append({"model": args.model, "objective": objective, "method": method, "budget": args.budget,
+                             "batch_size": args.batch_size, "n_init": args.n_init, "init_data": args.init_data,
+                             "acquisition": args.acquisition, "seed": seed, "device": args.device,
+                             "progress": args.jobs == 1, "threads": args.threads, "out": str(out)})
+    print(f"{len(dirs)} runs, {len(jobs)} to do", flush=True)
+    if args.jobs == 1:
+        for job in jobs:
+            print(f"-> {job['out']}", flush=True)
+            _run_one(job)
+    else:
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            for out in pool.map(_run_one, jobs):
+                print(f"done {out}", flush=True)
+    return dirs
+
+
+def load_runs(dirs: list[Path], checkpoints: tuple[int, ...]) -> pd.DataFrame:
+    """One row per run: objective, method, seed, top-1, best at each checkpoint, validity, time."""
+    rows = []
+    for d in dirs:
+        summary = json.loads((d / "summary.json").read_text())
+        history = pd.read_csv(d / "history.csv", keep_default_na=False, na_values={"score": [""]})
+        calls = history[(history["iteration"] > 0) & history["new"].astype(str).str.lower().eq("true")]
+        best = np.fmax.accumulate(calls["score"].to_numpy(dtype=float))
+        row = {"objective": summary["objective"], "method": summary["method"], "seed": summary["settings"]["seed"],
+               "top1": summary["best_score"], "valid_fraction": summary["valid_fraction"],
+               "oracle_calls": summary["oracle_calls"], "wall_s": summary["wall_seconds"],
+               "best_init": summary["best_init_score"]}
+        for c in checkpoints:
+            row[f"best@{c}"] = float(best[c - 1]) if len(best) >= c else math.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _mean_std(values: pd.Series) -> str:
+    values = values.dropna()
+    if values.empty:
+        return "n/a"
+    return f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.3f}"
+
+
+def results_table(runs: pd.DataFrame, checkpoints: tuple[int, ...]) -> pd.DataFrame:
+    """Mean +/- std over seeds per objective and method."""
+    columns = ["top1"] + [f"best@{c}" for c in checkpoints] + ["valid_fraction", "wall_s"]
+    rows = []
+    for (objective, method), group in runs.groupby(["objective", "method"], sort=True):
+        row = {"objective": objective, "method": method, "seeds": len(group)}
+        row.update({c: _mean_std(group[c]) for c in columns})
+        row["max top1"] = f"{group['top1'].max():.3f}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def check_targets(runs: pd.DataFrame, checkpoints: tuple[int, ...]) -> list[str]:
+    """Lines saying whether each target is met."""
+    lines = []
+    means = runs.groupby(["objective", "method"]).mean(numeric_only=True)
+    for objective, target in TARGETS.items():
+        if (objective, "bo") in means.index:
+            got = means.loc[(objective, "bo"), "top1"]
+            lines.append(f"{objective} BO mean top-1 {got:.3f} (target >= {target}): "
+                         f"{'met' if got >= target else 'NOT met'}")
+    for objective in sorted(runs["objective"].unique()):
+        if (objective, "bo") not in means.index:
+            continue
+        for other in ("random", "gradient"):
+            if (objective, other) not in means.index:
+                continue
+            wins = [means.loc[(objective, "bo"), f"best@{c}"] > means.loc[(objective, other), f"best@{c}"]
+                    for c in checkpoints]
+            lines.append(f"{objective}: BO > {other} at {list(checkpoints)}: {wins} -> "
+                         f"{'met' if all(wins) else 'NOT met'}")
+    return lines
+
+
+def plot_curves(out: Path, dirs: list[Path]) -> None:
+    """Mean best-so-far (band: +/- std over seeds) per method, one figure per objective."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    traces: dict[tuple[str, str], list[np.ndarray]] = {}
+    for d in dirs:
+        summary = json.loads((d / "summary.json").read_text())
+        history = pd.read_csv(d / "history.csv", keep_default_na=False, na_values={"score": [""]})
+        calls = history[(history["iteration"] > 0) & history["new"].astype(str).str.lower().eq("true")]
+        traces.setdefault((summary["objective"], summary["method"]), []).append(
+            np.fmax.accumulate(calls["score"].to_numpy(dtype=float)))
+    for objective in sorted({k[0] for k in traces}):
+        fig, ax = plt.subplots(figsize=(6.4, 4.0))
+        for i, method in enumerate(("bo", "gradient", "random")):
+            if (objective, method) not in traces:
+                continue
+            runs = traces[(objective, method)]
+            n = min(len(t) for t in runs)
+            stack = np.stack([t[:n] for t in runs])
+            mean, std = np.nanmean(stack, 0), np.nanstd(stack, 0)
+            x = np.arange(1, n + 1)
+            ax.plot(x, mean, color=f"C{i}", label=f"{method} (n={len(runs)})")
+            ax.fill_between(x, mean - std, mean + std, color=f"C{i}", alpha=0.2)
+        ax.set_xlabel("objective calls (new molecules)")
+        ax.set_ylabel(f"best {objective} so far")
+        ax.legend(loc="lower right")
+        fig.tight_layout()
+        fig.savefig(out / f"best_so_far_{objective.replace(':', '_')}.png", dpi=120)
+        plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--timing", action="store_true", help="time one BO iteration instead")
+    p.add_argument("--repeats", type=int, default=3, help="timed iterations (--timing)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads per search")
+    p.add_argument("--model", help="vaelab chem train run directory")
+    p.add_argument("--out", default="runs/bench_molopt")
+    p.add_argument("--objectives", nargs="+", default=["qed", "plogp"])
+    p.add_argument("--methods", nargs="+", default=["bo", "gradient", "random"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--budget", type=int, default=500)
+    p.add_argument("--batch-size", type=int, default=10)
+    p.add_argument("--n-init", type=int, default=500)
+    p.add_argument("--init-data", default=None, help="moses | fixture | PATH.csv (default: the model's data)")
+    p.add_argument("--acquisition", choices=("logei", "ts"), default="logei")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--jobs", type=int, default=1, help="searches run in parallel processes")
+    args = p.parse_args(argv)
+
+    if args.timing:
+        table = timing(args.threads, args.repeats, args.acquisition)
+        print(f"One BO iteration ({args.acquisition}, 1000 training points, d=56, q=10), "
+              f"{args.threads} torch threads, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs:\n")
+        print(markdown(table.round(2)))
+        print(f"\nmedian: fit {statistics.median(table['fit_s']):.2f} s + acquisition "
+              f"{statistics.median(table['acq_s']):.2f} s = {statistics.median(table['total_s']):.2f} s")
+        return 0
+    if not args.model:
+        p.error("--model is required (or --timing)")
+    checkpoints = tuple(c for c in CHECKPOINTS if c <= args.budget) or (args.budget,)
+    dirs = run_all(args)
+    runs = load_runs(dirs, checkpoints)
+    out = Path(args.out)
+    runs.to_csv(out / "results.csv", index=False)
+    table = results_table(runs, checkpoints)
+    checks = check_targets(runs, checkpoints)
+    text = (f"Latent-space search, budget {args.budget} new molecules, batch {args.batch_size}, "
+            f"{args.n_init} initial molecules (bo, gradient), seeds {args.seeds}; plogp is the normalized "
+            f"penalized logP (JT-VAE constants); mean ± std over seeds.\n\n"
+            + markdown(table) + "\n\n" + "\n".join(f"- {line}" for line in checks) + "\n")
+    (out / "results.md").write_text(text)
+    plot_curves(out, dirs)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

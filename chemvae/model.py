@@ -1,0 +1,414 @@
+"""The molecule VAE of Gómez-Bombarelli et al. (2018) with a jointly trained property head.
+
+An encoder from :mod:`chemvae.encoders` maps a molecule to features, a
+``vaecore.DiagonalGaussianHead`` to q(z|x); a GRU decoder, fed z both as its initial
+state and at every step, defines p(x|z) over token sequences through
+``vaecore.likelihoods.CategoricalSequenceLikelihood``; an MLP predicts z-scored
+properties (logP, QED, SA by default) from z. The objective goes through
+``vaecore.elbo``; training loops live in :mod:`chemvae.train`.
+
+The model speaks SMILES at its boundary: :meth:`MoleculeVAE.encode` takes SMILES and
+:meth:`MoleculeVAE.decode` returns SMILES, whatever the internal representation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+from chemvae.data import check_molecules, encode_tokens
+from chemvae.encoders import build_encoder
+from chemvae.tokens import Tokenizer, Vocabulary
+from vaecore.bounds import elbo
+from vaecore.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from vaecore.errors import CheckpointError, InputDataError
+from vaecore.likelihoods import CategoricalSequenceLikelihood
+from vaecore.nets import mlp
+from vaecore.posteriors import DiagonalGaussianHead, StandardNormalPrior
+from vaecore.rundir import config_from_dict, config_to_dict
+
+
+@dataclass(frozen=True)
+class ChemVAEConfig:
+    """Architecture of a :class:`MoleculeVAE` (stored in every checkpoint).
+
+    Attributes:
+        representation: ``smiles`` or ``selfies``.
+        encoder: A key of :data:`chemvae.encoders.ENCODERS` (``cnn``, ``gru``, ``graph``).
+        latent_dim: Size ``d`` of z.
+        max_length: Longest token sequence (without ``<eos>``); longer molecules are skipped.
+        embedding_dim: Token embedding width (encoder and decoder each have one).
+        encoder_hidden: GRU width per direction, CNN dense width, or graph node width.
+        encoder_layers: GRU encoder layers.
+        cnn_channels, cnn_kernels: Convolution widths and kernel sizes (paper: 9, 9, 10 / 9, 9, 11).
+        graph_layers: Message-passing layers of the graph encoder.
+        decoder_hidden: Decoder GRU width.
+        decoder_layers: Decoder GRU layers.
+        dropout: Dropout between stacked GRU layers.
+        property_names: Columns of :func:`chemvae.properties.compute_properties` to predict.
+        property_hidden: Hidden widths of the property MLP.
+        property_weight: Weight of the property MSE added to the negative ELBO.
+        canonicalize: Canonicalize SMILES with RDKit before tokenizing (training and encode).
+    """
+
+    representation: str = "smiles"
+    encoder: str = "gru"
+    latent_dim: int = 56
+    max_length: int = 120
+    embedding_dim: int = 64
+    encoder_hidden: int = 256
+    encoder_layers: int = 1
+    cnn_channels: tuple[int, ...] = (9, 9, 10)
+    cnn_kernels: tuple[int, ...] = (9, 9, 11)
+    graph_layers: int = 4
+    decoder_hidden: int = 512
+    decoder_layers: int = 3
+    dropout: float = 0.0
+    property_names: tuple[str, ...] = ("logp", "qed", "sa")
+    property_hidden: tuple[int, ...] = (128, 128)
+    property_weight: float = 1.0
+    canonicalize: bool = True
+
+
+class GRUDecoder(nn.Module):
+    """Autoregressive GRU over tokens, conditioned on z at the initial state and every step.
+
+    Args:
+        vocab_size: ``V``.
+        embedding_dim: Token embedding width ``E``.
+        latent_dim: ``d``.
+        hidden: GRU width ``H``.
+        num_layers: GRU layers ``L``.
+        dropout: Dropout between GRU layers.
+    """
+
+    def __init__(self, vocab_size: int, embedding_dim: int, latent_dim: int, hidden: int,
+                 num_layers: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.num_layers, self.hidden = num_layers, hidden
+        self.embed = nn.Embedding(vocab_size, embedding_dim, padding_idx=Vocabulary.pad_index)
+        self.init_state = nn.Linear(latent_dim, num_layers * hidden)
+        self.gru = nn.GRU(embedding_dim + latent_dim, hidden, num_layers, batch_first=True,
+                          dropout=dropout if num_layers > 1 else 0.0)
+        self.out = nn.Linear(hidden, vocab_size)
+
+    def initial_state(self, z: Tensor) -> Tensor:
+        """z `[N, d]` to the GRU state `[L, N, H]`."""
+        h = torch.tanh(self.init_state(z))
+        return h.view(z.shape[0], self.num_layers, self.hidden).transpose(0, 1).contiguous()
+
+    def forward(self, z: Tensor, inputs: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Logits for each position given the previous tokens (teacher forcing).
+
+        Args:
+            z: Latents `[N, d]`.
+            inputs: Previous-token ids `[N, T]` (``<bos>`` first).
+            state: GRU state `[L, N, H]`; by default :meth:`initial_state` of z.
+
+        Returns:
+            Logits `[N, T, V]` and the final state `[L, N, H]`.
+        """
+        if state is None:
+            state = self.initial_state(z)
+        x = self.embed(inputs)
+        x = torch.cat([x, z.unsqueeze(1).expand(-1, x.shape[1], -1)], dim=-1)
+        out, state = self.gru(x, state)
+        return self.out(out), state
+
+
+@contextlib.contextmanager
+def _evaluating(module: nn.Module) -> Iterator[None]:
+    """Eval mode and no gradients inside the block; the previous mode is restored."""
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        module.train(was_training)
+
+
+class MoleculeVAE(nn.Module):
+    """Sequence VAE over molecules with a property head on z.
+
+    Args:
+        config: Architecture.
+        vocab: Token vocabulary, built from the training data.
+    """
+
+    def __init__(self, config: ChemVAEConfig, vocab: Vocabulary) -> None:
+        super().__init__()
+        self.config = config
+        self.vocab = vocab
+        self.tokenizer = Tokenizer(config.representation)
+        self.latent_dim = config.latent_dim
+        self.property_names = tuple(config.property_names)
+        self.encoder = build_encoder(config, len(vocab))
+        self.posterior_head = DiagonalGaussianHead(self.encoder.out_features, config.latent_dim)
+        self.decoder = GRUDecoder(len(vocab), config.embedding_dim, config.latent_dim, config.decoder_hidden,
+                                  config.decoder_layers, config.dropout)
+        self.likelihood = CategoricalSequenceLikelihood(Vocabulary.pad_index)
+        self.property_head = mlp(config.latent_dim, config.property_hidden, len(self.property_names),
+                                 activation="relu")
+        self.prior = StandardNormalPrior(config.latent_dim)
+        # z-scoring statistics of the training properties: saved in the state dict.
+        self.register_buffer("property_mean", torch.zeros(len(self.property_names)))
+        self.register_buffer("property_std", torch.ones(len(self.property_names)))
+
+    @property
+    def device(self) -> torch.device:
+        return self.property_mean.device
+
+    def set_property_stats(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        """Store the training set's property mean and std `[P]` used for z-scoring."""
+        self.property_mean.copy_(torch.as_tensor(mean, dtype=self.property_mean.dtype))
+        self.property_std.copy_(torch.as_tensor(std, dtype=self.property_std.dtype))
+
+    # ------------------------------------------------------------------ training
+    def posterior(self, batch: dict) -> Distribution:
+        """q(z|x) for a batch, batch shape `[B]`, event `[d]`."""
+        inputs = batch.get("encoder_inputs")
+        if inputs is None:
+            inputs = self.encoder.prepare(batch["smiles"], batch["tokens"])
+        return self.posterior_head(self.encoder(inputs))
+
+    def decoder_logits(self, z: Tensor, tokens: Tensor) -> Tensor:
+        """Teacher-forced logits `[..., B, T, V]` for z `[..., B, d]` and targets `[B, T]`."""
+        lead = z.shape[:-1]
+        z_flat = z.reshape(-1, z.shape[-1])
+        bos = torch.full_like(tokens[:, :1], Vocabulary.bos_index)
+        inputs = torch.cat([bos, tokens[:, :-1]], dim=1)  # shift right: predict token t from < t
+        inputs = inputs.expand(*lead, -1).reshape(z_flat.shape[0], -1)
+        logits, _ = self.decoder(z_flat, inputs)
+        return logits.view(*lead, *logits.shape[1:])
+
+    def loss_terms(self, batch: dict, *, beta: float) -> dict[str, Tensor]:
+        """Training loss and its parts for one batch.
+
+        Args:
+            batch: ``{"smiles": list[str], "tokens": [B, T], "properties": [B, P]}`` as
+                yielded by :func:`chemvae.data.iterate_batches` (properties z-scored, NaN
+                where unknown; optional).
+            beta: KL weight for this step.
+
+        Returns:
+            Scalars ``loss`` (negative beta-ELBO + weighted property MSE, per molecule),
+            ``recon`` (-E_q log p(x|z)), ``kl``, ``elbo`` (beta = 1), ``property_mse``,
+            ``token_accuracy`` (teacher-forced) and ``beta``.
+        """
+        tokens = batch["tokens"]
+        q = self.posterior(batch)
+        seen: dict[str, Distribution] = {}
+
+        def decode(z: Tensor) -> Distribution:  # z [S, B, d] -> p(x|z), batch [S, B]
+            seen["p"] = self.likelihood(self.decoder_logits(z, tokens))
+            return seen["p"]
+
+        terms = elbo(tokens, lambda _x: q, decode, self.prior, beta=beta)
+        property_mse = self._property_mse(terms.z, batch.get("properties"))
+        loss = terms.loss() + self.config.property_weight * property_mse
+        return {
+            "loss": loss,
+            "recon": -terms.log_likelihood.mean(),
+            "kl": terms.kl.mean(),
+            "elbo": (terms.log_likelihood - terms.kl).mean(),
+            "property_mse": property_mse,
+            "token_accuracy": seen["p"].token_accuracy(tokens).mean(),
+            "beta": torch.as_tensor(float(beta)),
+        }
+
+    def _property_mse(self, z: Tensor, target: Tensor | None) -> Tensor:
+        """Mean squared error of the head on z `[S, B, d]` against `[B, P]`, NaNs ignored."""
+        if target is None or target.numel() == 0:
+            return z.new_zeros(())
+        pred = self.property_head(z)
+        known = torch.isfinite(target)
+        err = (pred - torch.nan_to_num(target)).pow(2) * known
+        return err.sum() / (known.sum() * z.shape[0]).clamp_min(1)
+
+    # ------------------------------------------------------------------ SMILES in
+    def encode(self, smiles: Sequence[str], errors: str = "raise", batch_size: int = 1000
+               ) -> Tensor | tuple[Tensor, list[int]]:
+        """Posterior means of SMILES strings.
+
+        Args:
+            smiles: ``N`` SMILES strings.
+            errors: ``raise``: a molecule that cannot be encoded raises; ``skip``: it is
+                left out and the kept positions are returned too.
+            batch_size: Molecules per forward pass.
+
+        Returns:
+            Means `[N, d]` on the model's device; with ``errors="skip"``, ``(means [K, d],
+            kept_indices)``.
+
+        Raises:
+            InputDataError: (a ``ValueError``) with ``errors="raise"``, naming the first
+                bad index, its string and the reason (empty, unparsable, valence,
+                too_long, unknown_token, ...).
+        """
+        if errors not in ("raise", "skip"):
+            raise InputDataError(f"errors must be 'raise' or 'skip', got {errors!r}")
+        if isinstance(smiles, str):
+            raise InputDataError("encode takes a sequence of SMILES strings, not one string")
+        checked = check_molecules(list(smiles), self.tokenizer, max_length=self.config.max_length,
+                                  vocab=self.vocab, canonicalize=self.config.canonicalize)
+        if errors == "raise" and checked.first_issue is not None:
+            raise InputDataError(f"cannot encode {checked.first_issue.describe()}")
+        tokens = encode_tokens(checked.tokens, self.vocab, self.config.max_length + 1)
+        means = []
+        with _evaluating(self):
+            for start in range(0, len(checked.smiles), batch_size):
+                chunk = tokens[start : start + batch_size]
+                width = int((chunk != Vocabulary.pad_index).sum(1).max())
+                batch = {"smiles": checked.smiles[start : start + batch_size],
+                         "tokens": chunk[:, :width].to(self.device)}
+                means.append(self.posterior(batch).mean)
+        z = torch.cat(means) if means else torch.zeros(0, self.latent_dim, device=self.device,
+                                                       dtype=self.property_mean.dtype)
+        return (z, checked.indices) if errors == "skip" else z
+
+    # ------------------------------------------------------------------ SMILES out
+    def decode(self, z: Tensor, method: str = "greedy", temperature: float = 1.0,
+               generator: torch.Generator | None = None, batch_size: int = 1000) -> list[str]:
+        """Decode latents into SMILES strings (possibly invalid).
+
+        All sequences of a batch step together and decoding stops when every one has
+        emitted ``<eos>`` or after ``max_length + 1`` steps.
+
+        Args:
+            z: Latents `[N, d]` (or `[d]`), moved to the model's device.
+            method: ``greedy`` (argmax token) or ``sample`` (from softmax(logits / temperature)).
+            temperature: Sampling temperature, > 0.
+            generator: Random generator for ``sample`` (any device).
+            batch_size: Sequences decoded at once.
+
+        Returns:
+            ``N`` SMILES strings (SELFIES models decode to SMILES).
+        """
+        if method not in ("greedy", "sample"):
+            raise InputDataError(f"method must be 'greedy' or 'sample', got {method!r}")
+        if not temperature > 0:
+            raise InputDataError(f"temperature must be > 0, got {temperature}")
+        z = torch.as_tensor(z)
+        if z.dim() == 1:
+            z = z.unsqueeze(0)
+        if z.dim() != 2 or z.shape[-1] != self.latent_dim:
+            raise InputDataError(f"z must have shape [N, {self.latent_dim}], got {list(z.shape)}")
+        z = z.to(self.device, self.property_mean.dtype)
+        out: list[str] = []
+        with _evaluating(self):
+            for start in range(0, z.shape[0], batch_size):
+                ids = self._generate(z[start : start + batch_size], method, temperature, generator)
+                out += [self.tokenizer.detokenize(self.vocab.decode(row)) for row in ids.tolist()]
+        return out
+
+    def _generate(self, z: Tensor, method: str, temperature: float, generator: torch.Generator | None) -> Tensor:
+        """Token ids `[N, T]` decoded step by step from z `[N, d]`."""
+        n = z.shape[0]
+        token = torch.full((n, 1), Vocabulary.bos_index, dtype=torch.long, device=z.device)
+        finished = torch.zeros(n, dtype=torch.bool, device=z.device)
+        state = self.decoder.initial_state(z)
+        # Special tokens other than <eos> are never valid output.
+        banned = torch.tensor([Vocabulary.pad_index, Vocabulary.bos_index, Vocabulary.unk_index], device=z.device)
+        steps: list[Tensor] = []
+        for _ in range(self.config.max_length + 1):
+            logits, state = self.decoder(z, token, state)
+            logits = logits[:, -1].index_fill(-1, banned, float("-inf"))
+            if method == "greedy":
+                nxt = logits.argmax(-1)
+            else:
+                # Inverse-CDF sampling from uniforms drawn on the generator's own device,
+                # so that a CPU generator gives the same molecules on any model device.
+                probs = torch.softmax(logits / temperature, dim=-1)
+                device = generator.device if generator is not None else z.device
+                u = torch.rand(n, 1, generator=generator, device=device).to(z.device, probs.dtype)
+                nxt = (probs.cumsum(-1) < u).sum(-1).clamp_max(probs.shape[-1] - 1)
+            nxt = nxt.masked_fill(finished, Vocabulary.pad_index)
+            steps.append(nxt)
+            finished |= nxt == Vocabulary.eos_index
+            if bool(finished.all()):
+                break
+            token = nxt.unsqueeze(1)
+        return torch.stack(steps, dim=1).cpu()
+
+    def sample(self, n: int, method: str = "greedy", temperature: float = 1.0,
+               generator: torch.Generator | None = None, batch_size: int = 1000) -> list[str]:
+        """Decode ``n`` draws z ~ p(z) (drawn with ``generator``, then moved to the model)."""
+        device = generator.device if generator is not None else self.device
+        z = torch.randn(n, self.latent_dim, generator=generator, device=device)
+        return self.decode(z, method=method, temperature=temperature, generator=generator, batch_size=batch_size)
+
+    # ------------------------------------------------------------------ properties
+    def property_tensor(self, z: Tensor) -> Tensor:
+        """De-standardized property predictions `[..., P]` for z `[..., d]` (differentiable)."""
+        return self.property_head(z) * self.property_std + self.property_mean
+
+    def predict_properties(self, z: Tensor) -> pd.DataFrame:
+        """Predicted properties of latents `[N, d]` as a table with columns ``property_names``."""
+        z = torch.as_tensor(z)
+        if z.dim() == 1:
+            z = z.unsqueeze(0)
+        with _evaluating(self):
+            values = self.property_tensor(z.to(self.device, self.property_mean.dtype))
+        return pd.DataFrame(values.cpu().double().numpy(), columns=list(self.property_names))
+
+
+# ---------------------------------------------------------------------- persistence
+MODEL_FILE = "model.safetensors"
+CHECKPOINT_FILE = "checkpoint.safetensors"
+
+
+def checkpoint_extra(model: MoleculeVAE) -> dict:
+    """What a checkpoint stores besides tensors: the vocabulary and property statistics."""
+    return {
+        "kind": "chemvae.MoleculeVAE",
+        "vocab": model.vocab.to_dict(),
+        "property_names": list(model.property_names),
+        "property_mean": model.property_mean.tolist(),
+        "property_std": model.property_std.tolist(),
+    }
+
+
+def save_model(model: MoleculeVAE, path: str | Path, **payload: object) -> Path:
+    """Write the model (and any extra ``payload`` entries, e.g. optimizer state) atomically."""
+    return save_checkpoint(path, {"model": model.state_dict(), **payload}, config_to_dict(model.config),
+                           extra=checkpoint_extra(model))
+
+
+def model_from_checkpoint(ckpt: Checkpoint) -> MoleculeVAE:
+    """Rebuild a model from a loaded checkpoint (weights on the checkpoint's device)."""
+    if ckpt.extra.get("kind") != "chemvae.MoleculeVAE" or "vocab" not in ckpt.extra:
+        raise CheckpointError("not a chemvae model checkpoint (no vocabulary stored)")
+    config = config_from_dict(ChemVAEConfig, ckpt.config)
+    model = MoleculeVAE(config, Vocabulary.from_dict(ckpt.extra["vocab"]))
+    model.load_state_dict(ckpt.payload["model"])
+    return model.to(next(iter(ckpt.payload["model"].values())).device)
+
+
+def load(path: str | Path, device: str | torch.device = "cpu") -> MoleculeVAE:
+    """Load a trained :class:`MoleculeVAE` in eval mode.
+
+    Args:
+        path: A run directory (its ``model.safetensors``, else its resumable
+            ``checkpoint.safetensors``) or a checkpoint file.
+        device: Where to put the weights.
+
+    Raises:
+        CheckpointError: No checkpoint there, or not a chemvae checkpoint.
+    """
+    path = Path(path)
+    if path.is_dir():
+        candidates = [path / MODEL_FILE, path / CHECKPOINT_FILE]
+        found = [p for p in candidates if p.is_file()]
+        if not found:
+            raise CheckpointError(f"{path} holds no {MODEL_FILE} or {CHECKPOINT_FILE}")
+        path = found[0]
+    model = model_from_checkpoint(load_checkpoint(path, device=device))
+    return model.eval()

@@ -1,0 +1,36 @@
+"""Latent-space molecule search with BoTorch: Bayesian optimization, gradient ascent, random.
+
+>>> import chemvae
+>>> from chemvae import objectives, search
+>>> model = chemvae.load("runs/chem")
+>>> result = search.optimize(model, objectives.qed, method="bo", budget=500, seed=0)
+>>> result.best(10)            # the 10 best distinct valid molecules found
+>>> result.history             # one row per proposed molecule
+
+Modules: :mod:`~chemvae.search.loop` (:func:`optimize`, shared by all methods),
+:mod:`~chemvae.search.oracle` (dedup, failures, budget), :mod:`~chemvae.search.bo`,
+:mod:`~chemvae.search.trust_region`, :mod:`~chemvae.search.gradient`,
+:mod:`~chemvae.search.random`, :mod:`~chemvae.search.result`.
+"""
+
+from chemvae.search.bo import BayesOpt, BOSettings
+from chemvae.search.gradient import GradientAscent, GradientSettings
+from chemvae.search.loop import METHODS, optimize
+from chemvae.search.oracle import Evaluation, Oracle
+from chemvae.search.random import RandomSearch
+from chemvae.search.result import SearchResult
+from chemvae.search.trust_region import TrustRegion
+
+__all__ = [
+    "METHODS",
+    "BOSettings",
+    "BayesOpt",
+    "Evaluation",
+    "GradientAscent",
+    "GradientSettings",
+    "Oracle",
+    "RandomSearch",
+    "SearchResult",
+    "TrustRegion",
+    "optimize",
+]

@@ -1,0 +1,224 @@
+"""The search loop shared by every method: :func:`optimize`.
+
+A method (``bo``, ``gradient``, ``random``) only proposes latents and learns from what
+became of them; this loop does the rest the same way for all of them:
+
+1. score the initial molecules (for methods that use them; free of budget);
+2. until the budget of objective calls on new molecules is spent: ask the method for
+   ``batch_size`` latents, decode them (greedy by default), send the strings through the
+   :class:`~chemvae.search.oracle.Oracle` (dedup, failures, budget), record one history
+   row per string, and hand the evaluations back to the method.
+
+The loop runs under a private seeded torch RNG (``torch.random.fork_rng``), so the same
+seed gives the same history on CPU and the caller's RNG state is left untouched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from chemvae.objectives import objective_name
+from chemvae.search.bo import BayesOpt, BOSettings
+from chemvae.search.gradient import GradientAscent, GradientSettings
+from chemvae.search.oracle import FAILURE_STATUSES, Oracle
+from chemvae.search.random import RandomSearch
+from chemvae.search.result import SearchRecorder, SearchResult, count_failures, history_frame
+from chemvae.search.trust_region import search_bounds
+from vaecore.errors import InputDataError, SearchWarning
+
+METHODS = ("bo", "gradient", "random")
+DEFAULT_N_INIT = 500
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    device = getattr(model, "device", None)
+    if isinstance(device, torch.device):
+        return device
+    return next(model.parameters()).device
+
+
+def initial_latents(model: nn.Module, init_smiles: Sequence[str] | None, n_init: int,
+                    generator: np.random.Generator) -> tuple[Tensor, list[str]]:
+    """Latents `[n, d]` and SMILES of the initial molecules.
+
+    With ``init_smiles``, a seeded random subset of ``n_init`` of them, encoded to their
+    posterior means (molecules the model cannot encode are skipped). Without, ``n_init``
+    prior draws and their greedy decodings.
+    """
+    if init_smiles is None:
+        z = model.prior().sample((n_init,))
+        return z, model.decode(z, method="greedy")
+    if isinstance(init_smiles, str):
+        raise InputDataError("init_smiles must be a sequence of SMILES strings, not one string")
+    pool = list(init_smiles)
+    if len(pool) > n_init:
+        pool = [pool[i] for i in np.sort(generator.choice(len(pool), size=n_init, replace=False))]
+    z, kept = model.encode(pool, errors="skip")
+    if len(kept) == 0:
+        raise InputDataError(f"none of the {len(pool)} initial molecules could be encoded by the model")
+    return z, [pool[i] for i in kept]
+
+
+def make_method(method: str, model: nn.Module, objective: Any, box: Tensor, batch_size: int, seed: int,
+                settings: Any = None) -> Any:
+    """The proposer object for ``method`` (see :data:`METHODS`)."""
+    if method == "bo":
+        prior = model.prior()
+        return BayesOpt(box, batch_size, settings or BOSettings(), seed=seed, prior_loc=prior.mean,
+                        prior_scale=prior.stddev)
+    if method == "gradient":
+        return GradientAscent(model, objective, box, batch_size, settings or GradientSettings())
+    if method == "random":
+        return RandomSearch(model.prior(), batch_size)
+    raise InputDataError(f"unknown search method {method!r}; choose from {METHODS}")
+
+
+def optimize(
+    model: nn.Module,
+    objective: Callable[[Sequence[str]], Sequence[Any]],
+    *,
+    method: str = "bo",
+    budget: int = 500,
+    batch_size: int = 10,
+    n_init: int | None = None,
+    seed: int = 0,
+    init_smiles: Sequence[str] | None = None,
+    acquisition: str | None = None,
+    settings: BOSettings | GradientSettings | None = None,
+    prior_bound: float = 3.0,
+    decode_method: str = "greedy",
+    max_stalled_rounds: int = 50,
+    progress: bool = False,
+) -> SearchResult:
+    """Maximize ``objective`` over molecules decoded from ``model``'s latent space.
+
+    Args:
+        model: A trained molecule VAE (``latent_dim``, ``encode``, ``decode``, ``prior``;
+            ``property_tensor`` / ``property_names`` for ``gradient``).
+        objective: Callable from a list of SMILES to a list of floats (higher is better).
+            ``None``, NaN, infinities and exceptions for a molecule are counted failures.
+        method: ``bo``, ``gradient`` or ``random``.
+        budget: Objective calls on new molecules; duplicates and invalid strings are free.
+        batch_size: Latents proposed per iteration.
+        n_init: Initial molecules for ``bo`` / ``gradient`` (scored, not counted in the
+            budget); default 500. ``random`` uses none.
+        seed: Seeds the torch RNG of the search and the method's own generators.
+        init_smiles: Pool of training molecules to draw the initial ones from; ``None``:
+            decoded prior samples.
+        acquisition: ``logei`` or ``ts`` for ``bo`` (overrides ``settings.acquisition``).
+        settings: :class:`~chemvae.search.bo.BOSettings` or
+            :class:`~chemvae.search.gradient.GradientSettings`.
+        prior_bound: Half-width of the search box in prior standard deviations.
+        decode_method: ``greedy`` (deterministic z -> molecule) or ``sample``.
+        max_stalled_rounds: Stop (with a warning) after this many iterations in a row
+            that produced no new molecule.
+        progress: Show a tqdm bar with the best score so far.
+
+    Returns:
+        A :class:`~chemvae.search.result.SearchResult`.
+
+    Raises:
+        InputDataError: Unknown method, bad sizes, or ``gradient`` with an objective the
+            property head cannot predict.
+    """
+    if method not in METHODS:
+        raise InputDataError(f"unknown search method {method!r}; choose from {METHODS}")
+    for name, value in (("budget", budget), ("batch_size", batch_size)):
+        if not isinstance(value, int) or value < 1:
+            raise InputDataError(f"{name} must be a positive integer, got {value!r}")
+    n_init = DEFAULT_N_INIT if n_init is None else n_init
+    if n_init < 0:
+        raise InputDataError(f"n_init must be >= 0, got {n_init}")
+    if acquisition is not None:
+        if method != "bo":
+            raise InputDataError(f"acquisition={acquisition!r} applies to method 'bo' only, not {method!r}")
+        settings = dataclasses.replace(settings or BOSettings(), acquisition=acquisition)
+    expected = {"bo": BOSettings, "gradient": GradientSettings}.get(method)
+    if settings is not None and (expected is None or not isinstance(settings, expected)):
+        raise InputDataError(f"settings {type(settings).__name__} do not apply to method {method!r}")
+
+    device = _model_device(model)
+    cuda = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        return _run(model, objective, method=method, budget=budget, batch_size=batch_size, n_init=n_init,
+                    seed=seed, init_smiles=init_smiles, settings=settings, prior_bound=prior_bound,
+                    decode_method=decode_method, max_stalled_rounds=max_stalled_rounds, progress=progress,
+                    device=device)
+
+
+def _run(model: nn.Module, objective: Any, *, method: str, budget: int, batch_size: int, n_init: int, seed: int,
+         init_smiles: Sequence[str] | None, settings: Any, prior_bound: float, decode_method: str,
+         max_stalled_rounds: int, progress: bool, device: torch.device) -> SearchResult:
+    generator = np.random.default_rng(seed)
+    oracle = Oracle(objective, budget)
+    recorder = SearchRecorder(method)
+    prior = model.prior()
+    loc = prior.mean.to(device, torch.float64)
+    scale = prior.stddev.to(device, torch.float64)
+
+    # The method object first: a gradient search with an unsupported objective fails fast.
+    proposer = make_method(method, model, objective, search_bounds(loc, scale, prior_bound), batch_size, seed,
+                           settings)
+    if proposer.uses_init and n_init > 0:
+        z0, smiles0 = initial_latents(model, init_smiles, n_init, generator)
+        z0 = z0.to(device, torch.float64)
+        evaluations = oracle.evaluate(smiles0, counted=False)
+        recorder.record(0, z0, evaluations, method="init")
+        ok = [i for i, ev in enumerate(evaluations) if ev.ok]
+        # The box must hold the incumbent: widen it to cover the encoded molecules.
+        proposer.box = search_bounds(loc, scale, prior_bound, z0[ok] if ok else None)
+        proposer.initialize(z0[ok], torch.tensor([evaluations[i].score for i in ok], dtype=torch.float64))
+
+    bar = tqdm(total=budget, desc=f"{method} {objective_name(objective)}", unit="call", disable=not progress)
+    iteration, stalled = 0, 0
+    try:
+        while not oracle.exhausted:
+            iteration += 1
+            t0 = time.perf_counter()
+            z, info = proposer.propose()
+            t1 = time.perf_counter()
+            smiles = model.decode(z, method=decode_method)
+            t2 = time.perf_counter()
+            evaluations = oracle.evaluate(smiles)
+            t3 = time.perf_counter()
+            new = recorder.record(iteration, z, evaluations)
+            proposer.observe(z, evaluations)
+            recorder.log_iteration(iteration=iteration, propose_seconds=t1 - t0, decode_seconds=t2 - t1,
+                                   score_seconds=t3 - t2, new=new,
+                                   duplicates=sum(ev.status == "duplicate" for ev in evaluations),
+                                   invalid=sum(ev.status == "invalid_smiles" for ev in evaluations),
+                                   best_score=recorder.best, **info)
+            bar.update(new)
+            if math.isfinite(recorder.best):
+                bar.set_postfix(best=f"{recorder.best:.4g}")
+            stalled = 0 if new else stalled + 1
+            if stalled >= max_stalled_rounds:
+                warnings.warn(f"{method} search stopped after {stalled} iterations without a new molecule "
+                              f"({oracle.calls}/{budget} objective calls used)", SearchWarning, stacklevel=3)
+                break
+    finally:
+        bar.close()
+
+    history = history_frame(recorder.rows)
+    latents = torch.cat(recorder.latents) if recorder.latents else torch.zeros(0, loc.shape[-1],
+                                                                                dtype=torch.float64)
+    method_settings = getattr(proposer, "settings", None)
+    used = dataclasses.asdict(method_settings) if method_settings is not None else {}
+    used.update(n_init=n_init if proposer.uses_init else 0, batch_size=batch_size, seed=seed,
+                prior_bound=prior_bound, decode_method=decode_method)
+    return SearchResult(history=history, method=method, objective=objective_name(objective), budget=budget,
+                        failures=count_failures(history, FAILURE_STATUSES),
+                        wall_seconds=recorder.elapsed(), latents=latents,
+                        iterations=pd.DataFrame(recorder.iterations), settings=used)

@@ -1,0 +1,179 @@
+"""Objective bookkeeping: deduplication, failure counting and the evaluation budget.
+
+Every decoded string goes through an :class:`Oracle` before it reaches a surrogate
+model. The oracle canonicalizes it with RDKit, looks up molecules it has already seen,
+calls the user's objective only on molecules it has not, and turns anything that is not
+a finite float into a counted failure:
+
+=================  =====================================================================
+status             meaning
+=================  =====================================================================
+``scored``         a new molecule, scored (finite float)
+``duplicate``      seen before (in this batch, earlier, or among the initial molecules):
+                   looked up, not re-scored, not counted in the budget
+``invalid_smiles`` the decoder's string does not parse; the objective is not called
+``none``           the objective returned ``None`` for this molecule
+``nan`` / ``inf``  it returned NaN / an infinity
+``exception``      it raised for this molecule (found by scoring one at a time)
+``bad_output``     it returned something that is not a number
+``over_budget``    a new molecule left unscored because the budget ran out
+=================  =====================================================================
+
+Only ``scored`` rows have a finite score; failures never reach the GP. The budget
+counts objective calls on new molecules (``scored`` plus the failed ones).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from chemvae.rdkit_utils import canonical_smiles
+from vaecore.errors import InputDataError
+
+Objective = Callable[[Sequence[str]], Sequence[Any]]
+
+FAILURE_STATUSES = ("invalid_smiles", "none", "nan", "inf", "exception", "bad_output")
+STATUSES = ("scored", "duplicate", "over_budget") + FAILURE_STATUSES
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What became of one proposed string.
+
+    Attributes:
+        smiles: The string as proposed (decoded).
+        canonical: RDKit canonical SMILES, ``None`` if it does not parse.
+        score: The objective value; NaN unless the molecule was scored (now or before).
+        status: One of :data:`STATUSES`.
+        new: The objective was called on it now (it counts in the budget).
+    """
+
+    smiles: str
+    canonical: str | None
+    score: float
+    status: str
+    new: bool
+
+    @property
+    def ok(self) -> bool:
+        """A finite score is known (scored now, or a duplicate of a scored molecule)."""
+        return math.isfinite(self.score)
+
+
+def _as_score(value: Any) -> tuple[float, str]:
+    """One objective output as ``(score, status)``."""
+    if value is None:
+        return math.nan, "none"
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return math.nan, "bad_output"
+    if math.isnan(x):
+        return math.nan, "nan"
+    if math.isinf(x):
+        return math.nan, "inf"
+    return x, "scored"
+
+
+class Oracle:
+    """Wraps an objective with a cache, a failure counter and a budget.
+
+    Args:
+        objective: Callable from a list of SMILES to a list of floats (same length).
+        budget: Objective calls on new molecules allowed; ``None`` for no limit.
+
+    Attributes:
+        calls: Molecules the objective has been called on within the budget.
+        failures: ``Counter`` of failure statuses (invalid SMILES included).
+        cache: Canonical SMILES -> score (NaN for a molecule whose scoring failed).
+    """
+
+    def __init__(self, objective: Objective, budget: int | None = None) -> None:
+        if not callable(objective):
+            raise InputDataError(f"objective must be callable (list of SMILES -> list of floats), got {objective!r}")
+        if budget is not None and budget < 0:
+            raise InputDataError(f"budget must be >= 0, got {budget}")
+        self.objective = objective
+        self.budget = budget
+        self.calls = 0
+        self.failures: Counter[str] = Counter()
+        self.cache: dict[str, float] = {}
+
+    @property
+    def remaining(self) -> float:
+        return math.inf if self.budget is None else self.budget - self.calls
+
+    @property
+    def exhausted(self) -> bool:
+        return self.remaining <= 0
+
+    def evaluate(self, smiles: Sequence[str], *, counted: bool = True) -> list[Evaluation]:
+        """Score proposed strings, looking up known molecules.
+
+        Args:
+            smiles: ``N`` strings (decoder output, possibly invalid).
+            counted: Whether new molecules use the budget (``False`` for the initial
+                training molecules, which are scored but free).
+
+        Returns:
+            ``N`` :class:`Evaluation` in input order.
+        """
+        canon = [canonical_smiles(s) for s in smiles]
+        status: list[str] = [""] * len(smiles)
+        fresh: list[int] = []  # positions of molecules to score now (first occurrences)
+        fresh_set: set[str] = set()
+        over: set[str] = set()  # new molecules the budget has no room for
+        for i, c in enumerate(canon):
+            if c is None:
+                status[i] = "invalid_smiles"
+            elif c in over:
+                status[i] = "over_budget"
+            elif c in self.cache or c in fresh_set:
+                status[i] = "duplicate"
+            elif counted and len(fresh) >= self.remaining:
+                status[i] = "over_budget"
+                over.add(c)
+            else:
+                fresh.append(i)
+                fresh_set.add(c)
+
+        results = self._score([canon[i] for i in fresh])
+        for i, (score, st) in zip(fresh, results):
+            self.cache[canon[i]] = score
+            status[i] = st
+        if counted:
+            self.calls += len(fresh)
+        is_new = set(fresh)
+        out = []
+        for i, s in enumerate(smiles):
+            st = status[i]
+            if st in FAILURE_STATUSES:
+                self.failures[st] += 1
+            score = self.cache.get(canon[i], math.nan) if st in ("scored", "duplicate") else math.nan
+            out.append(Evaluation(s, canon[i], score, st, i in is_new))
+        return out
+
+    def _score(self, smiles: list[str]) -> list[tuple[float, str]]:
+        """``(score, status)`` per molecule; a failing batch is retried one at a time."""
+        if not smiles:
+            return []
+        try:
+            values = list(self.objective(list(smiles)))
+            if len(values) != len(smiles):
+                raise InputDataError(f"objective returned {len(values)} values for {len(smiles)} molecules")
+        except Exception:  # noqa: BLE001 - any failure of user code: isolate the culprit
+            return [self._score_one(s) for s in smiles]
+        return [_as_score(v) for v in values]
+
+    def _score_one(self, smiles: str) -> tuple[float, str]:
+        try:
+            values = list(self.objective([smiles]))
+        except Exception:  # noqa: BLE001 - the objective failed for this molecule
+            return math.nan, "exception"
+        if len(values) != 1:
+            return math.nan, "bad_output"
+        return _as_score(values[0])

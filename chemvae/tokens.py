@@ -1,0 +1,195 @@
+"""Molecule strings as token sequences: the SMILES regex tokenizer, SELFIES, and the vocabulary.
+
+A :class:`Tokenizer` turns one molecule string into a list of tokens and back; the
+:class:`Vocabulary` maps tokens to integer ids with four special tokens (padding,
+begin, end, unknown) and is built from the training data, then stored with the model.
+
+SMILES tokens are bracket atoms (``[nH]``, ``[C@@H]``, ``[O-]``), the two-letter organic
+elements ``Cl`` and ``Br``, single-letter atoms, bonds, branches, and ring closures
+(``1``-``9`` and ``%nn``). With ``representation="selfies"`` the SMILES is first
+translated by the ``selfies`` package and split into its bracketed symbols; decoding
+goes back to SMILES, so callers always see SMILES.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import selfies as sf
+
+from vaecore.errors import InputDataError
+
+PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
+SPECIAL_TOKENS: tuple[str, ...] = (PAD, BOS, EOS, UNK)
+REPRESENTATIONS: tuple[str, ...] = ("smiles", "selfies")
+
+# Order matters: bracket atoms first (they may contain anything but ']'), then the
+# two-letter organic-subset halogens before their one-letter prefixes B and C, then
+# '%nn' ring closures before single digits.
+_SMILES_TOKEN = re.compile(
+    r"\[[^\[\]]+\]"  # bracket atom
+    r"|Br|Cl"  # two-letter organic subset
+    r"|[BCNOPSFI]|[bcnops]"  # one-letter organic subset (aliphatic, aromatic)
+    r"|%\d{2}|\d"  # ring closures
+    r"|[=#\-\+\\/:~\(\)\.\*\$@\?>]"  # bonds, branches, dot, wildcard and reaction marks
+)
+
+
+class TokenizationError(InputDataError):
+    """A string that cannot be split into tokens; ``reason`` is a short machine label."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def tokenize_smiles(smiles: str) -> list[str]:
+    """Split a SMILES string into regex tokens.
+
+    Raises:
+        TokenizationError: If some character is not covered by any token (reason
+            ``untokenizable``); the message names the position and the character.
+    """
+    tokens: list[str] = []
+    pos = 0
+    for match in _SMILES_TOKEN.finditer(smiles):
+        if match.start() != pos:
+            break
+        tokens.append(match.group())
+        pos = match.end()
+    if pos != len(smiles):
+        raise TokenizationError(
+            f"cannot tokenize SMILES {smiles!r}: unexpected {smiles[pos]!r} at position {pos}",
+            "untokenizable",
+        )
+    return tokens
+
+
+@dataclass(frozen=True)
+class Tokenizer:
+    """Molecule string <-> tokens for one representation.
+
+    Args:
+        representation: ``smiles`` (regex tokens) or ``selfies`` (SELFIES symbols).
+    """
+
+    representation: str = "smiles"
+
+    def __post_init__(self) -> None:
+        if self.representation not in REPRESENTATIONS:
+            raise InputDataError(
+                f"unknown representation {self.representation!r}; choose from {list(REPRESENTATIONS)}"
+            )
+
+    def tokenize(self, smiles: str) -> list[str]:
+        """Tokens of a SMILES string in this representation.
+
+        Raises:
+            TokenizationError: ``untokenizable`` (SMILES) or ``selfies_error`` (SELFIES
+                encoder refused the molecule).
+        """
+        if self.representation == "smiles":
+            return tokenize_smiles(smiles)
+        try:
+            encoded = sf.encoder(smiles)
+        except sf.EncoderError as err:
+            raise TokenizationError(f"SELFIES cannot encode {smiles!r}: {err}", "selfies_error") from err
+        if encoded is None:  # older selfies versions signal failure with None
+            raise TokenizationError(f"SELFIES cannot encode {smiles!r}", "selfies_error")
+        return list(sf.split_selfies(encoded))
+
+    def detokenize(self, tokens: Iterable[str]) -> str:
+        """Join tokens back into a SMILES string (SELFIES are decoded to SMILES).
+
+        Never raises: a SELFIES string the decoder refuses yields ``""``.
+        """
+        text = "".join(tokens)
+        if self.representation == "smiles":
+            return text
+        try:
+            return sf.decoder(text) or ""
+        except sf.DecoderError:
+            return ""
+
+
+class Vocabulary:
+    """Token <-> id map; ids 0-3 are ``<pad>``, ``<bos>``, ``<eos>``, ``<unk>``.
+
+    Args:
+        tokens: The ordinary tokens, in id order (special tokens are prepended).
+    """
+
+    def __init__(self, tokens: Sequence[str]) -> None:
+        ordinary = [t for t in tokens if t not in SPECIAL_TOKENS]
+        if len(set(ordinary)) != len(ordinary):
+            raise InputDataError("vocabulary tokens must be unique")
+        self.itos: list[str] = list(SPECIAL_TOKENS) + ordinary
+        self.stoi: dict[str, int] = {t: i for i, t in enumerate(self.itos)}
+
+    pad_index = SPECIAL_TOKENS.index(PAD)
+    bos_index = SPECIAL_TOKENS.index(BOS)
+    eos_index = SPECIAL_TOKENS.index(EOS)
+    unk_index = SPECIAL_TOKENS.index(UNK)
+
+    @classmethod
+    def build(cls, token_lists: Iterable[Sequence[str]], min_count: int = 1) -> Vocabulary:
+        """Vocabulary of every token seen at least ``min_count`` times, most frequent first."""
+        counts: Counter[str] = Counter()
+        for tokens in token_lists:
+            counts.update(tokens)
+        # Sort by (-count, token) so that the same data always gives the same ids.
+        kept = sorted((t for t, c in counts.items() if c >= min_count), key=lambda t: (-counts[t], t))
+        return cls(kept)
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __contains__(self, token: str) -> bool:
+        return token in self.stoi
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocabulary) and self.itos == other.itos
+
+    def __repr__(self) -> str:
+        return f"Vocabulary({len(self)} tokens)"
+
+    def unknown(self, tokens: Iterable[str]) -> list[str]:
+        """The tokens not in the vocabulary, in order of appearance, without repeats."""
+        return list(dict.fromkeys(t for t in tokens if t not in self.stoi))
+
+    def encode(self, tokens: Sequence[str], length: int) -> list[int]:
+        """Ids of ``tokens + <eos>``, padded with ``<pad>`` to ``length``.
+
+        Raises:
+            InputDataError: If ``len(tokens) + 1 > length``.
+        """
+        if len(tokens) + 1 > length:
+            raise InputDataError(f"{len(tokens)} tokens do not fit in length {length} (with <eos>)")
+        ids = [self.stoi.get(t, self.unk_index) for t in tokens] + [self.eos_index]
+        return ids + [self.pad_index] * (length - len(ids))
+
+    def decode(self, ids: Iterable[int]) -> list[str]:
+        """Tokens up to (not including) the first ``<eos>``; ``<pad>`` and ``<bos>`` dropped."""
+        out: list[str] = []
+        for i in ids:
+            i = int(i)
+            if i == self.eos_index:
+                break
+            if i in (self.pad_index, self.bos_index):
+                continue
+            out.append(self.itos[i] if 0 <= i < len(self.itos) else UNK)
+        return out
+
+    def to_dict(self) -> dict[str, list[str]]:
+        """JSON-able form, stored in checkpoints' ``extra``."""
+        return {"itos": list(self.itos)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Vocabulary:
+        itos = list(data["itos"])
+        if tuple(itos[: len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS:
+            raise InputDataError(f"stored vocabulary does not start with the special tokens {SPECIAL_TOKENS}")
+        return cls(itos[len(SPECIAL_TOKENS):])

@@ -1,0 +1,424 @@
+"""``vaelab chem train|eval``: the molecule VAE on MOSES or any SMILES CSV.
+
+``vaelab chem train --data moses|fixture|PATH.csv --out DIR`` checks the molecules
+(bad ones are skipped and counted by reason, one summary line), builds the vocabulary,
+computes logP / QED / SA (cached) for the property head, and trains with a linear KL
+warm-up. DIR holds ``config.json``, ``run.json``, ``history.csv`` (one row an epoch),
+``checkpoint.safetensors`` (resumable, rewritten every epoch and on Ctrl-C),
+``model.safetensors`` (the final model, what :func:`chemvae.load` reads) and
+``train.json`` (data summary, throughput). ``--resume DIR`` continues a run up to
+``--epochs`` in total with the configuration stored in DIR.
+
+``vaelab chem eval DIR`` reconstructs held-out test molecules (greedy decoding from the
+posterior mean), decodes ``--n-samples`` prior samples, computes the MOSES metrics
+(validity, unique@k, novelty, FCD, ...) and writes ``eval.json``, ``samples.csv`` and
+``prior_samples.png`` (an RDKit grid of valid samples).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gzip
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from chemvae.data import (MoleculeTensors, check_molecules, encode_tokens, load_splits, property_stats,
+                          standardize)
+from chemvae.encoders import ENCODERS
+from chemvae.model import CHECKPOINT_FILE, MODEL_FILE, ChemVAEConfig, MoleculeVAE, load, save_model
+from chemvae.tokens import REPRESENTATIONS, Tokenizer, Vocabulary
+from chemvae.train import fit, load_training_state, reconstruct
+from vaecore.checkpoint import atomic_write_bytes
+from vaecore.datasets import cache_dir
+from vaecore.errors import InputDataError
+from vaecore.rundir import RunDir, config_from_dict, write_json
+from vaecore.runtime import interruptible, resolve_device, seed_everything
+from vaecore.schedules import make_schedule
+
+_MODEL_FIELDS = {f.name for f in dataclasses.fields(ChemVAEConfig)}
+
+
+@dataclass(frozen=True)
+class ChemTrainConfig:
+    """Everything ``vaelab chem train`` needs; written to ``config.json``.
+
+    Attributes:
+        data: ``moses``, ``fixture`` or a CSV path.
+        smiles_column: SMILES column of a CSV (matched case-insensitively).
+        max_molecules: Cap on training molecules (seeded random subset); None: all.
+        valid_fraction, test_fraction: Held-out fractions (test only for CSVs without a
+            ``split`` column; MOSES has its own test files).
+        epochs, batch_size, lr, grad_clip: Adam training settings.
+        beta: Final KL weight (MOSES's CharVAE uses 0.05; 1 is the plain ELBO).
+        kl_schedule: ``linear``, ``sigmoid`` or ``none``.
+        kl_warmup_fraction, kl_delay_fraction: Warm-up length and initial delay as
+            fractions of all training steps.
+        representation ... canonicalize: The :class:`chemvae.model.ChemVAEConfig` fields.
+        n_jobs: Worker processes for checking molecules and properties (-1: all cores).
+        seed, device, progress, resume: Run settings (``resume``: run directory to continue).
+    """
+
+    data: str = "moses"
+    smiles_column: str = "smiles"
+    max_molecules: int | None = None
+    valid_fraction: float = 0.05
+    test_fraction: float = 0.1
+    epochs: int = 10
+    batch_size: int = 512
+    lr: float = 1e-3
+    grad_clip: float = 50.0
+    beta: float = 0.05
+    kl_schedule: str = "linear"
+    kl_warmup_fraction: float = 1.0
+    kl_delay_fraction: float = 0.0
+    representation: str = "smiles"
+    encoder: str = "gru"
+    latent_dim: int = 56
+    max_length: int = 120
+    embedding_dim: int = 64
+    encoder_hidden: int = 256
+    encoder_layers: int = 1
+    cnn_channels: tuple[int, ...] = (9, 9, 10)
+    cnn_kernels: tuple[int, ...] = (9, 9, 11)
+    graph_layers: int = 4
+    decoder_hidden: int = 512
+    decoder_layers: int = 3
+    dropout: float = 0.0
+    property_names: tuple[str, ...] = ("logp", "qed", "sa")
+    property_hidden: tuple[int, ...] = (128, 128)
+    property_weight: float = 1.0
+    canonicalize: bool = True
+    n_jobs: int = -1
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+    resume: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.representation not in REPRESENTATIONS:
+            raise InputDataError(f"unknown representation {self.representation!r}; choose from {REPRESENTATIONS}")
+        for name in ("batch_size", "latent_dim", "max_length"):
+            if getattr(self, name) < 1:
+                raise InputDataError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.epochs < 0:
+            raise InputDataError(f"epochs must be >= 0, got {self.epochs}")
+        if self.lr <= 0 or self.beta < 0:
+            raise InputDataError(f"lr must be > 0 and beta >= 0, got {self.lr}, {self.beta}")
+
+    def model_config(self) -> ChemVAEConfig:
+        return ChemVAEConfig(**{k: v for k, v in dataclasses.asdict(self).items() if k in _MODEL_FIELDS})
+
+
+@dataclass(frozen=True)
+class ChemEvalConfig:
+    """Everything ``vaelab chem eval`` needs.
+
+    Attributes:
+        run_dir: A ``vaelab chem train`` run directory.
+        n_samples: Prior samples to decode (10,000 for unique@10k).
+        n_recon: Test molecules to reconstruct (seeded subset); None: all.
+        sample_method, temperature: How prior samples are decoded (``sample`` or ``greedy``).
+        compute_fcd: Compute the Fréchet ChemNet distance.
+        batch_size: Molecules per encode/decode pass.
+        grid_size: Valid samples drawn in ``prior_samples.png``.
+    """
+
+    run_dir: str
+    n_samples: int = 10_000
+    n_recon: int | None = 1000
+    sample_method: str = "sample"
+    temperature: float = 1.0
+    compute_fcd: bool = True
+    batch_size: int = 1000
+    grid_size: int = 24
+    n_jobs: int = -1
+    seed: int = 0
+    device: str = "auto"
+
+
+def _splits(config: ChemTrainConfig):
+    return load_splits(config.data, smiles_column=config.smiles_column, max_molecules=config.max_molecules,
+                       valid_fraction=config.valid_fraction, test_fraction=config.test_fraction, seed=config.seed)
+
+
+def _property_values(smiles: list[str], names: tuple[str, ...], n_jobs: int) -> np.ndarray:
+    """Properties `[N, P]` (NaN where RDKit fails), cached by the SMILES list's hash."""
+    from chemvae.properties import compute_properties
+
+    table = compute_properties(smiles, n_jobs=n_jobs, cache_dir=cache_dir() / "chemvae-properties")
+    missing = [n for n in names if n not in table]
+    if missing:
+        raise InputDataError(f"unknown property names {missing}; available: {list(table.columns[2:])}")
+    return table[list(names)].to_numpy(dtype=np.float64)
+
+
+def _stored_config(run_dir: str | os.PathLike) -> ChemTrainConfig:
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise InputDataError(f"{run_dir} is not a chem run directory (no config.json)")
+    return config_from_dict(ChemTrainConfig, json.loads(path.read_text()))
+
+
+def train(config: ChemTrainConfig, workdir: str | os.PathLike) -> dict[str, Any]:
+    """Train (or resume) a molecule VAE in ``workdir``; returns what ``train.json`` holds."""
+    began = time.perf_counter()
+    if config.resume is not None:  # keep the stored data/model settings, take the new run settings
+        stored = _stored_config(config.resume)
+        config = dataclasses.replace(stored, epochs=config.epochs, device=config.device,
+                                     progress=config.progress, resume=config.resume, n_jobs=config.n_jobs)
+    device = resolve_device(config.device)
+    generator = seed_everything(config.seed)
+    splits = _splits(config)
+    tokenizer = Tokenizer(config.representation)
+    resume_path = Path(config.resume) / CHECKPOINT_FILE if config.resume else None
+    if resume_path is not None and not resume_path.is_file():
+        raise InputDataError(f"--resume {config.resume}: no {CHECKPOINT_FILE} there")
+
+    checked = check_molecules(splits.train, tokenizer, max_length=config.max_length,
+                              canonicalize=config.canonicalize, n_jobs=config.n_jobs)
+    print(f"training data ({config.data}): {checked.summary()}")
+    if not checked.indices:
+        raise InputDataError(f"{config.data}: no usable molecule among {checked.total} ({checked.summary()})")
+    vocab = load(resume_path).vocab if resume_path is not None else Vocabulary.build(checked.tokens)
+    checked_valid = check_molecules(splits.valid, tokenizer, max_length=config.max_length, vocab=vocab,
+                                    canonicalize=config.canonicalize, n_jobs=config.n_jobs)
+    if resume_path is not None:  # the stored vocabulary may lack tokens of a changed file
+        known = check_molecules(checked.smiles, tokenizer, max_length=config.max_length, vocab=vocab,
+                                canonicalize=False, n_jobs=config.n_jobs)
+        known.skipped.update(checked.skipped)
+        known.total = checked.total
+        checked = known
+
+    values = _property_values(checked.smiles + checked_valid.smiles, config.property_names, config.n_jobs)
+    mean, std = property_stats(values[: len(checked.smiles)])
+    length = config.max_length + 1
+    compact = torch.int16 if len(vocab) < 2**15 else torch.long  # 4x less memory for the ids
+    train_data = MoleculeTensors(checked.smiles, encode_tokens(checked.tokens, vocab, length, compact),
+                                 standardize(values[: len(checked.smiles)], mean, std))
+    valid_data = MoleculeTensors(checked_valid.smiles, encode_tokens(checked_valid.tokens, vocab, length, compact),
+                                 standardize(values[len(checked.smiles):], mean, std))
+    checked.tokens = checked_valid.tokens = []  # token lists of a large set take more memory than the ids
+
+    model = MoleculeVAE(config.model_config(), vocab)
+    model.set_property_stats(mean, std)
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    steps_per_epoch = math.ceil(len(train_data) / config.batch_size)
+    total = steps_per_epoch * max(config.epochs, 1)
+    schedule = make_schedule(config.kl_schedule, steps=int(config.kl_warmup_fraction * total), end=config.beta,
+                             delay=int(config.kl_delay_fraction * total))
+    rundir = RunDir(workdir, config, seed=config.seed, device=device)
+    start_epoch, step = 0, 0
+    if resume_path is not None:
+        start_epoch, step = load_training_state(resume_path, model, optimizer, generator)
+    rundir.truncate_history("epoch", start_epoch)
+
+    with interruptible() as stop:
+        done = fit(model, train_data, valid_data, optimizer=optimizer, schedule=schedule, epochs=config.epochs,
+                   batch_size=config.batch_size, generator=generator, rundir=rundir,
+                   checkpoint_path=rundir / CHECKPOINT_FILE, start_epoch=start_epoch, step=step,
+                   grad_clip=config.grad_clip, stop=stop, progress=config.progress)
+    if stop["stop"]:
+        raise KeyboardInterrupt  # the checkpoint holds the last completed epoch
+    save_model(model, rundir / MODEL_FILE)
+    history = rundir.history
+    last = history.iloc[-1].to_dict() if len(history) else {}
+    summary = {
+        "epochs": done,
+        "n_train": len(train_data),
+        "n_valid": len(valid_data),
+        "vocab_size": len(vocab),
+        "skipped": dict(checked.skipped),
+        "valid_skipped": dict(checked_valid.skipped),
+        "data_summary": checked.summary(),
+        "train_molecules_per_s": float(history["train_molecules_per_s"].mean()) if len(history) else None,
+        "epoch_seconds": float(history["train_seconds"].mean()) if len(history) else None,
+        **{k: last[k] for k in ("train_loss", "train_recon", "train_kl", "train_token_accuracy",
+                                "valid_loss", "valid_token_accuracy", "valid_property_mse") if k in last},
+        "wall_seconds": time.perf_counter() - began,
+        "device": str(device),
+    }
+    rundir.write_json("train.json", summary)
+    return summary
+
+
+def _canonical_reference(data: str, reference: list[str], n_jobs: int) -> list[str]:
+    """Canonical SMILES of the novelty reference; MOSES's 1.6M are canonicalized once and cached."""
+    from chemvae.rdkit_utils import canonicalize_all
+
+    path = cache_dir() / "moses" / "train_canonical.txt.gz" if data == "moses" else None
+    if path is not None and path.is_file():
+        with gzip.open(path, "rt") as fh:
+            return fh.read().splitlines()
+    canonical = sorted({s for s in canonicalize_all(reference, n_jobs=n_jobs) if s})
+    if path is not None:
+        atomic_write_bytes(path, gzip.compress(("\n".join(canonical) + "\n").encode()))
+    return canonical
+
+
+def _draw_grid(smiles: list[str], path: Path, n: int) -> int:
+    """Draw up to ``n`` valid molecules with RDKit into a PNG; returns how many."""
+    from rdkit.Chem import Draw
+
+    from chemvae.rdkit_utils import mol_from_smiles
+
+    mols = [m for m in (mol_from_smiles(s) for s in smiles) if m is not None][:n]
+    if mols:
+        image = Draw.MolsToGridImage(mols, molsPerRow=6, subImgSize=(250, 250),
+                                     legends=[f"{i}" for i in range(len(mols))])
+        image.save(str(path))
+    return len(mols)
+
+
+def evaluate(config: ChemEvalConfig, workdir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Reconstruction and prior-sample metrics of a trained run; writes ``eval.json``."""
+    from chemvae.metrics import generation_metrics, reconstruction_accuracy
+
+    began = time.perf_counter()
+    out = Path(workdir or config.run_dir)
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    model = load(config.run_dir, device=device)
+    train_config = _stored_config(config.run_dir)
+    splits = _splits(train_config)
+
+    rng = np.random.default_rng(config.seed)
+    test = splits.test
+    if config.n_recon is not None and config.n_recon < len(test):
+        test = [test[i] for i in rng.choice(len(test), config.n_recon, replace=False)]
+    inputs, decoded = reconstruct(model, test, batch_size=config.batch_size)
+    recon = reconstruction_accuracy(inputs, decoded) if inputs else math.nan
+
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    start = time.perf_counter()
+    samples = model.sample(config.n_samples, method=config.sample_method, temperature=config.temperature,
+                           generator=generator, batch_size=config.batch_size)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    decode_seconds = time.perf_counter() - start
+    reference = _canonical_reference(train_config.data, splits.reference, config.n_jobs)
+    generation = generation_metrics(samples, train=reference, train_is_canonical=True, test=splits.test,
+                                    test_scaffolds=splits.test_scaffolds, compute_fcd=config.compute_fcd,
+                                    device=str(device), n_jobs=config.n_jobs)
+    out.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"smiles": samples}).to_csv(out / "samples.csv", index=False)
+    drawn = _draw_grid(samples, out / "prior_samples.png", config.grid_size)
+    result = {
+        "recon_accuracy": recon,
+        "n_recon": len(inputs),
+        "n_recon_skipped": len(test) - len(inputs),
+        **generation,
+        "n_samples": config.n_samples,
+        "sample_method": config.sample_method,
+        "temperature": config.temperature,
+        "decoded_molecules_per_s": config.n_samples / max(decode_seconds, 1e-9),
+        "n_drawn": drawn,
+        "wall_seconds": time.perf_counter() - began,
+        "device": str(device),
+    }
+    # Strict JSON: metrics that could not be computed (NaN) are written as null.
+    write_json(out / "eval.json", {k: None if isinstance(v, float) and math.isnan(v) else v
+                                   for k, v in result.items()})
+    return result
+
+
+def run(config: ChemTrainConfig | ChemEvalConfig, workdir: str | os.PathLike) -> dict[str, Any]:
+    """Train for a :class:`ChemTrainConfig`, evaluate for a :class:`ChemEvalConfig`."""
+    if isinstance(config, ChemEvalConfig):
+        return evaluate(config, workdir)
+    return train(config, workdir)
+
+
+# ---------------------------------------------------------------------- command line
+def _train_main(args: argparse.Namespace) -> None:
+    values = {k: getattr(args, k) for k in ChemTrainConfig.__dataclass_fields__ if hasattr(args, k)}
+    values["progress"] = not args.no_progress
+    for key in ("property_names", "property_hidden", "cnn_channels", "cnn_kernels"):
+        values[key] = tuple(values[key])
+    config = ChemTrainConfig(**values)
+    out = args.out or config.resume
+    if out is None:
+        raise InputDataError("give --out DIR (or --resume DIR to continue a run in place)")
+    summary = run(config, out)
+    keys = ("epochs", "n_train", "train_loss", "valid_token_accuracy", "train_molecules_per_s", "wall_seconds",
+            "device")
+    print(pd.DataFrame([{k: summary.get(k) for k in keys}]).to_string(index=False))
+    print(f"wrote {out}/{MODEL_FILE}, {CHECKPOINT_FILE}, history.csv, train.json")
+
+
+def _eval_main(args: argparse.Namespace) -> None:
+    config = ChemEvalConfig(run_dir=args.run_dir, n_samples=args.n_samples, n_recon=args.n_recon,
+                            sample_method=args.sample_method, temperature=args.temperature,
+                            compute_fcd=not args.no_fcd, batch_size=args.batch_size, n_jobs=args.n_jobs,
+                            seed=args.seed, device=args.device)
+    result = run(config, args.out or args.run_dir)
+    keys = ("recon_accuracy", "validity", "unique@10k", "novelty", "FCD/Test", "decoded_molecules_per_s")
+    print(pd.DataFrame([{k: result.get(k) for k in keys}]).to_string(index=False))
+    print(f"wrote {args.out or args.run_dir}/eval.json, samples.csv, prior_samples.png")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``chem`` subcommand with its ``train`` and ``eval`` subcommands."""
+    d = ChemTrainConfig()
+    p = subparsers.add_parser("chem", help="molecule VAE: train on SMILES, evaluate generation",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="chem_command", required=True, metavar="{train,eval}")
+
+    t = sub.add_parser("train", help="train a molecule VAE")
+    t.add_argument("--data", default=d.data, help="moses | fixture | PATH.csv")
+    t.add_argument("--smiles-column", default=d.smiles_column)
+    t.add_argument("--max-molecules", type=int, default=None, help="cap on training molecules")
+    t.add_argument("--valid-fraction", type=float, default=d.valid_fraction)
+    t.add_argument("--test-fraction", type=float, default=d.test_fraction)
+    t.add_argument("--representation", choices=REPRESENTATIONS, default=d.representation)
+    t.add_argument("--encoder", choices=sorted(ENCODERS), default=d.encoder)
+    t.add_argument("--epochs", type=int, default=d.epochs, help="total training epochs")
+    t.add_argument("--batch-size", type=int, default=d.batch_size)
+    t.add_argument("--lr", type=float, default=d.lr)
+    t.add_argument("--grad-clip", type=float, default=d.grad_clip)
+    t.add_argument("--beta", type=float, default=d.beta, help="final KL weight")
+    t.add_argument("--kl-schedule", choices=("linear", "sigmoid", "none"), default=d.kl_schedule)
+    t.add_argument("--kl-warmup-fraction", type=float, default=d.kl_warmup_fraction)
+    t.add_argument("--kl-delay-fraction", type=float, default=d.kl_delay_fraction)
+    for name in ("latent_dim", "max_length", "embedding_dim", "encoder_hidden", "encoder_layers", "graph_layers",
+                 "decoder_hidden", "decoder_layers"):
+        t.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
+    t.add_argument("--cnn-channels", type=int, nargs="+", default=list(d.cnn_channels))
+    t.add_argument("--cnn-kernels", type=int, nargs="+", default=list(d.cnn_kernels))
+    t.add_argument("--dropout", type=float, default=d.dropout)
+    t.add_argument("--property-names", nargs="+", default=list(d.property_names))
+    t.add_argument("--property-hidden", type=int, nargs="+", default=list(d.property_hidden))
+    t.add_argument("--property-weight", type=float, default=d.property_weight)
+    t.add_argument("--no-canonicalize", dest="canonicalize", action="store_false")
+    t.add_argument("--n-jobs", type=int, default=d.n_jobs, help="worker processes (-1: all cores)")
+    t.add_argument("--seed", type=int, default=d.seed)
+    t.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:N | mps")
+    t.add_argument("--out", default=None, help="run directory (default: the --resume directory)")
+    t.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR")
+    t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    t.set_defaults(func=_train_main)
+
+    e = sub.add_parser("eval", help="evaluate a trained run: reconstruction and prior-sample metrics")
+    e.add_argument("run_dir", metavar="DIR")
+    e.add_argument("--n-samples", type=int, default=10_000)
+    e.add_argument("--n-recon", type=int, default=1000, help="test molecules to reconstruct")
+    e.add_argument("--sample-method", choices=("sample", "greedy"), default="sample")
+    e.add_argument("--temperature", type=float, default=1.0)
+    e.add_argument("--no-fcd", action="store_true", help="skip the Frechet ChemNet distance")
+    e.add_argument("--batch-size", type=int, default=1000)
+    e.add_argument("--n-jobs", type=int, default=-1, help="worker processes (-1: all cores)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--device", default="auto")
+    e.add_argument("--out", default=None, help="where to write (default: DIR)")
+    e.set_defaults(func=_eval_main)
+    return p

@@ -1,0 +1,270 @@
+"""``vaelab fewlabel``: semi-supervised MNIST (or a user's images) with M1, M2 or M1+M2.
+
+Draws ``--labels`` labels balanced over classes with ``--seed`` (or, with ``--labels``
+omitted, uses the labels of ``y_train`` as given, -1 = unlabelled), trains the chosen
+model (:func:`ssvae.api.fit_data`) with model selection on the validation set, and
+writes into ``--out``:
+
+* ``config.json``, ``run.json``, ``labels.csv`` (the labelled indices);
+* ``history.csv`` (one row an epoch: loss terms, validation and test error) and, for
+  M1 / M1+M2, ``m1/`` with M1's own run;
+* ``checkpoint.safetensors`` (resumable) and ``model.safetensors`` (best validation);
+* ``metrics.json``: test error at the best-validation epoch and the run's facts;
+* ``samples.png`` (one column per class, the same z along each row), ``tsne.png``
+  (t-SNE of the latent codes of test digits, coloured by class), ``reconstructions.png``
+  and ``curves.png`` (training curves).
+
+Ctrl-C leaves a resumable checkpoint; ``--resume DIR`` continues that run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import math
+import os
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ssvae.api import MODELS, PRESETS, FewLabelClassifier, FitConfig, fit_data, override, preset, split_data
+from ssvae.data import ImageDataset, load_dataset
+from ssvae.labels import balanced_split, given_labels, save_split
+from vaecore.errors import InputDataError
+from vaecore.rundir import RunDir, config_from_dict, config_to_dict
+from vaecore.runtime import resolve_device
+
+N_SAMPLE_ROWS = 8  # rows of samples.png (one z each)
+N_RECON = 50  # test digits in reconstructions.png
+
+
+@dataclass(frozen=True)
+class FewLabelRunConfig:
+    """Everything ``vaelab fewlabel`` needs; written to ``config.json``.
+
+    Attributes:
+        data: ``mnist``, ``fixture`` or a path to an ``.npz`` (or IDX directory).
+        labels: Number of labels to keep (balanced); ``None`` = the labels as given.
+        model: ``m1``, ``m2`` or ``m1m2``.
+        preset: ``default`` (GPU), ``fast`` (CPU, one hour) or ``paper``.
+        seed: Seed of the label split and of training.
+        device: ``auto``, ``cpu``, ``cuda``, ...
+        epochs: M2's epochs (``None``: the preset's).
+        m1_epochs: M1's epochs (``None``: the preset's).
+        time_budget_minutes: Stop after the epoch that exceeds this total wall time.
+        settings: Further preset overrides, ``"train.lr=1e-3"``, ``"m2.hidden=(300,)"``.
+        tsne_points: Test digits in the t-SNE plot (0: no t-SNE).
+        plots: Write the PNG plots.
+        progress: Show progress bars.
+    """
+
+    data: str = "mnist"
+    labels: int | None = 100
+    model: str = "m1m2"
+    preset: str = "default"
+    seed: int = 0
+    device: str = "auto"
+    epochs: int | None = None
+    m1_epochs: int | None = None
+    time_budget_minutes: float | None = None
+    settings: tuple[str, ...] = ()
+    tsne_points: int = 2000
+    plots: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise InputDataError(f"unknown model {self.model!r}; choose from {MODELS}")
+        if self.preset not in PRESETS:
+            raise InputDataError(f"unknown preset {self.preset!r}; choose from {PRESETS}")
+        for name in ("epochs", "m1_epochs"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise InputDataError(f"{name} must be >= 0, got {value}")
+
+
+def parse_settings(settings: tuple[str, ...]) -> dict[str, Any]:
+    """``("train.lr=1e-3", "m2.hidden=(300,)")`` -> ``{"train.lr": 0.001, "m2.hidden": (300,)}``."""
+    out: dict[str, Any] = {}
+    for item in settings:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise InputDataError(f"setting {item!r} is not KEY=VALUE (e.g. train.lr=1e-3)")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text  # a bare word: a string setting such as weighting=paper
+        out[key.strip()] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
+def fit_config_for(config: FewLabelRunConfig, *, n_labels: int, n_total: int) -> FitConfig:
+    """The preset for this run with the command line's overrides applied."""
+    changes: dict[str, Any] = {}
+    if config.epochs is not None:
+        changes["train.epochs"] = config.epochs
+    if config.m1_epochs is not None:
+        changes["m1.epochs"] = config.m1_epochs
+    if config.time_budget_minutes is not None:
+        changes["train.time_budget_minutes"] = config.time_budget_minutes
+    changes.update(parse_settings(config.settings))
+    return override(preset(config.preset, model=config.model, n_labels=n_labels, n_total=n_total), **changes)
+
+
+def _grid_shape(dataset: ImageDataset) -> tuple[int, int]:
+    """`(H, W)` to draw images with; flat data of square size is drawn square."""
+    if len(dataset.image_shape) == 2:
+        return dataset.image_shape  # type: ignore[return-value]
+    side = math.isqrt(dataset.x_dim)
+    return (side, side) if side * side == dataset.x_dim else (1, dataset.x_dim)
+
+
+def _labelled_indices(config: FewLabelRunConfig, dataset: ImageDataset) -> torch.Tensor:
+    y = dataset.train.y
+    if config.labels is None:
+        return given_labels(y, n_classes=dataset.n_classes)
+    if (y < 0).any():
+        raise InputDataError(f"--labels {config.labels} draws labels from a fully labelled y_train, but "
+                             f"{int((y < 0).sum())} examples are unlabelled (-1); omit --labels to use them as given")
+    return balanced_split(y, config.labels, n_classes=dataset.n_classes, seed=config.seed)
+
+
+def write_plots(clf: FewLabelClassifier, dataset: ImageDataset, rundir: RunDir, *, tsne_points: int,
+                seed: int) -> list[str]:
+    """samples.png, tsne.png, reconstructions.png and curves.png; returns the names written."""
+    from pipelines.plots import save_image_grid, save_reconstruction_grid
+    from pipelines.fewlabel_plots import save_curves, save_tsne
+
+    model, shape, written = clf.model, _grid_shape(dataset), []
+    device = clf.device
+    n_classes = clf.n_classes
+    z_dim = model.m1.config.z_dim if model.kind == "m1" else model.m2.config.z_dim
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(N_SAMPLE_ROWS, z_dim, generator=gen).repeat_interleave(n_classes, 0).to(device)
+    y = torch.arange(n_classes).repeat(N_SAMPLE_ROWS).to(device)
+    title = ("M1 prior samples (no label input)" if model.kind == "m1"
+             else "class-conditional samples: one column per class, one z per row")
+    save_image_grid(model.generate(y, z), rundir / "samples.png", shape, ncols=n_classes, title=title)
+    written.append("samples.png")
+    x_show = dataset.test.x[:N_RECON].to(device)
+    save_reconstruction_grid(x_show, model.reconstruct(x_show), rundir / "reconstructions.png", shape,
+                             title="test digits (odd rows) and reconstructions (even rows)")
+    written.append("reconstructions.png")
+    if tsne_points > 0 and len(dataset.test) >= 10:
+        keep = torch.randperm(len(dataset.test), generator=gen)[:tsne_points]
+        codes = torch.cat([model.latent(xb.to(device)).cpu() for xb in dataset.test.x[keep].split(2000)])
+        save_tsne(codes.numpy(), dataset.test.y[keep].numpy(), rundir / "tsne.png", seed=seed,
+                  title=f"t-SNE of {model.kind} latent codes, {len(keep)} test digits")
+        written.append("tsne.png")
+    if (rundir / "history.csv").exists():
+        save_curves(rundir.history, rundir / "curves.png")
+        written.append("curves.png")
+    return written
+
+
+def run(config: FewLabelRunConfig, workdir: str | os.PathLike, *, resume: bool = False) -> dict[str, Any]:
+    """Train, select on validation, evaluate, plot; returns what ``metrics.json`` holds."""
+    began = time.perf_counter()
+    device = resolve_device(config.device)
+    dataset = load_dataset(config.data)
+    idx = _labelled_indices(config, dataset)
+    fit_config = fit_config_for(config, n_labels=len(idx), n_total=len(dataset.train))
+    rundir = RunDir(workdir, config, seed=config.seed, device=device)
+    rundir.write_json("fit_config.json", config_to_dict(fit_config))
+    save_split(rundir / "labels.csv", idx, dataset.train.y[idx])
+    valid, test = dataset.valid, dataset.test
+    data = split_data(dataset.train.x, dataset.train.y, idx,
+                      x_valid=None if valid is None else valid.x, y_valid=None if valid is None else valid.y,
+                      x_test=test.x, y_test=test.y)
+    clf = fit_data(data, fit_config, n_classes=dataset.n_classes, device=device, seed=config.seed,
+                   rundir=rundir, progress=config.progress, resume=resume)
+
+    metrics: dict[str, Any] = {
+        "model": config.model, "preset": config.preset, "n_labels": int(len(idx)), "seed": config.seed,
+        "device": str(device), "data": config.data, "train_seconds": clf.seconds,
+    }
+    if clf.result is not None:  # M2 / M1+M2: errors at the best-validation epoch
+        r = clf.result
+        metrics.update(test_error=r.test_error, valid_error=r.valid_error, best_epoch=r.best_epoch,
+                       epochs_done=r.epochs_done, stopped_by_budget=r.stopped_by_budget,
+                       m2_seconds=r.seconds, final_test_error=float(r.history["test_error"].iloc[-1])
+                       if len(r.history) else math.nan)
+        if hasattr(clf.model, "active"):
+            metrics["active_z1_dims"] = int(clf.model.active.numel())
+    else:  # M1: the classifier chosen on validation, scored once
+        sel = clf.m1_selection  # type: ignore[attr-defined]
+        metrics.update(test_error=clf.error(test.x, test.y),
+                       valid_error=clf.error(valid.x, valid.y) if valid is not None else math.nan,
+                       m1_classifier=f"{sel.kind}(C={sel.c:g})")
+    if config.plots:
+        metrics["plots"] = write_plots(clf, dataset, rundir, tsne_points=config.tsne_points, seed=config.seed)
+    metrics["wall_seconds"] = time.perf_counter() - began
+    rundir.write_json("metrics.json", metrics)
+    return metrics
+
+
+def _from_args(args: argparse.Namespace) -> tuple[FewLabelRunConfig, Path, bool]:
+    if args.resume is not None:
+        directory = Path(args.resume).expanduser()
+        if not (directory / "config.json").is_file():
+            raise InputDataError(f"--resume {args.resume}: no config.json there (not a fewlabel run directory)")
+        import json
+
+        with open(directory / "config.json", encoding="utf-8") as fh:
+            config = config_from_dict(FewLabelRunConfig, json.load(fh))
+        # A resumed run keeps its settings; only how long it runs and where may change.
+        changes = {"progress": not args.no_progress}
+        for name in ("device", "epochs", "m1_epochs", "time_budget_minutes"):
+            if getattr(args, name) is not None:
+                changes[name] = getattr(args, name)
+        return replace(config, **changes), directory, True
+    if args.out is None:
+        raise InputDataError("--out DIR is required (or --resume DIR)")
+    config = FewLabelRunConfig(
+        data=args.data, labels=args.labels, model=args.model, preset=args.preset, seed=args.seed,
+        device=args.device or "auto", epochs=args.epochs, m1_epochs=args.m1_epochs,
+        time_budget_minutes=args.time_budget_minutes, settings=tuple(args.set), tsne_points=args.tsne_points,
+        plots=not args.no_plots, progress=not args.no_progress)
+    return config, Path(args.out), False
+
+
+def _main(args: argparse.Namespace) -> None:
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    config, workdir, resume = _from_args(args)
+    metrics = run(config, workdir, resume=resume)
+    print(f"{metrics['model']} with {metrics['n_labels']} labels: test error {100 * metrics['test_error']:.2f}% "
+          f"(valid {100 * metrics['valid_error']:.2f}%) in {metrics['wall_seconds']:.0f} s on "
+          f"{metrics['device']}; results in {workdir}")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``fewlabel`` to the ``vaelab`` command line."""
+    p = subparsers.add_parser("fewlabel", help="semi-supervised classification with M1 / M2 / M1+M2",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="mnist", help="mnist, fixture, or PATH.npz (default: mnist)")
+    p.add_argument("--labels", type=int, default=None,
+                   help="labels to keep, balanced over classes (omit: use y_train's labels as given)")
+    p.add_argument("--model", choices=MODELS, default="m1m2")
+    p.add_argument("--preset", choices=PRESETS, default="default",
+                   help="default (GPU), fast (CPU, about an hour), paper (Kingma et al. 2014)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=None, help="M2 epochs (default: the preset's)")
+    p.add_argument("--m1-epochs", type=int, default=None, help="M1 epochs (default: the preset's)")
+    p.add_argument("--time-budget-minutes", type=float, default=None,
+                   help="stop after the epoch in which the run's wall time passes this")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a preset setting, e.g. --set train.lr=1e-3 --set m2.hidden=(300,)")
+    p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N, mps")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--tsne-points", type=int, default=2000, help="test digits in the t-SNE plot (0: none)")
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--out", default=None, help="run directory")
+    p.add_argument("--resume", default=None, metavar="DIR", help="continue the interrupted run in DIR")
+    p.set_defaults(func=_main)
+    return p

@@ -1,0 +1,239 @@
+"""``vaelab vae``: train the M1 VAE on MNIST and report test ELBO and log p(x).
+
+The Burda et al. (2016) protocol: encoder and decoder MLPs of two hidden layers of 500
+softplus units, z = 50, Bernoulli likelihood, dynamically binarized training digits,
+Adam, batch 100; ``--objective iwae --k 50`` trains the importance-weighted bound.
+Evaluation binarizes the test digits once with :func:`ssvae.data.fixed_binarize`
+(seed ``test_binarize_seed``, default 0), reports the single-sample test ELBO on all of
+them and log p(x) estimated with ``eval_samples`` (5,000) importance samples on the
+first ``eval_limit`` of them.
+
+A run directory holds ``config.json``, ``run.json``, ``history.csv`` (one row an epoch),
+``checkpoint.safetensors`` (rewritten atomically every epoch and on Ctrl-C),
+``metrics.json``, ``samples.png`` (decoded prior samples) and ``reconstructions.png``.
+``--resume DIR`` continues the run in DIR up to ``--epochs`` in total.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from pipelines.plots import save_image_grid, save_reconstruction_grid
+from ssvae.data import ImageDataset, fixed_binarize, load_dataset
+from ssvae.m1 import OBJECTIVES, VAE, VAEConfig
+from ssvae.train import BINARIZE_MODES, CHECKPOINT_NAME, LR_SCHEDULES, evaluate_log_px, evaluate_terms, fit_vae
+from vaecore.errors import InputDataError
+from vaecore.rundir import RunDir
+from vaecore.runtime import resolve_device, seed_everything
+
+N_GRID = 100  # prior samples in samples.png
+N_RECON = 50  # test digits in reconstructions.png
+
+
+@dataclass(frozen=True)
+class VAERunConfig:
+    """Everything ``vaelab vae`` needs; written to ``config.json``.
+
+    Attributes:
+        data: ``mnist``, ``fixture`` or a path (.npz or directory of IDX files).
+        epochs: Total training epochs (a resumed run trains the missing ones).
+        latent: Latent size z.
+        hidden: Hidden widths of encoder (decoder reversed).
+        activation: Hidden activation.
+        objective, k: ``elbo`` or ``iwae`` with k samples per example.
+        batch_size, lr, lr_schedule, lr_decay: Adam settings (see ``ssvae.train.learning_rate``).
+        binarize: Training binarization: ``dynamic``, ``fixed`` or ``none``.
+        train_on_valid: Train on train + valid (60k digits, as Burda et al.) instead of train.
+        seed: Seed of initialisation, shuffling and sampling.
+        device: ``auto``, ``cpu``, ``cuda``, ...
+        eval_samples: Importance samples per test digit for log p(x).
+        eval_limit: Estimate log p(x) on the first N test digits only (None: all).
+        eval_batch_size: Test digits per log p(x) forward pass.
+        eval_chunk: Importance samples per forward pass.
+        test_binarize_seed: Seed of the fixed binarization of the test (and shown) digits.
+        resume: Run directory (or checkpoint file) to continue from.
+        progress: Show progress bars.
+    """
+
+    data: str = "mnist"
+    epochs: int = 10
+    latent: int = 50
+    hidden: tuple[int, ...] = (500, 500)
+    activation: str = "softplus"
+    objective: str = "elbo"
+    k: int = 1
+    batch_size: int = 100
+    lr: float = 1e-3
+    lr_schedule: str = "exponential"
+    lr_decay: float = 1.0
+    binarize: str = "dynamic"
+    train_on_valid: bool = False
+    seed: int = 0
+    device: str = "auto"
+    eval_samples: int = 5000
+    eval_limit: int | None = None
+    eval_batch_size: int = 100
+    eval_chunk: int = 200
+    test_binarize_seed: int = 0
+    resume: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise InputDataError(f"unknown objective {self.objective!r}; choose from {OBJECTIVES}")
+        if self.binarize not in BINARIZE_MODES:
+            raise InputDataError(f"unknown binarize mode {self.binarize!r}; choose from {BINARIZE_MODES}")
+        for name in ("epochs", "latent", "k", "batch_size", "eval_samples", "eval_batch_size", "eval_chunk"):
+            value = getattr(self, name)
+            if value < (0 if name == "epochs" else 1):
+                raise InputDataError(f"{name} must be >= {0 if name == 'epochs' else 1}, got {value}")
+        if self.eval_limit is not None and self.eval_limit < 1:
+            raise InputDataError(f"eval_limit must be >= 1 (or omitted for all), got {self.eval_limit}")
+        if self.lr <= 0:
+            raise InputDataError(f"lr must be > 0, got {self.lr}")
+
+
+def _grid_shape(dataset: ImageDataset) -> tuple[int, int]:
+    """`(H, W)` to draw images with; flat data of square size is drawn square."""
+    if len(dataset.image_shape) == 2:
+        return dataset.image_shape  # type: ignore[return-value]
+    side = math.isqrt(dataset.x_dim)
+    return (side, side) if side * side == dataset.x_dim else (1, dataset.x_dim)
+
+
+def _resume_checkpoint(resume: str) -> Path:
+    path = Path(resume).expanduser()
+    path = path / CHECKPOINT_NAME if path.is_dir() else path
+    if not path.is_file():
+        raise InputDataError(f"--resume {resume}: no checkpoint at {path}")
+    return path
+
+
+def run(config: VAERunConfig, workdir: str | os.PathLike) -> dict[str, Any]:
+    """Train, evaluate and plot; returns the metrics also written to ``metrics.json``."""
+    began = time.perf_counter()
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    resume_from = _resume_checkpoint(config.resume) if config.resume else None
+    dataset = load_dataset(config.data)
+    x_train = dataset.train.x
+    if config.train_on_valid and dataset.valid is not None:
+        x_train = torch.cat([x_train, dataset.valid.x])
+    valid = None if config.train_on_valid or dataset.valid is None else dataset.valid.x
+
+    model = VAE(VAEConfig(x_dim=dataset.x_dim, z_dim=config.latent, hidden=tuple(config.hidden),
+                          activation=config.activation, likelihood="bernoulli")).to(device)
+    rundir = RunDir(workdir, config, seed=config.seed, device=device)
+    if resume_from is None:
+        rundir.truncate_history("epoch", 0)  # a fresh run in an old directory starts a fresh table
+    history = fit_vae(
+        model, x_train, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+        lr_schedule=config.lr_schedule, lr_decay=config.lr_decay, binarize=config.binarize,
+        objective=config.objective, k=config.k, valid=valid, device=device, rundir=rundir,
+        progress=config.progress, resume_from=resume_from, seed=config.seed,
+        extra={"run_config": {"data": config.data, "objective": config.objective, "k": config.k}},
+    )
+    train_seconds = time.perf_counter() - began
+
+    # Evaluation on a fixed (seeded) binarization of the test digits.
+    x_test = fixed_binarize(dataset.test.x, config.test_binarize_seed).to(device)
+    test_elbo = evaluate_terms(model, x_test, batch_size=max(config.eval_batch_size, 1000))["elbo"]
+    x_eval = x_test[: config.eval_limit] if config.eval_limit else x_test
+    log_px = evaluate_log_px(model, x_eval, n_samples=config.eval_samples, batch_size=config.eval_batch_size,
+                             chunk_size=config.eval_chunk, progress=config.progress)
+
+    shape = _grid_shape(dataset)
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    save_image_grid(model.sample(N_GRID, generator=generator), rundir / "samples.png", shape,
+                    title=f"p(x|z) means, z ~ N(0, I) (epoch {len(history)})")
+    shown = x_test[:N_RECON]
+    save_reconstruction_grid(shown, model.reconstruct(shown), rundir / "reconstructions.png", shape,
+                             title="test digits (odd rows) and reconstructions (even rows)")
+
+    last = history.iloc[-1].to_dict() if len(history) else {}
+    metrics: dict[str, Any] = {
+        "test_elbo": float(test_elbo.mean()),
+        "test_log_px": float(log_px.mean()),
+        "test_nll": float(-log_px.mean()),
+        "n_test_elbo": int(len(x_test)),
+        "n_test_log_px": int(len(x_eval)),
+        "eval_samples": config.eval_samples,
+        "epochs": int(last.get("epoch", 0)),
+        "objective": config.objective,
+        "k": config.k,
+        "train_elbo": last.get("train_elbo"),
+        "valid_elbo": last.get("valid_elbo"),
+        "mean_epoch_seconds": float(history["seconds"].mean()) if len(history) else None,
+        "train_seconds": train_seconds,
+        "wall_seconds": time.perf_counter() - began,
+        "device": str(device),
+    }
+    rundir.write_json("metrics.json", metrics)
+    return metrics
+
+
+def _config_from_args(args: argparse.Namespace) -> VAERunConfig:
+    return VAERunConfig(
+        data=args.data, epochs=args.epochs, latent=args.latent, hidden=tuple(args.hidden),
+        activation=args.activation, objective=args.objective, k=args.k, batch_size=args.batch_size,
+        lr=args.lr, lr_schedule=args.lr_schedule, lr_decay=args.lr_decay, binarize=args.binarize,
+        train_on_valid=args.train_on_valid, seed=args.seed, device=args.device,
+        eval_samples=args.eval_samples, eval_limit=args.eval_limit, eval_batch_size=args.eval_batch_size,
+        eval_chunk=args.eval_chunk, test_binarize_seed=args.test_binarize_seed, resume=args.resume,
+        progress=not args.no_progress,
+    )
+
+
+def _main(args: argparse.Namespace) -> None:
+    config = _config_from_args(args)
+    out = args.out or config.resume
+    if out is None:
+        raise InputDataError("give --out DIR (or --resume DIR to continue a run in place)")
+    if config.resume and Path(config.resume).is_file() and args.out is None:
+        out = str(Path(config.resume).parent)
+    metrics = run(config, out)
+    table = pd.DataFrame([{key: metrics[key] for key in ("epochs", "objective", "k", "test_elbo", "test_nll",
+                                                          "n_test_log_px", "wall_seconds", "device")}])
+    print(table.to_string(index=False))
+    print(f"wrote {out}/metrics.json, history.csv, checkpoint.safetensors, samples.png, reconstructions.png")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``vae`` subcommand."""
+    defaults = VAERunConfig()
+    p = subparsers.add_parser("vae", help="train a VAE (M1) on MNIST; report test ELBO and log p(x)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=defaults.data, help="mnist | fixture | PATH (.npz or IDX directory)")
+    p.add_argument("--epochs", type=int, default=defaults.epochs, help="total training epochs")
+    p.add_argument("--latent", type=int, default=defaults.latent, help="latent size z")
+    p.add_argument("--hidden", type=int, nargs="+", default=list(defaults.hidden), help="hidden widths")
+    p.add_argument("--activation", default=defaults.activation)
+    p.add_argument("--objective", choices=OBJECTIVES, default=defaults.objective)
+    p.add_argument("--k", type=int, default=defaults.k, help="samples per example (IWAE k)")
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--lr", type=float, default=defaults.lr)
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=defaults.lr_schedule)
+    p.add_argument("--lr-decay", type=float, default=defaults.lr_decay, help="per-epoch factor (exponential)")
+    p.add_argument("--binarize", choices=BINARIZE_MODES, default=defaults.binarize)
+    p.add_argument("--train-on-valid", action="store_true", help="train on train+valid (60k, as Burda et al.)")
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--device", default=defaults.device, help="auto | cpu | cuda | cuda:N | mps")
+    p.add_argument("--eval-samples", type=int, default=defaults.eval_samples, help="importance samples for log p(x)")
+    p.add_argument("--eval-limit", type=int, default=None, help="log p(x) on the first N test digits only")
+    p.add_argument("--eval-batch-size", type=int, default=defaults.eval_batch_size)
+    p.add_argument("--eval-chunk", type=int, default=defaults.eval_chunk, help="importance samples per pass")
+    p.add_argument("--test-binarize-seed", type=int, default=defaults.test_binarize_seed)
+    p.add_argument("--out", default=None, help="run directory (default: the --resume directory)")
+    p.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR (or from a checkpoint file)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_main)
+    return p

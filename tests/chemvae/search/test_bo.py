@@ -1,0 +1,90 @@
+"""Bayesian optimization on the committed tiny model."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from chemvae import objectives
+from chemvae.search import bo as bo_module
+from chemvae.search import optimize
+from chemvae.search.bo import BayesOpt, BOSettings, subsample
+from vaecore.errors import InputDataError, SearchWarning
+
+
+def test_bo_beats_the_best_initial_molecule_on_qed(tiny_model, low_qed_smiles, fast_bo):
+    result = optimize(tiny_model, objectives.qed, method="bo", budget=20, batch_size=5, n_init=24,
+                      init_smiles=low_qed_smiles, seed=0, settings=fast_bo)
+    assert result.oracle_calls == 20
+    assert result.best_init_score < 0.6
+    assert result.best(1)["score"].iloc[0] > result.best_init_score
+    assert (result.iterations["n_train"] >= 24).all() and not result.iterations["fallback"].any()
+
+
+def test_same_seed_same_history(tiny_model, low_qed_smiles, fast_bo):
+    runs = [optimize(tiny_model, objectives.qed, method="bo", budget=10, batch_size=5, n_init=24,
+                     init_smiles=low_qed_smiles, seed=seed, settings=fast_bo) for seed in (3, 3)]
+    drop = ["seconds"]
+    pd.testing.assert_frame_equal(runs[0].history.drop(columns=drop), runs[1].history.drop(columns=drop))
+    assert torch.equal(runs[0].latents, runs[1].latents)
+
+
+def test_thompson_sampling_runs(tiny_model, low_qed_smiles):
+    result = optimize(tiny_model, objectives.qed, method="bo", acquisition="ts", budget=5, batch_size=5,
+                      n_init=24, init_smiles=low_qed_smiles, seed=0,
+                      settings=BOSettings(ts_candidates=200, fit_maxiter=20))
+    assert result.oracle_calls == 5 and result.settings["acquisition"] == "ts"
+
+
+def test_failed_gp_fit_falls_back_to_random_proposals(tiny_model, low_qed_smiles, monkeypatch, fast_bo):
+    def broken_fit(*args, **kwargs):
+        raise RuntimeError("cholesky failed")
+
+    monkeypatch.setattr(bo_module, "fit_gpytorch_mll", broken_fit)
+    with pytest.warns(SearchWarning, match="GP fit failed twice"):
+        result = optimize(tiny_model, objectives.qed, method="bo", budget=5, batch_size=5, n_init=24,
+                          init_smiles=low_qed_smiles, seed=0, settings=fast_bo)
+    assert result.iterations["fallback"].all()
+    assert "cholesky failed" in result.iterations["fit_error_0"].iloc[0]
+    assert result.oracle_calls == 5
+
+
+def test_oversized_training_sets_are_subsampled(tiny_model, train_smiles):
+    result = optimize(tiny_model, objectives.qed, method="bo", budget=5, batch_size=5, n_init=60,
+                      init_smiles=train_smiles, seed=0, settings=BOSettings(max_train=40, fit_points=20,
+                                                                           num_restarts=2, raw_samples=32,
+                                                                           acq_maxiter=10, fit_maxiter=10))
+    assert (result.iterations["n_data"] >= 60).all()
+    assert (result.iterations["n_train"] == 40).all()
+
+
+def test_subsample_keeps_the_best_half_and_is_seeded():
+    y = torch.arange(100.0)
+    idx = subsample(y, 10, np.random.default_rng(0))
+    assert len(idx) == 10 and set(range(95, 100)) <= set(idx.tolist())
+    again = subsample(y, 10, np.random.default_rng(0))
+    assert torch.equal(idx, again)
+    assert torch.equal(subsample(y[:5], 10, None), torch.arange(5))
+
+
+def test_non_finite_scores_never_reach_the_gp(tiny_model, train_smiles, fast_bo):
+    def half_broken(smiles):
+        return [math.nan if i % 2 else 0.5 + 0.01 * len(s) for i, s in enumerate(smiles)]
+
+    result = optimize(tiny_model, half_broken, method="bo", budget=10, batch_size=5, n_init=20,
+                      init_smiles=train_smiles, seed=0, settings=fast_bo)
+    assert result.failures.get("nan", 0) > 0
+    history = result.history
+    for row in result.iterations.itertuples():
+        # The GP's data before iteration i: exactly the earlier rows with a finite score.
+        before = history[history["iteration"] < row.iteration]
+        assert row.n_data == int(before["score"].notna().sum())
+
+
+def test_bad_settings_are_named():
+    with pytest.raises(InputDataError, match="'ucb'"):
+        BOSettings(acquisition="ucb")
+    with pytest.raises(InputDataError, match="raw_samples"):
+        BOSettings(raw_samples=0)

@@ -1,0 +1,97 @@
+"""The shared search loop: history, budget, failures, random search, arguments."""
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from chemvae import objectives
+from chemvae.search import SearchResult, optimize
+from chemvae.search.result import HISTORY_COLUMNS
+from vaecore.errors import InputDataError
+
+
+def test_random_search_history_budget_and_best(tiny_model):
+    result = optimize(tiny_model, objectives.qed, method="random", budget=25, batch_size=10, seed=1)
+    assert isinstance(result, SearchResult)
+    history = result.history
+    assert list(history.columns) == list(HISTORY_COLUMNS)
+    assert (history["iteration"] > 0).all() and (history["method"] == "random").all()  # no initial data
+    assert result.oracle_calls == 25 and history["oracle_calls"].max() == 25
+    assert history["seconds"].is_monotonic_increasing
+    assert len(result.latents) == len(history)
+    best = result.best(5)
+    assert best["smiles"].is_unique and best["score"].is_monotonic_decreasing
+    assert best["score"].iloc[0] == pytest.approx(history["score"].max())
+    trace = result.best_so_far()
+    assert len(trace) == 25 and trace["best_score"].is_monotonic_increasing
+    summary = result.summary()
+    assert summary["oracle_calls"] == 25 and 0 < summary["valid_fraction"] <= 1
+    assert summary["failures"].get("invalid_smiles", 0) == int((~history["valid"]).sum())
+    assert summary["best_at"]["50"] is None  # fewer calls than the checkpoint
+
+
+def test_same_seed_same_history_for_random_and_gradient(tiny_model, low_qed_smiles):
+    for method in ("random", "gradient"):
+        a, b, c = (optimize(tiny_model, objectives.qed, method=method, budget=10, batch_size=5, n_init=24,
+                            init_smiles=low_qed_smiles, seed=s) for s in (7, 7, 8))
+        pd.testing.assert_frame_equal(a.history.drop(columns="seconds"), b.history.drop(columns="seconds"))
+        if method == "random":  # gradient ascent from the same molecules is deterministic anyway
+            assert not a.latents.equal(c.latents)
+
+
+def test_the_callers_rng_is_left_alone(tiny_model):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    optimize(tiny_model, objectives.qed, method="random", budget=3, batch_size=3, seed=0)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def crashy(smiles):
+    """None, NaN, inf or an exception for some molecules, depending on the string length."""
+    out = []
+    for s in smiles:
+        if len(s) % 4 == 0:
+            raise ValueError(f"no score for {s}")
+        out.append({1: None, 2: math.nan, 3: math.inf}.get(len(s) % 5, 0.1 * len(s)))
+    return out
+
+
+@pytest.mark.parametrize("method", ["random", "bo"])
+def test_failing_objectives_are_counted_not_fatal(tiny_model, train_smiles, method, fast_bo):
+    budget = 30 if method == "random" else 15
+    result = optimize(tiny_model, crashy, method=method, budget=budget, batch_size=10, n_init=30,
+                      init_smiles=train_smiles, seed=0, settings=fast_bo if method == "bo" else None)
+    failures = result.failures
+    if method == "random":
+        assert {"none", "nan", "inf", "exception"} <= set(failures)
+    else:
+        assert set(failures) - {"invalid_smiles"}
+    searched = result.searched
+    for reason, count in failures.items():
+        assert count == int((searched["status"] == reason).sum())
+    assert result.oracle_calls == budget
+    assert searched.loc[searched["status"] == "scored", "score"].map(math.isfinite).all()
+    assert math.isfinite(result.summary()["best_score"])
+
+
+def test_arguments_are_checked(tiny_model, fast_bo):
+    with pytest.raises(InputDataError, match="'annealing'"):
+        optimize(tiny_model, objectives.qed, method="annealing")
+    with pytest.raises(InputDataError, match="budget"):
+        optimize(tiny_model, objectives.qed, budget=0)
+    with pytest.raises(InputDataError, match="method 'bo' only"):
+        optimize(tiny_model, objectives.qed, method="random", acquisition="ts")
+    with pytest.raises(InputDataError, match="do not apply"):
+        optimize(tiny_model, objectives.qed, method="random", settings=fast_bo)
+    with pytest.raises(InputDataError, match="could be encoded"):
+        optimize(tiny_model, objectives.qed, method="bo", init_smiles=["not smiles", "C1CC"], n_init=2)
+
+
+def test_prior_samples_are_the_default_initial_data(tiny_model, fast_bo):
+    result = optimize(tiny_model, objectives.qed, method="bo", budget=5, batch_size=5, n_init=12, seed=0,
+                      settings=fast_bo)
+    init = result.history[result.history["iteration"] == 0]
+    assert len(init) == 12 and (init["method"] == "init").all() and not init["new"].any()

@@ -1,0 +1,93 @@
+"""The oracle: dedup by canonical SMILES, failure isolation and counting, the budget."""
+
+import math
+
+import pytest
+
+from chemvae.search.oracle import Oracle
+from vaecore.errors import InputDataError
+
+
+class CountingObjective:
+    """Length of the SMILES, recording every molecule it was called on."""
+
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, smiles):
+        self.seen += list(smiles)
+        return [float(len(s)) for s in smiles]
+
+
+def test_duplicates_are_looked_up_not_rescored():
+    objective = CountingObjective()
+    oracle = Oracle(objective, budget=10)
+    first = oracle.evaluate(["CCO", "OCC", "c1ccccc1"])  # OCC is ethanol again
+    second = oracle.evaluate(["C(O)C", "CCN"])
+    assert [e.status for e in first] == ["scored", "duplicate", "scored"]
+    assert [e.status for e in second] == ["duplicate", "scored"]
+    assert first[1].score == first[0].score == 3.0 and second[0].score == 3.0
+    assert sorted(objective.seen) == ["CCN", "CCO", "c1ccccc1"]
+    assert oracle.calls == 3
+
+
+def test_invalid_smiles_are_failures_that_cost_nothing():
+    objective = CountingObjective()
+    oracle = Oracle(objective, budget=5)
+    out = oracle.evaluate(["C1CC", "", "CCO"])
+    assert [e.status for e in out] == ["invalid_smiles", "invalid_smiles", "scored"]
+    assert oracle.failures["invalid_smiles"] == 2 and oracle.calls == 1
+    assert objective.seen == ["CCO"]
+
+
+def flaky(smiles):
+    """None, NaN, inf, a string, or a raise for particular molecules; raises for any batch with CCCl."""
+    if "CCCl" in smiles:
+        raise RuntimeError("cannot score chlorides")
+    table = {"CCO": None, "CCN": math.nan, "CCC": math.inf, "CCS": "high"}
+    return [table.get(s, 1.0) for s in smiles]
+
+
+def test_failures_are_isolated_and_counted_by_reason():
+    oracle = Oracle(flaky, budget=100)
+    out = oracle.evaluate(["CCO", "CCN", "CCC", "CCS", "CCCl", "CCF", "c1ccccc1"])
+    status = {e.canonical: e.status for e in out}
+    assert status == {"CCO": "none", "CCN": "nan", "CCC": "inf", "CCS": "bad_output", "CCCl": "exception",
+                      "CCF": "scored", "c1ccccc1": "scored"}
+    assert dict(oracle.failures) == {"none": 1, "nan": 1, "inf": 1, "bad_output": 1, "exception": 1}
+    assert [e.ok for e in out] == [False] * 5 + [True, True]
+    assert oracle.calls == 7  # failed evaluations are objective calls too
+    again = oracle.evaluate(["OCC"])  # a failed molecule is not retried
+    assert again[0].status == "duplicate" and not again[0].ok and oracle.calls == 7
+
+
+def test_wrong_length_output_falls_back_to_one_at_a_time():
+    def short(smiles):
+        return [2.0] if len(smiles) == 1 else [2.0] * (len(smiles) - 1)
+
+    oracle = Oracle(short)
+    out = oracle.evaluate(["CCO", "CCN", "CCC"])
+    assert [e.score for e in out] == [2.0, 2.0, 2.0]
+
+
+def test_budget_is_never_exceeded():
+    objective = CountingObjective()
+    oracle = Oracle(objective, budget=2)
+    out = oracle.evaluate(["CCO", "CCN", "CCC", "CCN", "CCO"])
+    assert [e.status for e in out] == ["scored", "scored", "over_budget", "duplicate", "duplicate"]
+    assert oracle.exhausted and oracle.calls == 2 and len(objective.seen) == 2
+    assert oracle.evaluate(["CCCC"])[0].status == "over_budget"
+
+
+def test_uncounted_evaluations_fill_the_cache_for_free():
+    oracle = Oracle(CountingObjective(), budget=1)
+    oracle.evaluate(["CCO", "CCN"], counted=False)
+    assert oracle.calls == 0
+    assert oracle.evaluate(["OCC"])[0].status == "duplicate" and oracle.calls == 0
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(InputDataError, match="callable"):
+        Oracle("qed")
+    with pytest.raises(InputDataError, match="-1"):
+        Oracle(len, budget=-1)

@@ -1,0 +1,129 @@
+"""Tests for chemvae.data: skip-and-count checking, CSV reading, splits, batches."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chemvae.data import (
+    SKIP_REASONS,
+    MoleculeTensors,
+    check_molecules,
+    encode_tokens,
+    iterate_batches,
+    load_splits,
+    property_stats,
+    read_smiles_csv,
+)
+from chemvae.tokens import Tokenizer, Vocabulary
+from vaecore.errors import InputDataError
+
+BAD_AND_GOOD = [
+    "CCO",  # kept
+    "",  # empty
+    None,  # empty
+    float("nan"),  # empty
+    "C1CC",  # unparsable (unclosed ring)
+    "C(C)(C)(C)(C)C",  # valence: five bonds on carbon
+    "c1cccc1",  # sanitize: cannot kekulize
+    "C" * 30,  # too_long for max_length 20
+    "[Xe]",  # kept by SMILES; outside the vocabulary below
+    "c1ccccc1",  # kept
+]
+
+
+def test_bad_molecules_are_counted_by_reason():
+    checked = check_molecules(BAD_AND_GOOD, Tokenizer("smiles"), max_length=20)
+    assert checked.indices == [0, 8, 9]
+    assert checked.smiles == ["CCO", "[Xe]", "c1ccccc1"]
+    assert dict(checked.skipped) == {"empty": 3, "unparsable": 1, "valence": 1, "sanitize": 1, "too_long": 1}
+    assert checked.summary() == (
+        "kept 3 of 10 molecules; skipped 7 (empty 3, unparsable 1, valence 1, sanitize 1, too_long 1)"
+    )
+    assert checked.first_issue.index == 1 and checked.first_issue.reason == "empty"
+
+
+def test_unknown_tokens_and_canonicalization():
+    vocab = Vocabulary(["C", "O", "c", "1"])
+    checked = check_molecules(["OCC", "[Xe]", "C1=CC=CC=C1"], Tokenizer("smiles"), max_length=20, vocab=vocab)
+    assert checked.smiles == ["CCO", "c1ccccc1"]  # RDKit canonical forms
+    assert dict(checked.skipped) == {"unknown_token": 1}
+    assert "['[Xe]']" in checked.first_issue.message
+    raw = check_molecules(["OCC"], Tokenizer("smiles"), max_length=20, canonicalize=False)
+    assert raw.smiles == ["OCC"]
+
+
+def test_selfies_checking_counts_refusals():
+    checked = check_molecules(["CCO", "C1CC", "c1ccccc1"], Tokenizer("selfies"), max_length=20)
+    assert len(checked.indices) == 2
+    assert all(t.startswith("[") for t in checked.tokens[0])
+
+
+def test_parallel_checking_matches_serial():
+    smiles = BAD_AND_GOOD * 3
+    serial = check_molecules(smiles, Tokenizer("smiles"), max_length=20)
+    parallel = check_molecules(smiles, Tokenizer("smiles"), max_length=20, n_jobs=2, chunk_size=10)
+    assert parallel.indices == serial.indices and parallel.smiles == serial.smiles
+    assert parallel.skipped == serial.skipped and parallel.first_issue == serial.first_issue
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=30), st.none(), st.floats()), max_size=8))
+def test_checking_never_raises_and_accounts_for_everything(items):
+    checked = check_molecules(items, Tokenizer("smiles"), max_length=25)
+    assert len(checked.indices) + sum(checked.skipped.values()) == len(items)
+    assert set(checked.skipped) <= set(SKIP_REASONS)
+
+
+def test_read_smiles_csv(tmp_path):
+    path = tmp_path / "mols.csv"
+    path.write_text("id,SMILES\n1,CCO\n2,\n3,NA\n")
+    table = read_smiles_csv(path, "smiles")
+    assert table["smiles"].tolist() == ["CCO", "", "NA"]  # verbatim, empty cell as ""
+    with pytest.raises(InputDataError, match=r"no SMILES column 'mol'.*\['id', 'SMILES'\]"):
+        read_smiles_csv(path, "mol")
+    with pytest.raises(InputDataError, match="no data file"):
+        read_smiles_csv(tmp_path / "missing.csv")
+
+
+def test_fixture_splits_use_split_column_and_are_deterministic():
+    a = load_splits("fixture", seed=3)
+    b = load_splits("fixture", seed=3)
+    assert a.train == b.train and a.valid == b.valid
+    assert len(a.test) == 200 and len(a.train) + len(a.valid) == 1800
+    assert not set(a.test) & set(a.train)
+    assert a.reference == a.train and a.test_scaffolds is None
+    capped = load_splits("fixture", seed=3, max_molecules=100)
+    assert len(capped.train) == 100 and len(capped.valid) == 5  # valid_fraction of the molecules used
+    assert not set(capped.valid) & set(capped.train)
+
+
+def test_random_split_of_a_plain_csv(tmp_path):
+    path = tmp_path / "mols.csv"
+    path.write_text("smiles\n" + "\n".join("C" * (i % 7 + 1) + "O" for i in range(40)) + "\n")
+    splits = load_splits(str(path), test_fraction=0.25, valid_fraction=0.1)
+    assert len(splits.test) == 10 and len(splits.valid) == 3 and len(splits.train) == 27
+
+
+def test_property_stats_and_batches():
+    values = np.array([[1.0, np.nan], [3.0, 2.0], [5.0, 2.0]])
+    mean, std = property_stats(values)
+    assert mean.tolist() == [3.0, 2.0] and std[1] == 1.0  # constant column: std replaced by 1
+    with pytest.raises(InputDataError, match="no molecule"):
+        property_stats(np.full((3, 1), np.nan))
+
+    vocab = Vocabulary(["C", "O"])
+    tokens = encode_tokens([["C"], ["C", "C", "O"], ["O", "O"]], vocab, 8)
+    assert tokens.shape == (3, 8) and tokens[1, 3] == vocab.eos_index
+    data = MoleculeTensors(["C", "CCO", "OO"], tokens, torch.zeros(3, 2))
+    batches = list(iterate_batches(data, 2, shuffle=False))
+    assert [b["smiles"] for b in batches] == [["C", "CCO"], ["OO"]]
+    assert batches[0]["tokens"].shape == (2, 4) and batches[1]["tokens"].shape == (1, 3)  # trimmed
+    shuffled = list(iterate_batches(data, 2, shuffle=True, generator=torch.Generator().manual_seed(0)))
+    assert sorted(s for b in shuffled for s in b["smiles"]) == ["C", "CCO", "OO"]
+    assert math.isclose(float(batches[0]["properties"].sum()), 0.0)

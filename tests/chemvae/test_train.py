@@ -1,0 +1,117 @@
+"""Tests for chemvae.train: a tiny CPU run overfits, checkpoints resume, Ctrl-C stops cleanly."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from chemvae.data import FIXTURE_CSV, MoleculeTensors, check_molecules, encode_tokens
+from chemvae.metrics import reconstruction_accuracy
+from chemvae.model import ChemVAEConfig, MoleculeVAE
+from chemvae.tokens import Tokenizer, Vocabulary
+from chemvae.train import evaluate_loss, fit, load_training_state, reconstruct, train_epoch
+from vaecore.checkpoint import load_checkpoint
+from vaecore.errors import ConfigMismatchError
+from vaecore.rundir import RunDir
+from vaecore.schedules import ConstantSchedule, LinearWarmup
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run fastest on one thread; several threads on a busy 2-core machine spin-wait."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _data(n: int, config: ChemVAEConfig, vocab: Vocabulary | None = None) -> tuple[MoleculeTensors, Vocabulary]:
+    # The shortest fixture molecules: the same test at a fraction of the sequence length.
+    smiles = sorted(pd.read_csv(FIXTURE_CSV)["smiles"].tolist(), key=len)[:n]
+    checked = check_molecules(smiles, Tokenizer(config.representation), max_length=config.max_length)
+    vocab = vocab or Vocabulary.build(checked.tokens)
+    props = torch.randn(len(checked.smiles), len(config.property_names), generator=torch.Generator().manual_seed(0))
+    return MoleculeTensors(checked.smiles, encode_tokens(checked.tokens, vocab, config.max_length + 1), props), vocab
+
+
+def test_tiny_cpu_run_overfits_100_molecules():
+    torch.manual_seed(0)
+    config = ChemVAEConfig(latent_dim=16, embedding_dim=32, encoder_hidden=64, decoder_hidden=128,
+                           decoder_layers=1, property_hidden=(16,), max_length=60, property_weight=0.0)
+    data, vocab = _data(100, config)
+    assert len(data) == 100
+    model = MoleculeVAE(config, vocab)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    generator = torch.Generator().manual_seed(0)
+    step = 0
+    for _ in range(40):
+        step, row = train_epoch(model, data, optimizer, ConstantSchedule(1e-3), step=step, batch_size=20,
+                                generator=generator, progress=False)
+    assert step == 200 and row["train_token_accuracy"] > 0.95
+    inputs, decoded = reconstruct(model, data.smiles)
+    assert len(inputs) == 100
+    assert reconstruction_accuracy(inputs, decoded) >= 0.9
+
+
+TINY = ChemVAEConfig(latent_dim=4, embedding_dim=8, encoder_hidden=8, decoder_hidden=16, decoder_layers=1,
+                     property_hidden=(8,), max_length=40)
+
+
+def test_fit_logs_checkpoints_and_resumes(tmp_path):
+    torch.manual_seed(0)
+    data, vocab = _data(30, TINY)
+    model = MoleculeVAE(TINY, vocab)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(0)
+    rundir = RunDir(tmp_path, TINY, seed=0, device="cpu")
+    schedule = LinearWarmup(steps=6)
+    done = fit(model, data, data, optimizer=optimizer, schedule=schedule, epochs=2, batch_size=10,
+               generator=generator, rundir=rundir, checkpoint_path=tmp_path / "ckpt.safetensors", progress=False)
+    assert done == 2
+    history = pd.read_csv(tmp_path / "history.csv")
+    assert history["epoch"].tolist() == [1, 2] and history["step"].tolist() == [3, 6]
+    assert history["beta"].tolist() == [0.5, 1.0]
+    assert {"train_loss", "valid_loss", "valid_token_accuracy", "train_molecules_per_s"} <= set(history)
+    stored = load_checkpoint(tmp_path / "ckpt.safetensors")
+    assert stored.payload["epoch"] == 2 and stored.extra["vocab"]["itos"] == vocab.itos
+
+    # A fresh model and optimizer pick up exactly where the run stopped.
+    torch.manual_seed(1)
+    resumed = MoleculeVAE(TINY, vocab)
+    optimizer2 = torch.optim.Adam(resumed.parameters(), lr=1e-3)
+    generator2 = torch.Generator()
+    epoch, step = load_training_state(tmp_path / "ckpt.safetensors", resumed, optimizer2, generator2)
+    assert (epoch, step) == (2, 6)
+    for a, b in zip(model.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    assert torch.equal(generator.get_state(), generator2.get_state())
+    done = fit(resumed, data, None, optimizer=optimizer2, schedule=schedule, epochs=3, batch_size=10,
+               generator=generator2, rundir=rundir, checkpoint_path=tmp_path / "ckpt.safetensors",
+               start_epoch=epoch, step=step, progress=False)
+    assert done == 3 and pd.read_csv(tmp_path / "history.csv")["epoch"].tolist() == [1, 2, 3]
+
+    other = MoleculeVAE(ChemVAEConfig(**{**TINY.__dict__, "latent_dim": 5}), vocab)
+    with pytest.raises(ConfigMismatchError, match="latent_dim"):
+        load_training_state(tmp_path / "ckpt.safetensors", other, torch.optim.Adam(other.parameters()), generator2)
+
+
+def test_stop_flag_ends_without_logging_a_partial_epoch(tmp_path):
+    data, vocab = _data(20, TINY)
+    model = MoleculeVAE(TINY, vocab)
+    rundir = RunDir(tmp_path, TINY, seed=0, device="cpu")
+    done = fit(model, data, None, optimizer=torch.optim.Adam(model.parameters()), schedule=ConstantSchedule(1.0),
+               epochs=5, batch_size=10, generator=torch.Generator(), rundir=rundir,
+               checkpoint_path=tmp_path / "ckpt.safetensors", stop={"stop": True}, progress=False)
+    assert done == 0
+    assert not (tmp_path / "history.csv").exists() and not (tmp_path / "ckpt.safetensors").exists()
+
+
+def test_evaluate_loss_is_deterministic_in_eval_mode():
+    data, vocab = _data(20, TINY)
+    model = MoleculeVAE(TINY, vocab)
+    torch.manual_seed(0)
+    a = evaluate_loss(model, data, beta=1.0, batch_size=8)
+    torch.manual_seed(0)
+    b = evaluate_loss(model, data, beta=1.0, batch_size=8)
+    assert a == b and a["valid_loss"] > 0 and model.training

@@ -1,0 +1,110 @@
+"""Tests for pipelines.chem: ``vaelab chem train|eval`` on tiny real runs."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+import chemvae
+from chemvae.data import FIXTURE_CSV
+from pipelines.chem import ChemEvalConfig, ChemTrainConfig, run
+from pipelines.cli import main
+from vaecore.datasets import REPO_DATA_DIR
+
+FIXTURE_MODEL = REPO_DATA_DIR / "fixtures" / "chemvae_tiny"
+TINY_ARGS = ["--epochs", "1", "--batch-size", "16", "--latent-dim", "4", "--embedding-dim", "8",
+             "--encoder-hidden", "8", "--decoder-hidden", "16", "--decoder-layers", "1", "--property-hidden", "8",
+             "--max-length", "50", "--n-jobs", "1", "--device", "cpu", "--no-progress"]
+BAD = ["", "C1CC", "C(C)(C)(C)(C)C", "c1cccc1", "C" * 60, "not a molecule"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch, tmp_path):
+    """One torch thread (tiny models, busy machine) and a private property cache."""
+    monkeypatch.setenv("VAELAB_DATA", str(tmp_path / "cache"))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture()
+def messy_csv(tmp_path):
+    good = pd.read_csv(FIXTURE_CSV)["smiles"].tolist()[:60]
+    path = tmp_path / "mols.csv"
+    pd.DataFrame({"id": range(66), "Molecule": good + BAD}).to_csv(path, index=False)
+    return path
+
+
+def test_train_skips_bad_molecules_counts_them_and_resumes(messy_csv, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["chem", "train", "--data", str(messy_csv), "--smiles-column", "molecule", "--test-fraction", "0.1",
+            "--out", str(out), *TINY_ARGS]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "train.json").read_text())
+    n_bad = sum(summary["skipped"].values()) + sum(summary["valid_skipped"].values())
+    assert summary["n_train"] + summary["n_valid"] + n_bad == 66 - 7  # 7 = round(0.1 * 66) test rows
+    assert summary["n_train"] > 40 and sum(summary["skipped"].values()) >= 1
+    assert set(summary["skipped"]) <= {"empty", "unparsable", "valence", "sanitize", "too_long"}
+    assert summary["data_summary"] in printed and printed.count("skipped") == 1  # one summary line
+    assert {"config.json", "run.json", "history.csv", "model.safetensors", "checkpoint.safetensors"} <= {
+        p.name for p in out.iterdir()}
+    model = chemvae.load(out)
+    assert model.latent_dim == 4 and model.encode(["CCO"]).shape == (1, 4)
+
+    assert main(["chem", "train", "--resume", str(out), "--epochs", "2", "--device", "cpu", "--no-progress"]) == 0
+    assert pd.read_csv(out / "history.csv")["epoch"].tolist() == [1, 2]
+    assert chemvae.load(out).vocab == model.vocab
+
+
+def test_selfies_cnn_run_through_the_python_api(tmp_path):
+    config = ChemTrainConfig(data="fixture", max_molecules=40, representation="selfies", encoder="cnn", epochs=1,
+                             batch_size=20, latent_dim=4, embedding_dim=8, encoder_hidden=8, decoder_hidden=16,
+                             decoder_layers=1, property_hidden=(8,), max_length=60, cnn_kernels=(5, 5, 5),
+                             n_jobs=1, device="cpu", progress=False)
+    summary = run(config, tmp_path)
+    assert summary["n_train"] == 40 and summary["epochs"] == 1
+    model = chemvae.load(tmp_path)
+    assert model.config.representation == "selfies" and model.config.encoder == "cnn"
+    assert all(t.startswith("[") for t in model.vocab.itos[4:])
+    decoded = model.decode(torch.zeros(2, 4))
+    assert all("[Branch" not in s for s in decoded)  # SELFIES come back as SMILES
+
+
+def test_a_file_without_usable_molecules_is_an_error(tmp_path, capsys):
+    path = tmp_path / "bad.csv"
+    pd.DataFrame({"smiles": BAD * 3}).to_csv(path, index=False)
+    code = main(["chem", "train", "--data", str(path), "--out", str(tmp_path / "run"), *TINY_ARGS])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "no usable molecule" in err and "unparsable" in err
+
+
+def test_missing_smiles_column_names_the_columns(messy_csv, tmp_path, capsys):
+    assert main(["chem", "train", "--data", str(messy_csv), "--out", str(tmp_path / "r"), *TINY_ARGS]) == 2
+    assert "no SMILES column 'smiles'" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore::vaecore.errors.InputDataWarning")  # few valid samples: expected
+def test_eval_of_the_fixture_model(tmp_path):
+    config = ChemEvalConfig(run_dir=str(FIXTURE_MODEL), n_samples=60, n_recon=20, compute_fcd=False, device="cpu")
+    result = run(config, tmp_path)
+    stored = json.loads((tmp_path / "eval.json").read_text())
+    for key in ("recon_accuracy", "validity", "unique@10k", "novelty", "SNN/Test", "decoded_molecules_per_s"):
+        assert key in stored
+    assert stored["FCD/Test"] is None  # not computed: written as null, not NaN
+    assert result["n_recon"] == 20 and 0 <= result["recon_accuracy"] <= 1
+    assert 0 <= result["validity"] <= 1 and result["decoded_molecules_per_s"] > 0
+    samples = pd.read_csv(tmp_path / "samples.csv", keep_default_na=False)
+    assert len(samples) == 60
+    assert (tmp_path / "prior_samples.png").exists() == (result["n_drawn"] > 0)
+    assert not (FIXTURE_MODEL / "eval.json").exists()  # nothing written into the committed fixture
+
+
+def test_chem_needs_a_subcommand():
+    with pytest.raises(SystemExit):
+        main(["chem"])

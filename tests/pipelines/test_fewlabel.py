@@ -1,0 +1,84 @@
+"""``vaelab fewlabel`` end to end on the committed fixture and on a small user .npz."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pipelines.cli import main
+from ssvae.data import load_dataset
+
+TINY = ["--set", "m2.hidden=(16,)", "--set", "m2.z_dim=4", "--set", "m2.batch_norm=False",
+        "--set", "train.labelled_batch=50", "--set", "train.unlabelled_batch=100", "--set", "train.alpha=5.0",
+        "--set", "m1.vae.hidden=(32,)", "--set", "m1.vae.z_dim=6", "--m1-epochs", "1",
+        "--device", "cpu", "--no-progress", "--tsne-points", "100"]
+METRIC_KEYS = {"test_error", "valid_error", "n_labels", "model", "seed", "device", "wall_seconds"}
+
+
+def _metrics(run_dir):
+    with open(run_dir / "metrics.json") as fh:
+        return json.load(fh)
+
+
+@pytest.mark.parametrize("model", ["m2", "m1m2"])
+def test_fewlabel_on_fixture_writes_everything(tmp_path, model):
+    out = tmp_path / "run"
+    assert main(["fewlabel", "--data", "fixture", "--labels", "50", "--model", model, "--preset", "fast",
+                 "--epochs", "1", "--seed", "3", *TINY, "--out", str(out)]) == 0
+    metrics = _metrics(out)
+    assert METRIC_KEYS <= set(metrics)
+    assert metrics["model"] == model and metrics["n_labels"] == 50 and metrics["seed"] == 3
+    assert 0.0 <= metrics["test_error"] <= 1.0 and 0.0 <= metrics["valid_error"] <= 1.0
+    history = pd.read_csv(out / "history.csv")
+    assert history["epoch"].tolist() == [1]
+    assert {"train_loss", "train_cross_entropy", "train_kl", "valid_error", "test_error"} <= set(history)
+    labels = pd.read_csv(out / "labels.csv")
+    assert len(labels) == 50 and labels["label"].value_counts().tolist() == [5] * 10
+    for name in ("samples.png", "tsne.png", "reconstructions.png", "curves.png", "model.safetensors",
+                 "checkpoint.safetensors", "config.json", "run.json"):
+        assert (out / name).stat().st_size > 0, name
+    if model == "m1m2":
+        assert (out / "m1" / "checkpoint.safetensors").exists() and metrics["active_z1_dims"] >= 1
+
+
+def test_fewlabel_resume_continues_the_run(tmp_path):
+    out = tmp_path / "run"
+    args = ["fewlabel", "--data", "fixture", "--labels", "20", "--model", "m2", "--preset", "fast", *TINY, "--no-plots"]
+    assert main([*args, "--epochs", "1", "--out", str(out)]) == 0
+    assert main(["fewlabel", "--resume", str(out), "--epochs", "2", "--no-progress"]) == 0
+    assert pd.read_csv(out / "history.csv")["epoch"].tolist() == [1, 2]
+    assert json.loads((out / "config.json").read_text())["epochs"] == 2
+
+
+def test_fewlabel_on_a_user_npz_with_given_labels(tmp_path):
+    ds = load_dataset("fixture")
+    # 14x14 images (any shape is fine), -1 = unlabelled, no validation split
+    small = torch.nn.functional.avg_pool2d(ds.train.x.reshape(-1, 1, 28, 28), 2).reshape(-1, 14, 14)
+    y = np.full(len(small), -1, dtype=np.int64)
+    for c in range(10):
+        y[np.flatnonzero(ds.train.y.numpy() == c)[:3]] = c
+    test = torch.nn.functional.avg_pool2d(ds.test.x.reshape(-1, 1, 28, 28), 2).reshape(-1, 14, 14)
+    path = tmp_path / "mine.npz"
+    np.savez(path, x_train=small.numpy(), y_train=y, x_test=test.numpy(), y_test=ds.test.y.numpy())
+    out = tmp_path / "run"
+    assert main(["fewlabel", "--data", str(path), "--model", "m2", "--preset", "fast", "--epochs", "1", *TINY,
+                 "--out", str(out)]) == 0
+    metrics = _metrics(out)
+    assert metrics["n_labels"] == 30 and np.isnan(metrics["valid_error"]) and 0 <= metrics["test_error"] <= 1
+    assert (out / "samples.png").exists()
+
+
+def test_fewlabel_rejects_bad_label_requests(tmp_path, capsys):
+    assert main(["fewlabel", "--data", "fixture", "--labels", "95", "--out", str(tmp_path / "a")]) == 2
+    assert "multiple of 10" in capsys.readouterr().err
+    assert main(["fewlabel", "--data", "fixture", "--labels", "2000", "--out", str(tmp_path / "b")]) == 2
+    assert "has only 100" in capsys.readouterr().err
+    path = tmp_path / "partial.npz"
+    np.savez(path, x_train=np.zeros((20, 4), np.float32), y_train=np.r_[np.arange(10), -np.ones(10, int)],
+             x_test=np.zeros((5, 4), np.float32), y_test=np.arange(5))
+    assert main(["fewlabel", "--data", str(path), "--labels", "10", "--out", str(tmp_path / "c")]) == 2
+    assert "omit --labels" in capsys.readouterr().err

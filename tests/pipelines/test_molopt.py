@@ -1,0 +1,72 @@
+"""``vaelab molopt`` end to end on the committed tiny model."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from pipelines import cli
+from pipelines.molopt import MoloptConfig, initial_pool
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = ROOT / "data" / "fixtures" / "chemvae_tiny"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_cli_runs_bo_end_to_end(tmp_path):
+    out = tmp_path / "qed"
+    code = cli.main(["molopt", "--model", str(MODEL), "--objective", "qed", "--method", "bo", "--budget", "5",
+                     "--batch-size", "5", "--n-init", "16", "--seed", "0", "--device", "cpu", "--out", str(out),
+                     "--threads", "1", "--no-progress"])
+    assert code == 0
+    for name in ("history.csv", "best.csv", "iterations.csv", "summary.json", "best_so_far.png",
+                 "top_molecules.png", "config.json", "run.json"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["oracle_calls"] == 5 and summary["method"] == "bo" and summary["objective"] == "qed"
+    assert summary["n_init"] == 16 and "training split" in summary["init_source"]
+    assert 0 < summary["valid_fraction"] <= 1 and summary["wall_seconds"] > 0
+    assert isinstance(summary["failures"], dict)
+    history = pd.read_csv(out / "history.csv", keep_default_na=False, na_values={"score": [""]})
+    assert {"iteration", "method", "smiles", "score", "valid", "seconds"} <= set(history.columns)
+    assert int(history["new"].sum()) == 5 and (history["iteration"] == 0).sum() == 16
+    best = pd.read_csv(out / "best.csv")
+    assert best["score"].iloc[0] == pytest.approx(summary["best_score"])
+    assert best["smiles"].is_unique
+
+
+def test_cli_random_with_sa_objective(tmp_path):
+    out = tmp_path / "sa"
+    code = cli.main(["molopt", "--model", str(MODEL), "--objective", "sa", "--method", "random", "--budget", "8",
+                     "--device", "cpu", "--out", str(out), "--no-progress"])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["objective"] == "neg_sa" and summary["best_score"] < 0  # -SA
+    assert summary["n_init"] == 0
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
+    code = cli.main(["molopt", "--model", str(MODEL), "--objective", "toxicity", "--out", str(tmp_path / "x")])
+    assert code == 2
+    assert "unknown objective 'toxicity'" in capsys.readouterr().err
+    code = cli.main(["molopt", "--model", str(MODEL), "--objective", "similarity:CCO", "--method", "gradient",
+                     "--out", str(tmp_path / "y"), "--no-progress", "--n-init", "5"])
+    assert code == 2
+    assert "no head surrogate" in capsys.readouterr().err
+
+
+def test_initial_molecules_come_from_the_models_training_split():
+    pool, source = initial_pool(MoloptConfig(model=str(MODEL)))
+    train = pd.read_csv(ROOT / "data" / "fixtures" / "moses_small.csv").query("split == 'train'")["smiles"]
+    assert pool and set(pool) <= set(train) and "fixture" in source
+    with pytest.raises(ValueError, match="budget"):
+        MoloptConfig(model=str(MODEL), budget=0)

@@ -1,0 +1,70 @@
+"""End-to-end tests of ``vaelab vae`` on the committed MNIST fixture."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipelines.cli import main
+from pipelines.vae import VAERunConfig, run
+from vaecore.errors import InputDataError
+
+# Burda's architecture, one epoch of 10 batches on the 1,000 fixture digits.
+ARGS = ["vae", "--data", "fixture", "--latent", "50", "--eval-samples", "20", "--eval-limit", "50",
+        "--device", "cpu", "--no-progress"]
+FILES = ("config.json", "run.json", "history.csv", "checkpoint.safetensors", "metrics.json",
+         "samples.png", "reconstructions.png")
+
+
+def test_cli_end_to_end_then_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert main([*ARGS, "--epochs", "1", "--out", str(out)]) == 0
+    for name in FILES:
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 1 and metrics["device"] == "cpu" and metrics["n_test_log_px"] == 50
+    assert metrics["test_nll"] == pytest.approx(-metrics["test_log_px"])
+    assert 0 < metrics["test_nll"] < 550 and metrics["test_elbo"] < 0  # 784 * log 2 = 543 nats is chance
+    assert json.loads((out / "config.json").read_text())["hidden"] == [500, 500]
+    assert "test_nll" in capsys.readouterr().out
+
+    # --resume continues the same directory up to --epochs in total.
+    assert main([*ARGS, "--epochs", "2", "--resume", str(out)]) == 0
+    history = pd.read_csv(out / "history.csv")
+    assert list(history["epoch"]) == [1, 2]
+    assert history["train_loss"].iloc[1] < history["train_loss"].iloc[0]
+    resumed = json.loads((out / "metrics.json").read_text())
+    assert resumed["epochs"] == 2 and resumed["test_elbo"] > metrics["test_elbo"]
+
+
+def test_iwae_objective_runs(tmp_path: Path) -> None:
+    metrics = run(VAERunConfig(data="fixture", epochs=1, latent=4, hidden=(32,), objective="iwae", k=5,
+                               device="cpu", eval_samples=10, eval_limit=10, progress=False), tmp_path)
+    assert metrics["objective"] == "iwae" and metrics["k"] == 5 and metrics["n_test_elbo"] == 200
+    assert pd.read_csv(tmp_path / "history.csv").shape[0] == 1
+
+
+def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["vae", "--data", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "x")]) == 2
+    assert "missing.npz" in capsys.readouterr().err
+    assert main(["vae", "--data", "fixture", "--resume", str(tmp_path / "nothing")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_resume_with_another_architecture_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    small = ["vae", "--data", "fixture", "--hidden", "16", "--eval-samples", "5", "--eval-limit", "5",
+             "--device", "cpu", "--no-progress", "--epochs", "1"]
+    assert main([*small, "--latent", "3", "--out", str(tmp_path)]) == 0
+    assert main([*small, "--latent", "4", "--epochs", "2", "--resume", str(tmp_path)]) == 2
+    assert "z_dim" in capsys.readouterr().err
+
+
+def test_config_validation() -> None:
+    with pytest.raises(InputDataError, match="objective"):
+        VAERunConfig(objective="vimco")
+    with pytest.raises(InputDataError, match="eval_limit"):
+        VAERunConfig(eval_limit=0)

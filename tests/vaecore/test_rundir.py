@@ -1,0 +1,98 @@
+"""Run directories: config JSON round trips, run.json, history.csv."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from vaecore.errors import InputDataError
+from vaecore.rundir import RunDir, config_from_dict, config_to_dict, write_json
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    hidden: tuple[int, ...] = (500, 500)
+    activation: str = "softplus"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lr: float = 3e-4
+    epochs: int = 2
+    schedule: tuple[tuple[int, float], ...] = ((0, 0.0), (10, 1.0))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str
+    encoder: EncoderConfig = EncoderConfig()
+    train: TrainConfig | None = None
+    tags: list[str] = field(default_factory=list)
+    out: Path = Path("runs/x")
+
+
+def test_nested_frozen_config_round_trip() -> None:
+    config = RunConfig(
+        name="m1", encoder=EncoderConfig(hidden=(64, 32)), train=TrainConfig(lr=1e-3), tags=["a", "b"]
+    )
+    data = config_to_dict(config)
+    assert data["encoder"] == {"hidden": [64, 32], "activation": "softplus"}
+    assert data["out"] == "runs/x"  # paths become strings
+    back = config_from_dict(RunConfig, json.loads(json.dumps(data)))
+    assert back.encoder == config.encoder and back.train == config.train
+    assert back.train.schedule == ((0, 0.0), (10, 1.0))  # nested tuples, hashable again
+    assert isinstance(back.tags, list) and back.tags == ["a", "b"]
+    hash(back.encoder)
+    assert config_from_dict(RunConfig, {"name": "x", "train": None}).train is None
+
+
+def test_unknown_and_missing_fields_are_named() -> None:
+    with pytest.raises(InputDataError, match=r"unknown RunConfig field\(s\) \['z_dmi'\]"):
+        config_from_dict(RunConfig, {"name": "x", "z_dmi": 3})
+    with pytest.raises(InputDataError, match=r"unknown EncoderConfig field\(s\) \['hiden'\]"):
+        config_from_dict(RunConfig, {"name": "x", "encoder": {"hiden": [3]}})
+    with pytest.raises(InputDataError, match=r"lacks the required field\(s\) \['name'\]"):
+        config_from_dict(RunConfig, {})
+    with pytest.raises(TypeError, match="dataclass"):
+        config_to_dict({"name": "x"})
+
+
+def test_run_dir_files(tmp_path: Path) -> None:
+    config = RunConfig(name="m1")
+    run = RunDir(tmp_path / "run", config, seed=7, device=torch.device("cpu"))
+    assert json.loads((tmp_path / "run" / "config.json").read_text()) == config_to_dict(config)
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["seed"] == 7 and meta["device"] == "cpu"
+    assert meta["versions"]["torch"] == torch.__version__ and "python" in meta["versions"]
+
+    run.log({"epoch": 1, "loss": 2.5})
+    table = run.log({"epoch": 2, "loss": 2.0, "kl": 0.5})  # a new column appears later
+    on_disk = pd.read_csv(run / "history.csv")
+    assert list(on_disk["epoch"]) == [1, 2] and list(on_disk["loss"]) == [2.5, 2.0]
+    assert pd.isna(on_disk.loc[0, "kl"]) and on_disk.loc[1, "kl"] == 0.5
+    assert len(table) == 2 and len(run.history) == 2
+    run.write_json("metrics.json", {"best": 2.0})
+    assert json.loads((run / "metrics.json").read_text()) == {"best": 2.0}
+    assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith(".")]  # no temp files
+
+
+def test_resume_keeps_history_and_truncates(tmp_path: Path) -> None:
+    run = RunDir(tmp_path, RunConfig(name="m1"), seed=1, device="cpu")
+    for epoch in range(1, 5):
+        run.log({"epoch": epoch, "loss": 10.0 - epoch})
+    resumed = RunDir(tmp_path, RunConfig(name="m1"), seed=1, device="cpu")
+    assert list(resumed.history["epoch"]) == [1, 2, 3, 4]
+    resumed.truncate_history("epoch", 2)  # the checkpoint was from epoch 2
+    assert list(pd.read_csv(tmp_path / "history.csv")["epoch"]) == [1, 2]  # rewritten at once
+    resumed.log({"epoch": 3, "loss": 6.5})
+    assert list(pd.read_csv(tmp_path / "history.csv")["loss"]) == [9.0, 8.0, 6.5]
+
+
+def test_write_json_is_sorted_and_handles_paths(tmp_path: Path) -> None:
+    path = write_json(tmp_path / "sub" / "x.json", {"b": Path("p"), "a": 1})
+    assert path.read_text() == '{\n  "a": 1,\n  "b": "p"\n}\n'

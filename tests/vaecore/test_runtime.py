@@ -1,0 +1,92 @@
+"""Seeding, device choice, the NaN guard, versions and Ctrl-C handling."""
+
+from __future__ import annotations
+
+import random
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from vaecore.errors import InputDataError, NonFiniteLossError
+from vaecore.runtime import check_finite, interruptible, library_versions, resolve_device, seed_everything
+
+
+def _draw(generator: torch.Generator) -> tuple:
+    return (
+        random.random(),
+        np.random.rand(),
+        torch.rand(3).tolist(),
+        torch.randn(2, generator=generator).tolist(),
+    )
+
+
+def test_seed_everything_is_reproducible() -> None:
+    first = _draw(seed_everything(123))
+    second = _draw(seed_everything(123))
+    other = _draw(seed_everything(124))
+    assert first == second
+    assert all(a != b for a, b in zip(first, other))
+    assert _draw(seed_everything(np.int64(123))) == first  # numpy ints are seeds too
+    assert _draw(seed_everything(2**40)) is not None  # beyond numpy's 32-bit range
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "3", None])
+def test_bad_seed_is_named(bad: object) -> None:
+    with pytest.raises(InputDataError, match=repr(bad).replace(".", r"\.")):
+        seed_everything(bad)  # type: ignore[arg-type]
+
+
+def test_resolve_device() -> None:
+    auto = resolve_device("auto")
+    if torch.cuda.is_available():
+        assert auto.type == "cuda"
+    elif torch.backends.mps.is_available():
+        assert auto.type == "mps"
+    else:
+        assert auto == torch.device("cpu")
+    assert resolve_device() == auto
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+
+
+@pytest.mark.parametrize("bad", ["gpu0", "cuda:x", "", "tpu"])
+def test_bad_device_string_is_named(bad: str) -> None:
+    with pytest.raises(InputDataError, match=f"'{bad}'"):
+        resolve_device(bad)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present here")
+def test_absent_cuda_is_named() -> None:
+    with pytest.raises(InputDataError, match="'cuda:1'.*CUDA is not available"):
+        resolve_device("cuda:1")
+
+
+def test_check_finite_names_the_step() -> None:
+    check_finite(torch.tensor(1.5), step=3)
+    check_finite(2.0, step=3)
+    check_finite(torch.ones(4), step=3)
+    for bad in (torch.tensor(float("nan")), torch.tensor([1.0, float("inf")]), float("-inf")):
+        with pytest.raises(NonFiniteLossError, match="at step 41"):
+            check_finite(bad, step=41)
+    with pytest.raises(FloatingPointError, match="3 non-finite values"):  # long tensors summarised
+        check_finite(torch.tensor([float("nan")] * 3 + [0.0] * 20), step=1)
+
+
+def test_library_versions() -> None:
+    versions = library_versions()
+    assert versions["torch"] == torch.__version__
+    assert versions["numpy"] == np.__version__
+    assert {"python", "platform", "cuda", "safetensors", "vaelab"} <= set(versions)
+
+
+def test_interruptible_turns_first_ctrl_c_into_a_flag() -> None:
+    before = signal.getsignal(signal.SIGINT)
+    with interruptible() as state:
+        assert state["stop"] is False
+        signal.raise_signal(signal.SIGINT)  # no KeyboardInterrupt: just the flag
+        assert state["stop"] is True
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)  # the second one interrupts
+    assert signal.getsignal(signal.SIGINT) is before

@@ -1,0 +1,44 @@
+"""Warnings and errors raised across vaelab.
+
+Modelled on BoTorch's hierarchy: every error is a ``VaelabError`` *and* the builtin
+exception a caller would naturally catch (``ValueError`` for bad input), so both
+``except VaelabError`` and ``except ValueError`` work.
+"""
+
+from __future__ import annotations
+
+
+class VaelabError(Exception):
+    """Base class of every error raised by vaelab."""
+
+
+class InputDataError(VaelabError, ValueError):
+    """Input data (arrays, labels, SMILES, configs) that cannot be used."""
+
+
+class ChecksumError(InputDataError):
+    """A downloaded or local file whose sha256 differs from the manifest."""
+
+
+class CheckpointError(VaelabError, RuntimeError):
+    """A checkpoint that is missing, truncated, corrupted or not a safetensors file."""
+
+
+class ConfigMismatchError(CheckpointError, ValueError):
+    """A checkpoint whose stored config differs from the model it is loaded into."""
+
+
+class NonFiniteLossError(VaelabError, FloatingPointError):
+    """Training produced a NaN or infinite loss; the message names the step."""
+
+
+class VaelabWarning(UserWarning):
+    """Base class of every warning issued by vaelab."""
+
+
+class InputDataWarning(VaelabWarning):
+    """Input data was used but something about it was skipped or adjusted."""
+
+
+class SearchWarning(VaelabWarning):
+    """A latent-space search fell back to a simpler strategy (e.g. failed GP fit)."""

@@ -1,0 +1,154 @@
+"""Run directories: resolved config, seed, device, versions, metrics CSV, checkpoints.
+
+Every run writes ``config.json`` (the frozen dataclass config, resolved), ``run.json``
+(seed, device, library versions, start time, command line), ``history.csv`` (one row a
+logging step, rewritten atomically through pandas) and its checkpoints and plots.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pandas as pd
+import torch
+
+from vaecore.checkpoint import atomic_write_bytes
+from vaecore.errors import InputDataError
+from vaecore.runtime import library_versions
+
+C = TypeVar("C")
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A frozen dataclass config (possibly nested) as a JSON-able dict."""
+    if not dataclasses.is_dataclass(config):
+        raise TypeError(f"expected a dataclass config, got {type(config).__name__}")
+    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+
+
+def _dataclass_in(hint: Any) -> type | None:
+    """The dataclass named by ``hint`` (also inside ``Optional[...]`` / ``X | None``)."""
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return hint
+    candidates = [a for a in typing.get_args(hint) if a is not type(None)]
+    if len(candidates) == 1 and dataclasses.is_dataclass(candidates[0]):
+        return candidates[0]
+    return None
+
+
+def _from_json(value: Any, hint: Any) -> Any:
+    """JSON lists back to the tuples frozen configs hold (unless the field is a list)."""
+    if isinstance(value, list):
+        items = [_from_json(v, None) for v in value]
+        return items if typing.get_origin(hint) is list or hint is list else tuple(items)
+    return value
+
+
+def config_from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
+    """Rebuild a dataclass config from :func:`config_to_dict`'s output.
+
+    Nested dataclass fields (also ``Optional``) are rebuilt recursively and JSON lists
+    become tuples.
+
+    Raises:
+        InputDataError: Naming any unknown or missing field (nested configs too).
+    """
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise InputDataError(f"unknown {cls.__name__} field(s) {unknown}; known: {sorted(fields)}")
+    missing = sorted(
+        name for name, f in fields.items()
+        if name not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    )
+    if missing:
+        raise InputDataError(f"{cls.__name__} config lacks the required field(s) {missing}")
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        hint = hints.get(name)
+        nested = _dataclass_in(hint)
+        if nested is not None and isinstance(value, Mapping):
+            value = config_from_dict(nested, value)
+        else:
+            value = _from_json(value, hint)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Atomically write ``obj`` as indented JSON."""
+    return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+class RunDir:
+    """A run's directory and the files every run writes.
+
+    Creating it writes ``config.json`` and ``run.json`` (overwriting them on resume) and
+    reads back an existing ``history.csv``, so that :meth:`log` appends to it.
+
+    Args:
+        path: Directory, created if missing.
+        config: The run's frozen dataclass config.
+        seed: The seed used.
+        device: The device the run uses.
+    """
+
+    def __init__(self, path: str | os.PathLike, config: Any, *, seed: int, device: torch.device | str) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.config = config
+        write_json(self.path / "config.json", config_to_dict(config))
+        write_json(self.path / "run.json", {
+            "seed": seed,
+            "device": str(device),
+            "versions": library_versions(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "argv": sys.argv,
+        })
+        self._rows: list[dict[str, Any]] = []
+        history = self.path / "history.csv"
+        if history.exists() and history.stat().st_size > 0:  # resuming: keep what was logged
+            try:
+                self._rows = pd.read_csv(history).to_dict("records")
+            except pd.errors.EmptyDataError:  # written before any column existed
+                self._rows = []
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    def log(self, row: Mapping[str, Any]) -> pd.DataFrame:
+        """Append a row of metrics and rewrite ``history.csv``; returns the table."""
+        self._rows.append(dict(row))
+        return self._write_history()
+
+    def truncate_history(self, column: str, last: int) -> None:
+        """Drop logged rows with ``row[column] > last`` and rewrite ``history.csv``.
+
+        Used when resuming from a checkpoint older than the last logged row, so that
+        the steps logged after it are not duplicated.
+        """
+        self._rows = [r for r in self._rows if not r.get(column, last) > last]
+        self._write_history()
+
+    def _write_history(self) -> pd.DataFrame:
+        table = pd.DataFrame(self._rows)
+        atomic_write_bytes(self.path / "history.csv", table.to_csv(index=False).encode())
+        return table
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """The logged rows as a table."""
+        return pd.DataFrame(self._rows)
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        """Atomically write ``obj`` as JSON to ``name`` inside the run directory."""
+        return write_json(self.path / name, obj)

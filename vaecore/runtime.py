@@ -1,0 +1,129 @@
+"""Seeding, device choice, the NaN guard and library versions.
+
+Library code never picks a device: it follows its inputs. Only entry points call
+:func:`resolve_device` on the user's ``--device`` string.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import numbers
+import platform
+import random
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vaecore.errors import InputDataError, NonFiniteLossError
+
+_VERSIONED = ("torch", "numpy", "pandas", "scikit-learn", "botorch", "gpytorch", "rdkit",
+              "torch-geometric", "selfies", "safetensors", "vaelab")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed python, numpy and torch (CPU and CUDA); return a seeded CPU generator.
+
+    Raises:
+        InputDataError: If ``seed`` is not a non-negative integer (numpy ints are fine).
+    """
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:
+        raise InputDataError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def resolve_device(spec: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> CUDA if available, then MPS, then CPU; otherwise ``torch.device(spec)``.
+
+    Raises:
+        InputDataError: If the string is not a device, or names one that is absent
+            (including a CUDA index beyond the devices present); the message names it.
+    """
+    if isinstance(spec, torch.device):
+        return spec
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise InputDataError(f"unknown device {spec!r}; use auto, cpu, cuda, cuda:N or mps") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputDataError(f"device {spec!r} was asked for but CUDA is not available here")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise InputDataError(f"device {spec!r} was asked for but only {torch.cuda.device_count()} CUDA device(s) exist")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise InputDataError(f"device {spec!r} was asked for but MPS is not available here")
+    return device
+
+
+def check_finite(loss: Tensor | float, step: int) -> None:
+    """Stop training with an error naming the step if ``loss`` is NaN or infinite.
+
+    This syncs with the device, so call it at logging intervals, not every step, on GPU.
+
+    Args:
+        loss: The loss (any shape) or a python float.
+        step: The optimisation step, named in the error.
+
+    Raises:
+        NonFiniteLossError: If any element of ``loss`` is NaN or +-inf.
+    """
+    loss = torch.as_tensor(loss).detach()
+    if not torch.isfinite(loss).all():
+        shown = loss.cpu().tolist() if loss.numel() <= 8 else f"{(~torch.isfinite(loss)).sum().item()} non-finite values"
+        raise NonFiniteLossError(f"non-finite loss ({shown}) at step {step}")
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of python and the libraries a run depends on (``absent`` if missing)."""
+    versions = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in _VERSIONED:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    versions["cuda"] = torch.version.cuda or "none"
+    return versions
+
+
+class Interrupted(Exception):
+    """Raised inside :func:`interruptible` blocks after Ctrl-C, at a safe point."""
+
+
+@contextmanager
+def interruptible() -> Iterator[dict[str, bool]]:
+    """Turn the first Ctrl-C into a flag the training loop polls between steps.
+
+    Yields a dict whose ``"stop"`` entry becomes ``True`` on SIGINT; loops check it,
+    write a checkpoint and exit cleanly. A second Ctrl-C interrupts immediately.
+    """
+    state = {"stop": False}
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):  # noqa: ANN001 - signal handler signature
+        if state["stop"]:
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
+        state["stop"] = True
+
+    try:
+        signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: no handler, plain KeyboardInterrupt semantics
+        yield state
+        return
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGINT, previous)
