@@ -29,6 +29,7 @@ import argparse
 import json
 import math
 import os
+import re
 import statistics
 import sys
 import time
@@ -80,6 +81,11 @@ def timing(threads: int, repeats: int, acquisition: str, n: int = 1000, d: int =
 
 
 # ---------------------------------------------------------------------- comparison
+def _slug(name: str) -> str:
+    """A file-name-safe version of an objective name (``similarity:SMILES`` has odd characters)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
 def _run_one(job: dict) -> str:
     """Run one search (in a worker process); returns its directory."""
     torch.set_num_threads(job.pop("threads"))
@@ -95,7 +101,7 @@ def run_all(args: argparse.Namespace) -> list[Path]:
     for objective in args.objectives:
         for method in args.methods:
             for seed in args.seeds:
-                out = Path(args.out) / "runs" / f"{objective.replace(':', '_')}_{method}_s{seed}"
+                out = Path(args.out) / "runs" / f"{_slug(objective)}_{method}_s{seed}"
                 dirs.append(out)
                 if (out / "summary.json").is_file():
                     continue  # finished earlier: reuse
@@ -204,7 +210,7 @@ def plot_curves(out: Path, dirs: list[Path]) -> None:
         ax.set_ylabel(f"best {objective} so far")
         ax.legend(loc="lower right")
         fig.tight_layout()
-        fig.savefig(out / f"best_so_far_{objective.replace(':', '_')}.png", dpi=120)
+        fig.savefig(out / f"best_so_far_{_slug(objective)}.png", dpi=120)
         plt.close(fig)
 
 

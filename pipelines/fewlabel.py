@@ -28,7 +28,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from ssvae.api import MODELS, PRESETS, FewLabelClassifier, FitConfig, fit_data, override, preset, split_data
@@ -196,7 +195,7 @@ def run(config: FewLabelRunConfig, workdir: str | os.PathLike, *, resume: bool =
         if hasattr(clf.model, "active"):
             metrics["active_z1_dims"] = int(clf.model.active.numel())
     else:  # M1: the classifier chosen on validation, scored once
-        sel = clf.m1_selection  # type: ignore[attr-defined]
+        sel = clf.m1_selection
         metrics.update(test_error=clf.error(test.x, test.y),
                        valid_error=clf.error(valid.x, valid.y) if valid is not None else math.nan,
                        m1_classifier=f"{sel.kind}(C={sel.c:g})")

@@ -150,7 +150,7 @@ def draw_top_molecules(best: pd.DataFrame, path: Path) -> int:
 
 def run(config: MoloptConfig, workdir: str | os.PathLike) -> dict[str, Any]:
     """Run one search; write the files listed in the module docstring; return the summary."""
-    import chemvae
+    from chemvae.model import load
     from chemvae.objectives import get_objective
     from chemvae.search import optimize
     from vaecore.checkpoint import atomic_write_bytes
@@ -159,7 +159,7 @@ def run(config: MoloptConfig, workdir: str | os.PathLike) -> dict[str, Any]:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
     objective = get_objective(config.objective)
-    model = chemvae.load(config.model, device=device)
+    model = load(config.model, device=device)  # = chemvae.load
     pool, source = (None, "none (random search)") if config.method == "random" else initial_pool(config)
     rundir = RunDir(workdir, config, seed=config.seed, device=device)
     result = optimize(model, objective, method=config.method, budget=config.budget,

@@ -12,17 +12,15 @@ selection on validation, test error reported at that epoch).
 
 from __future__ import annotations
 
-import copy
 import math
-import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from vaecore.checkpoint import load_checkpoint, save_checkpoint
@@ -56,6 +54,9 @@ class TrainConfig:
         kl_weight: Final weight of KL(q(z|x,y) || p(z)) (1 = the bound; > 1 makes
             z costlier, so the decoder leans on y for the class, a trick beyond the paper).
         grad_clip: Clip the gradient norm at this value (``None`` = no clipping).
+        ema_decay: Evaluate (and keep) an exponential moving average of M2's weights
+            and batch-norm statistics with this per-step decay, e.g. 0.999 (Polyak
+            averaging; ``None`` = the raw weights, as in the paper).
         time_budget_minutes: Stop after the epoch in which the run's total wall time
             (including M1's training) exceeds this; ``None`` = train all epochs.
         log_every: Steps between host syncs (NaN check and progress-bar losses).
@@ -74,6 +75,7 @@ class TrainConfig:
     warmup_epochs: float = 0.0
     kl_weight: float = 1.0
     grad_clip: float | None = None
+    ema_decay: float | None = None
     time_budget_minutes: float | None = None
     log_every: int = 50
     eval_batch_size: int = 2000
@@ -127,11 +129,11 @@ def rows_of(model: nn.Module, x: Tensor, device: torch.device, batch_size: int =
 
 
 @torch.no_grad()
-def count_errors(model: nn.Module, rows: Tensor, y: Tensor, batch_size: int) -> Tensor:
-    """Misclassified examples among rows `[N, ...]` (a device scalar, no sync)."""
+def count_errors(model: nn.Module, m2: nn.Module, rows: Tensor, y: Tensor, batch_size: int) -> Tensor:
+    """Misclassified examples among rows `[N, ...]` by ``m2``'s classifier (a device scalar, no sync)."""
     wrong = torch.zeros((), dtype=torch.int64, device=rows.device)
     for rb, yb in zip(rows.split(batch_size), y.split(batch_size)):
-        wrong += (model.m2.logits(model.mean(rb)).argmax(-1) != yb).sum()
+        wrong += (m2.logits(model.mean(rb)).argmax(-1) != yb).sum()
     return wrong
 
 
@@ -141,8 +143,12 @@ def _labelled_order(n_l: int, count: int, device: torch.device) -> Tensor:
     return torch.cat([torch.randperm(n_l) for _ in range(reps)])[:count].to(device)
 
 
-def _state_copy(model: nn.Module) -> dict[str, Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+def _state_copy(model: nn.Module, ema: AveragedModel | None) -> dict[str, Tensor]:
+    """The model's weights, with M2's replaced by their moving average when there is one."""
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if ema is not None:
+        state.update({f"m2.{k}": v.detach().clone() for k, v in ema.module.state_dict().items()})
+    return state
 
 
 def train_m2(
@@ -207,6 +213,14 @@ def train_m2(
         best = dict(ckpt.payload["best"])
         best_state = ckpt.payload.get("best_state")
         rundir.truncate_history("epoch", start)
+    # Polyak averaging of M2 (batch-norm statistics included); made after a resume so
+    # that, without a stored average, it starts from the resumed weights.
+    ema = (AveragedModel(model.m2, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+           if config.ema_decay is not None else None)
+    if ema is not None and resume and ckpt_path is not None and ckpt_path.exists():
+        stored = load_checkpoint(ckpt_path, device=device).payload.get("ema")
+        if stored is not None:
+            ema.load_state_dict(stored)
 
     def save(epochs_done: int) -> None:
         if ckpt_path is None:
@@ -215,6 +229,8 @@ def train_m2(
                    "seconds": elapsed, "best": best, "torch_rng": torch.get_rng_state()}
         if best_state is not None:
             payload["best_state"] = best_state
+        if ema is not None:
+            payload["ema"] = ema.state_dict()
         save_checkpoint(ckpt_path, payload, model_spec)
 
     budget = None if config.time_budget_minutes is None else 60.0 * config.time_budget_minutes
@@ -250,6 +266,8 @@ def train_m2(
                 if config.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(model.m2.parameters(), config.grad_clip)
                 optimizer.step()
+                if ema is not None:
+                    ema.update_parameters(model.m2)
                 with torch.no_grad():
                     sums += torch.stack([terms[k].detach() for k in _TERMS])
                 bar.update(1)
@@ -261,9 +279,11 @@ def train_m2(
             check_finite(sums, global_step)
             row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "beta": beta}
             row.update({f"train_{k}": v for k, v in zip(_TERMS, (sums / steps).tolist())})
+            scorer = model.m2 if ema is None else ema.module
             model.eval()
+            scorer.eval()
             for name, (rows, y) in evals.items():
-                row[f"{name}_error"] = count_errors(model, rows, y, config.eval_batch_size).item() / max(len(y), 1)
+                row[f"{name}_error"] = count_errors(model, scorer, rows, y, config.eval_batch_size).item() / max(len(y), 1)
             model.train()
             elapsed += time.perf_counter() - began
             row["seconds"] = elapsed
@@ -271,7 +291,7 @@ def train_m2(
             # Model selection on validation error; without a validation set, the last epoch.
             if "valid_error" not in row or row["valid_error"] <= best["valid_error"]:
                 best = {"epoch": epoch + 1, "valid_error": last_valid, "test_error": row.get("test_error", math.nan)}
-                best_state = _state_copy(model)
+                best_state = _state_copy(model, ema)
                 if rundir is not None:
                     save_checkpoint(rundir / MODEL_NAME, {"model": best_state}, model_spec, extra={"best": best})
             done = epoch + 1

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import ClassifierMixin
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -29,10 +30,15 @@ CANDIDATES: tuple[tuple[str, float], ...] = (
 )
 
 
-def make_classifier(kind: str, c: float, seed: int = 0) -> Pipeline:
-    """A standardise-then-classify pipeline: ``svc_rbf`` or ``logistic`` with strength ``c``."""
+def make_classifier(kind: str, c: float, seed: int = 0, *, calibration_folds: int = 5) -> Pipeline:
+    """A standardise-then-classify pipeline: ``svc_rbf`` or ``logistic`` with strength ``c``.
+
+    The SVC's probabilities come from sigmoid calibration on ``calibration_folds``
+    cross-validation folds (scikit-learn's replacement for ``SVC(probability=True)``).
+    """
     if kind == "svc_rbf":
-        head: ClassifierMixin = SVC(kernel="rbf", C=c, gamma="scale", probability=True, random_state=seed)
+        head: ClassifierMixin = CalibratedClassifierCV(
+            SVC(kernel="rbf", C=c, gamma="scale", random_state=seed), cv=calibration_folds, ensemble=False)
     elif kind == "logistic":
         head = LogisticRegression(C=c, max_iter=2000)
     else:
@@ -66,12 +72,16 @@ def select_classifier(f_l: np.ndarray, y_l: np.ndarray, f_valid: np.ndarray | No
                       y_valid: np.ndarray | None, *, seed: int = 0) -> M1Selection:
     """Fit every candidate on labelled features `[n, z]`; keep the best on validation.
 
-    Without a validation set the RBF SVC with C = 10 is used.
+    Without a validation set the RBF SVC with C = 10 is used (logistic regression when
+    some class has a single label, too few to calibrate the SVC).
     """
     rows, best = [], None
     candidates = CANDIDATES if f_valid is not None else (("svc_rbf", 10.0),)
+    folds = min(5, int(np.bincount(y_l).min()))
+    if folds < 2:  # calibrating the SVC needs two examples of every class
+        candidates = tuple(cand for cand in candidates if cand[0] != "svc_rbf") or (("logistic", 1.0),)
     for kind, c in candidates:
-        clf = make_classifier(kind, c, seed).fit(f_l, y_l)
+        clf = make_classifier(kind, c, seed, calibration_folds=max(folds, 2)).fit(f_l, y_l)
         # argmax of predict_proba, the rule M1Classifier predicts with (SVC's own
         # predict uses the decision function, which can disagree with Platt scaling).
         err = (float((predict_labels(clf, f_valid) != y_valid).mean())

@@ -69,13 +69,18 @@ class BOSettings:
         ts_candidates: Candidate points for Thompson sampling.
         length_init, length_min, length_max, success_tolerance, failure_tolerance:
             Trust-region settings (see :class:`~chemvae.search.trust_region.TrustRegion`).
+            ``length_min`` is 1/16 rather than TuRBO's 1/128: the decoder is piecewise
+            constant, and in a region much smaller than that every proposal decodes to the
+            incumbent, so the search would only count failures until the restart.
         trust_region: ``False`` searches the whole box (plain BO, for ablations).
-        radius_quantile: Proposals farther from the prior's mode than this quantile of
-            the prior's radius (``sqrt`` of a chi-squared with ``d`` degrees of freedom)
-            are pulled back radially onto that sphere; ``None`` disables it. Why: a box's
-            corners lie far outside the prior's typical set in high dimension (a corner of
-            ``[-2, 2]^56`` is at radius 15, the typical set at 7.5), where the decoder emits
-            mostly invalid strings.
+        radius_quantile: If set, proposals farther from the prior's mode than this
+            quantile of the prior's radius (``sqrt`` of a chi-squared with ``d`` degrees of
+            freedom) are pulled back radially onto that sphere. A box's corners lie far
+            outside the prior's typical set in high dimension (a corner of ``[-2, 2]^56`` is
+            at radius 15, the typical set at 7.5), where the decoder emits more invalid
+            strings; but off by default, because there it also finds the extreme molecules
+            that objectives such as penalized logP reward (on the fixture model: mean top-1
+            5.4 without, 3.9 with the 0.999 bound, 100 calls, 4 seeds vs 2).
     """
 
     acquisition: str = "logei"
@@ -88,12 +93,12 @@ class BOSettings:
     mc_samples: int = 128
     ts_candidates: int = 2000
     length_init: float = 0.8
-    length_min: float = 0.5**7
+    length_min: float = 0.5**4
     length_max: float = 1.6
     success_tolerance: int = 3
     failure_tolerance: int | None = None
     trust_region: bool = True
-    radius_quantile: float | None = 0.999
+    radius_quantile: float | None = None
 
     def __post_init__(self) -> None:
         if self.acquisition not in ACQUISITIONS:

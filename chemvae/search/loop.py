@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from chemvae.objectives import objective_name
+from chemvae.objectives import get_objective, objective_name
 from chemvae.search.bo import BayesOpt, BOSettings
 from chemvae.search.gradient import GradientAscent, GradientSettings
 from chemvae.search.oracle import FAILURE_STATUSES, Oracle
@@ -86,7 +86,7 @@ def make_method(method: str, model: nn.Module, objective: Any, box: Tensor, batc
 
 def optimize(
     model: nn.Module,
-    objective: Callable[[Sequence[str]], Sequence[Any]],
+    objective: Callable[[Sequence[str]], Sequence[Any]] | str,
     *,
     method: str = "bo",
     budget: int = 500,
@@ -106,7 +106,8 @@ def optimize(
     Args:
         model: A trained molecule VAE (``latent_dim``, ``encode``, ``decode``, ``prior``;
             ``property_tensor`` / ``property_names`` for ``gradient``).
-        objective: Callable from a list of SMILES to a list of floats (higher is better).
+        objective: Callable from a list of SMILES to a list of floats (higher is better),
+            or the name of a built-in (see :func:`chemvae.objectives.get_objective`).
             ``None``, NaN, infinities and exceptions for a molecule are counted failures.
         method: ``bo``, ``gradient`` or ``random``.
         budget: Objective calls on new molecules; duplicates and invalid strings are free.
@@ -134,6 +135,8 @@ def optimize(
     """
     if method not in METHODS:
         raise InputDataError(f"unknown search method {method!r}; choose from {METHODS}")
+    if isinstance(objective, str):
+        objective = get_objective(objective)
     for name, value in (("budget", budget), ("batch_size", batch_size)):
         if not isinstance(value, int) or value < 1:
             raise InputDataError(f"{name} must be a positive integer, got {value!r}")

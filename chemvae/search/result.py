@@ -115,18 +115,21 @@ class SearchResult:
         return self.history[self.history["iteration"] > 0]
 
     def best(self, k: int = 10, *, include_init: bool = False) -> pd.DataFrame:
-        """The ``k`` best distinct valid molecules (highest score first).
+        """The ``k`` best distinct valid molecules the search scored (highest score first).
 
         Args:
             k: How many.
-            include_init: Also consider the initial (training) molecules.
+            include_init: Also consider the initial (training) molecules; without it,
+                only molecules new to the search count (not re-found initial ones).
 
         Returns:
             Columns ``rank``, ``smiles`` (canonical), ``score``, ``iteration``,
             ``oracle_calls`` (budget used when it was found), ``seconds``.
         """
         table = self.history if include_init else self.searched
-        table = table[table["status"].isin(("scored", "duplicate")) & np.isfinite(table["score"])]
+        # Scored rows only: a proposal that re-finds a known molecule (a duplicate, maybe of
+        # a training molecule) is not a molecule the search found.
+        table = table[(table["status"] == "scored") & np.isfinite(table["score"])]
         table = table.sort_values(["score", "oracle_calls"], ascending=[False, True], kind="stable")
         table = table.drop_duplicates("canonical_smiles").head(k)
         out = table[["canonical_smiles", "score", "iteration", "oracle_calls", "seconds"]].rename(

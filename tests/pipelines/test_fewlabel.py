@@ -12,10 +12,19 @@ import torch
 from pipelines.cli import main
 from ssvae.data import load_dataset
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run fastest on one thread; two spin against each other on a busy CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 TINY = ["--set", "m2.hidden=(16,)", "--set", "m2.z_dim=4", "--set", "m2.batch_norm=False",
         "--set", "train.labelled_batch=50", "--set", "train.unlabelled_batch=100", "--set", "train.alpha=5.0",
         "--set", "m1.vae.hidden=(32,)", "--set", "m1.vae.z_dim=6", "--m1-epochs", "1",
-        "--device", "cpu", "--no-progress", "--tsne-points", "100"]
+        "--device", "cpu", "--no-progress", "--tsne-points", "0"]
 METRIC_KEYS = {"test_error", "valid_error", "n_labels", "model", "seed", "device", "wall_seconds"}
 
 
@@ -28,7 +37,7 @@ def _metrics(run_dir):
 def test_fewlabel_on_fixture_writes_everything(tmp_path, model):
     out = tmp_path / "run"
     assert main(["fewlabel", "--data", "fixture", "--labels", "50", "--model", model, "--preset", "fast",
-                 "--epochs", "1", "--seed", "3", *TINY, "--out", str(out)]) == 0
+                 "--epochs", "1", "--seed", "3", *TINY, "--tsne-points", "60", "--out", str(out)]) == 0
     metrics = _metrics(out)
     assert METRIC_KEYS <= set(metrics)
     assert metrics["model"] == model and metrics["n_labels"] == 50 and metrics["seed"] == 3
@@ -43,6 +52,20 @@ def test_fewlabel_on_fixture_writes_everything(tmp_path, model):
         assert (out / name).stat().st_size > 0, name
     if model == "m1m2":
         assert (out / "m1" / "checkpoint.safetensors").exists() and metrics["active_z1_dims"] >= 1
+
+
+def test_fewlabel_m1_features_with_sklearn_classifiers(tmp_path):
+    out = tmp_path / "run"
+    assert main(["fewlabel", "--data", "fixture", "--labels", "100", "--model", "m1", "--preset", "fast",
+                 *TINY, "--m1-epochs", "2", "--out", str(out)]) == 0
+    metrics = _metrics(out)
+    assert METRIC_KEYS <= set(metrics) and metrics["model"] == "m1"
+    assert metrics["m1_classifier"].startswith(("svc_rbf", "logistic"))
+    table = pd.read_csv(out / "m1_classifiers.csv")
+    assert set(table["classifier"]) == {"svc_rbf", "logistic"}
+    assert metrics["valid_error"] == pytest.approx(table["valid_error"].min())
+    assert metrics["test_error"] < 0.8  # 10 labels a class on crude 2-epoch features still beat chance (0.9)
+    assert (out / "samples.png").exists() and (out / "m1" / "history.csv").exists()
 
 
 def test_fewlabel_resume_continues_the_run(tmp_path):
@@ -69,7 +92,7 @@ def test_fewlabel_on_a_user_npz_with_given_labels(tmp_path):
                  "--out", str(out)]) == 0
     metrics = _metrics(out)
     assert metrics["n_labels"] == 30 and np.isnan(metrics["valid_error"]) and 0 <= metrics["test_error"] <= 1
-    assert (out / "samples.png").exists()
+    assert (out / "samples.png").exists() and not (out / "tsne.png").exists()
 
 
 def test_fewlabel_rejects_bad_label_requests(tmp_path, capsys):

@@ -18,6 +18,15 @@ from ssvae.m2 import M2Config, PixelM2
 from vaecore.errors import InputDataError
 from vaecore.rundir import RunDir
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run fastest on one thread; two spin against each other on a busy CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 TINY = {"m2.hidden": (48,), "m2.z_dim": 8, "m2.batch_norm": False, "train.labelled_batch": 50,
         "train.unlabelled_batch": 100, "train.lr": 3e-3, "train.alpha": 5.0, "train.lr_decay": 1.0}
 SPEC = {"kind": "test"}  # the checkpoint's architecture record (only compared, never rebuilt here)
@@ -111,6 +120,8 @@ def test_fit_api_m1m2_and_bad_inputs(fixture_data):
         ssvae.fit(ds.train.x, ds.train.y, n_labels=20, **{"train.nonsense": 1})
     with pytest.raises(InputDataError, match=r"\[0, 1\]"):
         clf.predict(ds.test.x[:2] * 3)
+    with pytest.raises(InputDataError, match="392 pixels each; the model was trained on 784"):
+        clf.predict(ds.test.x[:2, :392])
 
 
 def test_train_config_rejects_bad_settings():
@@ -119,3 +130,16 @@ def test_train_config_rejects_bad_settings():
     with pytest.raises(InputDataError, match="batch sizes"):
         TrainConfig(labelled_batch=0)
     assert isinstance(M2Config(), M2Config)
+
+
+def test_moving_average_is_what_gets_scored_and_kept(fixture_data, tmp_path):
+    _, data = fixture_data
+    rundir = RunDir(tmp_path, TrainConfig(), seed=0, device="cpu")
+    result = _train(data, rundir=rundir, **{"train.epochs": 2, "train.ema_decay": 0.9})
+    # the kept model is the averaged one: its errors are the logged ones of its epoch
+    model = result.model
+    wrong = (model.m2.logits(data.x_valid).argmax(-1) != data.y_valid).float().mean().item()
+    assert wrong == pytest.approx(result.valid_error)
+    resumed = _train(data, rundir=RunDir(tmp_path, TrainConfig(), seed=0, device="cpu"), resume=True,
+                     **{"train.epochs": 3, "train.ema_decay": 0.9})
+    assert resumed.history["epoch"].tolist() == [1, 2, 3]

@@ -88,3 +88,16 @@ def test_bad_settings_are_named():
         BOSettings(acquisition="ucb")
     with pytest.raises(InputDataError, match="raw_samples"):
         BOSettings(raw_samples=0)
+
+
+def test_radius_bound_pulls_far_proposals_back():
+    from scipy.stats import chi2
+
+    box = torch.stack([-5 * torch.ones(4), 5 * torch.ones(4)]).double()
+    proposer = BayesOpt(box, 2, BOSettings(radius_quantile=0.99))
+    z = torch.tensor([[5.0, 5.0, 5.0, 5.0], [0.1, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    out, pulled = proposer.into_bulk(z)
+    assert pulled == 1 and torch.equal(out[1], z[1])
+    assert out[0].norm() == pytest.approx(math.sqrt(chi2.ppf(0.99, 4)))
+    assert torch.allclose(out[0] / out[0].norm(), z[0] / z[0].norm())  # same direction
+    assert BayesOpt(box, 2).into_bulk(z)[1] == 0  # off by default

@@ -13,7 +13,8 @@ from vaecore.errors import InputDataError
 
 
 def test_random_search_history_budget_and_best(tiny_model):
-    result = optimize(tiny_model, objectives.qed, method="random", budget=25, batch_size=10, seed=1)
+    result = optimize(tiny_model, "qed", method="random", budget=25, batch_size=10, seed=1)
+    assert result.objective == "qed"
     assert isinstance(result, SearchResult)
     history = result.history
     assert list(history.columns) == list(HISTORY_COLUMNS)
