@@ -173,7 +173,7 @@ def check_targets(runs: pd.DataFrame, checkpoints: tuple[int, ...]) -> list[str]
         for other in ("random", "gradient"):
             if (objective, other) not in means.index:
                 continue
-            wins = [means.loc[(objective, "bo"), f"best@{c}"] > means.loc[(objective, other), f"best@{c}"]
+            wins = [bool(means.loc[(objective, "bo"), f"best@{c}"] > means.loc[(objective, other), f"best@{c}"])
                     for c in checkpoints]
             lines.append(f"{objective}: BO > {other} at {list(checkpoints)}: {wins} -> "
                          f"{'met' if all(wins) else 'NOT met'}")

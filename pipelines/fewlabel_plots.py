@@ -25,12 +25,15 @@ def save_tsne(codes: np.ndarray, labels: np.ndarray, path: str | os.PathLike, *,
     OpenMP threads of scikit-learn's Barnes-Hut gradient are limited to torch's thread
     count: on a shared CPU, more threads than cores spin and slow everyone down.
     """
+    codes = np.asarray(codes, dtype=np.float32)
     n = len(codes)
     perplexity = float(min(30.0, max(2.0, (n - 1) / 3)))
     method = "exact" if n <= 300 else "barnes_hut"  # exact is faster and deterministic when tiny
     with threadpool_limits(limits=torch.get_num_threads(), user_api="openmp"):
-        xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed,
-                  method=method).fit_transform(np.asarray(codes, dtype=np.float32))
+        # PCA initialisation needs >= 2 features; M1+M2 may keep a single active z1 dim.
+        init = "pca" if codes.shape[1] >= 2 else "random"
+        xy = TSNE(n_components=2, perplexity=perplexity, init=init, random_state=seed,
+                  method=method).fit_transform(codes)
     fig, ax = plt.subplots(figsize=(6.5, 6))
     classes = np.unique(labels)
     cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")

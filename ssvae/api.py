@@ -2,7 +2,7 @@
 
 The same function backs ``vaelab fewlabel``; it can be used without the CLI::
 
-    clf = ssvae.fit(x_train, y_train, n_labels=100, x_valid=xv, y_valid=yv, preset="fast")
+    clf = ssvae.fit(x_train, y_train, n_labels=100, x_valid=xv, y_valid=yv, preset_name="fast")
     clf.predict(x_test), clf.predict_proba(x_test)
 
 Presets name whole settings: ``paper`` (Kingma et al. 2014: M2 hidden 300 at 100 labels,
@@ -35,6 +35,7 @@ from vaecore.checkpoint import load_checkpoint
 from vaecore.errors import InputDataError
 from vaecore.rundir import RunDir, config_from_dict, config_to_dict
 from vaecore.runtime import resolve_device, seed_everything
+from vaecore.schedules import LinearWarmup
 
 MODELS = ("m1", "m2", "m1m2")
 PRESETS = ("default", "fast", "paper")
@@ -47,6 +48,7 @@ class M1Settings:
     Attributes:
         epochs: Passes over all training images.
         batch_size, lr, lr_decay: Adam settings (per-epoch exponential decay).
+        warmup_epochs: Linear KL warm-up of M1 from 0 to 1 over this many epochs.
         vae: The VAE's architecture (paper: 2 x 500 softplus, z = 50).
         checkpoint: Use this trained M1 (a ``fit_vae`` checkpoint or run directory)
             instead of training one: M1 is unsupervised, so one M1 can serve every
@@ -57,6 +59,7 @@ class M1Settings:
     batch_size: int = 100
     lr: float = 1e-3
     lr_decay: float = 1.0
+    warmup_epochs: float = 0.0
     vae: VAEConfig = field(default_factory=VAEConfig)
     checkpoint: str | None = None
 
@@ -247,9 +250,11 @@ def train_m1(x: Tensor, settings: M1Settings, *, x_valid: Tensor | None, device:
     if rundir is not None and resume_from is None:
         rundir.truncate_history("epoch", 0)
     began = time.perf_counter()
+    steps_per_epoch = -(-len(x) // settings.batch_size)
+    beta = LinearWarmup(steps=round(settings.warmup_epochs * steps_per_epoch)) if settings.warmup_epochs > 0 else 1.0
     fit_vae(model, x, epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
-            lr_decay=settings.lr_decay, binarize="dynamic", valid=x_valid, device=device, rundir=rundir,
-            progress=progress, seed=seed, resume_from=resume_from)
+            lr_decay=settings.lr_decay, beta=beta, binarize="dynamic", valid=x_valid, device=device,
+            rundir=rundir, progress=progress, seed=seed, resume_from=resume_from)
     seconds = _m1_seconds(workdir) if workdir is not None else time.perf_counter() - began
     return model.eval(), seconds
 
