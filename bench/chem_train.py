@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from chemvae.model import ChemVAEConfig
 from pipelines.chem import ChemEvalConfig, ChemTrainConfig, evaluate, train
 
 # Targets on MOSES test (the issue's; MOSES CharVAE-level figures).
@@ -55,9 +56,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     began = time.perf_counter()
-    config = ChemTrainConfig(data=args.data, max_molecules=args.max_molecules, epochs=args.epochs,
-                             representation=args.representation, encoder=args.encoder, batch_size=args.batch_size,
-                             lr=args.lr, beta=args.beta, latent_dim=args.latent_dim, n_jobs=args.n_jobs,
+    architecture = ChemVAEConfig(representation=args.representation, encoder=args.encoder, latent_dim=args.latent_dim)
+    config = ChemTrainConfig(data=args.data, max_molecules=args.max_molecules, epochs=args.epochs, model=architecture,
+                             batch_size=args.batch_size, lr=args.lr, beta=args.beta, n_jobs=args.n_jobs,
                              device=args.device, progress=True, resume=args.out if args.resume else None)
     trained = train(config, args.out)
     evaluated = evaluate(ChemEvalConfig(run_dir=args.out, n_samples=args.n_samples, n_recon=args.n_recon,

@@ -24,8 +24,9 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from chemvae.data import check_molecules, encode_tokens
+from chemvae.decoder import GRUDecoder
 from chemvae.encoders import build_encoder
-from chemvae.tokens import Tokenizer, Vocabulary
+from chemvae.tokens import REPRESENTATIONS, Tokenizer, Vocabulary
 from vaecore.bounds import elbo
 from vaecore.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from vaecore.errors import CheckpointError, InputDataError
@@ -76,51 +77,12 @@ class ChemVAEConfig:
     property_weight: float = 1.0
     canonicalize: bool = True
 
-
-class GRUDecoder(nn.Module):
-    """Autoregressive GRU over tokens, conditioned on z at the initial state and every step.
-
-    Args:
-        vocab_size: ``V``.
-        embedding_dim: Token embedding width ``E``.
-        latent_dim: ``d``.
-        hidden: GRU width ``H``.
-        num_layers: GRU layers ``L``.
-        dropout: Dropout between GRU layers.
-    """
-
-    def __init__(self, vocab_size: int, embedding_dim: int, latent_dim: int, hidden: int,
-                 num_layers: int, dropout: float = 0.0) -> None:
-        super().__init__()
-        self.num_layers, self.hidden = num_layers, hidden
-        self.embed = nn.Embedding(vocab_size, embedding_dim, padding_idx=Vocabulary.pad_index)
-        self.init_state = nn.Linear(latent_dim, num_layers * hidden)
-        self.gru = nn.GRU(embedding_dim + latent_dim, hidden, num_layers, batch_first=True,
-                          dropout=dropout if num_layers > 1 else 0.0)
-        self.out = nn.Linear(hidden, vocab_size)
-
-    def initial_state(self, z: Tensor) -> Tensor:
-        """z `[N, d]` to the GRU state `[L, N, H]`."""
-        h = torch.tanh(self.init_state(z))
-        return h.view(z.shape[0], self.num_layers, self.hidden).transpose(0, 1).contiguous()
-
-    def forward(self, z: Tensor, inputs: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Logits for each position given the previous tokens (teacher forcing).
-
-        Args:
-            z: Latents `[N, d]`.
-            inputs: Previous-token ids `[N, T]` (``<bos>`` first).
-            state: GRU state `[L, N, H]`; by default :meth:`initial_state` of z.
-
-        Returns:
-            Logits `[N, T, V]` and the final state `[L, N, H]`.
-        """
-        if state is None:
-            state = self.initial_state(z)
-        x = self.embed(inputs)
-        x = torch.cat([x, z.unsqueeze(1).expand(-1, x.shape[1], -1)], dim=-1)
-        out, state = self.gru(x, state)
-        return self.out(out), state
+    def __post_init__(self) -> None:
+        if self.representation not in REPRESENTATIONS:
+            raise InputDataError(f"unknown representation {self.representation!r}; choose from {REPRESENTATIONS}")
+        for name in ("latent_dim", "max_length"):
+            if getattr(self, name) < 1:
+                raise InputDataError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
 @contextlib.contextmanager

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import gzip
 import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +37,11 @@ from chemvae.encoders import ENCODERS
 from chemvae.model import CHECKPOINT_FILE, MODEL_FILE, ChemVAEConfig, MoleculeVAE, load, save_model
 from chemvae.tokens import REPRESENTATIONS, Tokenizer, Vocabulary
 from chemvae.train import fit, load_training_state, reconstruct
-from vaecore.checkpoint import atomic_write_bytes
 from vaecore.datasets import cache_dir
 from vaecore.errors import InputDataError
 from vaecore.rundir import RunDir, config_from_dict, write_json
 from vaecore.runtime import interruptible, resolve_device, seed_everything
 from vaecore.schedules import make_schedule
-
-_MODEL_FIELDS = {f.name for f in dataclasses.fields(ChemVAEConfig)}
 
 
 @dataclass(frozen=True)
@@ -58,12 +54,12 @@ class ChemTrainConfig:
         max_molecules: Cap on training molecules (seeded random subset); None: all.
         valid_fraction, test_fraction: Held-out fractions (test only for CSVs without a
             ``split`` column; MOSES has its own test files).
+        model: The architecture (:class:`chemvae.model.ChemVAEConfig`).
         epochs, batch_size, lr, grad_clip: Adam training settings.
         beta: Final KL weight (MOSES's CharVAE uses 0.05; 1 is the plain ELBO).
         kl_schedule: ``linear``, ``sigmoid`` or ``none``.
         kl_warmup_fraction, kl_delay_fraction: Warm-up length and initial delay as
             fractions of all training steps.
-        representation ... canonicalize: The :class:`chemvae.model.ChemVAEConfig` fields.
         n_jobs: Worker processes for checking molecules and properties (-1: all cores).
         seed, device, progress, resume: Run settings (``resume``: run directory to continue).
     """
@@ -73,6 +69,7 @@ class ChemTrainConfig:
     max_molecules: int | None = None
     valid_fraction: float = 0.05
     test_fraction: float = 0.1
+    model: ChemVAEConfig = field(default_factory=ChemVAEConfig)
     epochs: int = 10
     batch_size: int = 512
     lr: float = 1e-3
@@ -81,23 +78,6 @@ class ChemTrainConfig:
     kl_schedule: str = "linear"
     kl_warmup_fraction: float = 1.0
     kl_delay_fraction: float = 0.0
-    representation: str = "smiles"
-    encoder: str = "gru"
-    latent_dim: int = 56
-    max_length: int = 120
-    embedding_dim: int = 64
-    encoder_hidden: int = 256
-    encoder_layers: int = 1
-    cnn_channels: tuple[int, ...] = (9, 9, 10)
-    cnn_kernels: tuple[int, ...] = (9, 9, 11)
-    graph_layers: int = 4
-    decoder_hidden: int = 512
-    decoder_layers: int = 3
-    dropout: float = 0.0
-    property_names: tuple[str, ...] = ("logp", "qed", "sa")
-    property_hidden: tuple[int, ...] = (128, 128)
-    property_weight: float = 1.0
-    canonicalize: bool = True
     n_jobs: int = -1
     seed: int = 0
     device: str = "auto"
@@ -105,18 +85,12 @@ class ChemTrainConfig:
     resume: str | None = None
 
     def __post_init__(self) -> None:
-        if self.representation not in REPRESENTATIONS:
-            raise InputDataError(f"unknown representation {self.representation!r}; choose from {REPRESENTATIONS}")
-        for name in ("batch_size", "latent_dim", "max_length"):
-            if getattr(self, name) < 1:
-                raise InputDataError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size < 1:
+            raise InputDataError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.epochs < 0:
             raise InputDataError(f"epochs must be >= 0, got {self.epochs}")
         if self.lr <= 0 or self.beta < 0:
             raise InputDataError(f"lr must be > 0 and beta >= 0, got {self.lr}, {self.beta}")
-
-    def model_config(self) -> ChemVAEConfig:
-        return ChemVAEConfig(**{k: v for k, v in dataclasses.asdict(self).items() if k in _MODEL_FIELDS})
 
 
 @dataclass(frozen=True)
@@ -179,29 +153,29 @@ def train(config: ChemTrainConfig, workdir: str | os.PathLike) -> dict[str, Any]
     device = resolve_device(config.device)
     generator = seed_everything(config.seed)
     splits = _splits(config)
-    tokenizer = Tokenizer(config.representation)
+    tokenizer = Tokenizer(config.model.representation)
     resume_path = Path(config.resume) / CHECKPOINT_FILE if config.resume else None
     if resume_path is not None and not resume_path.is_file():
         raise InputDataError(f"--resume {config.resume}: no {CHECKPOINT_FILE} there")
 
-    checked = check_molecules(splits.train, tokenizer, max_length=config.max_length,
-                              canonicalize=config.canonicalize, n_jobs=config.n_jobs)
+    checked = check_molecules(splits.train, tokenizer, max_length=config.model.max_length,
+                              canonicalize=config.model.canonicalize, n_jobs=config.n_jobs)
     print(f"training data ({config.data}): {checked.summary()}")
     if not checked.indices:
         raise InputDataError(f"{config.data}: no usable molecule among {checked.total} ({checked.summary()})")
     vocab = load(resume_path).vocab if resume_path is not None else Vocabulary.build(checked.tokens)
-    checked_valid = check_molecules(splits.valid, tokenizer, max_length=config.max_length, vocab=vocab,
-                                    canonicalize=config.canonicalize, n_jobs=config.n_jobs)
+    checked_valid = check_molecules(splits.valid, tokenizer, max_length=config.model.max_length, vocab=vocab,
+                                    canonicalize=config.model.canonicalize, n_jobs=config.n_jobs)
     if resume_path is not None:  # the stored vocabulary may lack tokens of a changed file
-        known = check_molecules(checked.smiles, tokenizer, max_length=config.max_length, vocab=vocab,
+        known = check_molecules(checked.smiles, tokenizer, max_length=config.model.max_length, vocab=vocab,
                                 canonicalize=False, n_jobs=config.n_jobs)
         known.skipped.update(checked.skipped)
         known.total = checked.total
         checked = known
 
-    values = _property_values(checked.smiles + checked_valid.smiles, config.property_names, config.n_jobs)
+    values = _property_values(checked.smiles + checked_valid.smiles, config.model.property_names, config.n_jobs)
     mean, std = property_stats(values[: len(checked.smiles)])
-    length = config.max_length + 1
+    length = config.model.max_length + 1
     compact = torch.int16 if len(vocab) < 2**15 else torch.long  # 4x less memory for the ids
     train_data = MoleculeTensors(checked.smiles, encode_tokens(checked.tokens, vocab, length, compact),
                                  standardize(values[: len(checked.smiles)], mean, std))
@@ -209,7 +183,7 @@ def train(config: ChemTrainConfig, workdir: str | os.PathLike) -> dict[str, Any]
                                  standardize(values[len(checked.smiles):], mean, std))
     checked.tokens = checked_valid.tokens = []  # token lists of a large set take more memory than the ids
 
-    model = MoleculeVAE(config.model_config(), vocab)
+    model = MoleculeVAE(config.model, vocab)
     model.set_property_stats(mean, std)
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -253,17 +227,18 @@ def train(config: ChemTrainConfig, workdir: str | os.PathLike) -> dict[str, Any]
 
 
 def _canonical_reference(data: str, reference: list[str], n_jobs: int) -> list[str]:
-    """Canonical SMILES of the novelty reference; MOSES's 1.6M are canonicalized once and cached."""
+    """Canonical SMILES of the novelty reference.
+
+    MOSES's training file is already canonical and MOSES's own novelty compares against
+    it as stored, so it is used as is (re-canonicalizing 1.6M strings with today's RDKit
+    takes half an hour on a CPU and changes about 0.05% of them). Other data are
+    canonicalized here.
+    """
     from chemvae.rdkit_utils import canonicalize_all
 
-    path = cache_dir() / "moses" / "train_canonical.txt.gz" if data == "moses" else None
-    if path is not None and path.is_file():
-        with gzip.open(path, "rt") as fh:
-            return fh.read().splitlines()
-    canonical = sorted({s for s in canonicalize_all(reference, n_jobs=n_jobs) if s})
-    if path is not None:
-        atomic_write_bytes(path, gzip.compress(("\n".join(canonical) + "\n").encode()))
-    return canonical
+    if data == "moses":
+        return reference
+    return sorted({s for s in canonicalize_all(reference, n_jobs=n_jobs) if s})
 
 
 def _draw_grid(smiles: list[str], path: Path, n: int) -> int:
@@ -341,11 +316,11 @@ def run(config: ChemTrainConfig | ChemEvalConfig, workdir: str | os.PathLike) ->
 
 # ---------------------------------------------------------------------- command line
 def _train_main(args: argparse.Namespace) -> None:
-    values = {k: getattr(args, k) for k in ChemTrainConfig.__dataclass_fields__ if hasattr(args, k)}
-    values["progress"] = not args.no_progress
+    architecture = {k: getattr(args, k) for k in ChemVAEConfig.__dataclass_fields__}
     for key in ("property_names", "property_hidden", "cnn_channels", "cnn_kernels"):
-        values[key] = tuple(values[key])
-    config = ChemTrainConfig(**values)
+        architecture[key] = tuple(architecture[key])
+    values = {k: getattr(args, k) for k in ChemTrainConfig.__dataclass_fields__ if hasattr(args, k) and k != "model"}
+    config = ChemTrainConfig(**values, model=ChemVAEConfig(**architecture), progress=not args.no_progress)
     out = args.out or config.resume
     if out is None:
         raise InputDataError("give --out DIR (or --resume DIR to continue a run in place)")
@@ -369,7 +344,7 @@ def _eval_main(args: argparse.Namespace) -> None:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``chem`` subcommand with its ``train`` and ``eval`` subcommands."""
-    d = ChemTrainConfig()
+    d, m = ChemTrainConfig(), ChemVAEConfig()
     p = subparsers.add_parser("chem", help="molecule VAE: train on SMILES, evaluate generation",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="chem_command", required=True, metavar="{train,eval}")
@@ -380,8 +355,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     t.add_argument("--max-molecules", type=int, default=None, help="cap on training molecules")
     t.add_argument("--valid-fraction", type=float, default=d.valid_fraction)
     t.add_argument("--test-fraction", type=float, default=d.test_fraction)
-    t.add_argument("--representation", choices=REPRESENTATIONS, default=d.representation)
-    t.add_argument("--encoder", choices=sorted(ENCODERS), default=d.encoder)
+    t.add_argument("--representation", choices=REPRESENTATIONS, default=m.representation)
+    t.add_argument("--encoder", choices=sorted(ENCODERS), default=m.encoder)
     t.add_argument("--epochs", type=int, default=d.epochs, help="total training epochs")
     t.add_argument("--batch-size", type=int, default=d.batch_size)
     t.add_argument("--lr", type=float, default=d.lr)
@@ -392,13 +367,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     t.add_argument("--kl-delay-fraction", type=float, default=d.kl_delay_fraction)
     for name in ("latent_dim", "max_length", "embedding_dim", "encoder_hidden", "encoder_layers", "graph_layers",
                  "decoder_hidden", "decoder_layers"):
-        t.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
-    t.add_argument("--cnn-channels", type=int, nargs="+", default=list(d.cnn_channels))
-    t.add_argument("--cnn-kernels", type=int, nargs="+", default=list(d.cnn_kernels))
-    t.add_argument("--dropout", type=float, default=d.dropout)
-    t.add_argument("--property-names", nargs="+", default=list(d.property_names))
-    t.add_argument("--property-hidden", type=int, nargs="+", default=list(d.property_hidden))
-    t.add_argument("--property-weight", type=float, default=d.property_weight)
+        t.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(m, name))
+    t.add_argument("--cnn-channels", type=int, nargs="+", default=list(m.cnn_channels))
+    t.add_argument("--cnn-kernels", type=int, nargs="+", default=list(m.cnn_kernels))
+    t.add_argument("--dropout", type=float, default=m.dropout)
+    t.add_argument("--property-names", nargs="+", default=list(m.property_names))
+    t.add_argument("--property-hidden", type=int, nargs="+", default=list(m.property_hidden))
+    t.add_argument("--property-weight", type=float, default=m.property_weight)
     t.add_argument("--no-canonicalize", dest="canonicalize", action="store_false")
     t.add_argument("--n-jobs", type=int, default=d.n_jobs, help="worker processes (-1: all cores)")
     t.add_argument("--seed", type=int, default=d.seed)

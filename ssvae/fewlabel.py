@@ -12,6 +12,7 @@ selection on validation, test error reported at that epoch).
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass
@@ -20,7 +21,6 @@ from typing import Any
 import pandas as pd
 import torch
 from torch import Tensor, nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from vaecore.checkpoint import load_checkpoint, save_checkpoint
@@ -55,8 +55,9 @@ class TrainConfig:
             z costlier, so the decoder leans on y for the class, a trick beyond the paper).
         grad_clip: Clip the gradient norm at this value (``None`` = no clipping).
         ema_decay: Evaluate (and keep) an exponential moving average of M2's weights
-            and batch-norm statistics with this per-step decay, e.g. 0.999 (Polyak
-            averaging; ``None`` = the raw weights, as in the paper).
+            and batch-norm statistics with this per-step decay, e.g. 0.999, warmed up
+            over the first steps (Polyak averaging, :class:`WeightAverage`; ``None`` = the
+            raw weights, as in the paper).
         time_budget_minutes: Stop after the epoch in which the run's total wall time
             (including M1's training) exceeds this; ``None`` = train all epochs.
         log_every: Steps between host syncs (NaN check and progress-bar losses).
@@ -143,7 +144,43 @@ def _labelled_order(n_l: int, count: int, device: torch.device) -> Tensor:
     return torch.cat([torch.randperm(n_l) for _ in range(reps)])[:count].to(device)
 
 
-def _state_copy(model: nn.Module, ema: AveragedModel | None) -> dict[str, Tensor]:
+class WeightAverage:
+    """Exponential moving average of a module's weights and float buffers (Polyak averaging).
+
+    After ``t`` updates the decay is ``min(decay, (1 + t) / (10 + t))``, so that short runs
+    (a few hundred steps on a small data set) are not dominated by the initial weights;
+    ``t`` is counted on the host, so an update never waits for the device.
+
+    Args:
+        module: The module to average; a copy of it holds the average.
+        decay: Per-step decay once warmed up, e.g. 0.999.
+    """
+
+    def __init__(self, module: nn.Module, decay: float) -> None:
+        if not 0.0 <= decay < 1.0:
+            raise InputDataError(f"ema_decay must be in [0, 1), got {decay}")
+        self.module = copy.deepcopy(module).requires_grad_(False)
+        self.decay, self.updates = decay, 0
+
+    @torch.no_grad()
+    def update(self, source: nn.Module) -> None:
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        self.updates += 1
+        for mine, theirs in zip(self.module.state_dict().values(), source.state_dict().values(), strict=True):
+            if mine.is_floating_point():
+                mine.lerp_(theirs, 1.0 - decay)
+            else:  # batch counters
+                mine.copy_(theirs)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"state": self.module.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, stored: dict[str, Any]) -> None:
+        self.module.load_state_dict(stored["state"])
+        self.updates = int(stored["updates"])
+
+
+def _state_copy(model: nn.Module, ema: WeightAverage | None) -> dict[str, Tensor]:
     """The model's weights, with M2's replaced by their moving average when there is one."""
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if ema is not None:
@@ -200,7 +237,7 @@ def train_m2(
     warmup_steps = config.warmup_epochs * steps
 
     optimizer = torch.optim.Adam(model.m2.parameters(), lr=config.lr, betas=config.betas)
-    start, elapsed = 0, 0.0
+    start, elapsed, stored_ema = 0, 0.0, None
     best = {"epoch": 0, "valid_error": math.inf, "test_error": math.nan}
     best_state: dict[str, Tensor] | None = None
     ckpt_path = rundir / CHECKPOINT_NAME if rundir is not None else None
@@ -212,15 +249,13 @@ def train_m2(
         start, elapsed = int(ckpt.payload["epoch"]), float(ckpt.payload["seconds"])
         best = dict(ckpt.payload["best"])
         best_state = ckpt.payload.get("best_state")
+        stored_ema = ckpt.payload.get("ema")
         rundir.truncate_history("epoch", start)
     # Polyak averaging of M2 (batch-norm statistics included); made after a resume so
     # that, without a stored average, it starts from the resumed weights.
-    ema = (AveragedModel(model.m2, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
-           if config.ema_decay is not None else None)
-    if ema is not None and resume and ckpt_path is not None and ckpt_path.exists():
-        stored = load_checkpoint(ckpt_path, device=device).payload.get("ema")
-        if stored is not None:
-            ema.load_state_dict(stored)
+    ema = WeightAverage(model.m2, config.ema_decay) if config.ema_decay is not None else None
+    if ema is not None and stored_ema is not None:
+        ema.load_state_dict(stored_ema)
 
     def save(epochs_done: int) -> None:
         if ckpt_path is None:
@@ -267,7 +302,7 @@ def train_m2(
                     torch.nn.utils.clip_grad_norm_(model.m2.parameters(), config.grad_clip)
                 optimizer.step()
                 if ema is not None:
-                    ema.update_parameters(model.m2)
+                    ema.update(model.m2)
                 with torch.no_grad():
                     sums += torch.stack([terms[k].detach() for k in _TERMS])
                 bar.update(1)

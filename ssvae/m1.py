@@ -155,7 +155,6 @@ class VAE(nn.Module):
         return self.decoder(z).mean
 
 
-
 def load_vae(path: str | os.PathLike, *, device: torch.device | str = "cpu") -> VAE:
     """Rebuild a trained :class:`VAE` from a checkpoint written by :func:`fit_vae`.
 

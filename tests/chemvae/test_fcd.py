@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from vaecore.errors import InputDataError
 
@@ -16,15 +15,6 @@ fcd_torch = pytest.importorskip("fcd_torch")
 from chemvae.fcd import chemnet_statistics, fcd  # noqa: E402
 
 FIXTURE = Path(__file__).resolve().parents[2] / "data" / "fixtures" / "moses_small.csv"
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # The suite shares 2 cores with other work; spinning OpenMP threads slow ChemNet ~5x.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_fcd_is_zero_for_a_set_with_itself_and_positive_otherwise():

@@ -29,14 +29,6 @@ from vaecore.errors import InputDataError
 
 FIXTURE = Path(__file__).resolve().parents[2] / "data" / "fixtures" / "moses_small.csv"
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Intra-op threads on a shared 2-core machine make these tiny graphs ~50x slower.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 # Molecules covering rings, aromatic N-H, charges, halogens, S, triple bonds.
 MOLECULES = [

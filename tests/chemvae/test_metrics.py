@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from rdkit import DataStructs
 from rdkit.Chem import rdFingerprintGenerator
 
@@ -25,15 +24,6 @@ def _tanimoto(a: str, b: str) -> float:
     """Reference Tanimoto from RDKit's own bit-vector routine (independent of our torch path)."""
     fp_a, fp_b = (_MORGAN.GetFingerprint(mol_from_smiles(s)) for s in (a, b))
     return DataStructs.TanimotoSimilarity(fp_a, fp_b)
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # The suite shares 2 cores with other work; spinning OpenMP threads slow ChemNet ~5x.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +123,6 @@ def test_generation_metrics_on_the_moses_fixture(moses_small):
     again = metrics.generation_metrics(gen[:150], train=train[:10], test=stats, ks=(100,), compute_fcd=False)
     assert again["SNN/Test"] == pytest.approx(metrics.snn(gen[:150], test))
     assert again["unique@100"] == 1.0
-
 
 
 def test_missing_fcd_torch_gives_nan_fcd_with_a_warning(monkeypatch, moses_small):

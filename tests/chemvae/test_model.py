@@ -20,15 +20,6 @@ TINY = dict(latent_dim=8, embedding_dim=8, encoder_hidden=16, decoder_hidden=24,
 FIXTURE_MODEL = REPO_DATA_DIR / "fixtures" / "chemvae_tiny"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread; several threads on a busy 2-core machine spin-wait."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def molecules() -> list[str]:
     return pd.read_csv(FIXTURE_CSV)["smiles"].tolist()[:64]

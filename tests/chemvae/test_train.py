@@ -17,15 +17,6 @@ from vaecore.rundir import RunDir
 from vaecore.schedules import ConstantSchedule, LinearWarmup
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread; several threads on a busy 2-core machine spin-wait."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _data(n: int, config: ChemVAEConfig, vocab: Vocabulary | None = None) -> tuple[MoleculeTensors, Vocabulary]:
     # The shortest fixture molecules: the same test at a fraction of the sequence length.
     smiles = sorted(pd.read_csv(FIXTURE_CSV)["smiles"].tolist(), key=len)[:n]

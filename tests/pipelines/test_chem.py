@@ -10,6 +10,7 @@ import torch
 
 import chemvae
 from chemvae.data import FIXTURE_CSV
+from chemvae.model import ChemVAEConfig
 from pipelines.chem import ChemEvalConfig, ChemTrainConfig, run
 from pipelines.cli import main
 from vaecore.datasets import REPO_DATA_DIR
@@ -23,12 +24,8 @@ BAD = ["", "C1CC", "C(C)(C)(C)(C)C", "c1cccc1", "C" * 60, "not a molecule"]
 
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch, tmp_path):
-    """One torch thread (tiny models, busy machine) and a private property cache."""
+    """A private property cache."""
     monkeypatch.setenv("VAELAB_DATA", str(tmp_path / "cache"))
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture()
@@ -62,9 +59,10 @@ def test_train_skips_bad_molecules_counts_them_and_resumes(messy_csv, tmp_path, 
 
 
 def test_selfies_cnn_run_through_the_python_api(tmp_path):
-    config = ChemTrainConfig(data="fixture", max_molecules=40, representation="selfies", encoder="cnn", epochs=1,
-                             batch_size=20, latent_dim=4, embedding_dim=8, encoder_hidden=8, decoder_hidden=16,
-                             decoder_layers=1, property_hidden=(8,), max_length=60, cnn_kernels=(5, 5, 5),
+    architecture = ChemVAEConfig(representation="selfies", encoder="cnn", latent_dim=4, embedding_dim=8,
+                                 encoder_hidden=8, decoder_hidden=16, decoder_layers=1, property_hidden=(8,),
+                                 max_length=60, cnn_kernels=(5, 5, 5))
+    config = ChemTrainConfig(data="fixture", max_molecules=40, model=architecture, epochs=1, batch_size=20,
                              n_jobs=1, device="cpu", progress=False)
     summary = run(config, tmp_path)
     assert summary["n_train"] == 40 and summary["epochs"] == 1

@@ -12,17 +12,9 @@ import torch
 from pipelines.cli import main
 from ssvae.data import load_dataset
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread; two spin against each other on a busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 TINY = ["--set", "m2.hidden=(16,)", "--set", "m2.z_dim=4", "--set", "m2.batch_norm=False",
-        "--set", "train.labelled_batch=50", "--set", "train.unlabelled_batch=100", "--set", "train.alpha=5.0",
+        "--set", "train.labelled_batch=50", "--set", "train.ema_decay=None", "--set", "train.unlabelled_batch=100", "--set", "train.alpha=5.0",
         "--set", "m1.vae.hidden=(32,)", "--set", "m1.vae.z_dim=6", "--m1-epochs", "1",
         "--device", "cpu", "--no-progress", "--tsne-points", "0"]
 METRIC_KEYS = {"test_error", "valid_error", "n_labels", "model", "seed", "device", "wall_seconds"}

@@ -5,21 +5,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 from pipelines import cli
 from pipelines.molopt import MoloptConfig, initial_pool
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "data" / "fixtures" / "chemvae_tiny"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_cli_runs_bo_end_to_end(tmp_path):

@@ -12,23 +12,16 @@ import torch
 import ssvae
 from ssvae.api import load_classifier, override, preset, split_data
 from ssvae.data import load_dataset
-from ssvae.fewlabel import TrainConfig, train_m2
+from ssvae.fewlabel import TrainConfig, WeightAverage, train_m2
 from ssvae.labels import balanced_split
 from ssvae.m2 import M2Config, PixelM2
 from vaecore.errors import InputDataError
 from vaecore.rundir import RunDir
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread; two spin against each other on a busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 TINY = {"m2.hidden": (48,), "m2.z_dim": 8, "m2.batch_norm": False, "train.labelled_batch": 50,
-        "train.unlabelled_batch": 100, "train.lr": 3e-3, "train.alpha": 5.0, "train.lr_decay": 1.0}
+        "train.unlabelled_batch": 100, "train.lr": 3e-3, "train.alpha": 5.0, "train.lr_decay": 1.0,
+        "train.ema_decay": None}
 SPEC = {"kind": "test"}  # the checkpoint's architecture record (only compared, never rebuilt here)
 
 
@@ -143,3 +136,24 @@ def test_moving_average_is_what_gets_scored_and_kept(fixture_data, tmp_path):
     resumed = _train(data, rundir=RunDir(tmp_path, TrainConfig(), seed=0, device="cpu"), resume=True,
                      **{"train.epochs": 3, "train.ema_decay": 0.9})
     assert resumed.history["epoch"].tolist() == [1, 2, 3]
+
+
+def test_weight_average_warms_up_then_follows_a_fixed_target():
+    source = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    average = WeightAverage(source, decay=0.999)
+    with torch.no_grad():
+        for p in source.parameters():
+            p.add_(1.0)  # the target moves away from the copied initial weights
+    source[1].num_batches_tracked.fill_(7)
+    for _ in range(50):
+        average.update(source)
+    # a fixed 0.999 would still hold 95% of the initial weights after 50 steps; with the
+    # warm-up their share is the product of (1 + t) / (10 + t) over t < 50, about 1e-10
+    for mine, theirs in zip(average.module.parameters(), source.parameters()):
+        assert torch.allclose(mine, theirs, atol=1e-3)
+    assert int(average.module[1].num_batches_tracked) == 7
+    restored = WeightAverage(source, decay=0.999)
+    restored.load_state_dict(average.state_dict())
+    assert restored.updates == 50
+    with pytest.raises(InputDataError, match="ema_decay"):
+        WeightAverage(source, decay=1.5)

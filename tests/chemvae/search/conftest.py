@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 import chemvae
 from chemvae.search import BOSettings
@@ -12,16 +11,6 @@ from chemvae.search import BOSettings
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURE_MODEL = ROOT / "data" / "fixtures" / "chemvae_tiny"
 FIXTURE_CSV = ROOT / "data" / "fixtures" / "moses_small.csv"
-
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: small GP algebra on shared cores is much faster without OpenMP."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
