@@ -258,6 +258,7 @@ def _draw_grid(smiles: list[str], path: Path, n: int) -> int:
 def evaluate(config: ChemEvalConfig, workdir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Reconstruction and prior-sample metrics of a trained run; writes ``eval.json``."""
     from chemvae.metrics import generation_metrics, reconstruction_accuracy
+    from chemvae.refcache import cached_reference_stats
 
     began = time.perf_counter()
     out = Path(workdir or config.run_dir)
@@ -282,8 +283,13 @@ def evaluate(config: ChemEvalConfig, workdir: str | os.PathLike | None = None) -
         torch.cuda.synchronize(device)
     decode_seconds = time.perf_counter() - start
     reference = _canonical_reference(train_config.data, splits.reference, config.n_jobs)
-    generation = generation_metrics(samples, train=reference, train_is_canonical=True, test=splits.test,
-                                    test_scaffolds=splits.test_scaffolds, compute_fcd=config.compute_fcd,
+    # The test sets' statistics (176k molecules each for MOSES) are computed once per machine.
+    test_stats = [None if ref is None else
+                  cached_reference_stats(ref, cache_dir=cache_dir() / "chemvae-reference", device=str(device),
+                                         compute_fcd=config.compute_fcd, n_jobs=config.n_jobs)
+                  for ref in (splits.test, splits.test_scaffolds)]
+    generation = generation_metrics(samples, train=reference, train_is_canonical=True, test=test_stats[0],
+                                    test_scaffolds=test_stats[1], compute_fcd=config.compute_fcd,
                                     device=str(device), n_jobs=config.n_jobs)
     out.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"smiles": samples}).to_csv(out / "samples.csv", index=False)

@@ -99,7 +99,7 @@ def preset(name: str, *, model: str = "m1m2", n_labels: int = 100, n_total: int 
         return FitConfig(model=model, m1=m1, m2=M2Config(hidden=hidden, z_dim=50, likelihood=likelihood),
                          train=train)
     # "fast" and "default" share what CPU experiments on MNIST found at 100 labels
-    # (BENCHMARKS.md has the trajectories): M1 with a 10-epoch KL warm-up (its
+    # (BENCHMARKS.md, "How the preset was chosen"): M1 with a 10-epoch KL warm-up (its
     # z1 neighbourhoods are much more class-pure, and it needs few epochs); every label
     # in every step but weighted by its share of the data as in the paper (a labelled
     # ELBO term as heavy as the unlabelled one overfits the 100 points) with a 20x
