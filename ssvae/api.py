@@ -99,12 +99,13 @@ def preset(name: str, *, model: str = "m1m2", n_labels: int = 100, n_total: int 
         return FitConfig(model=model, m1=m1, m2=M2Config(hidden=hidden, z_dim=50, likelihood=likelihood),
                          train=train)
     # "fast" and "default" share what CPU experiments on MNIST found at 100 labels
-    # (BENCHMARKS.md, "How the preset was chosen"): M1 with a 10-epoch KL warm-up (its
-    # z1 neighbourhoods are much more class-pure, and it needs few epochs); every label
-    # in every step but weighted by its share of the data as in the paper (a labelled
-    # ELBO term as heavy as the unlabelled one overfits the 100 points) with a 20x
-    # stronger classification term; batch norm; a decaying learning rate; Polyak
-    # averaging; and on M1's few active z1 dims a small z2 (cheaper, and better there).
+    # (BENCHMARKS.md, "How the preset was chosen"): M1 with a 10-epoch KL warm-up (10
+    # epochs of it served M2 about as well as 60 epochs without, at a sixth of the
+    # cost); every label in every step but weighted by its share of the data as in the
+    # paper (a labelled ELBO term as heavy as the unlabelled one overfits the 100
+    # points) with a 20x stronger classification term; batch norm; a decaying learning
+    # rate; Polyak averaging; and on M1's few active z1 dims a small z2 (cheaper, and
+    # better there).
     train = TrainConfig(epochs=1000 if name == "fast" else 300, lr=1e-3, lr_decay=0.98, lr_min_factor=0.05,
                         labelled_batch=100, unlabelled_batch=100, alpha=2.0, weighting="paper",
                         ema_decay=0.999, time_budget_minutes=60.0 if name == "fast" else None)
