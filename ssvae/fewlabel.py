@@ -53,6 +53,8 @@ class TrainConfig:
         warmup_epochs: Linear KL warm-up from 0 to ``kl_weight`` over this many epochs (0 = none).
         kl_weight: Final weight of KL(q(z|x,y) || p(z)) (1 = the bound; > 1 makes
             z costlier, so the decoder leans on y for the class, a trick beyond the paper).
+        entropy_weight: Weight of H(q(y|x)) in the unlabelled bound (1 = the bound;
+            below 1 sharpens q(y|x) on unlabelled data, a trick beyond the paper).
         grad_clip: Clip the gradient norm at this value (``None`` = no clipping).
         ema_decay: Evaluate (and keep) an exponential moving average of M2's weights
             and batch-norm statistics with this per-step decay, e.g. 0.999, warmed up
@@ -75,6 +77,7 @@ class TrainConfig:
     weighting: str = "paper"
     warmup_epochs: float = 0.0
     kl_weight: float = 1.0
+    entropy_weight: float = 1.0
     grad_clip: float | None = None
     ema_decay: float | None = None
     time_budget_minutes: float | None = None
@@ -87,6 +90,8 @@ class TrainConfig:
         if self.epochs < 0 or self.labelled_batch < 1 or self.unlabelled_batch < 1:
             raise InputDataError(f"epochs must be >= 0 and batch sizes >= 1, got {self.epochs}, "
                                  f"{self.labelled_batch}, {self.unlabelled_batch}")
+        if not self.entropy_weight >= 0:
+            raise InputDataError(f"entropy_weight must be >= 0, got {self.entropy_weight}")
 
     def learning_rate(self, epoch: int) -> float:
         return self.lr * max(self.lr_decay**epoch, self.lr_min_factor)
@@ -295,7 +300,8 @@ def train_m2(
                 il = order_l[step * config.labelled_batch:(step + 1) * config.labelled_batch]
                 iu = order_u[step * batch_u:(step + 1) * batch_u]
                 terms = model.m2.loss_terms(model.sample(rows_l[il]), y_l[il], model.sample(rows_u[iu]),
-                                            alpha=alpha, beta=beta, labelled_weight=w_l, unlabelled_weight=w_u)
+                                            alpha=alpha, beta=beta, labelled_weight=w_l, unlabelled_weight=w_u,
+                                            entropy_weight=config.entropy_weight)
                 optimizer.zero_grad(set_to_none=True)
                 terms["loss"].backward()
                 if config.grad_clip is not None:

@@ -140,9 +140,13 @@ class M2(nn.Module):
         return terms.elbo.reshape(self.config.n_classes, x.shape[0]) + self.log_py
 
     @staticmethod
-    def unlabelled_bound(bound_cy: Tensor, q_y: Categorical) -> Tensor:
-        """U(x) = sum_y q(y|x) L(x,y) + H(q(y|x)), `[B]`, from L `[C, B]` and q(y|x) `[B]`."""
-        return (q_y.probs.T * bound_cy).sum(0) + q_y.entropy()
+    def unlabelled_bound(bound_cy: Tensor, q_y: Categorical, entropy_weight: float = 1.0) -> Tensor:
+        """U(x) = sum_y q(y|x) L(x,y) + w H(q(y|x)), `[B]`, from L `[C, B]` and q(y|x) `[B]`.
+
+        ``entropy_weight`` w = 1 is the bound. w < 1 moves the optimal q(y|x) from
+        softmax(L) to the sharper softmax(L / w): entropy minimisation on unlabelled data.
+        """
+        return (q_y.probs.T * bound_cy).sum(0) + entropy_weight * q_y.entropy()
 
     # --- the objective ------------------------------------------------------------------
 
@@ -156,6 +160,7 @@ class M2(nn.Module):
         beta: float | Tensor = 1.0,
         labelled_weight: float = 1.0,
         unlabelled_weight: float = 1.0,
+        entropy_weight: float = 1.0,
     ) -> dict[str, Tensor]:
         """The semi-supervised objective on one labelled and one unlabelled batch.
 
@@ -176,6 +181,8 @@ class M2(nn.Module):
             alpha: Weight of the classification term log q(y|x).
             beta: KL weight (warm-up; 1 is the true bound).
             labelled_weight, unlabelled_weight: Weights of the two batch means.
+            entropy_weight: Weight of H(q(y|x)) in U(x) (1 = the bound, see
+                :meth:`unlabelled_bound`).
 
         Returns:
             Scalars (tensors on the inputs' device, no host sync): ``loss``;
@@ -192,7 +199,7 @@ class M2(nn.Module):
         logits = self.logits(torch.cat([x_l, x_u]))
         q_y_l, q_y_u = Categorical(logits=logits[:n_l]), Categorical(logits=logits[n_l:])
         log_q_y = q_y_l.log_prob(y_l)
-        bound_u = self.unlabelled_bound(bound_cy, q_y_u)
+        bound_u = self.unlabelled_bound(bound_cy, q_y_u, entropy_weight)
 
         loss = (labelled_weight * (-bound_l - alpha * log_q_y).mean()
                 + unlabelled_weight * (-bound_u).mean())

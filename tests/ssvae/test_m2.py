@@ -6,7 +6,9 @@ import pytest
 import torch
 
 import ssvae.m2 as m2_module
+from ssvae.fewlabel import TrainConfig
 from ssvae.m2 import M2, M2Config, PixelM2
+from vaecore.errors import InputDataError
 
 C, D, B = 4, 12, 5
 
@@ -57,6 +59,23 @@ def test_unlabelled_bound_and_loss_match_their_definitions():
     assert torch.allclose(terms["cross_entropy"], ce.mean(), atol=1e-5)
     expected = 0.3 * (-l_loop + 7.0 * ce).mean() + 0.7 * (-u_loop).mean()
     assert torch.allclose(terms["loss"], expected, rtol=1e-3, atol=1e-2)
+
+
+@pytest.mark.parametrize("weight", [1.0, 0.5, 0.2])
+def test_entropy_weight_moves_the_optimal_q_to_a_tempered_softmax(weight):
+    # U(q) = sum_y q_y L_y + w H(q) is maximised by q = softmax(L / w): zero gradient there,
+    # and any other q scores lower.
+    torch.manual_seed(0)
+    bound_cy = 3.0 * torch.randn(C, B)
+    logits = (bound_cy.T / weight).clone().requires_grad_(True)
+    u = M2.unlabelled_bound(bound_cy, torch.distributions.Categorical(logits=logits), weight)
+    (grad,) = torch.autograd.grad(u.sum(), logits)
+    assert grad.abs().max() < 1e-4
+    other = M2.unlabelled_bound(bound_cy, torch.distributions.Categorical(logits=bound_cy.T), weight)
+    if weight != 1.0:
+        assert (other < u.detach()).all()
+    with pytest.raises(InputDataError, match="entropy_weight"):
+        TrainConfig(entropy_weight=-0.1)
 
 
 def test_objective_makes_one_bound_call_for_all_classes(monkeypatch):
