@@ -111,8 +111,8 @@ def preset(name: str, *, model: str = "m1m2", n_labels: int = 100, n_total: int 
     train = TrainConfig(epochs=1000 if name == "fast" else 300, lr=1e-3, lr_decay=0.98, lr_min_factor=0.05,
                         labelled_batch=100, unlabelled_batch=100, alpha=2.0, weighting="paper",
                         ema_decay=0.999, time_budget_minutes=60.0 if name == "fast" else None)
-    m1 = (M1Settings(epochs=50, batch_size=100, lr=1e-3, lr_decay=0.97, warmup_epochs=10.0) if name == "fast"
-          else M1Settings(epochs=100, batch_size=100, lr=1e-3, warmup_epochs=10.0))
+    m1 = M1Settings(epochs=50 if name == "fast" else 100, batch_size=100, lr=1e-3,
+                    lr_decay=0.97 if name == "fast" else 1.0, warmup_epochs=10.0)
     m2 = (M2Config(hidden=(300,), z_dim=10, likelihood=likelihood, batch_norm=True) if model == "m1m2"
           else M2Config(hidden=(500,), z_dim=50, likelihood=likelihood, batch_norm=True))
     return FitConfig(model=model, m1=m1, m2=m2, train=train)

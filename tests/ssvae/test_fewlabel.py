@@ -122,6 +122,8 @@ def test_train_config_rejects_bad_settings():
         TrainConfig(weighting="sometimes")
     with pytest.raises(InputDataError, match="batch sizes"):
         TrainConfig(labelled_batch=0)
+    with pytest.raises(InputDataError, match="entropy_weight must be >= 0, got -0.1"):
+        TrainConfig(entropy_weight=-0.1)
     assert isinstance(M2Config(), M2Config)
 
 
