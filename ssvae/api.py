@@ -33,7 +33,7 @@ from ssvae.m1m2 import M1M2, active_dimensions
 from ssvae.m2 import M2Config, PixelM2
 from vaecore.checkpoint import load_checkpoint
 from vaecore.errors import InputDataError
-from vaecore.rundir import RunDir, config_from_dict, config_to_dict
+from vaecore.rundir import RunDir, check_field_value, config_from_dict, config_to_dict
 from vaecore.runtime import resolve_device, seed_everything
 from vaecore.schedules import LinearWarmup
 
@@ -129,6 +129,8 @@ def override(config: FitConfig, **changes: Any) -> FitConfig:
             if not dataclasses.is_dataclass(sub):
                 raise InputDataError(f"unknown setting {path!r}")
             value = override(sub, **{rest: value})  # type: ignore[arg-type]
+        else:  # a leaf: e.g. --set train.alpha=abc is refused here, not deep inside training
+            check_field_value(type(config), head, value)
         config = replace(config, **{head: value})
     return config
 

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -50,6 +51,40 @@ def _from_json(value: Any, hint: Any) -> Any:
         items = [_from_json(v, None) for v in value]
         return items if typing.get_origin(hint) is list or hint is list else tuple(items)
     return value
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether ``value`` may stand in a field annotated ``hint`` (an int counts as a float)."""
+    if hint is None or hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arm) for arm in args)
+    if hint in (int, float):  # bool is an int subclass, but True is no epoch count
+        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits(v, args[0]) for v in value)
+        return not args or (len(args) == len(value) and all(_fits(v, a) for v, a in zip(value, args)))
+    target = origin or hint  # list[int] -> list: isinstance refuses parameterized generics
+    return isinstance(value, target) if isinstance(target, type) else True
+
+
+def check_field_value(cls: type, name: str, value: Any) -> None:
+    """Refuse a ``value`` that does not match the annotation of dataclass field ``cls.name``.
+
+    Raises:
+        InputDataError: Naming the field, the expected type and the value.
+    """
+    hint = typing.get_type_hints(cls).get(name)
+    if not _fits(value, hint):
+        plain = isinstance(hint, type) and not typing.get_args(hint)
+        expected = hint.__name__ if plain else str(hint).replace("typing.", "")
+        raise InputDataError(f"{cls.__name__}.{name} expects {expected}, got {value!r}")
 
 
 def config_from_dict(cls: type[C], data: Mapping[str, Any]) -> C:

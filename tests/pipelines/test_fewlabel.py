@@ -97,3 +97,6 @@ def test_fewlabel_rejects_bad_label_requests(tmp_path, capsys):
              x_test=np.zeros((5, 4), np.float32), y_test=np.arange(5))
     assert main(["fewlabel", "--data", str(path), "--labels", "10", "--out", str(tmp_path / "c")]) == 2
     assert "omit --labels" in capsys.readouterr().err
+    # a setting of the wrong type is refused by name before anything trains
+    assert main(["fewlabel", "--data", "fixture", "--set", "train.alpha=abc", "--out", str(tmp_path / "d")]) == 2
+    assert "TrainConfig.alpha expects float, got 'abc'" in capsys.readouterr().err

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from vaecore.errors import InputDataError
-from vaecore.rundir import RunDir, config_from_dict, config_to_dict, write_json
+from vaecore.rundir import RunDir, check_field_value, config_from_dict, config_to_dict, write_json
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,29 @@ def test_unknown_and_missing_fields_are_named() -> None:
         config_from_dict(RunConfig, {})
     with pytest.raises(TypeError, match="dataclass"):
         config_to_dict({"name": "x"})
+
+
+@pytest.mark.parametrize(("cls", "name", "value"), [
+    (TrainConfig, "lr", 1), (TrainConfig, "lr", 0.5), (TrainConfig, "epochs", 3),
+    (TrainConfig, "schedule", ((0, 1.0),)), (RunConfig, "train", None), (RunConfig, "train", TrainConfig()),
+    (EncoderConfig, "hidden", ()), (RunConfig, "tags", ["a"]),
+])
+def test_values_that_match_their_field_are_accepted(cls: type, name: str, value: object) -> None:
+    check_field_value(cls, name, value)
+
+
+@pytest.mark.parametrize(("cls", "name", "value", "match"), [
+    (TrainConfig, "lr", "abc", "TrainConfig.lr expects float, got 'abc'"),
+    (TrainConfig, "epochs", 2.5, "TrainConfig.epochs expects int, got 2.5"),
+    (TrainConfig, "epochs", True, "expects int, got True"),
+    (EncoderConfig, "hidden", (300, "a"), r"expects tuple\[int, \.\.\.\], got \(300, 'a'\)"),
+    (TrainConfig, "schedule", ((0,),), "TrainConfig.schedule expects"),
+    (RunConfig, "train", 3, "RunConfig.train expects"),
+    (RunConfig, "tags", "a", "RunConfig.tags expects list"),
+])
+def test_values_of_the_wrong_type_are_named(cls: type, name: str, value: object, match: str) -> None:
+    with pytest.raises(InputDataError, match=match):
+        check_field_value(cls, name, value)
 
 
 def test_run_dir_files(tmp_path: Path) -> None:
