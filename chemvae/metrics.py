@@ -34,7 +34,7 @@ from rdkit import Chem
 from rdkit.Chem import rdFingerprintGenerator
 from rdkit.Chem.Scaffolds import MurckoScaffold
 
-from chemvae.fcd import FCDUnavailableError, chemnet_moments, chemnet_statistics, fcd, frechet_distance
+from chemvae.fcd import FCDUnavailableError, Moments, chemnet_moments, chemnet_statistics, fcd, frechet_distance
 from chemvae.rdkit_utils import canonical_smiles, canonicalize_all, mol_from_smiles
 from vaecore.errors import InputDataError, InputDataWarning
 
@@ -294,6 +294,16 @@ class ReferenceStats:
     chemnet: tuple[np.ndarray, np.ndarray] | None = None
 
 
+def _chemnet_or_warn(valid: list[str], device: str, n_jobs: int, what: str) -> Moments | None:
+    """ChemNet moments of ``valid``, or None with a warning: a missing fcd_torch or too
+    few molecules must not cost the other metrics of an evaluation."""
+    try:
+        return chemnet_moments(valid, device=device, n_jobs=n_jobs)
+    except (FCDUnavailableError, InputDataError) as err:
+        warnings.warn(f"{what} skipped: {err}", InputDataWarning, stacklevel=3)
+        return None
+
+
 def reference_stats(
     ref: Sequence[str], *, compute_fcd: bool = True, device: str = "cpu", n_jobs: int = 1
 ) -> ReferenceStats:
@@ -304,12 +314,7 @@ def reference_stats(
     valid, mols = _valid_mols(_nonempty(ref, "ref"))
     if not valid:
         raise InputDataError("the reference set has no valid molecules")
-    chemnet = None
-    if compute_fcd:
-        try:
-            chemnet = chemnet_moments(valid, device=device, n_jobs=n_jobs)
-        except (FCDUnavailableError, InputDataError) as err:
-            warnings.warn(f"FCD statistics skipped: {err}", InputDataWarning, stacklevel=2)
+    chemnet = _chemnet_or_warn(valid, device, n_jobs, "FCD statistics") if compute_fcd else None
     return ReferenceStats(len(valid), morgan_fingerprints(mols), _fragments(mols), _scaffolds(mols), chemnet)
 
 
@@ -361,12 +366,7 @@ def generation_metrics(
         intdiv = (1.0 - _mean_tanimoto(fps, fps, agg="mean", p=p, device=device).mean()) if valid else math.nan
         metrics[name] = float(intdiv)
 
-    gen_chemnet = None
-    if compute_fcd:
-        try:
-            gen_chemnet = chemnet_moments(valid, device=device, n_jobs=n_jobs)
-        except (FCDUnavailableError, InputDataError) as err:
-            warnings.warn(f"FCD skipped: {err}", InputDataWarning, stacklevel=2)
+    gen_chemnet = _chemnet_or_warn(valid, device, n_jobs, "FCD") if compute_fcd else None
     gen_fragments, gen_scaffolds = _fragments(mols), _scaffolds(mols)
 
     references = {"Test": test} if test_scaffolds is None else {"Test": test, "TestSF": test_scaffolds}
