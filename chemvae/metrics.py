@@ -291,7 +291,7 @@ class ReferenceStats:
     fingerprints: np.ndarray
     fragments: Counter
     scaffolds: Counter
-    chemnet: tuple[np.ndarray, np.ndarray] | None = None
+    chemnet: Moments | None = None
 
 
 def _chemnet_or_warn(valid: list[str], device: str, n_jobs: int, what: str) -> Moments | None:
