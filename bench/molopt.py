@@ -107,7 +107,8 @@ def run_all(args: argparse.Namespace) -> list[Path]:
                     continue  # finished earlier: reuse
                 jobs.append({"model": args.model, "objective": objective, "method": method, "budget": args.budget,
                              "batch_size": args.batch_size, "n_init": args.n_init, "init_data": args.init_data,
-                             "acquisition": args.acquisition, "seed": seed, "device": args.device,
+                             "acquisition": args.acquisition, "tr_length": args.tr_length,
+                             "tr_length_min": args.tr_length_min, "seed": seed, "device": args.device,
                              "progress": args.jobs == 1, "threads": args.threads, "out": str(out)})
     print(f"{len(dirs)} runs, {len(jobs)} to do", flush=True)
     if args.jobs == 1:
@@ -229,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-init", type=int, default=500)
     p.add_argument("--init-data", default=None, help="moses | fixture | PATH.csv (default: the model's data)")
     p.add_argument("--acquisition", choices=("logei", "ts"), default="logei")
+    p.add_argument("--tr-length", type=float, default=None, help="bo: initial trust-region side (box fraction)")
+    p.add_argument("--tr-length-min", type=float, default=None, help="bo: restart below this side")
     p.add_argument("--device", default="cpu")
     p.add_argument("--jobs", type=int, default=1, help="searches run in parallel processes")
     args = p.parse_args(argv)

@@ -55,6 +55,9 @@ class MoloptConfig:
             ``None``: the model's own training split (from its ``config.json``), or
             decoded prior samples if the model has none.
         acquisition: ``logei`` or ``ts`` (``bo`` only).
+        tr_length, tr_length_min: Initial and smallest trust-region side for ``bo``, as a
+            fraction of the search box (``None``: the defaults of
+            :class:`~chemvae.search.bo.BOSettings`).
         prior_bound: Half-width of the search box in prior standard deviations.
         top_k: Rows of ``best.csv``.
         threads: torch CPU threads (``None``: torch's default). On a busy machine one
@@ -70,6 +73,8 @@ class MoloptConfig:
     n_init: int = 500
     init_data: str | None = None
     acquisition: str = "logei"
+    tr_length: float | None = None
+    tr_length_min: float | None = None
     prior_bound: float = 3.0
     top_k: int = 10
     threads: int | None = None
@@ -87,6 +92,16 @@ class MoloptConfig:
             raise InputDataError(f"n_init must be >= 0, got {self.n_init}")
         if self.threads is not None and self.threads < 1:
             raise InputDataError(f"threads must be >= 1, got {self.threads}")
+        self.bo_settings()  # bad trust-region settings fail here, before the model is loaded
+
+    def bo_settings(self) -> Any:
+        """The :class:`~chemvae.search.bo.BOSettings` of a ``bo`` run (``None`` for other methods)."""
+        from chemvae.search.bo import BOSettings
+
+        if self.method != "bo":
+            return None
+        overrides = {"length_init": self.tr_length, "length_min": self.tr_length_min}
+        return BOSettings(acquisition=self.acquisition, **{k: v for k, v in overrides.items() if v is not None})
 
 
 def initial_pool(config: MoloptConfig) -> tuple[list[str] | None, str]:
@@ -164,8 +179,7 @@ def run(config: MoloptConfig, workdir: str | os.PathLike) -> dict[str, Any]:
     rundir = RunDir(workdir, config, seed=config.seed, device=device)
     result = optimize(model, objective, method=config.method, budget=config.budget,
                       batch_size=config.batch_size, n_init=config.n_init, seed=config.seed, init_smiles=pool,
-                      acquisition=config.acquisition if config.method == "bo" else None,
-                      prior_bound=config.prior_bound, progress=config.progress)
+                      settings=config.bo_settings(), prior_bound=config.prior_bound, progress=config.progress)
 
     atomic_write_bytes(rundir / "history.csv", result.history.to_csv(index=False).encode())
     best = result.best(config.top_k)
@@ -190,7 +204,8 @@ def run(config: MoloptConfig, workdir: str | os.PathLike) -> dict[str, Any]:
 def _main(args: argparse.Namespace) -> None:
     config = MoloptConfig(model=args.model, objective=args.objective, method=args.method, budget=args.budget,
                           batch_size=args.batch_size, n_init=args.n_init, init_data=args.init_data,
-                          acquisition=args.acquisition, prior_bound=args.prior_bound, top_k=args.top_k,
+                          acquisition=args.acquisition, tr_length=args.tr_length,
+                          tr_length_min=args.tr_length_min, prior_bound=args.prior_bound, top_k=args.top_k,
                           threads=args.threads, seed=args.seed, device=args.device, progress=not args.no_progress)
     summary = run(config, args.out)
     keys = ("method", "objective", "best_score", "oracle_calls", "valid_fraction", "wall_seconds")
@@ -214,6 +229,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--init-data", default=None,
                    help="moses | fixture | PATH.csv (default: the model's training data)")
     p.add_argument("--acquisition", choices=("logei", "ts"), default=d.acquisition, help="bo acquisition")
+    p.add_argument("--tr-length", type=float, default=None,
+                   help="bo: initial trust-region side, fraction of the search box (default 0.8)")
+    p.add_argument("--tr-length-min", type=float, default=None,
+                   help="bo: trust-region side below which it restarts (default 1/16)")
     p.add_argument("--prior-bound", type=float, default=d.prior_bound, help="search box half-width in prior stds")
     p.add_argument("--top-k", type=int, default=d.top_k, help="rows of best.csv")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")

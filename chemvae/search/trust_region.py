@@ -10,7 +10,9 @@ After each batch: a batch that beats the incumbent is a success, anything else a
 ``success_tolerance`` successes in a row double the length (up to ``length_max``),
 ``failure_tolerance`` failures in a row halve it; below ``length_min`` it restarts at
 ``length_init`` around the (unchanged) incumbent, since restarting the data is pointless
-when the latent space is fixed. The search box itself is the prior's bulk (see
+when the latent space is fixed. One rule is not TuRBO's: a batch whose proposals all
+decode to molecules already known doubles the length at once, because the region is then
+smaller than the decoder's resolution and shrinking it would only repeat them. The search box itself is the prior's bulk (see
 :func:`search_bounds`), so the region never leaves the part of latent space the decoder
 was trained on.
 """
@@ -57,13 +59,22 @@ class TrustRegion:
         if self.failure_tolerance is None:
             self.failure_tolerance = math.ceil(max(4.0 / self.batch_size, self.dim / self.batch_size))
 
-    def update(self, batch_best: float, incumbent: float) -> None:
+    def update(self, batch_best: float, incumbent: float, *, only_duplicates: bool = False) -> None:
         """Grow, shrink or restart after a batch whose best new score is ``batch_best``.
 
         Args:
             batch_best: Best finite score among the batch's new molecules (``-inf`` if none).
             incumbent: Best score before the batch.
+            only_duplicates: Every proposal decoded to an already known molecule. The
+                region is then narrower than the decoder's resolution (its map from z to
+                molecules is piecewise constant), and shrinking it further would only repeat
+                the incumbent; so it doubles (up to ``length_max``) instead, and the
+                success and failure counters restart.
         """
+        if only_duplicates:
+            self.length = min(2.0 * self.length, self.length_max)
+            self.success_counter = self.failure_counter = 0
+            return
         if batch_best > incumbent + self.improvement * abs(incumbent):
             self.success_counter += 1
             self.failure_counter = 0

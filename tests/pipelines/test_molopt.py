@@ -17,7 +17,7 @@ def test_cli_runs_bo_end_to_end(tmp_path):
     out = tmp_path / "qed"
     code = cli.main(["molopt", "--model", str(MODEL), "--objective", "qed", "--method", "bo", "--budget", "5",
                      "--batch-size", "5", "--n-init", "16", "--seed", "0", "--device", "cpu", "--out", str(out),
-                     "--threads", "1", "--no-progress"])
+                     "--threads", "1", "--no-progress", "--tr-length", "0.2", "--tr-length-min", "0.01"])
     assert code == 0
     for name in ("history.csv", "best.csv", "iterations.csv", "summary.json", "best_so_far.png",
                  "top_molecules.png", "config.json", "run.json"):
@@ -27,6 +27,7 @@ def test_cli_runs_bo_end_to_end(tmp_path):
     assert summary["n_init"] == 16 and "training split" in summary["init_source"]
     assert 0 < summary["valid_fraction"] <= 1 and summary["wall_seconds"] > 0
     assert isinstance(summary["failures"], dict)
+    assert summary["settings"]["length_init"] == 0.2 and summary["settings"]["length_min"] == 0.01
     history = pd.read_csv(out / "history.csv", keep_default_na=False, na_values={"score": [""]})
     assert {"iteration", "method", "smiles", "score", "valid", "seconds"} <= set(history.columns)
     assert int(history["new"].sum()) == 5 and (history["iteration"] == 0).sum() == 16
@@ -53,6 +54,9 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
                      "--out", str(tmp_path / "y"), "--no-progress", "--n-init", "5"])
     assert code == 2
     assert "no head surrogate" in capsys.readouterr().err
+    code = cli.main(["molopt", "--model", str(MODEL), "--tr-length", "0.05", "--out", str(tmp_path / "z")])
+    assert code == 2
+    assert "0 < length_min < length_init" in capsys.readouterr().err  # 0.05 is below the default 1/16
 
 
 def test_initial_molecules_come_from_the_models_training_split():

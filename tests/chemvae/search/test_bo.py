@@ -101,3 +101,19 @@ def test_radius_bound_pulls_far_proposals_back():
     assert out[0].norm() == pytest.approx(math.sqrt(chi2.ppf(0.99, 4)))
     assert torch.allclose(out[0] / out[0].norm(), z[0] / z[0].norm())  # same direction
     assert BayesOpt(box, 2).into_bulk(z)[1] == 0  # off by default
+
+
+def test_only_duplicate_batches_widen_the_trust_region_and_invalid_ones_do_not():
+    from chemvae.search.oracle import Evaluation
+
+    box = torch.stack([-3 * torch.ones(4), 3 * torch.ones(4)]).double()
+    proposer = BayesOpt(box, 2, BOSettings(failure_tolerance=1))
+    proposer.initialize(torch.zeros(1, 4, dtype=torch.float64), torch.tensor([0.5], dtype=torch.float64))
+    start = proposer.tr.length
+    duplicate = Evaluation("CCO", "CCO", 0.5, "duplicate", False)
+    invalid = Evaluation("C(", None, math.nan, "invalid_smiles", False)
+    z = torch.zeros(2, 4, dtype=torch.float64)
+    proposer.observe(z, [duplicate, duplicate])
+    assert proposer.tr.length == pytest.approx(min(2 * start, proposer.settings.length_max))
+    proposer.observe(z, [duplicate, invalid])  # a failure: no new molecule, not all known
+    assert proposer.tr.length == pytest.approx(min(2 * start, proposer.settings.length_max) / 2)

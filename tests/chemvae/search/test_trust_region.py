@@ -30,6 +30,17 @@ def test_successes_grow_and_failures_shrink_then_restart():
     assert tr.length == tr.length_init
 
 
+def test_a_batch_of_only_duplicates_grows_the_region():
+    tr = TrustRegion(dim=4, batch_size=2, length=0.1, length_init=0.1, failure_tolerance=2)
+    tr.update(-math.inf, 4.0)
+    assert tr.failure_counter == 1
+    tr.update(-math.inf, 4.0, only_duplicates=True)  # below the decoder's resolution
+    assert tr.length == pytest.approx(0.2) and tr.failure_counter == 0 and tr.restarts == 0
+    for _ in range(10):
+        tr.update(-math.inf, 4.0, only_duplicates=True)
+    assert tr.length == tr.length_max
+
+
 def test_tiny_improvements_are_not_successes():
     tr = TrustRegion(dim=4, batch_size=2)
     tr.update(10.0 + 1e-6, 10.0)
