@@ -12,9 +12,9 @@ After each batch: a batch that beats the incumbent is a success, anything else a
 ``length_init`` around the (unchanged) incumbent, since restarting the data is pointless
 when the latent space is fixed. One rule is not TuRBO's: a batch whose proposals all
 decode to molecules already known doubles the length at once, because the region is then
-smaller than the decoder's resolution and shrinking it would only repeat them. The search box itself is the prior's bulk (see
-:func:`search_bounds`), so the region never leaves the part of latent space the decoder
-was trained on.
+smaller than the decoder's resolution and shrinking it would only repeat them. The search
+box itself is the prior's bulk (see :func:`search_bounds`), so the region never leaves the
+part of latent space the decoder was trained on.
 """
 
 from __future__ import annotations
