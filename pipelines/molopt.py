@@ -27,7 +27,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -35,6 +35,9 @@ import torch
 from vaecore.errors import InputDataError
 from vaecore.rundir import RunDir
 from vaecore.runtime import resolve_device
+
+if TYPE_CHECKING:  # imported lazily at run time: BoTorch is slow to import for `--help`
+    from chemvae.search.bo import BOSettings
 
 METHODS = ("bo", "gradient", "random")
 
@@ -94,7 +97,7 @@ class MoloptConfig:
             raise InputDataError(f"threads must be >= 1, got {self.threads}")
         self.bo_settings()  # bad trust-region settings fail here, before the model is loaded
 
-    def bo_settings(self) -> Any:
+    def bo_settings(self) -> BOSettings | None:
         """The :class:`~chemvae.search.bo.BOSettings` of a ``bo`` run (``None`` for other methods)."""
         from chemvae.search.bo import BOSettings
 
@@ -229,10 +232,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--init-data", default=None,
                    help="moses | fixture | PATH.csv (default: the model's training data)")
     p.add_argument("--acquisition", choices=("logei", "ts"), default=d.acquisition, help="bo acquisition")
+    # The defaults are BOSettings'; written out so that building the parser needs no BoTorch import.
     p.add_argument("--tr-length", type=float, default=None,
                    help="bo: initial trust-region side, fraction of the search box (default 0.8)")
     p.add_argument("--tr-length-min", type=float, default=None,
-                   help="bo: trust-region side below which it restarts (default 1/16)")
+                   help="bo: trust-region side below which it restarts (default 0.0625)")
     p.add_argument("--prior-bound", type=float, default=d.prior_bound, help="search box half-width in prior stds")
     p.add_argument("--top-k", type=int, default=d.top_k, help="rows of best.csv")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")

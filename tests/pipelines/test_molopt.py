@@ -59,6 +59,16 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     assert "0 < length_min < length_init" in capsys.readouterr().err  # 0.05 is below the default 1/16
 
 
+def test_trust_region_help_states_the_bo_defaults(capsys):
+    from chemvae.search.bo import BOSettings
+
+    with pytest.raises(SystemExit):
+        cli.main(["molopt", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    defaults = BOSettings()
+    assert f"(default {defaults.length_init})" in text and f"(default {defaults.length_min})" in text
+
+
 def test_initial_molecules_come_from_the_models_training_split():
     pool, source = initial_pool(MoloptConfig(model=str(MODEL)))
     train = pd.read_csv(ROOT / "data" / "fixtures" / "moses_small.csv").query("split == 'train'")["smiles"]
