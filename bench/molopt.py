@@ -105,11 +105,14 @@ def run_all(args: argparse.Namespace) -> list[Path]:
                 dirs.append(out)
                 if (out / "summary.json").is_file():
                     continue  # finished earlier: reuse
-                jobs.append({"model": args.model, "objective": objective, "method": method, "budget": args.budget,
-                             "batch_size": args.batch_size, "n_init": args.n_init, "init_data": args.init_data,
-                             "acquisition": args.acquisition, "tr_length": args.tr_length,
-                             "tr_length_min": args.tr_length_min, "seed": seed, "device": args.device,
-                             "progress": args.jobs == 1, "threads": args.threads, "out": str(out)})
+                job = {"model": args.model, "objective": objective, "method": method, "budget": args.budget,
+                       "batch_size": args.batch_size, "n_init": args.n_init, "init_data": args.init_data,
+                       "seed": seed, "device": args.device, "progress": args.jobs == 1,
+                       "threads": args.threads, "out": str(out)}
+                if method == "bo":  # the other methods reject BO settings
+                    job |= {"acquisition": args.acquisition, "tr_length": args.tr_length,
+                            "tr_length_min": args.tr_length_min}
+                jobs.append(job)
     print(f"{len(dirs)} runs, {len(jobs)} to do", flush=True)
     if args.jobs == 1:
         for job in jobs:
@@ -254,7 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     table = results_table(runs, checkpoints)
     checks = check_targets(runs, checkpoints)
     text = (f"Latent-space search, budget {args.budget} new molecules, batch {args.batch_size}, "
-            f"{args.n_init} initial molecules (bo, gradient), seeds {args.seeds}; plogp is the normalized "
+            f"{args.n_init} initial molecules (bo, gradient), seeds {args.seeds}; bo: {args.acquisition}, "
+            f"trust-region length {args.tr_length or 'default'} (min {args.tr_length_min or 'default'}); "
+            f"plogp is the normalized "
             f"penalized logP (JT-VAE constants); mean ± std over seeds.\n\n"
             + markdown(table) + "\n\n" + "\n".join(f"- {line}" for line in checks) + "\n")
     (out / "results.md").write_text(text)

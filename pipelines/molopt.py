@@ -95,6 +95,14 @@ class MoloptConfig:
             raise InputDataError(f"n_init must be >= 0, got {self.n_init}")
         if self.threads is not None and self.threads < 1:
             raise InputDataError(f"threads must be >= 1, got {self.threads}")
+        if self.method != "bo":
+            # A BO-only setting on another method would otherwise be silently ignored.
+            given = {"acquisition": self.acquisition if self.acquisition != "logei" else None,
+                     "tr_length": self.tr_length, "tr_length_min": self.tr_length_min}
+            given = {k: v for k, v in given.items() if v is not None}
+            if given:
+                raise InputDataError(f"{', '.join(f'{k}={v!r}' for k, v in given.items())} applies to "
+                                     f"method 'bo' only, not {self.method!r}")
         self.bo_settings()  # bad trust-region settings fail here, before the model is loaded
 
     def bo_settings(self) -> BOSettings | None:

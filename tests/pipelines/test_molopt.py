@@ -57,6 +57,10 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     code = cli.main(["molopt", "--model", str(MODEL), "--tr-length", "0.05", "--out", str(tmp_path / "z")])
     assert code == 2
     assert "0 < length_min < length_init" in capsys.readouterr().err  # 0.05 is below the default 1/16
+    code = cli.main(["molopt", "--model", str(MODEL), "--method", "gradient", "--tr-length", "0.2",
+                     "--acquisition", "ts", "--out", str(tmp_path / "w")])
+    assert code == 2
+    assert "acquisition='ts', tr_length=0.2 applies to method 'bo' only, not 'gradient'" in capsys.readouterr().err
 
 
 def test_trust_region_help_states_the_bo_defaults(capsys):
