@@ -259,8 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     text = (f"Latent-space search, budget {args.budget} new molecules, batch {args.batch_size}, "
             f"{args.n_init} initial molecules (bo, gradient), seeds {args.seeds}; bo: {args.acquisition}, "
             f"trust-region length {args.tr_length or 'default'} (min {args.tr_length_min or 'default'}); "
-            f"plogp is the normalized "
-            f"penalized logP (JT-VAE constants); mean ± std over seeds.\n\n"
+            f"plogp is the normalized penalized logP (JT-VAE constants); mean ± std over seeds.\n\n"
             + markdown(table) + "\n\n" + "\n".join(f"- {line}" for line in checks) + "\n")
     (out / "results.md").write_text(text)
     plot_curves(out, dirs)

@@ -101,8 +101,8 @@ class MoloptConfig:
                      "tr_length": self.tr_length, "tr_length_min": self.tr_length_min}
             given = {k: v for k, v in given.items() if v is not None}
             if given:
-                raise InputDataError(f"{', '.join(f'{k}={v!r}' for k, v in given.items())} applies to "
-                                     f"method 'bo' only, not {self.method!r}")
+                raise InputDataError(f"settings for method 'bo' only, given with method {self.method!r}: "
+                                     + ", ".join(f"{k}={v!r}" for k, v in given.items()))
         self.bo_settings()  # bad trust-region settings fail here, before the model is loaded
 
     def bo_settings(self) -> BOSettings | None:

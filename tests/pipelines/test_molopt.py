@@ -60,7 +60,7 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     code = cli.main(["molopt", "--model", str(MODEL), "--method", "gradient", "--tr-length", "0.2",
                      "--acquisition", "ts", "--out", str(tmp_path / "w")])
     assert code == 2
-    assert "acquisition='ts', tr_length=0.2 applies to method 'bo' only, not 'gradient'" in capsys.readouterr().err
+    assert "method 'bo' only, given with method 'gradient': acquisition='ts', tr_length=0.2" in capsys.readouterr().err
 
 
 def test_trust_region_help_states_the_bo_defaults(capsys):
