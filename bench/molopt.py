@@ -97,6 +97,8 @@ def _run_one(job: dict) -> str:
 
 
 def run_all(args: argparse.Namespace) -> list[Path]:
+    from pipelines.molopt import BO_ONLY
+
     jobs, dirs = [], []
     for objective in args.objectives:
         for method in args.methods:
@@ -110,8 +112,7 @@ def run_all(args: argparse.Namespace) -> list[Path]:
                        "seed": seed, "device": args.device, "progress": args.jobs == 1,
                        "threads": args.threads, "out": str(out)}
                 if method == "bo":  # the other methods reject BO settings
-                    job |= {"acquisition": args.acquisition, "tr_length": args.tr_length,
-                            "tr_length_min": args.tr_length_min}
+                    job |= {name: getattr(args, name) for name in BO_ONLY}
                 jobs.append(job)
     print(f"{len(dirs)} runs, {len(jobs)} to do", flush=True)
     if args.jobs == 1:

@@ -25,7 +25,7 @@ import argparse
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # imported lazily at run time: BoTorch is slow to import for 
     from chemvae.search.bo import BOSettings
 
 METHODS = ("bo", "gradient", "random")
+BO_ONLY = ("acquisition", "tr_length", "tr_length_min")  # MoloptConfig fields that only method "bo" reads
 
 
 @dataclass(frozen=True)
@@ -97,9 +98,8 @@ class MoloptConfig:
             raise InputDataError(f"threads must be >= 1, got {self.threads}")
         if self.method != "bo":
             # A BO-only setting on another method would otherwise be silently ignored.
-            given = {"acquisition": self.acquisition if self.acquisition != "logei" else None,
-                     "tr_length": self.tr_length, "tr_length_min": self.tr_length_min}
-            given = {k: v for k, v in given.items() if v is not None}
+            given = {f.name: getattr(self, f.name) for f in fields(self)
+                     if f.name in BO_ONLY and getattr(self, f.name) != f.default}
             if given:
                 raise InputDataError(f"settings for method 'bo' only, given with method {self.method!r}: "
                                      + ", ".join(f"{k}={v!r}" for k, v in given.items()))
@@ -107,10 +107,10 @@ class MoloptConfig:
 
     def bo_settings(self) -> BOSettings | None:
         """The :class:`~chemvae.search.bo.BOSettings` of a ``bo`` run (``None`` for other methods)."""
-        from chemvae.search.bo import BOSettings
-
         if self.method != "bo":
             return None
+        from chemvae.search.bo import BOSettings
+
         overrides = {"length_init": self.tr_length, "length_min": self.tr_length_min}
         return BOSettings(acquisition=self.acquisition, **{k: v for k, v in overrides.items() if v is not None})
 
