@@ -100,7 +100,23 @@ class M2(nn.Module):
 
     def q_z(self, x: Tensor, y: Tensor) -> Distribution:
         """q(z|x,y) for inputs `[B, D]` and one-hot labels `[B, C]`; batch `[B]`, event `[z]`."""
-        return self.encoder_head(_apply_2d(self.encoder_net, torch.cat([x, y], -1)))
+        return self.q_z_from(self.encoder_input(x), y)
+
+    def encoder_input(self, x: Tensor) -> Tensor:
+        """The inputs' share W_x x + b of the encoder's first layer, `[B, H]`.
+
+        The first layer acts on the concatenation [x, y]: W [x; y] + b = (W_x x + b) + W_y y.
+        Split this way, the costly part (D inputs against C) is computed once per example
+        and shared by its C enumerated copies, instead of once per (example, class) pair.
+        """
+        first = self.encoder_net[0]
+        return F.linear(x, first.weight[:, : self.config.x_dim], first.bias)
+
+    def q_z_from(self, h_x: Tensor, y: Tensor) -> Distribution:
+        """q(z|x,y) from :meth:`encoder_input` `[B, H]` and one-hot labels `[B, C]`."""
+        first = self.encoder_net[0]
+        h = h_x + F.linear(y, first.weight[:, self.config.x_dim:])
+        return self.encoder_head(_apply_2d(self.encoder_net[1:], h))
 
     def p_x(self, z: Tensor, y: Tensor) -> Distribution:
         """p(x|y,z) for z `[S, B, z]` and one-hot y `[B, C]`; batch shape `[S, B]`."""
@@ -113,30 +129,52 @@ class M2(nn.Module):
 
     # --- bounds -----------------------------------------------------------------------
 
-    def labelled_bound(self, x: Tensor, y: Tensor, *, beta: float | Tensor = 1.0) -> ELBOTerms:
-        """The ELBO of p(x|y) (without log p(y)) for one-hot labels ``y`` `[B, C]`; `[B]` terms."""
-        return elbo(x, encoder=lambda x_: self.q_z(x_, y), decoder=lambda z: self.p_x(z, y),
+    def labelled_bound(
+        self, x: Tensor, y: Tensor, *, beta: float | Tensor = 1.0, h_x: Tensor | None = None
+    ) -> ELBOTerms:
+        """The ELBO of p(x|y) (without log p(y)) for one-hot labels ``y`` `[B, C]`; `[B]` terms.
+
+        ``h_x`` `[B, H]` is :meth:`encoder_input` of ``x`` when the caller already has it.
+        """
+        h_x = self.encoder_input(x) if h_x is None else h_x
+        return elbo(x, encoder=lambda _: self.q_z_from(h_x, y), decoder=lambda z: self.p_x(z, y),
                     prior=self.prior, beta=beta)
 
-    @staticmethod
-    def _enumerate(x: Tensor, n_classes: int) -> tuple[Tensor, Tensor]:
-        """Repeat `[B, D]` inputs for every class: `[C * B, D]` and one-hot `[C * B, C]`.
+    def _pairs(
+        self, x_u: Tensor, x_l: Tensor | None = None, y_l: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The rows of one bound pass: every (unlabelled example, class) pair, then the labelled pairs.
 
-        Row ``c * B + b`` pairs example ``b`` with class ``c``.
+        Row ``c * B_u + b`` pairs unlabelled example ``b`` with class ``c``; the labelled
+        pairs follow. :meth:`encoder_input` runs on the `B_u + B_l` distinct examples and is
+        repeated, not recomputed, for the C copies of each unlabelled one.
+
+        Args:
+            x_u: Unlabelled inputs, `[B_u, D]`.
+            x_l: Labelled inputs, `[B_l, D]` (none if omitted).
+            y_l: Their integer labels, `[B_l]`.
+
+        Returns:
+            Inputs `[C * B_u + B_l, D]`, one-hot labels `[C * B_u + B_l, C]` and the
+            encoder's input share `[C * B_u + B_l, H]`.
         """
-        batch = x.shape[0]
-        x_all = x.unsqueeze(0).expand(n_classes, *x.shape).reshape(n_classes * batch, *x.shape[1:])
-        eye = torch.eye(n_classes, dtype=x.dtype, device=x.device)
-        y_all = eye.unsqueeze(1).expand(n_classes, batch, n_classes).reshape(n_classes * batch, n_classes)
-        return x_all, y_all
+        n_classes, n_u = self.config.n_classes, x_u.shape[0]
+        if x_l is None:
+            x_l, y_l = x_u[:0], torch.zeros(0, dtype=torch.long, device=x_u.device)
+        h = self.encoder_input(torch.cat([x_u, x_l]))
+        h_all = torch.cat([h[:n_u].repeat(n_classes, 1), h[n_u:]])
+        x_all = torch.cat([x_u.repeat(n_classes, *([1] * (x_u.dim() - 1))), x_l])
+        eye = torch.eye(n_classes, dtype=self.prior.loc.dtype, device=x_u.device)
+        y_all = torch.cat([eye.repeat_interleave(n_u, dim=0), self.one_hot(y_l)])
+        return x_all, y_all, h_all
 
     def enumerated_bound(self, x: Tensor, *, beta: float | Tensor = 1.0) -> Tensor:
         """L(x, y) (including log p(y)) for every class y at once, `[C, B]`.
 
         One :func:`vaecore.elbo` call on the `[C * B]` batch of (example, class) pairs.
         """
-        x_all, y_all = self._enumerate(x, self.config.n_classes)
-        terms = self.labelled_bound(x_all, y_all, beta=beta)
+        x_all, y_all, h_all = self._pairs(x)
+        terms = self.labelled_bound(x_all, y_all, beta=beta, h_x=h_all)
         return terms.elbo.reshape(self.config.n_classes, x.shape[0]) + self.log_py
 
     @staticmethod
@@ -191,8 +229,8 @@ class M2(nn.Module):
             the unlabelled batch, weighted by q(y|x)); ``labelled_accuracy``.
         """
         n_classes, n_l, n_u = self.config.n_classes, x_l.shape[0], x_u.shape[0]
-        x_enum, y_enum = self._enumerate(x_u, n_classes)
-        terms = self.labelled_bound(torch.cat([x_enum, x_l]), torch.cat([y_enum, self.one_hot(y_l)]), beta=beta)
+        x_all, y_all, h_all = self._pairs(x_u, x_l, y_l)
+        terms = self.labelled_bound(x_all, y_all, beta=beta, h_x=h_all)
         bound = terms.elbo + self.log_py
         bound_cy, bound_l = bound[: n_classes * n_u].reshape(n_classes, n_u), bound[n_classes * n_u:]
 

@@ -59,6 +59,26 @@ def test_unlabelled_bound_and_loss_match_their_definitions():
     assert torch.allclose(terms["loss"], expected, rtol=1e-3, atol=1e-2)
 
 
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_split_first_layer_equals_the_encoder_on_the_concatenation(batch_norm):
+    model = _model(batch_norm=batch_norm)  # training mode: batch norm uses the batch's statistics
+    x, y = torch.rand(B, D), model.one_hot(torch.tensor([0, 1, 2, 3, 1]))
+    expected = model.encoder_head(model.encoder_net(torch.cat([x, y], -1)))
+    q = model.q_z(x, y)
+    assert torch.allclose(q.mean, expected.mean, atol=1e-5)
+    assert torch.allclose(q.stddev, expected.stddev, atol=1e-5)
+
+
+def test_pairs_share_each_examples_first_layer_across_its_classes():
+    model = _model()
+    x_u, x_l, y_l = torch.rand(B, D), torch.rand(2, D), torch.tensor([3, 0])
+    x_all, y_all, h_all = model._pairs(x_u, x_l, y_l)
+    assert x_all.shape == (C * B + 2, D) and h_all.shape == (C * B + 2, 16)
+    assert torch.allclose(h_all, model.encoder_input(x_all), atol=1e-6)
+    assert torch.equal(y_all.argmax(-1), torch.cat([torch.arange(C).repeat_interleave(B), y_l]))
+    assert torch.equal(x_all[2 * B + 1], x_u[1]) and torch.equal(x_all[C * B:], x_l)
+
+
 @pytest.mark.parametrize("weight", [1.0, 0.5, 0.2])
 def test_entropy_weight_moves_the_optimal_q_to_a_tempered_softmax(weight):
     # U(q) = sum_y q_y L_y + w H(q) is maximised by q = softmax(L / w): zero gradient there,
