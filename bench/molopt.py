@@ -236,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--acquisition", choices=("logei", "ts"), default="logei")
     p.add_argument("--tr-length", type=float, default=None, help="bo: initial trust-region side (box fraction)")
     p.add_argument("--tr-length-min", type=float, default=None, help="bo: restart below this side")
+    p.add_argument("--tr-hedge", type=float, default=None, help="bo: side of a second region (half of each batch)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--jobs", type=int, default=1, help="searches run in parallel processes")
     args = p.parse_args(argv)
@@ -259,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     checks = check_targets(runs, checkpoints)
     text = (f"Latent-space search, budget {args.budget} new molecules, batch {args.batch_size}, "
             f"{args.n_init} initial molecules (bo, gradient), seeds {args.seeds}; bo: {args.acquisition}, "
-            f"trust-region length {args.tr_length or 'default'} (min {args.tr_length_min or 'default'}); "
+            f"trust-region length {args.tr_length or 'default'} (min {args.tr_length_min or 'default'})"
+            f"{f', hedge region {args.tr_hedge}' if args.tr_hedge else ''}; "
             f"plogp is the normalized penalized logP (JT-VAE constants); mean ± std over seeds.\n\n"
             + markdown(table) + "\n\n" + "\n".join(f"- {line}" for line in checks) + "\n")
     (out / "results.md").write_text(text)

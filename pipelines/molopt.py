@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # imported lazily at run time: BoTorch is slow to import for 
     from chemvae.search.bo import BOSettings
 
 METHODS = ("bo", "gradient", "random")
-BO_ONLY = ("acquisition", "tr_length", "tr_length_min")  # MoloptConfig fields that only method "bo" reads
+BO_ONLY = ("acquisition", "tr_length", "tr_length_min", "tr_hedge")  # MoloptConfig fields that only method "bo" reads
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,8 @@ class MoloptConfig:
         tr_length, tr_length_min: Initial and smallest trust-region side for ``bo``, as a
             fraction of the search box (``None``: the defaults of
             :class:`~chemvae.search.bo.BOSettings`).
+        tr_hedge: Initial side of a second trust region that proposes half of every batch
+            (``bo`` only; ``None``: one region).
         prior_bound: Half-width of the search box in prior standard deviations.
         top_k: Rows of ``best.csv``.
         threads: torch CPU threads (``None``: torch's default). On a busy machine one
@@ -79,6 +81,7 @@ class MoloptConfig:
     acquisition: str = "logei"
     tr_length: float | None = None
     tr_length_min: float | None = None
+    tr_hedge: float | None = None
     prior_bound: float = 3.0
     top_k: int = 10
     threads: int | None = None
@@ -111,7 +114,7 @@ class MoloptConfig:
             return None
         from chemvae.search.bo import BOSettings
 
-        overrides = {"length_init": self.tr_length, "length_min": self.tr_length_min}
+        overrides = {"length_init": self.tr_length, "length_min": self.tr_length_min, "hedge_length": self.tr_hedge}
         return BOSettings(acquisition=self.acquisition, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -216,7 +219,7 @@ def _main(args: argparse.Namespace) -> None:
     config = MoloptConfig(model=args.model, objective=args.objective, method=args.method, budget=args.budget,
                           batch_size=args.batch_size, n_init=args.n_init, init_data=args.init_data,
                           acquisition=args.acquisition, tr_length=args.tr_length,
-                          tr_length_min=args.tr_length_min, prior_bound=args.prior_bound, top_k=args.top_k,
+                          tr_length_min=args.tr_length_min, tr_hedge=args.tr_hedge, prior_bound=args.prior_bound, top_k=args.top_k,
                           threads=args.threads, seed=args.seed, device=args.device, progress=not args.no_progress)
     summary = run(config, args.out)
     keys = ("method", "objective", "best_score", "oracle_calls", "valid_fraction", "wall_seconds")
@@ -245,6 +248,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="bo: initial trust-region side, fraction of the search box (default 0.8)")
     p.add_argument("--tr-length-min", type=float, default=None,
                    help="bo: trust-region side below which it restarts (default 0.0625)")
+    p.add_argument("--tr-hedge", type=float, default=None,
+                   help="bo: start a second trust region of this side that proposes half of each batch "
+                        "(default: one region)")
     p.add_argument("--prior-bound", type=float, default=d.prior_bound, help="search box half-width in prior stds")
     p.add_argument("--top-k", type=int, default=d.top_k, help="rows of best.csv")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")

@@ -58,9 +58,13 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     assert code == 2
     assert "0 < length_min < length_init" in capsys.readouterr().err  # 0.05 is below the default 1/16
     code = cli.main(["molopt", "--model", str(MODEL), "--method", "gradient", "--tr-length", "0.2",
-                     "--acquisition", "ts", "--out", str(tmp_path / "w")])
+                     "--acquisition", "ts", "--tr-hedge", "0.1", "--out", str(tmp_path / "w")])
     assert code == 2
-    assert "method 'bo' only, given with method 'gradient': acquisition='ts', tr_length=0.2" in capsys.readouterr().err
+    assert ("method 'bo' only, given with method 'gradient': acquisition='ts', tr_length=0.2, tr_hedge=0.1"
+            in capsys.readouterr().err)
+    code = cli.main(["molopt", "--model", str(MODEL), "--tr-hedge", "0", "--out", str(tmp_path / "v")])
+    assert code == 2
+    assert "hedge_length must satisfy 0 < hedge_length" in capsys.readouterr().err
 
 
 def test_trust_region_help_states_the_bo_defaults(capsys):

@@ -117,3 +117,36 @@ def test_only_duplicate_batches_widen_the_trust_region_and_invalid_ones_do_not()
     assert proposer.tr.length == pytest.approx(min(2 * start, proposer.settings.length_max))
     proposer.observe(z, [duplicate, invalid])  # a failure: no new molecule, not all known
     assert proposer.tr.length == pytest.approx(min(2 * start, proposer.settings.length_max) / 2)
+
+
+def test_hedge_region_learns_from_the_second_half_of_each_batch():
+    from chemvae.search.oracle import Evaluation
+
+    box = torch.stack([-3 * torch.ones(4), 3 * torch.ones(4)]).double()
+    proposer = BayesOpt(box, 4, BOSettings(length_init=0.8, length_min=0.1, hedge_length=0.2, success_tolerance=1,
+                                           failure_tolerance=1))
+    (main, q_main), (hedge, q_hedge) = proposer.regions
+    assert (q_main, q_hedge) == (2, 2) and hedge.length == 0.2
+    assert hedge.length_min == pytest.approx(0.1 * 0.2 / 0.8)  # the main region's ratio to its start
+    proposer.initialize(torch.zeros(1, 4, dtype=torch.float64), torch.tensor([0.5], dtype=torch.float64))
+    worse, better = (Evaluation("C", "C", 0.1, "scored", True), Evaluation("CC", "CC", 0.9, "scored", True))
+    proposer.observe(torch.zeros(4, 4, dtype=torch.float64), [worse, worse, better, worse])
+    assert main.length == pytest.approx(0.4) and hedge.length == pytest.approx(0.4)  # halved / doubled
+
+
+def test_hedged_search_spends_the_budget_and_logs_both_regions(tiny_model, low_qed_smiles, fast_bo):
+    from dataclasses import replace
+
+    result = optimize(tiny_model, objectives.qed, method="bo", budget=10, batch_size=5, n_init=24,
+                      init_smiles=low_qed_smiles, seed=0, settings=replace(fast_bo, hedge_length=0.1))
+    assert result.oracle_calls == 10 and not result.iterations["fallback"].any()
+    assert result.iterations["tr_length_hedge"].iloc[0] == 0.1 and result.iterations["tr_length"].iloc[0] == 0.8
+    assert result.settings["hedge_length"] == 0.1
+
+
+def test_bad_hedge_settings_are_named():
+    with pytest.raises(InputDataError, match="hedge_length must satisfy .* got 2.0"):
+        BOSettings(hedge_length=2.0)
+    box = torch.stack([-torch.ones(4), torch.ones(4)]).double()
+    with pytest.raises(InputDataError, match="batch_size >= 2, got 1"):
+        BayesOpt(box, 1, BOSettings(hedge_length=0.1))
