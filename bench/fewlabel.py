@@ -8,6 +8,8 @@ Usage::
     # CPU, one hour, 100 labels (target <= 5 %)
     python bench/fewlabel.py --models m1m2 --labels 100 --seeds 0 --preset fast --threads 2 \
         --time-budget-minutes 60 --device cpu --out runs/bench_fewlabel_cpu
+    # Speed of one M2 training step at the preset's sizes (no data, no training run)
+    python bench/fewlabel.py --step-timing --models m2 m1m2 --labels 100 --preset fast --threads 1
 
 Every (model, labels, seed) is one ``vaelab fewlabel`` run (:func:`pipelines.fewlabel.run`)
 in ``OUT/runs/<model>_<labels>_s<seed>/``; finished runs are reused, so an interrupted
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -50,6 +53,53 @@ def run_one(args: argparse.Namespace, model: str, labels: int, seed: int, out: P
                                time_budget_minutes=args.time_budget_minutes, settings=tuple(settings),
                                plots=not args.no_plots, progress=not args.no_progress)
     return run(config, out, resume=(out / "checkpoint.safetensors").exists())
+
+
+def step_timing(args: argparse.Namespace, seconds: float = 10.0) -> pd.DataFrame:
+    """Milliseconds per M2 training step (objective, backward, Adam) at the preset's sizes.
+
+    Random inputs of the preset's batch sizes: 784 pixels for ``m2``; for ``m1m2``, the
+    16 active z1 dimensions the MNIST runs kept (M1's sampling of z1 is not included).
+    Each cell runs 5 warm-up steps, then as many steps as fit in ``seconds``.
+    """
+    from ssvae.api import preset
+    from ssvae.m2 import M2
+    from vaecore.runtime import resolve_device
+
+    device = resolve_device(args.device)
+    rows = []
+    for model in [m for m in args.models if m != "m1"]:
+        for labels in args.labels:
+            fit = preset(args.preset, model=model, n_labels=labels)
+            m2 = M2(replace(fit.m2, x_dim=16 if model == "m1m2" else 784)).to(device)
+            optimizer = torch.optim.Adam(m2.parameters(), lr=fit.train.lr)
+            n_l = min(fit.train.labelled_batch, labels)
+            x_l = torch.rand(n_l, m2.config.x_dim, device=device).bernoulli()
+            y_l = torch.arange(n_l, device=device) % m2.config.n_classes
+            x_u = torch.rand(fit.train.unlabelled_batch, m2.config.x_dim, device=device).bernoulli()
+
+            def step() -> None:
+                loss = m2.loss_terms(x_l, y_l, x_u, alpha=fit.train.alpha)["loss"]
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+
+            for _ in range(5):
+                step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            n, began = 0, time.perf_counter()
+            while time.perf_counter() - began < seconds:
+                step()
+                n += 1
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            ms = 1000 * (time.perf_counter() - began) / n
+            steps = (50_000 - labels) // fit.train.unlabelled_batch
+            rows.append({"model": model, "n_labels": labels, "batch (labelled + unlabelled)": f"{n_l} + {len(x_u)}",
+                         "device": str(device), "threads": torch.get_num_threads(), "steps": n,
+                         "ms / step": ms, "s / epoch (M2 steps)": ms * steps / 1000})
+    return pd.DataFrame(rows)
 
 
 def summarize(rows: pd.DataFrame) -> pd.DataFrame:
@@ -101,9 +151,13 @@ def main() -> None:
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--out", default="runs/bench_fewlabel")
+    p.add_argument("--step-timing", action="store_true", help="only time M2 training steps, then exit")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.step_timing:
+        print(to_markdown(step_timing(args)))
+        return
 
     out = Path(args.out)
     records = []

@@ -18,7 +18,8 @@ Each iteration:
 3. **Proposals.** ``qLogExpectedImprovement`` (default) maximized with ``optimize_acqf``
    for a joint batch of ``q`` points, or Thompson sampling (``MaxPosteriorSampling``
    over TuRBO's perturbed Sobol candidates), always inside the trust region of
-   :mod:`chemvae.search.trust_region`.
+   :mod:`chemvae.search.trust_region`. With ``hedge_length``, a second region of another
+   size around the same incumbent proposes the second half of the batch.
 """
 
 from __future__ import annotations
