@@ -84,8 +84,9 @@ class BOSettings:
             Its ``length_min`` keeps the main region's ratio to ``length_init``. Why: a
             small region finds the best molecules near good known ones sooner (QED), a
             large one the extreme molecules far from them (penalized logP), and no single
-            length suits both. On the CPU models of BENCHMARKS.md, 0.8 with a 0.1 hedge
-            beat both single lengths on penalized logP but not 0.1 alone on QED; off by default.
+            length suits both. On the CPU models of BENCHMARKS.md a 0.1 hedge helped
+            penalized logP on the tuning seeds, but not on the SELFIES model's protocol
+            seeds, and not QED against 0.1 alone: off by default.
         trust_region: ``False`` searches the whole box (plain BO, for ablations).
         radius_quantile: If set, proposals farther from the prior's mode than this
             quantile of the prior's radius (``sqrt`` of a chi-squared with ``d`` degrees of
