@@ -229,14 +229,18 @@ class BayesOpt:
             regions = [(settings.length_init, settings.length_min, batch_size - batch_size // 2),
                        (settings.hedge_length, hedge_min, batch_size // 2)]
         self.regions = [
-            (TrustRegion(d, q, length=length, length_init=length, length_min=length_min,
-                         length_max=settings.length_max, success_tolerance=settings.success_tolerance,
-                         failure_tolerance=settings.failure_tolerance), q)
+            TrustRegion(d, q, length=length, length_init=length, length_min=length_min,
+                        length_max=settings.length_max, success_tolerance=settings.success_tolerance,
+                        failure_tolerance=settings.failure_tolerance)
             for length, length_min, q in regions
         ]
-        self.tr = self.regions[0][0]
         self.warm: dict[str, Tensor] | None = None
         self.fallbacks = 0
+
+    @property
+    def tr(self) -> TrustRegion:
+        """The main trust region (the only one without ``hedge_length``)."""
+        return self.regions[0]
 
     # ------------------------------------------------------------------ data
     def initialize(self, z: Tensor, scores: Tensor) -> None:
@@ -251,8 +255,8 @@ class BayesOpt:
         if keep:
             self.initialize(z[keep], torch.tensor([evaluations[i].score for i in keep], dtype=torch.float64))
         start = 0
-        for region, q in self.regions:  # each region learns from the proposals it made
-            part, start = evaluations[start:start + q], start + q
+        for region in self.regions:  # each region learns from the proposals it made
+            part, start = evaluations[start:start + region.batch_size], start + region.batch_size
             new_scores = [ev.score for ev in part if ev.new and ev.ok]
             only_duplicates = bool(part) and all(ev.status == "duplicate" for ev in part)
             region.update(max(new_scores, default=-math.inf), incumbent, only_duplicates=only_duplicates)
@@ -279,7 +283,7 @@ class BayesOpt:
         info: dict[str, Any] = {"tr_length": self.tr.length, "tr_restarts": self.tr.restarts,
                                 "n_data": len(self.y), "fallback": False}
         if len(self.regions) > 1:
-            info.update(tr_length_hedge=self.regions[1][0].length, tr_restarts_hedge=self.regions[1][0].restarts)
+            info.update(tr_length_hedge=self.regions[1].length, tr_restarts_hedge=self.regions[1].restarts)
         if len(self.y) < 2:  # nothing to fit a GP to yet
             info["fallback"] = True
             return self._random(self.box, self.q), info
@@ -296,7 +300,8 @@ class BayesOpt:
             lengthscales = None if gp is None else _lengthscales(gp)
             t1 = time.perf_counter()
             parts: list[Tensor] = []
-            for region, q in self.regions:
+            for region in self.regions:
+                q = region.batch_size
                 bounds = region.bounds(center, self.box, lengthscales) if s.trust_region else self.box
                 if gp is None:
                     parts.append(self._random(bounds, q))

@@ -125,8 +125,8 @@ def test_hedge_region_learns_from_the_second_half_of_each_batch():
     box = torch.stack([-3 * torch.ones(4), 3 * torch.ones(4)]).double()
     proposer = BayesOpt(box, 4, BOSettings(length_init=0.8, length_min=0.1, hedge_length=0.2, success_tolerance=1,
                                            failure_tolerance=1))
-    (main, q_main), (hedge, q_hedge) = proposer.regions
-    assert (q_main, q_hedge) == (2, 2) and hedge.length == 0.2
+    main, hedge = proposer.regions
+    assert (main.batch_size, hedge.batch_size) == (2, 2) and hedge.length == 0.2
     assert hedge.length_min == pytest.approx(0.1 * 0.2 / 0.8)  # the main region's ratio to its start
     proposer.initialize(torch.zeros(1, 4, dtype=torch.float64), torch.tensor([0.5], dtype=torch.float64))
     worse, better = (Evaluation("C", "C", 0.1, "scored", True), Evaluation("CC", "CC", 0.9, "scored", True))
