@@ -58,6 +58,16 @@ class M2Config:
     batch_norm: bool = False
 
 
+def _categorical(logits: Tensor) -> Categorical:
+    """q(y|x) from logits `[B, C]`, unvalidated.
+
+    Argument validation reads the logits (and ``log_prob``'s labels) on the host: on a
+    GPU that is a device sync in every training step. The logits come from a network
+    and labels are checked when a data set is loaded, so there is nothing to validate.
+    """
+    return Categorical(logits=logits, validate_args=False)
+
+
 def _apply_2d(net: nn.Module, h: Tensor) -> Tensor:
     """Run ``net`` on `[..., k]` by flattening the leading dims (BatchNorm1d wants 2-D)."""
     lead = h.shape[:-1]
@@ -96,7 +106,7 @@ class M2(nn.Module):
 
     def q_y(self, x: Tensor) -> Categorical:
         """q(y|x) with batch shape `[B]`."""
-        return Categorical(logits=self.logits(x))
+        return _categorical(self.logits(x))
 
     def q_z(self, x: Tensor, y: Tensor) -> Distribution:
         """q(z|x,y) for inputs `[B, D]` and one-hot labels `[B, C]`; batch `[B]`, event `[z]`."""
@@ -235,7 +245,7 @@ class M2(nn.Module):
         bound_cy, bound_l = bound[: n_classes * n_u].reshape(n_classes, n_u), bound[n_classes * n_u:]
 
         logits = self.logits(torch.cat([x_l, x_u]))
-        q_y_l, q_y_u = Categorical(logits=logits[:n_l]), Categorical(logits=logits[n_l:])
+        q_y_l, q_y_u = _categorical(logits[:n_l]), _categorical(logits[n_l:])
         log_q_y = q_y_l.log_prob(y_l)
         bound_u = self.unlabelled_bound(bound_cy, q_y_u, entropy_weight)
 

@@ -1,12 +1,42 @@
-"""Shared test settings: one torch thread and no GUI plots.
+"""Shared test settings and fixtures: one torch thread, no GUI plots, a host-read counter.
 
 The models in the suite are tiny, so intra-op parallelism buys nothing, while OpenMP
 threads spinning against each other on a shared 2-core machine made some files 5-50x
 slower (ChemNet, small GPs, graph batches). Tests that need more threads set them.
 """
 
+import sys
+from collections import Counter
+
 import matplotlib
+import pytest
 import torch
 
 matplotlib.use("Agg")
 torch.set_num_threads(1)
+
+# Tensor methods that hand a tensor's values to Python. On a GPU each one waits for the
+# device to finish its queued work (a host sync).
+HOST_READS = ("__bool__", "__float__", "__int__", "__index__", "item", "tolist", "numpy", "cpu")
+
+
+@pytest.fixture
+def host_reads(monkeypatch: pytest.MonkeyPatch) -> Counter:
+    """Counts, by method name, the reads of tensor values into Python while a test runs.
+
+    A CPU-only suite cannot see GPU syncs, but it can see the Python-level calls that
+    cause them. Reads made inside C++ (``nonzero``, boolean-mask indexing) are not seen.
+    Reads by ``torch.optim`` are not counted: Adam keeps its step counters on the host
+    (unless ``capturable``), so reading them costs no sync on a GPU either.
+    """
+    counts: Counter = Counter()
+    for name in HOST_READS:
+        real = getattr(torch.Tensor, name)
+
+        def counted(self: torch.Tensor, *args, _real=real, _name=name, **kwargs):
+            if not sys._getframe(1).f_globals.get("__name__", "").startswith("torch.optim"):
+                counts[_name] += 1
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    return counts

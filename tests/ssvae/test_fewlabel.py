@@ -159,3 +159,16 @@ def test_weight_average_warms_up_then_follows_a_fixed_target():
     assert restored.updates == 50
     with pytest.raises(InputDataError, match="ema_decay"):
         WeightAverage(source, decay=1.5)
+
+
+def test_the_loop_reads_from_the_device_per_epoch_not_per_step(fixture_data, host_reads):
+    # 900 unlabelled examples in batches of 100 or 25: 9 or 36 steps in the epoch. Batch
+    # norm, the weight average and clipping on; no periodic log within the epoch.
+    _, data = fixture_data
+    reads = []
+    for batch in (100, 25):
+        before = sum(host_reads.values())
+        _train(data, **{"train.epochs": 1, "train.unlabelled_batch": batch, "train.log_every": 1000,
+                        "train.ema_decay": 0.9, "train.grad_clip": 10.0, "m2.batch_norm": True})
+        reads.append(sum(host_reads.values()) - before)
+    assert reads[0] == reads[1], reads

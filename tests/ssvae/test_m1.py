@@ -142,3 +142,15 @@ def test_ctrl_c_leaves_a_resumable_checkpoint(tmp_path: Path, digits: torch.Tens
         fit_vae(VAE(SMALL), digits[:200], epochs=3, batch_size=20, beta=beta, progress=False, checkpoint_path=path)
     resumed = fit_vae(VAE(SMALL), digits[:200], epochs=3, batch_size=20, progress=False, resume_from=path)
     assert list(resumed["epoch"]) == [2, 3]  # the unfinished epoch is run again
+
+
+def test_training_reads_from_the_device_per_epoch_not_per_step(digits: torch.Tensor, host_reads) -> None:
+    # 4 or 16 steps in the epoch, both below the every-20-steps progress read.
+    reads = []
+    for batch_size in (100, 25):
+        torch.manual_seed(0)
+        before = sum(host_reads.values())
+        fit_vae(VAE(SMALL), digits[:400], epochs=1, batch_size=batch_size, valid=digits[:50], progress=False,
+                beta=lambda step: min(1.0, step / 10))
+        reads.append(sum(host_reads.values()) - before)
+    assert reads[0] == reads[1], reads

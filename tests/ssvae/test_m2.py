@@ -139,3 +139,13 @@ def test_pixel_view_binarizes_training_batches_and_generates_pixels():
     gen = view.generate(torch.arange(C), torch.zeros(C, 3))
     assert gen.shape == (C, D) and ((gen >= 0) & (gen <= 1)).all()
     assert view.logits(x).shape == (B, C)
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_a_training_step_reads_nothing_back_from_the_device(host_reads, likelihood):
+    # On a GPU every read of a tensor value into Python is a device sync; a step must make none.
+    model = _model(likelihood, batch_norm=True)
+    x_l, x_u = torch.rand(3, D).bernoulli(), torch.rand(B, D).bernoulli()
+    terms = model.loss_terms(x_l, torch.tensor([0, 1, 3]), x_u, alpha=1.0, beta=0.5)
+    terms["loss"].backward()
+    assert not host_reads, dict(host_reads)
