@@ -315,19 +315,27 @@ def iterate_batches(
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
 ) -> Iterator[dict]:
-    """Yield batches ``{"smiles", "tokens" [B, T_b], "properties" [B, P]}`` on ``device``.
+    """Yield batches ``{"smiles", "tokens" [B, T_b], "lengths" [B], "properties" [B, P]}``.
 
-    Token ids are trimmed to the batch's longest sequence ``T_b``: padding beyond it
-    only costs time (the likelihood masks it; the CNN encoder pads back itself).
+    Tokens and properties are on ``device``; ``lengths`` (non-padding tokens per row)
+    stay on the host, where the GRU encoder's packing needs them. Token ids are trimmed
+    to the batch's longest sequence ``T_b``: padding beyond it only costs time (the
+    likelihood masks it; the CNN encoder pads back itself).
     """
     n = len(data)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    lengths = (data.tokens != Vocabulary.pad_index).sum(1)
+    lengths = token_lengths(data.tokens)
     for start in range(0, n, batch_size):
         idx = order[start : start + batch_size]
         width = int(lengths[idx].max())
         yield {
             "smiles": [data.smiles[i] for i in idx.tolist()],
             "tokens": data.tokens[idx, :width].to(device, non_blocking=True).long(),
+            "lengths": lengths[idx],
             "properties": data.properties[idx].to(device, non_blocking=True),
         }
+
+
+def token_lengths(tokens: Tensor) -> Tensor:
+    """Non-padding tokens in each row of token ids `[B, T]`, `[B]` (int64, same device)."""
+    return (tokens != Vocabulary.pad_index).sum(1)

@@ -8,10 +8,12 @@ never needs to know which one it holds:
   config (an encoder that does not read tokens ignores ``vocab_size``);
 * ``out_features: int`` is the width ``h`` of its output; the model puts a
   ``vaecore.DiagonalGaussianHead(out_features, latent_dim)`` after it;
-* ``prepare(self, smiles: list[str], tokens: Tensor) -> inputs`` turns a batch into
-  whatever ``forward`` reads. ``smiles`` are the (canonical) SMILES strings, ``tokens``
-  the token ids `[B, T]` (``<eos>``-terminated, ``<pad>``-padded) on the model's device;
-  a SMILES encoder returns the ids, a graph encoder builds graphs from the strings;
+* ``prepare(self, smiles: list[str], tokens: Tensor, lengths: Tensor) -> inputs`` turns
+  a batch into whatever ``forward`` reads. ``smiles`` are the (canonical) SMILES strings,
+  ``tokens`` the token ids `[B, T]` (``<eos>``-terminated, ``<pad>``-padded) on the
+  model's device, ``lengths`` `[B]` their non-padding counts on the host (counting them
+  from ``tokens`` would make a GPU wait for the host); a SMILES encoder returns the ids,
+  a graph encoder builds graphs from the strings;
 * ``forward(self, inputs) -> Tensor`` returns features `[B, out_features]`.
 
 To add an encoder, write such a class and add it to :data:`ENCODERS`; ``--encoder NAME``
@@ -59,7 +61,7 @@ class CNNEncoder(nn.Module):
         self.dense = nn.Sequential(nn.Flatten(), nn.Linear(width * channels, config.encoder_hidden), nn.ReLU())
         self.out_features = config.encoder_hidden
 
-    def prepare(self, smiles: Sequence[str], tokens: Tensor) -> Tensor:
+    def prepare(self, smiles: Sequence[str], tokens: Tensor, lengths: Tensor) -> Tensor:
         return tokens
 
     def forward(self, tokens: Tensor) -> Tensor:
@@ -90,13 +92,14 @@ class GRUEncoder(nn.Module):
         )
         self.out_features = 2 * config.encoder_hidden
 
-    def prepare(self, smiles: Sequence[str], tokens: Tensor) -> Tensor:
-        return tokens
+    def prepare(self, smiles: Sequence[str], tokens: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        return tokens, lengths
 
-    def forward(self, tokens: Tensor) -> Tensor:
-        """Token ids `[B, T]` to features `[B, 2 * encoder_hidden]`."""
-        lengths = (tokens != Vocabulary.pad_index).sum(1).clamp_min(1).cpu()
-        packed = pack_padded_sequence(self.embed(tokens), lengths, batch_first=True, enforce_sorted=False)
+    def forward(self, inputs: tuple[Tensor, Tensor]) -> Tensor:
+        """Token ids `[B, T]` and their host lengths `[B]` to features `[B, 2 * encoder_hidden]`."""
+        tokens, lengths = inputs
+        packed = pack_padded_sequence(self.embed(tokens), lengths.clamp_min(1), batch_first=True,
+                                      enforce_sorted=False)
         _, h = self.gru(packed)  # h: [layers * 2, B, H]
         return torch.cat([h[-2], h[-1]], dim=-1)  # forward and backward states of the top layer
 
@@ -115,7 +118,7 @@ class GraphMoleculeEncoder(nn.Module):
         self.net = GraphEncoder(hidden=config.encoder_hidden, num_layers=config.graph_layers)
         self.out_features = self.net.out_features
 
-    def prepare(self, smiles: Sequence[str], tokens: Tensor) -> Any:
+    def prepare(self, smiles: Sequence[str], tokens: Tensor, lengths: Tensor) -> Any:
         return self.net.prepare(list(smiles)).to(tokens.device)
 
     def forward(self, inputs: Any) -> Tensor:

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from chemvae.data import check_molecules, encode_tokens
+from chemvae.data import check_molecules, encode_tokens, token_lengths
 from chemvae.decoder import GRUDecoder
 from chemvae.encoders import build_encoder
 from chemvae.tokens import REPRESENTATIONS, Tokenizer, Vocabulary
@@ -138,7 +138,10 @@ class MoleculeVAE(nn.Module):
         """q(z|x) for a batch, batch shape `[B]`, event `[d]`."""
         inputs = batch.get("encoder_inputs")
         if inputs is None:
-            inputs = self.encoder.prepare(batch["smiles"], batch["tokens"])
+            lengths = batch.get("lengths")
+            if lengths is None:  # a hand-made batch: count here, at the cost of a device sync
+                lengths = token_lengths(batch["tokens"]).cpu()
+            inputs = self.encoder.prepare(batch["smiles"], batch["tokens"], lengths)
         return self.posterior_head(self.encoder(inputs))
 
     def decoder_logits(self, z: Tensor, tokens: Tensor) -> Tensor:
@@ -155,7 +158,7 @@ class MoleculeVAE(nn.Module):
         """Training loss and its parts for one batch.
 
         Args:
-            batch: ``{"smiles": list[str], "tokens": [B, T], "properties": [B, P]}`` as
+            batch: ``{"smiles": list[str], "tokens": [B, T], "lengths": [B], "properties": [B, P]}`` as
                 yielded by :func:`chemvae.data.iterate_batches` (properties z-scored, NaN
                 where unknown; optional).
             beta: KL weight for this step.
@@ -228,9 +231,9 @@ class MoleculeVAE(nn.Module):
         with _evaluating(self):
             for start in range(0, len(checked.smiles), batch_size):
                 chunk = tokens[start : start + batch_size]
-                width = int((chunk != Vocabulary.pad_index).sum(1).max())
+                lengths = token_lengths(chunk)
                 batch = {"smiles": checked.smiles[start : start + batch_size],
-                         "tokens": chunk[:, :width].to(self.device)}
+                         "tokens": chunk[:, : int(lengths.max())].to(self.device), "lengths": lengths}
                 means.append(self.posterior(batch).mean)
         z = torch.cat(means) if means else torch.zeros(0, self.latent_dim, device=self.device,
                                                        dtype=self.property_mean.dtype)

@@ -124,6 +124,8 @@ def test_property_stats_and_batches():
     batches = list(iterate_batches(data, 2, shuffle=False))
     assert [b["smiles"] for b in batches] == [["C", "CCO"], ["OO"]]
     assert batches[0]["tokens"].shape == (2, 4) and batches[1]["tokens"].shape == (1, 3)  # trimmed
+    # with <eos>; counted on the host, where the GRU encoder's packing needs them
+    assert batches[0]["lengths"].tolist() == [2, 4] and batches[1]["lengths"].tolist() == [3]
     shuffled = list(iterate_batches(data, 2, shuffle=True, generator=torch.Generator().manual_seed(0)))
     assert sorted(s for b in shuffled for s in b["smiles"]) == ["C", "CCO", "OO"]
     assert math.isclose(float(batches[0]["properties"].sum()), 0.0)

@@ -81,6 +81,16 @@ def test_encode_does_not_depend_on_the_batch(molecules):
     assert model.training  # encode restores the previous mode
 
 
+def test_gru_packs_by_the_batchs_host_lengths(molecules):
+    model = _model(molecules, encoder="gru")
+    batch = _batch(model, molecules)
+    assert batch["lengths"].device.type == "cpu"
+    hand_made = {k: v for k, v in batch.items() if k != "lengths"}  # counted from the tokens instead
+    torch.testing.assert_close(model.posterior(batch).mean, model.posterior(hand_made).mean)
+    truncated = {**batch, "lengths": torch.ones_like(batch["lengths"])}
+    assert not torch.allclose(model.posterior(batch).mean, model.posterior(truncated).mean)
+
+
 def test_decode_greedy_is_batched_consistently(molecules):
     model = _model(molecules)
     z = torch.randn(7, 8, generator=torch.Generator().manual_seed(1))
