@@ -258,6 +258,10 @@ def load_splits(
     valid = [pool[i] for i in order[:n_valid]]
     train_idx = order[n_valid:] if max_molecules is None else order[n_valid : n_valid + max_molecules]
     train = [pool[i] for i in train_idx]
+    if not train:
+        raise InputDataError(f"{data}: no molecule left to train on: {len(pool) + len(test)} rows, {len(test)} "
+                             f"held out for test and {n_valid} for validation; lower --test-fraction / "
+                             "--valid-fraction or use a larger file")
     return DataSplits(train, valid, test, scaffolds, train if reference is None else reference)
 
 

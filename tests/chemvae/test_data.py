@@ -108,6 +108,10 @@ def test_random_split_of_a_plain_csv(tmp_path):
     path.write_text("smiles\n" + "\n".join("C" * (i % 7 + 1) + "O" for i in range(40)) + "\n")
     splits = load_splits(str(path), test_fraction=0.25, valid_fraction=0.1)
     assert len(splits.test) == 10 and len(splits.valid) == 3 and len(splits.train) == 27
+    one = tmp_path / "one.csv"
+    one.write_text("smiles\nCCO\n")
+    with pytest.raises(InputDataError, match="no molecule left to train on: 1 rows, 0 held out for test and 1 for"):
+        load_splits(str(one))
 
 
 def test_property_stats_and_batches():
