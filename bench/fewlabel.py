@@ -8,7 +8,8 @@ Usage::
     # CPU, one hour, 100 labels (target <= 5 %)
     python bench/fewlabel.py --models m1m2 --labels 100 --seeds 0 --preset fast --threads 2 \
         --time-budget-minutes 60 --device cpu --out runs/bench_fewlabel_cpu
-    # Speed of one M2 training step at the preset's sizes (no data, no training run)
+    # Speed of one M2 training step at the preset's sizes (no data, no training run),
+    # with and without flushing subnormal floats; --weights RUN_DIR times a trained M2
     python bench/fewlabel.py --step-timing --models m2 m1m2 --labels 100 --preset fast --threads 1
 
 Every (model, labels, seed) is one ``vaelab fewlabel`` run (:func:`pipelines.fewlabel.run`)
@@ -24,6 +25,8 @@ device), and prints the markdown table with the targets.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import json
 import time
 from dataclasses import replace
@@ -56,27 +59,50 @@ def run_one(args: argparse.Namespace, model: str, labels: int, seed: int, out: P
 
 
 def step_timing(args: argparse.Namespace, seconds: float = 10.0) -> pd.DataFrame:
-    """Milliseconds per M2 training step (objective, backward, Adam) at the preset's sizes.
+    """Milliseconds per M2 training step (objective, backward, Adam), flushing subnormals or not.
 
-    Random inputs of the preset's batch sizes: 784 pixels for ``m2``; for ``m1m2``, the
-    16 active z1 dimensions the MNIST runs kept (M1's sampling of z1 is not included).
+    Fresh weights on random inputs of the preset's batch sizes: 784 pixels for ``m2``;
+    for ``m1m2``, the 16 active z1 dimensions the MNIST runs kept (M1's sampling of z1
+    is not included). With ``args.weights`` (the directory of a finished ``m2`` run), the
+    trained M2 instead, on the first binarized images of ``args.data``: trained weights
+    drive the decoder's outputs into subnormal floats, which the CPU handles slowly
+    unless :func:`vaecore.runtime.flush_denormals` is on (training loops turn it on).
     Each cell runs 5 warm-up steps, then as many steps as fit in ``seconds``.
     """
-    from ssvae.api import preset
+    from ssvae.api import load_classifier, preset
+    from ssvae.data import load_dataset
     from ssvae.m2 import M2
-    from vaecore.runtime import resolve_device
+    from vaecore.runtime import flush_denormals, resolve_device
 
     device = resolve_device(args.device)
+    if args.weights is not None:
+        trained = load_classifier(args.weights).model
+        if hasattr(trained, "m1"):
+            raise SystemExit(f"--weights {args.weights}: an m1m2 run; step timing loads m2 runs only")
+        labels = json.loads((Path(args.weights) / "config.json").read_text())["labels"]
+        cells = [("m2 (trained)", labels, trained.m2)]
+    else:
+        cells = [(model, labels, None) for model in args.models if model != "m1" for labels in args.labels]
     rows = []
-    for model in [m for m in args.models if m != "m1"]:
-        for labels in args.labels:
-            fit = preset(args.preset, model=model, n_labels=labels)
-            m2 = M2(replace(fit.m2, x_dim=16 if model == "m1m2" else 784)).to(device)
+    for model, labels, weights in cells:
+        fit = preset(args.preset, model=model.split()[0], n_labels=labels)
+        n_l, n_u = min(fit.train.labelled_batch, labels), fit.train.unlabelled_batch
+        if weights is None:
+            x_dim = 16 if model == "m1m2" else 784
+            x_l = torch.rand(n_l, x_dim, device=device).bernoulli()
+            y_l = torch.arange(n_l, device=device) % fit.m2.n_classes
+            x_u = torch.rand(n_u, x_dim, device=device).bernoulli()
+        else:
+            train = load_dataset(args.data).train
+            generator = torch.Generator().manual_seed(0)
+            x_l = train.x[:n_l].bernoulli(generator=generator).to(device)
+            y_l = train.y[:n_l].to(device)
+            x_u = train.x[n_l:n_l + n_u].bernoulli(generator=generator).to(device)
+        for flush in (False, True):
+            # Every cell starts from the same weights and a fresh Adam.
+            m2 = (M2(replace(fit.m2, x_dim=x_l.shape[1])) if weights is None else copy.deepcopy(weights)).to(device)
+            m2.train()
             optimizer = torch.optim.Adam(m2.parameters(), lr=fit.train.lr)
-            n_l = min(fit.train.labelled_batch, labels)
-            x_l = torch.rand(n_l, m2.config.x_dim, device=device).bernoulli()
-            y_l = torch.arange(n_l, device=device) % m2.config.n_classes
-            x_u = torch.rand(fit.train.unlabelled_batch, m2.config.x_dim, device=device).bernoulli()
 
             def step() -> None:
                 loss = m2.loss_terms(x_l, y_l, x_u, alpha=fit.train.alpha)["loss"]
@@ -84,21 +110,24 @@ def step_timing(args: argparse.Namespace, seconds: float = 10.0) -> pd.DataFrame
                 loss.backward()
                 optimizer.step()
 
-            for _ in range(5):
-                step()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            n, began = 0, time.perf_counter()
-            while time.perf_counter() - began < seconds:
-                step()
-                n += 1
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            with contextlib.ExitStack() as stack:
+                if flush:
+                    stack.enter_context(flush_denormals())
+                for _ in range(5):
+                    step()
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                n, began = 0, time.perf_counter()
+                while time.perf_counter() - began < seconds:
+                    step()
+                    n += 1
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
             ms = 1000 * (time.perf_counter() - began) / n
-            steps = (50_000 - labels) // fit.train.unlabelled_batch
-            rows.append({"model": model, "n_labels": labels, "batch (labelled + unlabelled)": f"{n_l} + {len(x_u)}",
-                         "device": str(device), "threads": torch.get_num_threads(), "steps": n,
-                         "ms / step": ms, "s / epoch (M2 steps)": ms * steps / 1000})
+            steps = (50_000 - labels) // n_u
+            rows.append({"model": model, "n_labels": labels, "batch (labelled + unlabelled)": f"{n_l} + {n_u}",
+                         "flush denormals": flush, "device": str(device), "threads": torch.get_num_threads(),
+                         "steps": n, "ms / step": ms, "s / epoch (M2 steps)": ms * steps / 1000})
     return pd.DataFrame(rows)
 
 
@@ -152,6 +181,8 @@ def main() -> None:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--out", default="runs/bench_fewlabel")
     p.add_argument("--step-timing", action="store_true", help="only time M2 training steps, then exit")
+    p.add_argument("--weights", default=None, metavar="RUN_DIR",
+                   help="with --step-timing: time the trained M2 of this finished m2 run on real images")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -40,7 +40,7 @@ from chemvae.train import fit, load_training_state, reconstruct
 from vaecore.datasets import cache_dir
 from vaecore.errors import InputDataError
 from vaecore.rundir import RunDir, config_from_dict, write_json
-from vaecore.runtime import interruptible, resolve_device, seed_everything
+from vaecore.runtime import flush_denormals, interruptible, resolve_device, seed_everything
 from vaecore.schedules import make_schedule
 
 
@@ -197,7 +197,7 @@ def train(config: ChemTrainConfig, workdir: str | os.PathLike) -> dict[str, Any]
         start_epoch, step = load_training_state(resume_path, model, optimizer, generator)
     rundir.truncate_history("epoch", start_epoch)
 
-    with interruptible() as stop:
+    with interruptible() as stop, flush_denormals():
         done = fit(model, train_data, valid_data, optimizer=optimizer, schedule=schedule, epochs=config.epochs,
                    batch_size=config.batch_size, generator=generator, rundir=rundir,
                    checkpoint_path=rundir / CHECKPOINT_FILE, start_epoch=start_epoch, step=step,

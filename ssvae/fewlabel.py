@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from vaecore.checkpoint import load_checkpoint, save_checkpoint
 from vaecore.errors import InputDataError
 from vaecore.rundir import RunDir
-from vaecore.runtime import check_finite, interruptible
+from vaecore.runtime import check_finite, flush_denormals, interruptible
 
 WEIGHTINGS = ("paper", "balanced")
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -276,7 +276,7 @@ def train_m2(
     budget = None if config.time_budget_minutes is None else 60.0 * config.time_budget_minutes
     stopped_by_budget, done, last_valid, logged = False, start, math.nan, []
     model.train()
-    with interruptible() as flag:
+    with interruptible() as flag, flush_denormals():
         for epoch in range(start, config.epochs):
             if budget is not None and seconds_before + elapsed >= budget:
                 stopped_by_budget = True  # checked between epochs: the last one is finished

@@ -26,7 +26,7 @@ from ssvae.data import dynamic_binarize, fixed_binarize
 from vaecore.checkpoint import load_checkpoint, save_checkpoint
 from vaecore.errors import InputDataError
 from vaecore.rundir import RunDir, config_to_dict
-from vaecore.runtime import check_finite, interruptible
+from vaecore.runtime import check_finite, flush_denormals, interruptible
 
 BINARIZE_MODES = ("dynamic", "fixed", "none")
 LR_SCHEDULES = ("exponential", "burda")
@@ -209,7 +209,7 @@ def fit_vae(
     step = start * n_batches
     beta_at = beta if callable(beta) else (lambda _step: float(beta))
     model.train()
-    with interruptible() as flag:
+    with interruptible() as flag, flush_denormals():
         for epoch in range(start, epochs):
             epoch_lr = learning_rate(epoch, lr, schedule=lr_schedule, decay=lr_decay)
             for group in optimizer.param_groups:

@@ -1,4 +1,4 @@
-"""Seeding, device choice, the NaN guard, versions and Ctrl-C handling."""
+"""Seeding, device choice, the NaN guard, versions, Ctrl-C handling and subnormal flushing."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ import pytest
 import torch
 
 from vaecore.errors import InputDataError, NonFiniteLossError
-from vaecore.runtime import check_finite, interruptible, library_versions, resolve_device, seed_everything
+from vaecore.runtime import (
+    check_finite,
+    flush_denormals,
+    interruptible,
+    library_versions,
+    resolve_device,
+    seed_everything,
+)
 
 
 def _draw(generator: torch.Generator) -> tuple:
@@ -90,3 +97,29 @@ def test_interruptible_turns_first_ctrl_c_into_a_flag() -> None:
         with pytest.raises(KeyboardInterrupt):
             signal.raise_signal(signal.SIGINT)  # the second one interrupts
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def _flushes() -> bool:
+    """Whether a subnormal float32 survives a multiplication right now."""
+    return (torch.tensor(1e-40, dtype=torch.float32) * 1.0).item() == 0.0
+
+
+def test_flush_denormals_flushes_inside_and_restores_after() -> None:
+    subnormal = torch.tensor(1e-40, dtype=torch.float32)
+    assert subnormal.item() != 0.0  # representable: the premise of the test
+    assert not _flushes()
+    with flush_denormals() as supported:
+        if not supported:
+            pytest.skip("this CPU cannot flush subnormals")
+        assert _flushes()
+        with flush_denormals():
+            assert _flushes()
+        assert _flushes()  # the inner exit leaves the outer block flushing
+    assert not _flushes()
+
+
+def test_flush_denormals_restores_after_an_error() -> None:
+    with pytest.raises(RuntimeError, match="inside"):
+        with flush_denormals():
+            raise RuntimeError("inside")
+    assert not _flushes()
