@@ -108,17 +108,19 @@ def flush_denormals() -> Iterator[bool]:
     Trained models drift into subnormal numbers: a Bernoulli decoder's logits for
     pixels that are always black fall below about -87, where sigmoid and its
     gradient become subnormal, and Adam's moment estimates follow. x86 CPUs handle
-    subnormals through a slow microcode path; on MNIST a trained M2
-    step took 2.3x as long as a fresh one. Flushing them changes values only below
+    subnormals through a slow microcode path; on MNIST a trained M2 step took 2.7x
+    as long without flushing as with it (``bench/fewlabel.py --step-timing
+    --weights RUN_DIR``). Flushing them changes values only below
     about ``1e-38`` in float32, far under anything a loss or a gradient resolves.
     CUDA kernels are unaffected (they flush or not by their own compile flags).
 
     Nested blocks keep flushing on until the outermost one exits, which restores
-    the default (no flushing).
+    the default, no flushing (torch cannot report the setting, so flushing turned on
+    by the caller before the block is turned off too).
 
     Yields:
-        Whether this CPU supports flushing (SSE3 on x86); when ``False`` the block
-        runs unchanged.
+        Whether this CPU supports flushing (``torch.set_flush_denormal``'s answer);
+        when ``False`` the block runs unchanged.
     """
     global _FLUSH_DEPTH
     supported = torch.set_flush_denormal(True)
