@@ -127,6 +127,16 @@ def test_train_config_rejects_bad_settings():
     assert isinstance(M2Config(), M2Config)
 
 
+@pytest.mark.parametrize("name", ["fast", "default"])
+def test_preset_weights_pixel_m2_classification_heavier_from_600_labels(name):
+    # BENCHMARKS.md: alpha = 10 helped pixel M2 at 600 and 1000 labels, not at 100.
+    alpha = {(model, n): preset(name, model=model, n_labels=n).train.alpha
+             for model in ("m2", "m1m2") for n in (100, 599, 600, 3000)}
+    assert alpha == {("m2", 100): 2.0, ("m2", 599): 2.0, ("m2", 600): 10.0, ("m2", 3000): 10.0,
+                     ("m1m2", 100): 2.0, ("m1m2", 599): 2.0, ("m1m2", 600): 2.0, ("m1m2", 3000): 2.0}
+    assert preset("paper", model="m2", n_labels=600).train.alpha == 0.1
+
+
 def test_moving_average_is_what_gets_scored_and_kept(fixture_data, tmp_path):
     _, data = fixture_data
     rundir = RunDir(tmp_path, TrainConfig(), seed=0, device="cpu")
