@@ -110,8 +110,8 @@ def preset(name: str, *, model: str = "m1m2", n_labels: int = 100, n_total: int 
     # error over seeds 0-2 from 5.07 / 6.25 / 5.26% to 4.58 / 5.23 / 4.74%.
     # Pixel M2 from 600 labels up takes a 5x heavier classification term: over 60-minute
     # runs of seeds 0-2 it lowered the test error from 6.89 to 5.50% at 600 labels and from
-    # 5.45 to 4.86% at 1000; at 100 labels it did not help (BENCHMARKS.md, "M2's
-    # classification weight" and "The preset change").
+    # 5.45 to 4.86% at 1000, and on seed 1 from 4.29 to 3.80% at 3000; at 100 labels it did
+    # not help (BENCHMARKS.md, "M2's classification weight" and "The preset change").
     alpha = 10.0 if model == "m2" and n_labels >= 600 else 2.0
     train = TrainConfig(epochs=1000 if name == "fast" else 300, lr=1e-3, lr_decay=0.98, lr_min_factor=0.05,
                         labelled_batch=100, unlabelled_batch=100, alpha=alpha, weighting="paper",
