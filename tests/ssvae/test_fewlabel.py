@@ -129,7 +129,7 @@ def test_train_config_rejects_bad_settings():
 
 @pytest.mark.parametrize("name", ["fast", "default"])
 def test_preset_weights_pixel_m2_classification_heavier_from_600_labels(name):
-    # BENCHMARKS.md: alpha = 10 helped pixel M2 at 600 and 1000 labels, not at 100.
+    # BENCHMARKS.md: alpha = 10 helped pixel M2 at 600, 1000 and 3000 labels, not at 100.
     alpha = {(model, n): preset(name, model=model, n_labels=n).train.alpha
              for model in ("m2", "m1m2") for n in (100, 599, 600, 3000)}
     assert alpha == {("m2", 100): 2.0, ("m2", 599): 2.0, ("m2", 600): 10.0, ("m2", 3000): 10.0,
