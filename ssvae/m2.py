@@ -14,12 +14,19 @@ unlabelled set U is
 all C classes in *one* batched pass over a `[C * B]` batch (no Python loop over classes).
 The model is generic over its input likelihood: any object of
 :mod:`vaecore.likelihoods` named by ``M2Config.likelihood``.
+
+With ``M2Config.aux_dim > 0`` it is the auxiliary deep generative model (ADGM, Maaloe
+et al. 2016): an auxiliary latent a ~ q(a|x) feeds the classifier q(y|a,x) and the
+encoder q(z|a,y,x), the generative side gains p(a|x,y,z), and L(x,y) gains
+log p(a|x,y,z) - log q(a|x). One draw of a per example is shared by its C enumerated
+copies, so U(x) stays sum_y q(y|a,x) L(x,y) + H(q(y|a,x)) inside E_q(a|x).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +34,7 @@ from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution
 
 from vaecore.bounds import ELBOTerms, elbo
+from vaecore.errors import InputDataError
 from vaecore.likelihoods import make_likelihood
 from vaecore.nets import mlp
 from vaecore.posteriors import DiagonalGaussianHead, StandardNormalPrior
@@ -46,6 +54,8 @@ class M2Config:
         activation: Nonlinearity (paper: softplus).
         likelihood: ``bernoulli`` (pixels) or ``gaussian`` (learned diagonal variance).
         batch_norm: Batch normalisation before each hidden activation (not in the paper).
+        aux_dim: Size of the ADGM auxiliary latent a (Maaloe et al. 2016; not in
+            Kingma et al.); 0 = plain M2.
     """
 
     x_dim: int = 784
@@ -56,6 +66,34 @@ class M2Config:
     activation: str = "softplus"
     likelihood: str = "bernoulli"
     batch_norm: bool = False
+    aux_dim: int = 0
+
+    def __post_init__(self) -> None:
+        if self.aux_dim < 0:
+            raise InputDataError(f"aux_dim must be >= 0, got {self.aux_dim}")
+
+
+class Pairs(NamedTuple):
+    """The rows of one bound pass (see :meth:`M2._pairs`); `N = C * B_u + B_l` pairs.
+
+    Attributes:
+        x: Inputs, `[N, D]`.
+        y: One-hot labels, `[N, C]`.
+        h: The encoder's input share, `[N, H]`.
+        inputs: What the classifier sees for the `B_u + B_l` distinct examples,
+            unlabelled first: x, or [x, a] with the auxiliary draw a, `[B_u + B_l, D (+ A)]`.
+        a: The auxiliary draws of the pairs, `[N, A]` (``None`` for plain M2).
+        log_q_a: log q(a|x) of those draws, `[N]` (``None`` for plain M2).
+        g: The share W_x x + b of p(a|x,y,z)'s first layer, `[N, H]` (``None`` for plain M2).
+    """
+
+    x: Tensor
+    y: Tensor
+    h: Tensor
+    inputs: Tensor
+    a: Tensor | None = None
+    log_q_a: Tensor | None = None
+    g: Tensor | None = None
 
 
 def _categorical(logits: Tensor) -> Categorical:
@@ -88,45 +126,80 @@ class M2(nn.Module):
         c = config
         act, bn = c.activation, c.batch_norm
         cls_hidden = c.hidden if c.classifier_hidden is None else c.classifier_hidden
-        self.classifier = mlp(c.x_dim, cls_hidden, c.n_classes, activation=act, batch_norm=bn)
-        self.encoder_net = mlp(c.x_dim + c.n_classes, c.hidden, activation=act, batch_norm=bn)
+        # q(y|.) and q(z|., y) see x, or x and the auxiliary a: `in_dim` inputs.
+        self.in_dim = c.x_dim + c.aux_dim
+        self.classifier = mlp(self.in_dim, cls_hidden, c.n_classes, activation=act, batch_norm=bn)
+        self.encoder_net = mlp(self.in_dim + c.n_classes, c.hidden, activation=act, batch_norm=bn)
         self.encoder_head = DiagonalGaussianHead(c.hidden[-1], c.z_dim)
         self.likelihood = make_likelihood(c.likelihood)
         self.decoder_net = mlp(c.z_dim + c.n_classes, c.hidden,
                                c.x_dim * self.likelihood.params_per_feature, activation=act, batch_norm=bn)
         self.prior = StandardNormalPrior(c.z_dim)
+        if c.aux_dim:
+            self.aux_encoder = nn.Sequential(mlp(c.x_dim, c.hidden, activation=act, batch_norm=bn),
+                                             DiagonalGaussianHead(c.hidden[-1], c.aux_dim))
+            # p(a|x,y,z) on [x, y, z]; its first layer is split like the encoder's.
+            self.aux_decoder_net = mlp(c.x_dim + c.n_classes + c.z_dim, c.hidden, activation=act, batch_norm=bn)
+            self.aux_decoder_head = DiagonalGaussianHead(c.hidden[-1], c.aux_dim)
         # log p(y) of the uniform label prior: a constant, kept so the bound is the true one.
         self.log_py = -math.log(c.n_classes)
 
     # --- the three networks ---------------------------------------------------------
 
     def logits(self, x: Tensor) -> Tensor:
-        """Unnormalised log q(y|x), `[B, C]`."""
-        return self.classifier(x)
+        """Unnormalised log q(y|x), `[B, C]`; with ``aux_dim``, q(y|a,x) at the mean of q(a|x)."""
+        return self.classifier(self.inference_input(x)[0])
+
+    def inference_input(self, x: Tensor, *, sample: bool = False) -> tuple[Tensor, Tensor | None]:
+        """What the classifier and encoder see for inputs `[B, D]`, and log q(a|x).
+
+        Plain M2: ``(x, None)``. ADGM: ``([x, a], log q(a|x))`` `([B, D + A], [B])`, with a
+        drawn from q(a|x) if ``sample`` (training) and its mean otherwise (prediction:
+        deterministic and one pass, where the reference averaged many draws), and then
+        ``None`` for the log density.
+        """
+        if not self.config.aux_dim:
+            return x, None
+        q_a = self.aux_encoder(x)
+        if not sample:
+            return torch.cat([x, q_a.mean], -1), None
+        a = q_a.rsample()
+        return torch.cat([x, a], -1), q_a.log_prob(a)
 
     def q_y(self, x: Tensor) -> Categorical:
         """q(y|x) with batch shape `[B]`."""
         return _categorical(self.logits(x))
 
     def q_z(self, x: Tensor, y: Tensor) -> Distribution:
-        """q(z|x,y) for inputs `[B, D]` and one-hot labels `[B, C]`; batch `[B]`, event `[z]`."""
-        return self.q_z_from(self.encoder_input(x), y)
+        """q(z|x,y) for inputs `[B, D]` and one-hot labels `[B, C]`; batch `[B]`, event `[z]`.
+
+        With ``aux_dim``, q(z|a,x,y) at the mean of q(a|x).
+        """
+        return self.q_z_from(self.encoder_input(self.inference_input(x)[0]), y)
 
     def encoder_input(self, x: Tensor) -> Tensor:
         """The inputs' share W_x x + b of the encoder's first layer, `[B, H]`.
 
-        The first layer acts on the concatenation [x, y]: W [x; y] + b = (W_x x + b) + W_y y.
-        Split this way, the costly part (D inputs against C) is computed once per example
-        and shared by its C enumerated copies, instead of once per (example, class) pair.
+        ``x`` is :meth:`inference_input`'s first output, `[B, in_dim]`. The first layer
+        acts on the concatenation [x, y]: W [x; y] + b = (W_x x + b) + W_y y. Split this
+        way, the costly part (D inputs against C) is computed once per example and shared
+        by its C enumerated copies, instead of once per (example, class) pair.
         """
         first = self.encoder_net[0]
-        return F.linear(x, first.weight[:, : self.config.x_dim], first.bias)
+        return F.linear(x, first.weight[:, : self.in_dim], first.bias)
 
     def q_z_from(self, h_x: Tensor, y: Tensor) -> Distribution:
         """q(z|x,y) from :meth:`encoder_input` `[B, H]` and one-hot labels `[B, C]`."""
         first = self.encoder_net[0]
-        h = h_x + F.linear(y, first.weight[:, self.config.x_dim:])
+        h = h_x + F.linear(y, first.weight[:, self.in_dim:])
         return self.encoder_head(_apply_2d(self.encoder_net[1:], h))
+
+    def p_a(self, g: Tensor, y: Tensor, z: Tensor) -> Distribution:
+        """p(a|x,y,z) from the x share ``g`` `[N, H]`, one-hot y `[N, C]` and z `[S, N, z]`; batch `[S, N]`."""
+        first = self.aux_decoder_net[0]
+        h = g + F.linear(torch.cat([y.expand(*z.shape[:-1], y.shape[-1]), z], -1),
+                         first.weight[:, self.config.x_dim:])
+        return self.aux_decoder_head(_apply_2d(self.aux_decoder_net[1:], h))
 
     def p_x(self, z: Tensor, y: Tensor) -> Distribution:
         """p(x|y,z) for z `[S, B, z]` and one-hot y `[B, C]`; batch shape `[S, B]`."""
@@ -142,50 +215,69 @@ class M2(nn.Module):
     def labelled_bound(
         self, x: Tensor, y: Tensor, *, beta: float | Tensor = 1.0, h_x: Tensor | None = None
     ) -> ELBOTerms:
-        """The ELBO of p(x|y) (without log p(y)) for one-hot labels ``y`` `[B, C]`; `[B]` terms.
+        """The z-part of the ELBO of p(x|y) for one-hot labels ``y`` `[B, C]`; `[B]` terms.
 
-        ``h_x`` `[B, H]` is :meth:`encoder_input` of ``x`` when the caller already has it.
+        Without log p(y), and with ``aux_dim`` without a's term (:meth:`bound` has both).
+        ``h_x`` `[B, H]` is :meth:`encoder_input` of the inputs when the caller already has
+        it; otherwise q(z|.) uses the mean of q(a|x).
         """
-        h_x = self.encoder_input(x) if h_x is None else h_x
+        h_x = self.encoder_input(self.inference_input(x)[0]) if h_x is None else h_x
         return elbo(x, encoder=lambda _: self.q_z_from(h_x, y), decoder=lambda z: self.p_x(z, y),
                     prior=self.prior, beta=beta)
 
-    def _pairs(
-        self, x_u: Tensor, x_l: Tensor | None = None, y_l: Tensor | None = None
-    ) -> tuple[Tensor, Tensor, Tensor]:
+    def _pairs(self, x_u: Tensor, x_l: Tensor | None = None, y_l: Tensor | None = None) -> Pairs:
         """The rows of one bound pass: every (unlabelled example, class) pair, then the labelled pairs.
 
         Row ``c * B_u + b`` pairs unlabelled example ``b`` with class ``c``; the labelled
-        pairs follow. :meth:`encoder_input` runs on the `B_u + B_l` distinct examples and is
-        repeated, not recomputed, for the C copies of each unlabelled one.
+        pairs follow. Per-example work (the auxiliary draw, :meth:`encoder_input`, the x
+        share of p(a|x,y,z)) runs on the `B_u + B_l` distinct examples and is repeated,
+        not recomputed, for the C copies of each unlabelled one.
 
         Args:
             x_u: Unlabelled inputs, `[B_u, D]`.
             x_l: Labelled inputs, `[B_l, D]` (none if omitted).
             y_l: Their integer labels, `[B_l]`.
-
-        Returns:
-            Inputs `[C * B_u + B_l, D]`, one-hot labels `[C * B_u + B_l, C]` and the
-            encoder's input share `[C * B_u + B_l, H]`.
         """
         n_classes, n_u = self.config.n_classes, x_u.shape[0]
         if x_l is None:
             x_l, y_l = x_u[:0], torch.zeros(0, dtype=torch.long, device=x_u.device)
-        h = self.encoder_input(torch.cat([x_u, x_l]))
-        h_all = torch.cat([h[:n_u].repeat(n_classes, 1), h[n_u:]])
-        x_all = torch.cat([x_u.repeat(n_classes, *([1] * (x_u.dim() - 1))), x_l])
+
+        def per_pair(t: Tensor) -> Tensor:
+            return torch.cat([t[:n_u].repeat(n_classes, *([1] * (t.dim() - 1))), t[n_u:]])
+
+        x = torch.cat([x_u, x_l])
+        inputs, log_q_a = self.inference_input(x, sample=True)
         eye = torch.eye(n_classes, dtype=self.prior.loc.dtype, device=x_u.device)
         y_all = torch.cat([eye.repeat_interleave(n_u, dim=0), self.one_hot(y_l)])
-        return x_all, y_all, h_all
+        pairs = Pairs(x=per_pair(x), y=y_all, h=per_pair(self.encoder_input(inputs)), inputs=inputs)
+        if log_q_a is None:
+            return pairs
+        first = self.aux_decoder_net[0]
+        g = F.linear(x, first.weight[:, : self.config.x_dim], first.bias)
+        return pairs._replace(a=per_pair(inputs[:, self.config.x_dim:]), log_q_a=per_pair(log_q_a), g=per_pair(g))
+
+    def _pair_bounds(self, pairs: Pairs, *, beta: float | Tensor = 1.0) -> tuple[Tensor, ELBOTerms]:
+        """L(x, y) (including log p(y), and the auxiliary term with ``aux_dim``) per pair, `[N]`.
+
+        One :func:`vaecore.elbo` call over all the pairs; also returns its terms.
+        """
+        terms = self.labelled_bound(pairs.x, pairs.y, beta=beta, h_x=pairs.h)
+        bound = terms.elbo + self.log_py
+        if pairs.a is not None:
+            # log p(a|x,y,z) - log q(a|x): a's share of the bound, on the ELBO's own z draws.
+            bound = bound + self.p_a(pairs.g, pairs.y, terms.z).log_prob(pairs.a).mean(0) - pairs.log_q_a
+        return bound, terms
+
+    def bound(self, x: Tensor, y: Tensor, *, beta: float | Tensor = 1.0) -> Tensor:
+        """L(x, y) (including log p(y)) for inputs `[B, D]` and integer labels `[B]`, `[B]`."""
+        return self._pair_bounds(self._pairs(x[:0], x, y), beta=beta)[0]
 
     def enumerated_bound(self, x: Tensor, *, beta: float | Tensor = 1.0) -> Tensor:
         """L(x, y) (including log p(y)) for every class y at once, `[C, B]`.
 
         One :func:`vaecore.elbo` call on the `[C * B]` batch of (example, class) pairs.
         """
-        x_all, y_all, h_all = self._pairs(x)
-        terms = self.labelled_bound(x_all, y_all, beta=beta, h_x=h_all)
-        return terms.elbo.reshape(self.config.n_classes, x.shape[0]) + self.log_py
+        return self._pair_bounds(self._pairs(x), beta=beta)[0].reshape(self.config.n_classes, x.shape[0])
 
     @staticmethod
     def unlabelled_bound(bound_cy: Tensor, q_y: Categorical, entropy_weight: float = 1.0) -> Tensor:
@@ -238,14 +330,14 @@ class M2(nn.Module):
             ``cross_entropy`` (mean -log q(y|x) on the labelled batch); ``kl`` (mean KL of
             the unlabelled batch, weighted by q(y|x)); ``labelled_accuracy``.
         """
-        n_classes, n_l, n_u = self.config.n_classes, x_l.shape[0], x_u.shape[0]
-        x_all, y_all, h_all = self._pairs(x_u, x_l, y_l)
-        terms = self.labelled_bound(x_all, y_all, beta=beta, h_x=h_all)
-        bound = terms.elbo + self.log_py
+        n_classes, n_u = self.config.n_classes, x_u.shape[0]
+        pairs = self._pairs(x_u, x_l, y_l)
+        bound, terms = self._pair_bounds(pairs, beta=beta)
         bound_cy, bound_l = bound[: n_classes * n_u].reshape(n_classes, n_u), bound[n_classes * n_u:]
 
-        logits = self.logits(torch.cat([x_l, x_u]))
-        q_y_l, q_y_u = _categorical(logits[:n_l]), _categorical(logits[n_l:])
+        # Both batches through the classifier at once, on the inputs (and a draws) of the bound.
+        logits = self.classifier(pairs.inputs)
+        q_y_u, q_y_l = _categorical(logits[:n_u]), _categorical(logits[n_u:])
         log_q_y = q_y_l.log_prob(y_l)
         bound_u = self.unlabelled_bound(bound_cy, q_y_u, entropy_weight)
 
@@ -258,7 +350,7 @@ class M2(nn.Module):
             "unlabelled_bound": bound_u.mean().detach(),
             "cross_entropy": -log_q_y.mean().detach(),
             "kl": kl_u.mean().detach(),
-            "labelled_accuracy": (logits[:n_l].argmax(-1) == y_l).float().mean().detach(),
+            "labelled_accuracy": (logits[n_u:].argmax(-1) == y_l).float().mean().detach(),
         }
 
     # --- using the trained model -------------------------------------------------------

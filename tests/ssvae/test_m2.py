@@ -11,32 +11,50 @@ from ssvae.m2 import M2, M2Config, PixelM2
 C, D, B = 4, 12, 5
 
 
-def _model(likelihood: str = "bernoulli", batch_norm: bool = False) -> M2:
+def _model(likelihood: str = "bernoulli", batch_norm: bool = False, aux_dim: int = 0) -> M2:
     torch.manual_seed(0)
-    model = M2(M2Config(x_dim=D, n_classes=C, z_dim=3, hidden=(16,), likelihood=likelihood, batch_norm=batch_norm))
+    model = M2(M2Config(x_dim=D, n_classes=C, z_dim=3, hidden=(16,), likelihood=likelihood,
+                        batch_norm=batch_norm, aux_dim=aux_dim))
     with torch.no_grad():
-        # q(z|x,y) almost a point mass (sigma = e^-7, the clamp), so the single Monte Carlo
-        # sample cannot hide a mismatch; make the label matter a lot in both networks.
-        model.encoder_head.log_scale.weight.zero_()
-        model.encoder_head.log_scale.bias.fill_(-30.0)
+        # q(z|x,y) (and q(a|x)) almost point masses (sigma = e^-7, the clamp), so the single
+        # Monte Carlo sample cannot hide a mismatch; make the label matter a lot in both networks.
+        heads = [model.encoder_head] + ([model.aux_encoder[-1]] if aux_dim else [])
+        for head in heads:
+            head.log_scale.weight.zero_()
+            head.log_scale.bias.fill_(-30.0)
         model.decoder_net[0].weight[:, -C:] *= 20.0
         model.encoder_net[0].weight[:, -C:] *= 20.0
     return model
 
 
-def _loop_bound(model: M2, x: torch.Tensor) -> torch.Tensor:
-    """L(x, y) for each class by an explicit Python loop, `[C, B]`."""
+def _loop_bound(model: M2, x: torch.Tensor, seed: int | None = None) -> torch.Tensor:
+    """L(x, y) for each class by an explicit Python loop, `[C, B]`.
+
+    With ``seed``, every class starts from it, so all classes (and an enumeration started
+    from the same seed) see the same first draw: the auxiliary a, whose log q(a|x) is random
+    even for a point-mass q.
+    """
     rows = []
     for c in range(C):
-        y = model.one_hot(torch.full((x.shape[0],), c))
-        rows.append(model.labelled_bound(x, y).elbo + model.log_py)
+        if seed is not None:
+            torch.manual_seed(seed)
+        rows.append(model.bound(x, torch.full((x.shape[0],), c)))
     return torch.stack(rows)
 
 
-def test_enumerated_bound_equals_explicit_loop_over_classes():
+def test_plain_bound_is_the_z_elbo_plus_log_py():
     model = _model()
+    x, y = torch.rand(B, D).bernoulli(), torch.tensor([0, 1, 2, 3, 1])
+    expected = model.labelled_bound(x, model.one_hot(y)).elbo + model.log_py
+    assert torch.allclose(model.bound(x, y), expected, atol=1e-2)
+
+
+@pytest.mark.parametrize("aux_dim", [0, 3])
+def test_enumerated_bound_equals_explicit_loop_over_classes(aux_dim):
+    model = _model(aux_dim=aux_dim)
     x = torch.rand(B, D).bernoulli()
-    loop = _loop_bound(model, x)
+    loop = _loop_bound(model, x, seed=1)
+    torch.manual_seed(1)
     enumerated = model.enumerated_bound(x)
     assert enumerated.shape == (C, B)
     assert torch.allclose(enumerated, loop, atol=1e-2)
@@ -72,11 +90,36 @@ def test_split_first_layer_equals_the_encoder_on_the_concatenation(batch_norm):
 def test_pairs_share_each_examples_first_layer_across_its_classes():
     model = _model()
     x_u, x_l, y_l = torch.rand(B, D), torch.rand(2, D), torch.tensor([3, 0])
-    x_all, y_all, h_all = model._pairs(x_u, x_l, y_l)
+    x_all, y_all, h_all = model._pairs(x_u, x_l, y_l)[:3]
     assert x_all.shape == (C * B + 2, D) and h_all.shape == (C * B + 2, 16)
     assert torch.allclose(h_all, model.encoder_input(x_all), atol=1e-6)
     assert torch.equal(y_all.argmax(-1), torch.cat([torch.arange(C).repeat_interleave(B), y_l]))
     assert torch.equal(x_all[2 * B + 1], x_u[1]) and torch.equal(x_all[C * B:], x_l)
+
+
+def test_auxiliary_draw_is_shared_by_an_examples_pairs_and_its_classifier_input():
+    torch.manual_seed(0)
+    model = M2(M2Config(x_dim=D, n_classes=C, z_dim=3, hidden=(16,), aux_dim=2))
+    x_u, x_l, y_l = torch.rand(B, D), torch.rand(2, D), torch.tensor([3, 0])
+    pairs = model._pairs(x_u, x_l, y_l)
+    assert pairs.inputs.shape == (B + 2, D + 2) and pairs.a.shape == (C * B + 2, 2)
+    a = pairs.inputs[:, D:]
+    assert a.std() > 0.1  # a real draw from q(a|x), not its mean
+    assert torch.equal(pairs.a[2 * B + 1], a[1]) and torch.equal(pairs.a[C * B:], a[B:])
+    assert torch.allclose(pairs.h, model.encoder_input(torch.cat([pairs.x, pairs.a], -1)), atol=1e-5)
+    expected = model.aux_encoder(torch.cat([x_u, x_l])).log_prob(a)
+    assert torch.allclose(pairs.log_q_a, torch.cat([expected[:B].repeat(C), expected[B:]]), atol=1e-5)
+
+
+def test_auxiliary_bound_adds_log_p_a_minus_log_q_a():
+    model = _model(aux_dim=3)
+    x, y = torch.rand(B, D).bernoulli(), torch.tensor([0, 1, 2, 3, 1])
+    pairs = model._pairs(x[:0], x, y)
+    bound, terms = model._pair_bounds(pairs)
+    log_p_a = model.aux_decoder_head(model.aux_decoder_net(torch.cat([x, pairs.y, terms.z[0]], -1))).log_prob(pairs.a)
+    assert torch.allclose(bound, terms.elbo + model.log_py + log_p_a - pairs.log_q_a, atol=1e-3)
+    # q(a|x) is a point mass here, so -log q(a|x) is large and the term really is in the bound
+    assert (bound - terms.elbo - model.log_py).abs().min() > 10.0
 
 
 @pytest.mark.parametrize("weight", [1.0, 0.5, 0.2])
@@ -108,13 +151,16 @@ def test_objective_makes_one_bound_call_for_all_classes(monkeypatch):
     assert calls == [C * B + 2]  # every (example, class) pair and the labelled pairs in one pass
 
 
-@pytest.mark.parametrize("batch_norm", [False, True])
-def test_unlabelled_data_trains_the_classifier(batch_norm):
-    model = _model(batch_norm=batch_norm)
+@pytest.mark.parametrize("batch_norm,aux_dim", [(False, 0), (True, 0), (True, 3)])
+def test_unlabelled_data_trains_the_classifier(batch_norm, aux_dim):
+    model = _model(batch_norm=batch_norm, aux_dim=aux_dim)
     terms = model.loss_terms(torch.rand(1, D).bernoulli(), torch.tensor([2]), torch.rand(B, D).bernoulli(),
                              alpha=1.0, labelled_weight=0.0)
     terms["loss"].backward()
     assert model.classifier[0].weight.grad.abs().sum() > 0  # through q(y|x) weights and the entropy
+    if aux_dim:  # the auxiliary encoder learns through the classifier, the encoder and its own term
+        assert model.aux_encoder[0][0].weight.grad.abs().sum() > 0
+        assert model.aux_decoder_net[0].weight.grad.abs().sum() > 0
     assert torch.isfinite(terms["loss"])
     assert 0.0 <= terms["labelled_accuracy"] <= 1.0
 
