@@ -144,7 +144,7 @@ class M2(nn.Module):
         # log p(y) of the uniform label prior: a constant, kept so the bound is the true one.
         self.log_py = -math.log(c.n_classes)
 
-    # --- the three networks ---------------------------------------------------------
+    # --- the networks ------------------------------------------------------------------
 
     def logits(self, x: Tensor) -> Tensor:
         """Unnormalised log q(y|x), `[B, C]`; with ``aux_dim``, q(y|a,x) at the mean of q(a|x)."""

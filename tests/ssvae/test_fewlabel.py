@@ -103,12 +103,13 @@ def test_auxiliary_m2_learns_and_reloads(fixture_data, tmp_path):
     ds, _ = fixture_data
     clf = ssvae.fit(ds.train.x, ds.train.y, model="m2", n_labels=100, x_valid=ds.valid.x, y_valid=ds.valid.y,
                     preset_name="fast", seed=0, workdir=tmp_path, **{**TINY, "m2.aux_dim": 8, "train.epochs": 6})
-    assert clf.model.m2.aux_encoder is not None
     h = clf.result.history
     assert h["train_loss"].iloc[-1] < 0.8 * h["train_loss"].iloc[0]
     assert clf.result.valid_error < 0.5  # chance is 0.9
     proba = clf.predict_proba(ds.test.x[:7])
-    assert np.allclose(load_classifier(tmp_path).predict_proba(ds.test.x[:7]), proba, atol=1e-5)
+    reloaded = load_classifier(tmp_path)
+    assert reloaded.model.m2.config.aux_dim == 8  # rebuilt from the saved config, with q(a|x) and p(a|x,y,z)
+    assert np.allclose(reloaded.predict_proba(ds.test.x[:7]), proba, atol=1e-5)
 
 
 def test_fit_api_m1m2_and_bad_inputs(fixture_data):
