@@ -7,6 +7,7 @@ import torch
 
 import ssvae.m2 as m2_module
 from ssvae.m2 import M2, M2Config, PixelM2
+from vaecore.errors import InputDataError
 
 C, D, B = 4, 12, 5
 
@@ -195,3 +196,8 @@ def test_a_training_step_reads_nothing_back_from_the_device(host_reads, likeliho
     terms = model.loss_terms(x_l, torch.tensor([0, 1, 3]), x_u, alpha=1.0, beta=0.5)
     terms["loss"].backward()
     assert not host_reads, dict(host_reads)
+
+
+def test_config_rejects_a_negative_auxiliary_size():
+    with pytest.raises(InputDataError, match="aux_dim must be >= 0, got -1"):
+        M2Config(aux_dim=-1)
