@@ -113,6 +113,22 @@ def _apply_2d(net: nn.Module, h: Tensor) -> Tensor:
     return out.reshape(*lead, out.shape[-1])
 
 
+# A network whose first layer acts on [u, v] computes W [u; v] + b = (W_u u + b) + W_v v.
+# Split this way, the costly share (u: the pixels) is computed once per example and shared
+# by its C enumerated copies, instead of once per (example, class) pair.
+
+
+def _first_share(net: nn.Sequential, u: Tensor, width: int) -> Tensor:
+    """W_u u + b of ``net``'s first layer for its first ``width`` inputs ``u`` `[B, width]`, `[B, H]`."""
+    first = net[0]
+    return F.linear(u, first.weight[:, :width], first.bias)
+
+
+def _finish(net: nn.Sequential, share: Tensor, v: Tensor, width: int) -> Tensor:
+    """``net`` on [u, v] from :func:`_first_share` `[..., H]` and the other inputs ``v`` `[..., k]`."""
+    return _apply_2d(net[1:], share + F.linear(v, net[0].weight[:, width:]))
+
+
 class M2(nn.Module):
     """Classifier q(y|x), encoder q(z|x,y) and decoder p(x|y,z) with their bound.
 
@@ -181,25 +197,19 @@ class M2(nn.Module):
         """The inputs' share W_x x + b of the encoder's first layer, `[B, H]`.
 
         ``x`` is :meth:`inference_input`'s first output, `[B, in_dim]`. The first layer
-        acts on the concatenation [x, y]: W [x; y] + b = (W_x x + b) + W_y y. Split this
-        way, the costly part (D inputs against C) is computed once per example and shared
-        by its C enumerated copies, instead of once per (example, class) pair.
+        acts on [x, y] and is split (see :func:`_first_share`): the costly x share is
+        computed once per example, not once per (example, class) pair.
         """
-        first = self.encoder_net[0]
-        return F.linear(x, first.weight[:, : self.in_dim], first.bias)
+        return _first_share(self.encoder_net, x, self.in_dim)
 
     def q_z_from(self, h_x: Tensor, y: Tensor) -> Distribution:
         """q(z|x,y) from :meth:`encoder_input` `[B, H]` and one-hot labels `[B, C]`."""
-        first = self.encoder_net[0]
-        h = h_x + F.linear(y, first.weight[:, self.in_dim:])
-        return self.encoder_head(_apply_2d(self.encoder_net[1:], h))
+        return self.encoder_head(_finish(self.encoder_net, h_x, y, self.in_dim))
 
     def p_a(self, g: Tensor, y: Tensor, z: Tensor) -> Distribution:
         """p(a|x,y,z) from the x share ``g`` `[N, H]`, one-hot y `[N, C]` and z `[S, N, z]`; batch `[S, N]`."""
-        first = self.aux_decoder_net[0]
-        h = g + F.linear(torch.cat([y.expand(*z.shape[:-1], y.shape[-1]), z], -1),
-                         first.weight[:, self.config.x_dim:])
-        return self.aux_decoder_head(_apply_2d(self.aux_decoder_net[1:], h))
+        v = torch.cat([y.expand(*z.shape[:-1], y.shape[-1]), z], -1)
+        return self.aux_decoder_head(_finish(self.aux_decoder_net, g, v, self.config.x_dim))
 
     def p_x(self, z: Tensor, y: Tensor) -> Distribution:
         """p(x|y,z) for z `[S, B, z]` and one-hot y `[B, C]`; batch shape `[S, B]`."""
@@ -252,8 +262,7 @@ class M2(nn.Module):
         pairs = Pairs(x=per_pair(x), y=y_all, h=per_pair(self.encoder_input(inputs)), inputs=inputs)
         if log_q_a is None:
             return pairs
-        first = self.aux_decoder_net[0]
-        g = F.linear(x, first.weight[:, : self.config.x_dim], first.bias)
+        g = _first_share(self.aux_decoder_net, x, self.config.x_dim)
         return pairs._replace(a=per_pair(inputs[:, self.config.x_dim:]), log_q_a=per_pair(log_q_a), g=per_pair(g))
 
     def _pair_bounds(self, pairs: Pairs, *, beta: float | Tensor = 1.0) -> tuple[Tensor, ELBOTerms]:
