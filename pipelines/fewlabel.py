@@ -178,7 +178,7 @@ def run(config: FewLabelRunConfig, workdir: str | os.PathLike, *, resume: bool =
     valid, test = dataset.valid, dataset.test
     data = split_data(dataset.train.x, dataset.train.y, idx,
                       x_valid=None if valid is None else valid.x, y_valid=None if valid is None else valid.y,
-                      x_test=test.x, y_test=test.y)
+                      x_test=test.x, y_test=test.y, image_shape=dataset.image_shape)
     clf = fit_data(data, fit_config, n_classes=dataset.n_classes, device=device, seed=config.seed,
                    rundir=rundir, progress=config.progress, resume=resume)
 

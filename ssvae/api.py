@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ssvae.data import translations
 from ssvae.fewlabel import MODEL_NAME, FewLabelData, TrainConfig, TrainResult, train_m2
 from ssvae.labels import as_label_tensor, balanced_split, given_labels, save_split
 from ssvae.m1 import VAE, VAEConfig, fit_vae, load_vae
@@ -274,11 +275,11 @@ def train_m1(x: Tensor, settings: M1Settings, *, x_valid: Tensor | None, device:
 
 def split_data(x: Tensor, y: Tensor, labelled: Tensor, *, x_valid: Tensor | None = None,
                y_valid: Tensor | None = None, x_test: Tensor | None = None,
-               y_test: Tensor | None = None) -> FewLabelData:
+               y_test: Tensor | None = None, image_shape: tuple[int, ...] | None = None) -> FewLabelData:
     """Labelled rows ``labelled`` of (x, y), the other training rows as unlabelled."""
     mask = torch.ones(len(x), dtype=torch.bool)
     mask[labelled] = False
-    return FewLabelData(x[labelled], y[labelled], x[mask], x_valid, y_valid, x_test, y_test)
+    return FewLabelData(x[labelled], y[labelled], x[mask], x_valid, y_valid, x_test, y_test, image_shape)
 
 
 def fit_data(data: FewLabelData, config: FitConfig, *, n_classes: int, device: torch.device, seed: int = 0,
@@ -290,6 +291,9 @@ def fit_data(data: FewLabelData, config: FitConfig, *, n_classes: int, device: t
     ``clf.seconds`` is the training wall time (M1 included, across resumes).
     """
     seed_everything(seed)
+    if config.model != "m1" and config.train.label_shift > 0:
+        # Refuse a label shift the images cannot take now, not after M1's training.
+        translations(data.x_l[:1], data.image_shape, config.train.label_shift)
     m1, m1_seconds = None, 0.0
     if config.model in ("m1", "m1m2"):
         m1, m1_seconds = train_m1(torch.cat([data.x_l, data.x_u]), config.m1, x_valid=data.x_valid,
@@ -351,7 +355,8 @@ def fit(
     """Train a few-label classifier on images ``x`` `[N, ...]` in `[0, 1]`.
 
     Args:
-        x: Training images (all of them: labelled and unlabelled).
+        x: Training images (all of them: labelled and unlabelled); ``train.label_shift``
+            needs them unflattened, e.g. `[N, 28, 28]`.
         y: Their labels `[N]`; ``-1`` marks unlabelled ones.
         model: ``m1m2`` (default), ``m2`` or ``m1``.
         n_labels: Keep this many labels, balanced over classes and drawn with ``seed``
@@ -383,5 +388,5 @@ def fit(
         rundir = RunDir(workdir, config, seed=seed, device=device)
         save_split(rundir / "labels.csv", idx, yt[idx])
     data = split_data(xt, yt, idx, x_valid=_tensor(x_valid),
-                      y_valid=None if y_valid is None else as_label_tensor(y_valid))
+                      y_valid=None if y_valid is None else as_label_tensor(y_valid), image_shape=tuple(x.shape[1:]))
     return fit_data(data, config, n_classes=n_classes, device=device, seed=seed, rundir=rundir, progress=progress)

@@ -259,6 +259,42 @@ def fixed_binarize(x: Tensor, seed: int = 0) -> Tensor:
     return (u < x.detach().float().cpu()).to(device=x.device, dtype=x.dtype)
 
 
+def translations(x: Tensor, image_shape: tuple[int, ...] | None, shift: int) -> Tensor:
+    """Every translation of images by at most ``shift`` pixels along rows and columns.
+
+    The first two axes of ``image_shape`` are rows and columns; pixels moved in from
+    outside the image are 0 (MNIST's background).
+
+    Args:
+        x: Flattened images `[N, D]`, ``D = prod(image_shape)``.
+        image_shape: Shape of one image, e.g. ``(28, 28)``.
+        shift: Largest translation in pixels, >= 0.
+
+    Returns:
+        `[K * N, D]` with ``K = (2 * shift + 1) ** 2``: the K translations in turn, each of
+        all N images in their order (the unshifted images are among them).
+
+    Raises:
+        InputDataError: ``shift`` is negative or not smaller than the image, or the
+            images are not at least 2-D.
+    """
+    if shift < 0:
+        raise InputDataError(f"shift must be >= 0, got {shift}")
+    if image_shape is None or len(image_shape) < 2:
+        raise InputDataError(f"translating images needs their 2-D shape (rows, columns, ...), got {image_shape}")
+    h, w = image_shape[0], image_shape[1]
+    if int(np.prod(image_shape)) != x.shape[1]:
+        raise InputDataError(f"images have {x.shape[1]} pixels, image shape {tuple(image_shape)} has {np.prod(image_shape)}")
+    if shift >= min(h, w):
+        raise InputDataError(f"shift {shift} must be smaller than the image's {h} x {w} pixels")
+    images = x.reshape(len(x), *image_shape)
+    pad = [0, 0] * (len(image_shape) - 2) + [shift, shift, shift, shift]  # F.pad lists the last axis first
+    padded = torch.nn.functional.pad(images, pad)
+    copies = [padded[:, shift + dy: shift + dy + h, shift + dx: shift + dx + w]
+              for dy in range(-shift, shift + 1) for dx in range(-shift, shift + 1)]
+    return torch.cat(copies).reshape(-1, x.shape[1])
+
+
 def balanced_subset(split: Split, per_class: int, generator: torch.Generator | None = None) -> Split:
     """A random subset with ``per_class`` examples of every label, shuffled.
 

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ssvae.data import translations
 from vaecore.checkpoint import load_checkpoint, save_checkpoint
 from vaecore.errors import InputDataError
 from vaecore.rundir import RunDir
@@ -55,6 +56,11 @@ class TrainConfig:
             z costlier, so the decoder leans on y for the class, a trick beyond the paper).
         entropy_weight: Weight of H(q(y|x)) in the unlabelled bound (1 = the bound;
             below 1 sharpens q(y|x) on unlabelled data, a trick beyond the paper).
+        label_shift: Train on every translation of the labelled images by up to this
+            many pixels along rows and columns, with their labels: ``(2 * label_shift +
+            1) ** 2`` copies, the unshifted one among them, drawn alike. ``alpha`` and the
+            ``paper`` weights still count the original labels. 0 = none (the paper); a
+            trick beyond it that needs the images' 2-D shape (``FewLabelData.image_shape``).
         grad_clip: Clip the gradient norm at this value (``None`` = no clipping).
         ema_decay: Evaluate (and keep) an exponential moving average of M2's weights
             and batch-norm statistics with this per-step decay, e.g. 0.999, warmed up
@@ -78,6 +84,7 @@ class TrainConfig:
     warmup_epochs: float = 0.0
     kl_weight: float = 1.0
     entropy_weight: float = 1.0
+    label_shift: int = 0
     grad_clip: float | None = None
     ema_decay: float | None = None
     time_budget_minutes: float | None = None
@@ -90,6 +97,8 @@ class TrainConfig:
         if self.epochs < 0 or self.labelled_batch < 1 or self.unlabelled_batch < 1:
             raise InputDataError(f"epochs must be >= 0 and batch sizes >= 1, got {self.epochs}, "
                                  f"{self.labelled_batch}, {self.unlabelled_batch}")
+        if self.label_shift < 0:
+            raise InputDataError(f"label_shift must be >= 0, got {self.label_shift}")
         if not self.entropy_weight >= 0:
             raise InputDataError(f"entropy_weight must be >= 0, got {self.entropy_weight}")
 
@@ -99,7 +108,10 @@ class TrainConfig:
 
 @dataclass
 class FewLabelData:
-    """Pixels `[N, D]` in `[0, 1]` and int64 labels of the splits one run uses."""
+    """Pixels `[N, D]` in `[0, 1]` and int64 labels of the splits one run uses.
+
+    ``image_shape`` is the shape of one image before flattening (e.g. ``(28, 28)``), if known.
+    """
 
     x_l: Tensor
     y_l: Tensor
@@ -108,6 +120,7 @@ class FewLabelData:
     y_valid: Tensor | None
     x_test: Tensor | None
     y_test: Tensor | None
+    image_shape: tuple[int, ...] | None = None
 
     @property
     def n_total(self) -> int:
@@ -229,7 +242,11 @@ def train_m2(
     if n_l == 0 or n_u == 0:
         raise InputDataError(f"semi-supervised training needs labelled and unlabelled examples, got {n_l} and {n_u}")
     model.to(device)
-    rows_l, y_l = rows_of(model, data.x_l, device), data.y_l.to(device)
+    x_l, y_l = data.x_l, data.y_l
+    if config.label_shift > 0:  # the translated copies are made once, like the other rows
+        x_l = translations(x_l, data.image_shape, config.label_shift)
+        y_l = y_l.repeat(len(x_l) // n_l)
+    rows_l, y_l = rows_of(model, x_l, device), y_l.to(device)
     rows_u = rows_of(model, data.x_u, device)
     evals = {name: (rows_of(model, x, device), y.to(device)) for name, x, y in
              (("valid", data.x_valid, data.y_valid), ("test", data.x_test, data.y_test)) if x is not None}
@@ -286,7 +303,7 @@ def train_m2(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             order_u = torch.randperm(n_u)[: steps * batch_u].to(device)
-            order_l = _labelled_order(n_l, steps * config.labelled_batch, device)
+            order_l = _labelled_order(len(rows_l), steps * config.labelled_batch, device)
             sums = torch.zeros(len(_TERMS), device=device)
             bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
             for step in range(steps):

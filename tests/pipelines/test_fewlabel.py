@@ -81,7 +81,7 @@ def test_fewlabel_on_a_user_npz_with_given_labels(tmp_path):
     np.savez(path, x_train=small.numpy(), y_train=y, x_test=test.numpy(), y_test=ds.test.y.numpy())
     out = tmp_path / "run"
     assert main(["fewlabel", "--data", str(path), "--model", "m2", "--preset", "fast", "--epochs", "1", *TINY,
-                 "--out", str(out)]) == 0
+                 "--set", "train.label_shift=1", "--out", str(out)]) == 0
     metrics = _metrics(out)
     assert metrics["n_labels"] == 30 and np.isnan(metrics["valid_error"]) and 0 <= metrics["test_error"] <= 1
     assert (out / "samples.png").exists() and not (out / "tsne.png").exists()
@@ -97,6 +97,10 @@ def test_fewlabel_rejects_bad_label_requests(tmp_path, capsys):
              x_test=np.zeros((5, 4), np.float32), y_test=np.arange(5))
     assert main(["fewlabel", "--data", str(path), "--labels", "10", "--out", str(tmp_path / "c")]) == 2
     assert "omit --labels" in capsys.readouterr().err
+    # 4-pixel rows have no 2-D shape to translate
+    assert main(["fewlabel", "--data", str(path), "--model", "m2", "--set", "train.label_shift=1",
+                 "--out", str(tmp_path / "e")]) == 2
+    assert "2-D shape" in capsys.readouterr().err
     # a setting of the wrong type is refused by name before anything trains
     assert main(["fewlabel", "--data", "fixture", "--set", "train.alpha=abc", "--out", str(tmp_path / "d")]) == 2
     assert "TrainConfig.alpha expects float, got 'abc'" in capsys.readouterr().err

@@ -22,6 +22,7 @@ from ssvae.data import (
     load_dataset,
     read_idx,
     save_npz,
+    translations,
 )
 from vaecore.datasets import cache_dir, manifest_member
 from vaecore.errors import ChecksumError, InputDataError, InputDataWarning
@@ -208,3 +209,30 @@ def test_balanced_subset_draws_each_class_equally() -> None:
     assert len(sub) == 30 and torch.bincount(sub.y, minlength=10).tolist() == [3] * 10
     again = balanced_subset(Split(train.x, y), 3, torch.Generator().manual_seed(0))
     assert torch.equal(sub.x, again.x)
+
+
+def test_translations_move_every_image_and_fill_with_zeros() -> None:
+    x = torch.arange(1.0, 13.0).reshape(1, 12)  # one 3 x 4 image, no zero pixel
+    out = translations(torch.cat([x, 2 * x]), (3, 4), 1).reshape(9, 2, 3, 4)
+    image = x.reshape(3, 4)
+    assert torch.equal(out[4, 0], image) and torch.equal(out[4, 1], 2 * image)  # the middle copy is unshifted
+    # copy 5 is (dy, dx) = (0, +1): pixel (r, c) comes from (r, c + 1), the last column is new
+    assert torch.equal(out[5, 0, :, :3], image[:, 1:]) and not out[5, 0, :, 3].any()
+    # copy 0 is (-1, -1): the content moves down and right by one
+    assert torch.equal(out[0, 0, 1:, 1:], image[:2, :3]) and not out[0, 0, 0].any() and not out[0, 0, :, 0].any()
+    # a trailing channel axis is carried along, not shifted
+    rgb = translations(torch.rand(2, 3 * 4 * 2), (3, 4, 2), 1).reshape(9, 2, 3, 4, 2)
+    assert rgb.shape == (9, 2, 3, 4, 2) and not rgb[5, :, :, 3].any()
+    assert torch.equal(translations(x, (3, 4), 0), x)
+
+
+@pytest.mark.parametrize(("shape", "shift", "message"), [
+    ((12,), 1, r"2-D shape .*got \(12,\)"),
+    (None, 1, "2-D shape"),
+    ((3, 4), -1, "shift must be >= 0, got -1"),
+    ((3, 4), 3, "shift 3 must be smaller than the image's 3 x 4"),
+    ((4, 4), 1, "images have 12 pixels, image shape"),
+])
+def test_translations_refuse_what_cannot_be_shifted(shape, shift, message) -> None:
+    with pytest.raises(InputDataError, match=message):
+        translations(torch.zeros(2, 12), shape, shift)

@@ -11,7 +11,7 @@ import torch
 
 import ssvae
 from ssvae.api import load_classifier, override, preset, split_data
-from ssvae.data import load_dataset
+from ssvae.data import load_dataset, translations
 from ssvae.fewlabel import TrainConfig, WeightAverage, train_m2
 from ssvae.labels import balanced_split
 from ssvae.m2 import M2Config, PixelM2
@@ -35,7 +35,7 @@ def fixture_data():
     ds = load_dataset("fixture")
     idx = balanced_split(ds.train.y, 100, n_classes=ds.n_classes, seed=0)
     return ds, split_data(_pooled(ds.train.x), ds.train.y, idx, x_valid=_pooled(ds.valid.x), y_valid=ds.valid.y,
-                          x_test=_pooled(ds.test.x), y_test=ds.test.y)
+                          x_test=_pooled(ds.test.x), y_test=ds.test.y, image_shape=(14, 14))
 
 
 def _train(data, rundir=None, resume=False, **changes):
@@ -112,6 +112,20 @@ def test_auxiliary_m2_learns_and_reloads(fixture_data, tmp_path):
     assert np.allclose(reloaded.predict_proba(ds.test.x[:7]), proba, atol=1e-5)
 
 
+def test_label_shift_teaches_the_classifier_the_translated_labelled_digits(fixture_data):
+    # The labelled digits moved by one pixel (of 14) are new inputs for a classifier trained
+    # on them as they are; trained on their translations as well, it gets most of them right.
+    _, data = fixture_data
+    moved = translations(data.x_l, (14, 14), 1)
+    keep = torch.arange(len(moved)) // len(data.x_l) != 4  # drop the unshifted copy, the 5th of 9
+    x, y = moved[keep], data.y_l.repeat(9)[keep]
+    errors = {}
+    for shift in (0, 1):
+        model = _train(data, **{"train.epochs": 15, "train.label_shift": shift}).model
+        errors[shift] = (model.m2.logits(x).argmax(-1) != y).float().mean().item()
+    assert errors[1] < errors[0] - 0.1, errors  # measured: 0.25 against 0.47
+
+
 def test_fit_api_m1m2_and_bad_inputs(fixture_data):
     ds, _ = fixture_data
     settings = {"m1.epochs": 1, "m1.vae": ssvae.VAEConfig(z_dim=6, hidden=(32,)), "train.epochs": 1,
@@ -128,6 +142,9 @@ def test_fit_api_m1m2_and_bad_inputs(fixture_data):
         clf.predict(ds.test.x[:2] * 3)
     with pytest.raises(InputDataError, match="392 pixels each; the model was trained on 784"):
         clf.predict(ds.test.x[:2, :392])
+    # flattened images cannot be translated: refused before M1 trains
+    with pytest.raises(InputDataError, match=r"2-D shape .*got \(784,\)"):
+        ssvae.fit(ds.train.x, ds.train.y, model="m1m2", n_labels=20, **{**settings, "train.label_shift": 1})
 
 
 def test_train_config_rejects_bad_settings():
@@ -135,6 +152,8 @@ def test_train_config_rejects_bad_settings():
         TrainConfig(weighting="sometimes")
     with pytest.raises(InputDataError, match="batch sizes"):
         TrainConfig(labelled_batch=0)
+    with pytest.raises(InputDataError, match="label_shift must be >= 0, got -1"):
+        TrainConfig(label_shift=-1)
     with pytest.raises(InputDataError, match="entropy_weight must be >= 0, got -0.1"):
         TrainConfig(entropy_weight=-0.1)
     assert isinstance(M2Config(), M2Config)
