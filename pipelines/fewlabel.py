@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import math
 import os
 import time
@@ -101,8 +102,15 @@ def parse_settings(settings: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def fit_config_for(config: FewLabelRunConfig, *, n_labels: int, n_total: int) -> FitConfig:
+def fit_config_for(config: FewLabelRunConfig, *, n_labels: int, n_total: int,
+                   image_shape: tuple[int, ...] | None) -> FitConfig:
     """The preset for this run with the command line's overrides applied."""
+    fit = preset(config.preset, model=config.model, n_labels=n_labels, n_total=n_total, image_shape=image_shape)
+    return override(fit, **{**_length_changes(config), **parse_settings(config.settings)})
+
+
+def _length_changes(config: FewLabelRunConfig) -> dict[str, Any]:
+    """The command line's epochs and time budget as dotted settings."""
     changes: dict[str, Any] = {}
     if config.epochs is not None:
         changes["train.epochs"] = config.epochs
@@ -110,8 +118,7 @@ def fit_config_for(config: FewLabelRunConfig, *, n_labels: int, n_total: int) ->
         changes["m1.epochs"] = config.m1_epochs
     if config.time_budget_minutes is not None:
         changes["train.time_budget_minutes"] = config.time_budget_minutes
-    changes.update(parse_settings(config.settings))
-    return override(preset(config.preset, model=config.model, n_labels=n_labels, n_total=n_total), **changes)
+    return changes
 
 
 def _grid_shape(dataset: ImageDataset) -> tuple[int, int]:
@@ -171,7 +178,15 @@ def run(config: FewLabelRunConfig, workdir: str | os.PathLike, *, resume: bool =
     device = resolve_device(config.device)
     dataset = load_dataset(config.data)
     idx = _labelled_indices(config, dataset)
-    fit_config = fit_config_for(config, n_labels=len(idx), n_total=len(dataset.train))
+    stored = Path(workdir) / "fit_config.json"
+    if resume and stored.is_file():
+        # The settings the run started with, even if a preset has changed since; only
+        # how long it runs may change.
+        fit_config = override(config_from_dict(FitConfig, json.loads(stored.read_text(encoding="utf-8"))),
+                              **_length_changes(config))
+    else:
+        fit_config = fit_config_for(config, n_labels=len(idx), n_total=len(dataset.train),
+                                    image_shape=dataset.image_shape)
     rundir = RunDir(workdir, config, seed=config.seed, device=device)
     rundir.write_json("fit_config.json", config_to_dict(fit_config))
     save_split(rundir / "labels.csv", idx, dataset.train.y[idx])
@@ -211,8 +226,6 @@ def _from_args(args: argparse.Namespace) -> tuple[FewLabelRunConfig, Path, bool]
         directory = Path(args.resume).expanduser()
         if not (directory / "config.json").is_file():
             raise InputDataError(f"--resume {args.resume}: no config.json there (not a fewlabel run directory)")
-        import json
-
         with open(directory / "config.json", encoding="utf-8") as fh:
             config = config_from_dict(FewLabelRunConfig, json.load(fh))
         # A resumed run keeps its settings; only how long it runs and where may change.

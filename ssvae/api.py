@@ -80,8 +80,12 @@ class FitConfig:
             raise InputDataError(f"unknown model {self.model!r}; choose from {MODELS}")
 
 
-def preset(name: str, *, model: str = "m1m2", n_labels: int = 100, n_total: int = 50_000) -> FitConfig:
-    """The named setting for ``model`` at ``n_labels`` labels out of ``n_total`` examples.
+def preset(name: str, *, model: str = "m1m2", n_labels: int = 100, n_total: int = 50_000,
+           image_shape: tuple[int, ...] | None = (28, 28)) -> FitConfig:
+    """The named setting for ``model`` at ``n_labels`` labels out of ``n_total`` images.
+
+    ``image_shape`` is the shape of one image (``None`` or 1-D: flat data, which is
+    never translated).
 
     Raises:
         InputDataError: Unknown preset or model.
@@ -114,8 +118,12 @@ def preset(name: str, *, model: str = "m1m2", n_labels: int = 100, n_total: int 
     # 5.45 to 4.86% at 1000, and on seed 1 from 4.29 to 3.80% at 3000; at 100 labels it did
     # not help (BENCHMARKS.md, "M2's classification weight" and "The preset change").
     alpha = 10.0 if model == "m2" and n_labels >= 600 else 2.0
+    # Pixel M2 also trains on its labelled digits translated by up to 2 pixels
+    # (BENCHMARKS.md, "Translated labelled digits"); M1+M2 has not been measured with it.
+    images = image_shape is not None and len(image_shape) >= 2 and min(image_shape[:2]) > 2
+    label_shift = 2 if model == "m2" and images else 0
     train = TrainConfig(epochs=1000 if name == "fast" else 300, lr=1e-3, lr_decay=0.98, lr_min_factor=0.05,
-                        labelled_batch=100, unlabelled_batch=100, alpha=alpha, weighting="paper",
+                        labelled_batch=100, unlabelled_batch=100, alpha=alpha, weighting="paper", label_shift=label_shift,
                         ema_decay=0.999, time_budget_minutes=60.0 if name == "fast" else None)
     m1 = M1Settings(epochs=50 if name == "fast" else 100, batch_size=100, lr=1e-3,
                     lr_decay=0.97 if name == "fast" else 1.0, warmup_epochs=10.0)
@@ -381,12 +389,14 @@ def fit(
         n_classes = max(n_classes, int(as_label_tensor(y_valid).max()) + 1)
     idx = (balanced_split(yt, n_labels, n_classes=n_classes, seed=seed) if n_labels is not None
            else given_labels(yt, n_classes=n_classes))
-    config = override(preset(preset_name, model=model, n_labels=len(idx), n_total=len(xt)), **overrides)
+    image_shape = tuple(x.shape[1:])
+    config = override(preset(preset_name, model=model, n_labels=len(idx), n_total=len(xt), image_shape=image_shape),
+                      **overrides)
     device = resolve_device(device)
     rundir = None
     if workdir is not None:
         rundir = RunDir(workdir, config, seed=seed, device=device)
         save_split(rundir / "labels.csv", idx, yt[idx])
     data = split_data(xt, yt, idx, x_valid=_tensor(x_valid),
-                      y_valid=None if y_valid is None else as_label_tensor(y_valid), image_shape=tuple(x.shape[1:]))
+                      y_valid=None if y_valid is None else as_label_tensor(y_valid), image_shape=image_shape)
     return fit_data(data, config, n_classes=n_classes, device=device, seed=seed, rundir=rundir, progress=progress)

@@ -64,9 +64,15 @@ def test_fewlabel_resume_continues_the_run(tmp_path):
     out = tmp_path / "run"
     args = ["fewlabel", "--data", "fixture", "--labels", "20", "--model", "m2", "--preset", "fast", *TINY, "--no-plots"]
     assert main([*args, "--epochs", "1", "--out", str(out)]) == 0
+    # the run keeps the settings it started with, even where the preset has changed since
+    stored = json.loads((out / "fit_config.json").read_text())
+    stored["train"]["alpha"] = 7.5
+    (out / "fit_config.json").write_text(json.dumps(stored))
     assert main(["fewlabel", "--resume", str(out), "--epochs", "2", "--no-progress"]) == 0
     assert pd.read_csv(out / "history.csv")["epoch"].tolist() == [1, 2]
     assert json.loads((out / "config.json").read_text())["epochs"] == 2
+    resumed = json.loads((out / "fit_config.json").read_text())["train"]
+    assert resumed["alpha"] == 7.5 and resumed["epochs"] == 2
 
 
 def test_fewlabel_on_a_user_npz_with_given_labels(tmp_path):

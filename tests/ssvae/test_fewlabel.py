@@ -21,7 +21,7 @@ from vaecore.rundir import RunDir
 
 TINY = {"m2.hidden": (48,), "m2.z_dim": 8, "m2.batch_norm": False, "train.labelled_batch": 50,
         "train.unlabelled_batch": 100, "train.lr": 3e-3, "train.alpha": 5.0, "train.lr_decay": 1.0,
-        "train.ema_decay": None}
+        "train.ema_decay": None, "train.label_shift": 0}
 SPEC = {"kind": "test"}  # the checkpoint's architecture record (only compared, never rebuilt here)
 
 
@@ -167,6 +167,16 @@ def test_preset_weights_pixel_m2_classification_heavier_from_600_labels(name):
     assert alpha == {("m2", 100): 2.0, ("m2", 599): 2.0, ("m2", 600): 10.0, ("m2", 3000): 10.0,
                      ("m1m2", 100): 2.0, ("m1m2", 599): 2.0, ("m1m2", 600): 2.0, ("m1m2", 3000): 2.0}
     assert preset("paper", model="m2", n_labels=600).train.alpha == 0.1
+
+
+@pytest.mark.parametrize("name", ["fast", "default"])
+def test_preset_translates_pixel_m2_labels_when_the_images_are_2d(name):
+    # BENCHMARKS.md, "Translated labelled digits": measured for pixel M2 only.
+    shift = {(model, shape): preset(name, model=model, n_labels=100, image_shape=shape).train.label_shift
+             for model in ("m2", "m1m2") for shape in ((28, 28), (14, 14, 3), (784,), None)}
+    assert shift == {("m2", (28, 28)): 2, ("m2", (14, 14, 3)): 2, ("m2", (784,)): 0, ("m2", None): 0,
+                     ("m1m2", (28, 28)): 0, ("m1m2", (14, 14, 3)): 0, ("m1m2", (784,)): 0, ("m1m2", None): 0}
+    assert preset("paper", model="m2").train.label_shift == 0
 
 
 def test_moving_average_is_what_gets_scored_and_kept(fixture_data, tmp_path):
