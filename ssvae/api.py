@@ -123,8 +123,9 @@ def preset(name: str, *, model: str = "m1m2", n_labels: int = 100, n_total: int 
     images = image_shape is not None and len(image_shape) >= 2 and min(image_shape[:2]) > 2
     label_shift = 2 if model == "m2" and images else 0
     train = TrainConfig(epochs=1000 if name == "fast" else 300, lr=1e-3, lr_decay=0.98, lr_min_factor=0.05,
-                        labelled_batch=100, unlabelled_batch=100, alpha=alpha, weighting="paper", label_shift=label_shift,
-                        ema_decay=0.999, time_budget_minutes=60.0 if name == "fast" else None)
+                        labelled_batch=100, unlabelled_batch=100, alpha=alpha, weighting="paper",
+                        label_shift=label_shift, ema_decay=0.999,
+                        time_budget_minutes=60.0 if name == "fast" else None)
     m1 = M1Settings(epochs=50 if name == "fast" else 100, batch_size=100, lr=1e-3,
                     lr_decay=0.97 if name == "fast" else 1.0, warmup_epochs=10.0)
     m2 = (M2Config(hidden=(300,), z_dim=10, likelihood=likelihood, batch_norm=True) if model == "m1m2"

@@ -284,7 +284,8 @@ def translations(x: Tensor, image_shape: tuple[int, ...] | None, shift: int) -> 
         raise InputDataError(f"translating images needs their 2-D shape (rows, columns, ...), got {image_shape}")
     h, w = image_shape[0], image_shape[1]
     if int(np.prod(image_shape)) != x.shape[1]:
-        raise InputDataError(f"images have {x.shape[1]} pixels, image shape {tuple(image_shape)} has {np.prod(image_shape)}")
+        raise InputDataError(f"images have {x.shape[1]} pixels, image shape {tuple(image_shape)} "
+                             f"has {np.prod(image_shape)}")
     if shift >= min(h, w):
         raise InputDataError(f"shift {shift} must be smaller than the image's {h} x {w} pixels")
     images = x.reshape(len(x), *image_shape)
