@@ -118,10 +118,12 @@ def preset(name: str, *, model: str = "m1m2", n_labels: int = 100, n_total: int 
     # 5.45 to 4.86% at 1000, and on seed 1 from 4.29 to 3.80% at 3000; at 100 labels it did
     # not help (BENCHMARKS.md, "M2's classification weight" and "The preset change").
     alpha = 10.0 if model == "m2" and n_labels >= 600 else 2.0
-    # Pixel M2 also trains on its labelled digits translated by up to 2 pixels
-    # (BENCHMARKS.md, "Translated labelled digits"); M1+M2 has not been measured with it.
+    # M2 and M1+M2 also train on their labelled images translated by up to 2 pixels
+    # (BENCHMARKS.md, "Translated labelled digits" and "M1+M2 with translated labelled
+    # digits"); only images with two spatial axes can be translated, and M1 alone uses no
+    # labels in training.
     images = image_shape is not None and len(image_shape) >= 2 and min(image_shape[:2]) > 2
-    label_shift = 2 if model == "m2" and images else 0
+    label_shift = 2 if model != "m1" and images else 0
     train = TrainConfig(epochs=1000 if name == "fast" else 300, lr=1e-3, lr_decay=0.98, lr_min_factor=0.05,
                         labelled_batch=100, unlabelled_batch=100, alpha=alpha, weighting="paper",
                         label_shift=label_shift, ema_decay=0.999,

@@ -170,13 +170,16 @@ def test_preset_weights_pixel_m2_classification_heavier_from_600_labels(name):
 
 
 @pytest.mark.parametrize("name", ["fast", "default"])
-def test_preset_translates_pixel_m2_labels_when_the_images_are_2d(name):
-    # BENCHMARKS.md, "Translated labelled digits": measured for pixel M2 only.
+def test_preset_translates_labelled_images_when_they_are_2d(name):
+    # BENCHMARKS.md, "Translated labelled digits" (M2) and "M1+M2 with translated labelled digits".
     shift = {(model, shape): preset(name, model=model, n_labels=100, image_shape=shape).train.label_shift
-             for model in ("m2", "m1m2") for shape in ((28, 28), (14, 14, 3), (784,), None)}
-    assert shift == {("m2", (28, 28)): 2, ("m2", (14, 14, 3)): 2, ("m2", (784,)): 0, ("m2", None): 0,
-                     ("m1m2", (28, 28)): 0, ("m1m2", (14, 14, 3)): 0, ("m1m2", (784,)): 0, ("m1m2", None): 0}
+             for model in ("m2", "m1m2") for shape in ((28, 28), (14, 14, 3), (2, 2), (784,), None)}
+    assert shift == {("m2", (28, 28)): 2, ("m2", (14, 14, 3)): 2, ("m2", (2, 2)): 0, ("m2", (784,)): 0,
+                     ("m2", None): 0, ("m1m2", (28, 28)): 2, ("m1m2", (14, 14, 3)): 2, ("m1m2", (2, 2)): 0,
+                     ("m1m2", (784,)): 0, ("m1m2", None): 0}
     assert preset("paper", model="m2").train.label_shift == 0
+    assert preset("paper", model="m1m2", image_shape=(28, 28)).train.label_shift == 0
+    assert preset(name, model="m1", image_shape=(28, 28)).train.label_shift == 0
 
 
 def test_moving_average_is_what_gets_scored_and_kept(fixture_data, tmp_path):
