@@ -122,8 +122,9 @@ def preset(name: str, *, model: str = "m1m2", n_labels: int = 100, n_total: int 
     # (BENCHMARKS.md, "Translated labelled digits" and "M1+M2 with translated labelled
     # digits"); only images with two spatial axes can be translated, and M1 alone uses no
     # labels in training.
-    images = image_shape is not None and len(image_shape) >= 2 and min(image_shape[:2]) > 2
-    label_shift = 2 if model != "m1" and images else 0
+    shift = 2  # ssvae.data.translations needs a shift smaller than each side of the image
+    images = image_shape is not None and len(image_shape) >= 2 and min(image_shape[:2]) > shift
+    label_shift = shift if model != "m1" and images else 0
     train = TrainConfig(epochs=1000 if name == "fast" else 300, lr=1e-3, lr_decay=0.98, lr_min_factor=0.05,
                         labelled_batch=100, unlabelled_batch=100, alpha=alpha, weighting="paper",
                         label_shift=label_shift, ema_decay=0.999,
