@@ -245,7 +245,8 @@ class MoleculeVAE(nn.Module):
         """Decode latents into SMILES strings (possibly invalid).
 
         All sequences of a batch step together and decoding stops when every one has
-        emitted ``<eos>`` or after ``max_length + 1`` steps.
+        emitted ``<eos>`` or after ``max_length + 1`` steps. The first token is always an
+        atom (:meth:`chemvae.tokens.Tokenizer.starts_molecule`), so no result is empty.
 
         Args:
             z: Latents `[N, d]` (or `[d]`), moved to the model's device.
@@ -280,12 +281,17 @@ class MoleculeVAE(nn.Module):
         token = torch.full((n, 1), Vocabulary.bos_index, dtype=torch.long, device=z.device)
         finished = torch.zeros(n, dtype=torch.bool, device=z.device)
         state = self.decoder.initial_state(z)
-        # Special tokens other than <eos> are never valid output.
+        # Special tokens other than <eos> are never valid output, and the first token must
+        # be an atom (never <eos>), so that no decoded molecule is empty.
         banned = torch.tensor([Vocabulary.pad_index, Vocabulary.bos_index, Vocabulary.unk_index], device=z.device)
+        first_banned = torch.tensor([i for i, t in enumerate(self.vocab.itos) if not self.tokenizer.starts_molecule(t)],
+                                    dtype=torch.long, device=z.device)
+        if len(first_banned) == len(self.vocab):
+            raise InputDataError(f"no token of the vocabulary can start a {self.tokenizer.representation} string")
         steps: list[Tensor] = []
-        for _ in range(self.config.max_length + 1):
+        for step in range(self.config.max_length + 1):
             logits, state = self.decoder(z, token, state)
-            logits = logits[:, -1].index_fill(-1, banned, float("-inf"))
+            logits = logits[:, -1].index_fill(-1, first_banned if step == 0 else banned, float("-inf"))
             if method == "greedy":
                 nxt = logits.argmax(-1)
             else:

@@ -36,6 +36,9 @@ _SMILES_TOKEN = re.compile(
     r"|%\d{2}|\d"  # ring closures
     r"|[=#\-\+\\/:~\(\)\.\*\$@\?>]"  # bonds, branches, dot, wildcard and reaction marks
 )
+_SMILES_ATOM = re.compile(r"\[[^\[\]]+\]|Br|Cl|[BCNOPSFI]|[bcnops]|\*")
+# SELFIES symbols that are not atoms: a string of only these decodes to an empty molecule.
+_SELFIES_NON_ATOM = ("Branch", "Ring", "nop")
 
 
 class TokenizationError(InputDataError):
@@ -100,6 +103,17 @@ class Tokenizer:
         if encoded is None:  # older selfies versions signal failure with None
             raise TokenizationError(f"SELFIES cannot encode {smiles!r}", "selfies_error")
         return list(sf.split_selfies(encoded))
+
+    def starts_molecule(self, token: str) -> bool:
+        """Whether a molecule's first token may be ``token``: an atom, in either representation.
+
+        Decoding allows only such tokens at its first step. A SMILES cannot begin with a
+        bond, branch or ring digit, and SELFIES skips ring and branch symbols that follow no
+        atom, so without this a sample could decode to an empty molecule.
+        """
+        if self.representation == "smiles":
+            return _SMILES_ATOM.fullmatch(token) is not None
+        return token.startswith("[") and not any(word in token for word in _SELFIES_NON_ATOM)
 
     def detokenize(self, tokens: Iterable[str]) -> str:
         """Join tokens back into a SMILES string (SELFIES are decoded to SMILES).

@@ -121,7 +121,28 @@ def test_selfies_model_decodes_to_smiles(molecules):
                        generator=torch.Generator().manual_seed(0))
     assert not any("[Branch" in s or "[Ring" in s or "[=" in s for s in out)  # SMILES, not SELFIES
     # Any SELFIES symbol string decodes to a valid molecule, even from an untrained model.
-    assert all(s == "" or mol_from_smiles(s) is not None for s in out)
+    assert all(s and mol_from_smiles(s) is not None for s in out)
+
+
+@pytest.mark.parametrize("representation", ["smiles", "selfies"])
+def test_decoding_never_starts_with_a_non_atom(molecules, representation):
+    model = _model(molecules, representation=representation)
+    # A decoder that prefers <eos>, then ring or branch tokens, would otherwise decode to empty strings.
+    non_atoms = [i for i, t in enumerate(model.vocab.itos) if not model.tokenizer.starts_molecule(t)
+                 and i != Vocabulary.eos_index and t.startswith(("[", "(", "1"))]
+    assert non_atoms
+    with torch.no_grad():
+        model.decoder.out.bias[non_atoms] = 20.0
+        model.decoder.out.bias[Vocabulary.eos_index] = 40.0
+    z = torch.randn(20, 8, generator=torch.Generator().manual_seed(0))
+    for out in (model.decode(z), model.decode(z, method="sample", generator=torch.Generator().manual_seed(0))):
+        assert all(out), out  # no empty molecule
+        first = [model.tokenizer.tokenize(s)[0] for s in out]
+        assert all(model.tokenizer.starts_molecule(t) for t in first)
+    non_atom_tokens = ["(", "=", "1"] if representation == "smiles" else ["[Ring1]", "[=Branch1]"]
+    atomless = MoleculeVAE(ChemVAEConfig(**TINY, representation=representation), Vocabulary(non_atom_tokens))
+    with pytest.raises(InputDataError, match=f"no token of the vocabulary can start a {representation} string"):
+        atomless.decode(z[:2])
 
 
 def test_predict_properties_is_destandardized(molecules):

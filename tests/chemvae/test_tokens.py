@@ -68,6 +68,17 @@ def test_unknown_representation():
         Tokenizer("inchi")
 
 
+def test_only_atoms_start_a_molecule(fixture_smiles):
+    smiles, selfies = Tokenizer("smiles"), Tokenizer("selfies")
+    assert [t for t in ("C", "Cl", "[nH]", "c", "*", "(", "=", "1", "%10", ".", "<eos>") if smiles.starts_molecule(t)] \
+        == ["C", "Cl", "[nH]", "c", "*"]
+    assert [t for t in ("[C]", "[=C]", "[#N]", "[NH1+1]", "[Ring1]", "[=Branch1]", "[-/Ring2]", "[nop]", ".", "<eos>")
+            if selfies.starts_molecule(t)] == ["[C]", "[=C]", "[#N]", "[NH1+1]"]
+    # Every fixture molecule begins with such a token in both representations.
+    for s in fixture_smiles:
+        assert smiles.starts_molecule(smiles.tokenize(s)[0]) and selfies.starts_molecule(selfies.tokenize(s)[0])
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.text(max_size=40))
 def test_random_strings_raise_only_documented_errors(text):
