@@ -29,14 +29,18 @@ REPRESENTATIONS: tuple[str, ...] = ("smiles", "selfies")
 # Order matters: bracket atoms first (they may contain anything but ']'), then the
 # two-letter organic-subset halogens before their one-letter prefixes B and C, then
 # '%nn' ring closures before single digits.
-_SMILES_TOKEN = re.compile(
+_SMILES_ATOM_PATTERN = (
     r"\[[^\[\]]+\]"  # bracket atom
     r"|Br|Cl"  # two-letter organic subset
     r"|[BCNOPSFI]|[bcnops]"  # one-letter organic subset (aliphatic, aromatic)
-    r"|%\d{2}|\d"  # ring closures
-    r"|[=#\-\+\\/:~\(\)\.\*\$@\?>]"  # bonds, branches, dot, wildcard and reaction marks
+    r"|\*"  # wildcard atom
 )
-_SMILES_ATOM = re.compile(r"\[[^\[\]]+\]|Br|Cl|[BCNOPSFI]|[bcnops]|\*")
+_SMILES_ATOM = re.compile(_SMILES_ATOM_PATTERN)
+_SMILES_TOKEN = re.compile(
+    _SMILES_ATOM_PATTERN
+    + r"|%\d{2}|\d"  # ring closures
+    r"|[=#\-\+\\/:~\(\)\.\$@\?>]"  # bonds, branches, dot and reaction marks
+)
 # SELFIES symbols that are not atoms: a string of only these decodes to an empty molecule.
 _SELFIES_NON_ATOM = ("Branch", "Ring", "nop")
 
