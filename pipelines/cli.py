@@ -5,25 +5,42 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from vaecore.errors import VaelabError
 
-# Subcommand modules; each defines add_parser(subparsers) that sets ``func`` on its parser.
-_COMMAND_MODULES = ("pipelines.vae", "pipelines.fewlabel", "pipelines.chem", "pipelines.molopt")
+# Subcommand modules and the command each adds; each defines add_parser(subparsers) that
+# sets ``func`` on its parser.
+_COMMANDS = {"pipelines.vae": "vae", "pipelines.fewlabel": "fewlabel", "pipelines.chem": "chem",
+             "pipelines.molopt": "molopt"}
+
+
+def _unavailable(command: str, package: str) -> Callable[[argparse.Namespace], None]:
+    def fail(args: argparse.Namespace) -> None:
+        raise VaelabError(f"the {command!r} command needs the Python package {package!r}, which is not "
+                          f"installed here (pip install {package})")
+    return fail
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vaelab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in _COMMAND_MODULES:
+    for name, command in _COMMANDS.items():
         try:
-            module = importlib.import_module(name)
+            importlib.import_module(name).add_parser(sub)
         except ModuleNotFoundError as err:
             if err.name == name:  # subcommand not built yet
                 continue
-            raise
-        module.add_parser(sub)
+            if err.name is None or err.name.split(".")[0] in ("vaecore", "ssvae", "chemvae", "pipelines"):
+                raise
+            # A missing third-party package (rdkit for the chemistry commands, say) disables
+            # only the commands that need it: `vaelab fewlabel` runs without rdkit.
+            # The stub takes any arguments, --help too, to answer with that one error: no
+            # command-line argument holds a NUL, so none reads as an option here.
+            stub = sub.choices.get(command) or sub.add_parser(command, help=f"(unavailable: needs {err.name})",
+                                                              add_help=False, prefix_chars="\0")
+            stub.add_argument("rest", nargs=argparse.REMAINDER)
+            stub.set_defaults(func=_unavailable(command, err.name.split(".")[0]))
     return parser
 
 
