@@ -184,10 +184,13 @@ class WeightAverage:
     def update(self, source: nn.Module) -> None:
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
         self.updates += 1
-        for mine, theirs in zip(self.module.state_dict().values(), source.state_dict().values(), strict=True):
-            if mine.is_floating_point():
-                mine.lerp_(theirs, 1.0 - decay)
-            else:  # batch counters
+        pairs = list(zip(self.module.state_dict().values(), source.state_dict().values(), strict=True))
+        floats = [(mine, theirs) for mine, theirs in pairs if mine.is_floating_point()]
+        # One multi-tensor lerp (as torch.optim.swa_utils does) rather than one a tensor: on
+        # a GPU this step is bound by kernel launches, not arithmetic.
+        torch._foreach_lerp_([mine for mine, _ in floats], [theirs for _, theirs in floats], 1.0 - decay)
+        for mine, theirs in pairs:
+            if not mine.is_floating_point():  # batch counters
                 mine.copy_(theirs)
 
     def state_dict(self) -> dict[str, Any]:

@@ -216,6 +216,21 @@ def test_weight_average_warms_up_then_follows_a_fixed_target():
         WeightAverage(source, decay=1.5)
 
 
+def test_weight_average_update_is_a_lerp_of_every_float_tensor():
+    source = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    average = WeightAverage(source, decay=0.999)
+    before = {k: v.clone() for k, v in average.module.state_dict().items()}
+    with torch.no_grad():
+        for p in source.parameters():
+            p.normal_()
+    source.train()(torch.randn(5, 3))  # moves the batch-norm statistics and counter
+    average.update(source)  # the first update: decay min(0.999, 1 / 10) = 0.1
+    for name, theirs in source.state_dict().items():
+        mine = average.module.state_dict()[name]
+        expected = theirs if not theirs.is_floating_point() else before[name] + 0.9 * (theirs - before[name])
+        assert torch.allclose(mine, expected, atol=1e-6), name
+
+
 def test_the_loop_reads_from_the_device_per_epoch_not_per_step(fixture_data, host_reads):
     # 900 unlabelled examples in batches of 100 or 25: 9 or 36 steps in the epoch. Batch
     # norm, the weight average and clipping on; no periodic log within the epoch.
