@@ -31,16 +31,17 @@ def build_parser() -> argparse.ArgumentParser:
         except ModuleNotFoundError as err:
             if err.name == name:  # subcommand not built yet
                 continue
-            if err.name is None or err.name.split(".")[0] in ("vaecore", "ssvae", "chemvae", "pipelines"):
+            package = (err.name or "").split(".")[0]
+            if not package or package in ("vaecore", "ssvae", "chemvae", "pipelines"):
                 raise
             # A missing third-party package (rdkit for the chemistry commands, say) disables
             # only the commands that need it: `vaelab fewlabel` runs without rdkit.
             # The stub takes any arguments, --help too, to answer with that one error: no
             # command-line argument holds a NUL, so none reads as an option here.
-            stub = sub.choices.get(command) or sub.add_parser(command, help=f"(unavailable: needs {err.name})",
+            stub = sub.choices.get(command) or sub.add_parser(command, help=f"(unavailable: needs {package})",
                                                               add_help=False, prefix_chars="\0")
             stub.add_argument("rest", nargs=argparse.REMAINDER)
-            stub.set_defaults(func=_unavailable(command, err.name.split(".")[0]))
+            stub.set_defaults(func=_unavailable(command, package))
     return parser
 
 

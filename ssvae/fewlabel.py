@@ -188,7 +188,8 @@ class WeightAverage:
         floats = [(mine, theirs) for mine, theirs in pairs if mine.is_floating_point()]
         # One multi-tensor lerp (as torch.optim.swa_utils does) rather than one a tensor: on
         # a GPU this step is bound by kernel launches, not arithmetic.
-        torch._foreach_lerp_([mine for mine, _ in floats], [theirs for _, theirs in floats], 1.0 - decay)
+        if floats:  # the multi-tensor op refuses empty lists
+            torch._foreach_lerp_([mine for mine, _ in floats], [theirs for _, theirs in floats], 1.0 - decay)
         for mine, theirs in pairs:
             if not mine.is_floating_point():  # batch counters
                 mine.copy_(theirs)
