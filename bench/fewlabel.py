@@ -11,6 +11,8 @@ Usage::
     # Speed of one M2 training step at the preset's sizes (no data, no training run),
     # with and without flushing subnormal floats; --weights RUN_DIR times a trained M2
     python bench/fewlabel.py --step-timing --models m2 m1m2 --labels 100 --preset fast --threads 1
+    # ... and compiled (``train.compile_mode`` of a run; reduce-overhead adds CUDA graphs)
+    python bench/fewlabel.py --step-timing --models m1m2 --labels 100 --compile-mode reduce-overhead --device cuda
 
 Every (model, labels, seed) is one ``vaelab fewlabel`` run (:func:`pipelines.fewlabel.run`)
 in ``OUT/runs/<model>_<labels>_s<seed>/``; finished runs are reused, so an interrupted
@@ -36,6 +38,7 @@ import pandas as pd
 import torch
 
 from pipelines.fewlabel import FewLabelRunConfig, run
+from ssvae.fewlabel import COMPILE_MODES
 
 # Test-error targets (%), from the issue; the paper's figures for reference.
 TARGETS = {"m1m2": {100: 3.3, 600: 2.6, 1000: 2.4, 3000: 2.2}, "m2": {100: 7.0, 600: 4.9, 1000: 3.6, 3000: 3.9}}
@@ -67,7 +70,9 @@ def step_timing(args: argparse.Namespace, seconds: float = 10.0) -> pd.DataFrame
     trained M2 instead, on the first binarized images of ``args.data``: trained weights
     drive the decoder's outputs into subnormal floats, which the CPU handles slowly
     unless :func:`vaecore.runtime.flush_denormals` is on (training loops turn it on).
-    Each cell runs 5 warm-up steps, then as many steps as fit in ``seconds``.
+    Each cell runs 5 warm-up steps, then as many steps as fit in ``seconds``. With
+    ``args.compile_mode``, the objective goes through ``torch.compile`` (its compile
+    time is in the warm-up column), and only the flushing cell is timed.
     """
     from ssvae.api import load_classifier, preset
     from ssvae.data import load_dataset
@@ -98,14 +103,21 @@ def step_timing(args: argparse.Namespace, seconds: float = 10.0) -> pd.DataFrame
             x_l = train.x[:n_l].bernoulli(generator=generator).to(device)
             y_l = train.y[:n_l].to(device)
             x_u = train.x[n_l:n_l + n_u].bernoulli(generator=generator).to(device)
-        for flush in (False, True):
+        # Compiled steps are timed as training runs them only: flushing subnormals.
+        for flush in (False, True) if args.compile_mode is None else (True,):
             # Every cell starts from the same weights and a fresh Adam.
             m2 = (M2(replace(fit.m2, x_dim=x_l.shape[1])) if weights is None else copy.deepcopy(weights)).to(device)
             m2.train()
             optimizer = torch.optim.Adam(m2.parameters(), lr=fit.train.lr)
 
+            def batch_loss(m2: M2 = m2) -> torch.Tensor:
+                return m2.loss_terms(x_l, y_l, x_u, alpha=fit.train.alpha)["loss"]
+
+            loss_of = batch_loss if args.compile_mode is None else torch.compile(
+                batch_loss, mode=args.compile_mode, dynamic=False)
+
             def step() -> None:
-                loss = m2.loss_terms(x_l, y_l, x_u, alpha=fit.train.alpha)["loss"]
+                loss = loss_of()
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -113,8 +125,12 @@ def step_timing(args: argparse.Namespace, seconds: float = 10.0) -> pd.DataFrame
             with contextlib.ExitStack() as stack:
                 if flush:
                     stack.enter_context(flush_denormals())
+                warm = time.perf_counter()
                 for _ in range(5):
                     step()
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                warm = time.perf_counter() - warm
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 n, began = 0, time.perf_counter()
@@ -126,7 +142,8 @@ def step_timing(args: argparse.Namespace, seconds: float = 10.0) -> pd.DataFrame
             ms = 1000 * (time.perf_counter() - began) / n
             steps = (50_000 - labels) // n_u
             rows.append({"model": model, "n_labels": labels, "batch (labelled + unlabelled)": f"{n_l} + {n_u}",
-                         "flush denormals": flush, "device": str(device), "threads": torch.get_num_threads(),
+                         "flush denormals": flush, "compile": args.compile_mode or "eager",
+                         "warm-up s (5 steps)": warm, "device": str(device), "threads": torch.get_num_threads(),
                          "steps": n, "ms / step": ms, "s / epoch (M2 steps)": ms * steps / 1000})
     return pd.DataFrame(rows)
 
@@ -181,6 +198,8 @@ def main() -> None:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--out", default="runs/bench_fewlabel")
     p.add_argument("--step-timing", action="store_true", help="only time M2 training steps, then exit")
+    p.add_argument("--compile-mode", default=None, choices=COMPILE_MODES,
+                   help="with --step-timing: time the step compiled with torch.compile in this mode")
     p.add_argument("--weights", default=None, metavar="RUN_DIR",
                    help="with --step-timing: time the trained M2 of this finished m2 run on real images")
     args = p.parse_args()

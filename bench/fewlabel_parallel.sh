@@ -4,6 +4,7 @@
 # after the other). Run from the repository root:
 #   bash bench/fewlabel_parallel.sh            # GPU, 3 seeds x 100/600/1000/3000 labels, ~8.5 min
 #   DEV=cpu DATA=fixture LABELS="20 50" SEEDS="0 1" T_A=20 T_END=60 bash bench/fewlabel_parallel.sh
+#   M2_SET="train.compile_mode=reduce-overhead" bash bench/fewlabel_parallel.sh   # compiled M2 steps
 # Phase A trains one M1 per seed (the `m1` model: M1, then scikit-learn classifiers on its
 # features) and stops any M1 still training at T_A seconds with SIGINT, which leaves its
 # checkpoint; phase B trains M1+M2 for every (seed, labels) on that seed's M1 with a time
@@ -29,6 +30,7 @@ if ! $PY -m pipelines.cli fewlabel --data fixture --labels 20 --model m1m2 --epo
 fi
 echo "smoke ok at $(el)s"
 M1_SET=(--set m1.lr_decay=0.97)
+M2_ARGS=(); for KV in ${M2_SET:-}; do M2_ARGS+=(--set "$KV"); done  # extra M1+M2 settings, space-separated
 declare -A PIDS
 for S in $SEEDS; do
   $PY -m pipelines.cli fewlabel --data "$DATA" --model m1 --labels 100 --seed "$S" --m1-epochs "$M1_EPOCHS" \
@@ -47,7 +49,7 @@ for S in $SEEDS; do
     BUDGET=$($PY -c "from ssvae.api import _m1_seconds; from pathlib import Path; print(f'{(_m1_seconds(Path(\"$M1\")) + $T_END - $(el)) / 60:.2f}')")
     PLOTS=(--no-plots); [ "$L" = 100 ] && PLOTS=(--tsne-points 1000)
     $PY -m pipelines.cli fewlabel --data "$DATA" --model m1m2 --labels "$L" --seed "$S" --epochs 1000 \
-        --set "m1.checkpoint='$M1'" --time-budget-minutes "$BUDGET" --device "$DEV" --threads 1 \
+        --set "m1.checkpoint='$M1'" "${M2_ARGS[@]}" --time-budget-minutes "$BUDGET" --device "$DEV" --threads 1 \
         "${PLOTS[@]}" --no-progress --out "$B/runs/m1m2_${L}_s$S" > "$B/logs/m1m2_${L}_s$S.log" 2>&1 &
   done
 done

@@ -251,7 +251,10 @@ def _m1_seconds(directory: Path | None) -> float:
         return 0.0
     import pandas as pd
 
-    return float(pd.read_csv(directory / "history.csv")["seconds"].sum())
+    try:
+        return float(pd.read_csv(directory / "history.csv")["seconds"].sum())
+    except pd.errors.EmptyDataError:  # stopped before its first epoch ended
+        return 0.0
 
 
 def train_m1(x: Tensor, settings: M1Settings, *, x_valid: Tensor | None, device: torch.device,
