@@ -117,6 +117,8 @@ def step_timing(args: argparse.Namespace, seconds: float = 10.0) -> pd.DataFrame
                 batch_loss, mode=args.compile_mode, dynamic=False)
 
             def step() -> None:
+                if args.compile_mode is not None:
+                    torch.compiler.cudagraph_mark_step_begin()
                 loss = loss_of()
                 optimizer.zero_grad()
                 loss.backward()

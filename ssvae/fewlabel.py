@@ -279,8 +279,14 @@ def train_m2(
 
     # Every step has the same shapes, so one static graph serves the whole run; beta is
     # a device tensor so that the warm-up neither recompiles nor copies from the host.
-    step_terms = batch_terms if config.compile_mode is None else torch.compile(
-        batch_terms, mode=config.compile_mode, dynamic=False)
+    step_terms = batch_terms
+    if config.compile_mode is not None:
+        compiled = torch.compile(batch_terms, mode=config.compile_mode, dynamic=False)
+
+        def step_terms(il: Tensor, iu: Tensor, beta: Tensor) -> dict[str, Tensor]:
+            # The last step's outputs are done with: CUDA graphs may reuse their memory.
+            torch.compiler.cudagraph_mark_step_begin()
+            return compiled(il, iu, beta)
     optimizer = torch.optim.Adam(model.m2.parameters(), lr=config.lr, betas=config.betas)
     start, elapsed, stored_ema = 0, 0.0, None
     best = {"epoch": 0, "valid_error": math.inf, "test_error": math.nan}
