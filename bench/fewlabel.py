@@ -133,8 +133,6 @@ def step_timing(args: argparse.Namespace, seconds: float = 10.0) -> pd.DataFrame
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 warm = time.perf_counter() - warm
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
                 n, began = 0, time.perf_counter()
                 while time.perf_counter() - began < seconds:
                     step()

@@ -287,6 +287,7 @@ def train_m2(
             # The last step's outputs are done with: CUDA graphs may reuse their memory.
             torch.compiler.cudagraph_mark_step_begin()
             return compiled(il, iu, beta)
+
     optimizer = torch.optim.Adam(model.m2.parameters(), lr=config.lr, betas=config.betas)
     start, elapsed, stored_ema = 0, 0.0, None
     best = {"epoch": 0, "valid_error": math.inf, "test_error": math.nan}
