@@ -113,8 +113,11 @@ def step_timing(args: argparse.Namespace, seconds: float = 10.0) -> pd.DataFrame
             def batch_loss(m2: M2 = m2) -> torch.Tensor:
                 return m2.loss_terms(x_l, y_l, x_u, alpha=fit.train.alpha)["loss"]
 
-            loss_of = batch_loss if args.compile_mode is None else torch.compile(
-                batch_loss, mode=args.compile_mode, dynamic=False)
+            loss_of = batch_loss
+            if args.compile_mode is not None:
+                for batch in (x_l, y_l, x_u):  # as train_m2 does with its data
+                    torch._dynamo.mark_static_address(batch)
+                loss_of = torch.compile(batch_loss, mode=args.compile_mode, dynamic=False)
 
             def step() -> None:
                 if args.compile_mode is not None:

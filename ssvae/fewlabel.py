@@ -281,6 +281,8 @@ def train_m2(
     # a device tensor so that the warm-up neither recompiles nor copies from the host.
     step_terms = batch_terms
     if config.compile_mode is not None:
+        for data_rows in (rows_l, y_l, rows_u):  # fixed for the run: CUDA graphs need not copy them per step
+            torch._dynamo.mark_static_address(data_rows)
         compiled = torch.compile(batch_terms, mode=config.compile_mode, dynamic=False)
 
         def step_terms(il: Tensor, iu: Tensor, beta: Tensor) -> dict[str, Tensor]:
