@@ -38,7 +38,7 @@ import pandas as pd
 import torch
 
 from pipelines.fewlabel import FewLabelRunConfig, run
-from ssvae.fewlabel import COMPILE_MODES
+from ssvae.fewlabel import COMPILE_MODES, compiled_step
 
 # Test-error targets (%), from the issue; the paper's figures for reference.
 TARGETS = {"m1m2": {100: 3.3, 600: 2.6, 1000: 2.4, 3000: 2.2}, "m2": {100: 7.0, 600: 4.9, 1000: 3.6, 3000: 3.9}}
@@ -113,15 +113,10 @@ def step_timing(args: argparse.Namespace, seconds: float = 10.0) -> pd.DataFrame
             def batch_loss(m2: M2 = m2) -> torch.Tensor:
                 return m2.loss_terms(x_l, y_l, x_u, alpha=fit.train.alpha)["loss"]
 
-            loss_of = batch_loss
-            if args.compile_mode is not None:
-                for batch in (x_l, y_l, x_u):  # as train_m2 does with its data
-                    torch._dynamo.mark_static_address(batch)
-                loss_of = torch.compile(batch_loss, mode=args.compile_mode, dynamic=False)
+            loss_of = batch_loss if args.compile_mode is None else compiled_step(
+                batch_loss, args.compile_mode, static=(x_l, y_l, x_u))  # as train_m2 compiles its steps
 
             def step() -> None:
-                if args.compile_mode is not None:
-                    torch.compiler.cudagraph_mark_step_begin()
                 loss = loss_of()
                 optimizer.zero_grad()
                 loss.backward()

@@ -15,8 +15,9 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 import torch
@@ -34,6 +35,7 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 CHECKPOINT_NAME = "checkpoint.safetensors"
 MODEL_NAME = "model.safetensors"
 _TERMS = ("loss", "labelled_bound", "unlabelled_bound", "cross_entropy", "kl", "labelled_accuracy")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -211,6 +213,25 @@ class WeightAverage:
         self.updates = int(stored["updates"])
 
 
+def compiled_step(step: Callable[..., R], mode: str, *, static: Sequence[Tensor] = ()) -> Callable[..., R]:
+    """``step`` through ``torch.compile`` in ``mode``, for a loop that calls it with same-shaped inputs.
+
+    One static graph serves every call. ``static`` tensors (the run's data, read by
+    ``step``) keep their memory for the whole loop, so CUDA graphs (``reduce-overhead``)
+    need not copy them into their own buffers in every call.
+    """
+    for tensor in static:
+        torch._dynamo.mark_static_address(tensor)
+    compiled = torch.compile(step, mode=mode, dynamic=False)
+
+    def call(*args: Any) -> R:
+        # The last call's outputs are done with: CUDA graphs may reuse their memory.
+        torch.compiler.cudagraph_mark_step_begin()
+        return compiled(*args)
+
+    return call
+
+
 def _state_copy(model: nn.Module, ema: WeightAverage | None) -> dict[str, Tensor]:
     """The model's weights, with M2's replaced by their moving average when there is one."""
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -271,24 +292,19 @@ def train_m2(
     steps = n_u // batch_u  # equal-size batches; the remainder is reshuffled next epoch
     warmup_steps = config.warmup_epochs * steps
 
-    def batch_terms(il: Tensor, iu: Tensor, beta: Tensor) -> dict[str, Tensor]:
+    def batch_terms(il: Tensor, iu: Tensor, beta: float | Tensor) -> dict[str, Tensor]:
         """One step's loss terms from the labelled and unlabelled row indices."""
         return model.m2.loss_terms(model.sample(rows_l[il]), y_l[il], model.sample(rows_u[iu]),
                                    alpha=alpha, beta=beta, labelled_weight=w_l, unlabelled_weight=w_u,
                                    entropy_weight=config.entropy_weight)
 
-    # Every step has the same shapes, so one static graph serves the whole run; beta is
-    # a device tensor so that the warm-up neither recompiles nor copies from the host.
-    step_terms = batch_terms
+    step_terms: Callable[[Tensor, Tensor, float], dict[str, Tensor]] = batch_terms
     if config.compile_mode is not None:
-        for data_rows in (rows_l, y_l, rows_u):  # fixed for the run: CUDA graphs need not copy them per step
-            torch._dynamo.mark_static_address(data_rows)
-        compiled = torch.compile(batch_terms, mode=config.compile_mode, dynamic=False)
+        compiled = compiled_step(batch_terms, config.compile_mode, static=(rows_l, y_l, rows_u))
 
-        def step_terms(il: Tensor, iu: Tensor, beta: Tensor) -> dict[str, Tensor]:
-            # The last step's outputs are done with: CUDA graphs may reuse their memory.
-            torch.compiler.cudagraph_mark_step_begin()
-            return compiled(il, iu, beta)
+        def step_terms(il: Tensor, iu: Tensor, beta: float) -> dict[str, Tensor]:
+            # beta as a device tensor: the warm-up neither recompiles nor copies from the host.
+            return compiled(il, iu, torch.full((), beta, dtype=rows_u.dtype, device=device))
 
     optimizer = torch.optim.Adam(model.m2.parameters(), lr=config.lr, betas=config.betas)
     start, elapsed, stored_ema = 0, 0.0, None
@@ -348,7 +364,7 @@ def train_m2(
                 beta = config.kl_weight * (min(1.0, global_step / warmup_steps) if warmup_steps > 0 else 1.0)
                 il = order_l[step * config.labelled_batch:(step + 1) * config.labelled_batch]
                 iu = order_u[step * batch_u:(step + 1) * batch_u]
-                terms = step_terms(il, iu, torch.full((), beta, dtype=rows_u.dtype, device=device))
+                terms = step_terms(il, iu, beta)
                 optimizer.zero_grad(set_to_none=True)
                 terms["loss"].backward()
                 if config.grad_clip is not None:
