@@ -72,9 +72,11 @@ def step_timing(args: argparse.Namespace, seconds: float = 10.0) -> pd.DataFrame
     unless :func:`vaecore.runtime.flush_denormals` is on (training loops turn it on).
     Each cell runs 5 warm-up steps, then as many steps as fit in ``seconds``. With
     ``args.compile_mode``, the objective goes through ``torch.compile`` (its compile
-    time is in the warm-up column), and only the flushing cell is timed.
+    time is in the warm-up column), and only the flushing cell is timed. ``args.set``
+    overrides apply to the fresh models (M2's architecture and training batch sizes).
     """
-    from ssvae.api import load_classifier, preset
+    from pipelines.fewlabel import parse_settings
+    from ssvae.api import load_classifier, override, preset
     from ssvae.data import load_dataset
     from ssvae.m2 import M2
     from vaecore.runtime import flush_denormals, resolve_device
@@ -90,7 +92,7 @@ def step_timing(args: argparse.Namespace, seconds: float = 10.0) -> pd.DataFrame
         cells = [(model, labels, None) for model in args.models if model != "m1" for labels in args.labels]
     rows = []
     for model, labels, weights in cells:
-        fit = preset(args.preset, model=model.split()[0], n_labels=labels)
+        fit = override(preset(args.preset, model=model.split()[0], n_labels=labels), **parse_settings(tuple(args.set)))
         n_l, n_u = min(fit.train.labelled_batch, labels), fit.train.unlabelled_batch
         if weights is None:
             x_dim = 16 if model == "m1m2" else 784
@@ -106,7 +108,9 @@ def step_timing(args: argparse.Namespace, seconds: float = 10.0) -> pd.DataFrame
         # Compiled steps are timed as training runs them only: flushing subnormals.
         for flush in (False, True) if args.compile_mode is None else (True,):
             # Every cell starts from the same weights and a fresh Adam.
-            m2 = (M2(replace(fit.m2, x_dim=x_l.shape[1])) if weights is None else copy.deepcopy(weights)).to(device)
+            image_shape = (28, 28) if model == "m2" and fit.m2.classifier_channels else None
+            m2 = (M2(replace(fit.m2, x_dim=x_l.shape[1], image_shape=image_shape)) if weights is None
+                  else copy.deepcopy(weights)).to(device)
             m2.train()
             optimizer = torch.optim.Adam(m2.parameters(), lr=fit.train.lr)
 

@@ -36,7 +36,7 @@ from torch.distributions import Categorical, Distribution
 from vaecore.bounds import ELBOTerms, elbo
 from vaecore.errors import InputDataError
 from vaecore.likelihoods import make_likelihood
-from vaecore.nets import mlp
+from vaecore.nets import conv_net, mlp
 from vaecore.posteriors import DiagonalGaussianHead, StandardNormalPrior
 
 
@@ -56,6 +56,11 @@ class M2Config:
         batch_norm: Batch normalisation before each hidden activation (not in the paper).
         aux_dim: Size of the ADGM auxiliary latent a (Maaloe et al. 2016; not in
             Kingma et al.); 0 = plain M2.
+        classifier_channels: Output channels of strided convolutions that q(y|x) applies
+            to the images before its hidden layers (:func:`vaecore.nets.conv_net`; not in
+            the paper); empty = the paper's MLP classifier. Needs ``image_shape``.
+        image_shape: One input's shape as an image, e.g. `(28, 28)`; set by the pipeline
+            for M2 on pixels.
     """
 
     x_dim: int = 784
@@ -67,10 +72,34 @@ class M2Config:
     likelihood: str = "bernoulli"
     batch_norm: bool = False
     aux_dim: int = 0
+    classifier_channels: tuple[int, ...] = ()
+    image_shape: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.aux_dim < 0:
             raise InputDataError(f"aux_dim must be >= 0, got {self.aux_dim}")
+        if any(c < 1 for c in self.classifier_channels):
+            raise InputDataError(f"classifier_channels must be positive, got {self.classifier_channels}")
+
+    def check_images(self) -> None:
+        """Refuse a convolutional classifier that has no images to see.
+
+        Checked when the model is built, not in ``__post_init__``: a preset override may
+        set the channels before the pipeline fills in ``x_dim`` and ``image_shape``.
+
+        Raises:
+            InputDataError: Channels without a 2-D (or channels-last 3-D) ``image_shape`` of
+                ``x_dim`` values, or together with ``aux_dim`` (q(y|a,x) sees [x, a]).
+        """
+        if not self.classifier_channels:
+            return
+        shape = self.image_shape
+        if shape is None or len(shape) not in (2, 3) or math.prod(shape) != self.x_dim:
+            raise InputDataError(f"classifier_channels={self.classifier_channels} needs inputs that are images: "
+                                 f"image_shape={shape} for x_dim={self.x_dim} (M2 on pixels of 2-D images only)")
+        if self.aux_dim:
+            raise InputDataError(f"classifier_channels={self.classifier_channels} cannot be combined with "
+                                 f"aux_dim={self.aux_dim}")
 
 
 class Pairs(NamedTuple):
@@ -138,13 +167,19 @@ class M2(nn.Module):
 
     def __init__(self, config: M2Config) -> None:
         super().__init__()
+        config.check_images()
         self.config = config
         c = config
         act, bn = c.activation, c.batch_norm
         cls_hidden = c.hidden if c.classifier_hidden is None else c.classifier_hidden
         # q(y|.) and q(z|., y) see x, or x and the auxiliary a: `in_dim` inputs.
         self.in_dim = c.x_dim + c.aux_dim
-        self.classifier = mlp(self.in_dim, cls_hidden, c.n_classes, activation=act, batch_norm=bn)
+        if c.classifier_channels:
+            assert c.image_shape is not None  # check_images
+            self.classifier = conv_net(c.image_shape, c.classifier_channels, cls_hidden, c.n_classes,
+                                       activation=act, batch_norm=bn)
+        else:
+            self.classifier = mlp(self.in_dim, cls_hidden, c.n_classes, activation=act, batch_norm=bn)
         self.encoder_net = mlp(self.in_dim + c.n_classes, c.hidden, activation=act, batch_norm=bn)
         self.encoder_head = DiagonalGaussianHead(c.hidden[-1], c.z_dim)
         self.likelihood = make_likelihood(c.likelihood)

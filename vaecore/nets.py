@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
-from torch import nn
+from torch import Tensor, nn
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "softplus": nn.Softplus,
@@ -48,3 +49,67 @@ def mlp(
     if out_features is not None:
         layers.append(nn.Linear(width, out_features))
     return nn.Sequential(*layers)
+
+
+class ImageView(nn.Module):
+    """Flat rows `[B, D]` as images `[B, channels, rows, columns]`.
+
+    Args:
+        image_shape: One image's shape: `(rows, columns)` or `(rows, columns, channels)`
+            (channels last, as arrays of images are usually stored).
+    """
+
+    def __init__(self, image_shape: Sequence[int]) -> None:
+        super().__init__()
+        if len(image_shape) not in (2, 3):
+            raise ValueError(f"image_shape must be (rows, columns) or (rows, columns, channels), got {tuple(image_shape)}")
+        self.image_shape = tuple(image_shape)
+
+    def forward(self, x: Tensor) -> Tensor:
+        images = x.reshape(len(x), *self.image_shape)
+        return images.unsqueeze(1) if len(self.image_shape) == 2 else images.permute(0, 3, 1, 2)
+
+
+def conv_net(
+    image_shape: Sequence[int],
+    channels: Sequence[int],
+    hidden: Sequence[int],
+    out_features: int | None = None,
+    *,
+    activation: str = "softplus",
+    batch_norm: bool = False,
+    kernel_size: int = 5,
+) -> nn.Sequential:
+    """Strided convolutions, then :func:`mlp`, on flattened images.
+
+    Each convolution has stride 2 (it halves rows and columns, rounding up) in place of
+    a pooling layer: a stride-1 convolution computes 4 times as many outputs, and
+    pooling then drops 3 of every 4.
+
+    Args:
+        image_shape: One image's shape, `(rows, columns)` or `(rows, columns, channels)`.
+        channels: Output channels of each convolution.
+        hidden, out_features, activation, batch_norm: As in :func:`mlp`, for the layers
+            after the convolutions (``BatchNorm2d`` after each convolution when set).
+        kernel_size: Odd side of the square kernels (padded to keep the halving exact).
+
+    Returns:
+        The network, mapping `[B, prod(image_shape)]` to `[B, out_features or hidden[-1]]`.
+    """
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; choose from {sorted(_ACTIVATIONS)}")
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be odd and positive, got {kernel_size}")
+    view = ImageView(image_shape)
+    layers: list[nn.Module] = [view]
+    width = 1 if len(view.image_shape) == 2 else view.image_shape[2]
+    rows, cols = view.image_shape[:2]
+    for c in channels:
+        layers.append(nn.Conv2d(width, c, kernel_size, stride=2, padding=kernel_size // 2))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(c))
+        layers.append(_ACTIVATIONS[activation]())
+        width, rows, cols = c, math.ceil(rows / 2), math.ceil(cols / 2)
+    layers.append(nn.Flatten())
+    return nn.Sequential(*layers, *mlp(width * rows * cols, hidden, out_features,
+                                       activation=activation, batch_norm=batch_norm))

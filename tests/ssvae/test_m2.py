@@ -201,3 +201,26 @@ def test_a_training_step_reads_nothing_back_from_the_device(host_reads, likeliho
 def test_config_rejects_a_negative_auxiliary_size():
     with pytest.raises(InputDataError, match="aux_dim must be >= 0, got -1"):
         M2Config(aux_dim=-1)
+
+
+def test_a_convolutional_classifier_needs_images_of_the_inputs_size():
+    with pytest.raises(InputDataError, match=r"classifier_channels=\(4,\) needs inputs that are images: "
+                                             r"image_shape=None for x_dim=12"):
+        M2(M2Config(x_dim=D, n_classes=C, classifier_channels=(4,)))
+    with pytest.raises(InputDataError, match=r"image_shape=\(3, 5\) for x_dim=12"):
+        M2(M2Config(x_dim=D, n_classes=C, classifier_channels=(4,), image_shape=(3, 5)))
+    with pytest.raises(InputDataError, match="cannot be combined with aux_dim=2"):
+        M2(M2Config(x_dim=D, n_classes=C, classifier_channels=(4,), image_shape=(3, 4), aux_dim=2))
+    with pytest.raises(InputDataError, match=r"classifier_channels must be positive, got \(4, 0\)"):
+        M2Config(classifier_channels=(4, 0))
+
+
+def test_the_objective_trains_a_convolutional_classifier():
+    torch.manual_seed(0)
+    conv = M2(M2Config(x_dim=D, n_classes=C, z_dim=3, hidden=(16,), classifier_channels=(4,), image_shape=(3, 4)))
+    x = torch.rand(B, D)
+    assert isinstance(conv.classifier[1], torch.nn.Conv2d)
+    assert conv.logits(x).shape == (B, C)
+    terms = conv.loss_terms(x[:2], torch.tensor([0, 1]), x, alpha=1.0)
+    terms["loss"].backward()
+    assert conv.classifier[1].weight.grad.abs().sum() > 0  # the objective trains the convolutions

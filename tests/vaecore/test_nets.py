@@ -1,12 +1,14 @@
-"""The MLP builder."""
+"""The network builders: MLPs and strided convolutions on flattened images."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 from torch import nn
 
-from vaecore.nets import mlp
+from vaecore.nets import ImageView, conv_net, mlp
 
 
 def test_mlp_layers_and_shapes() -> None:
@@ -22,3 +24,27 @@ def test_mlp_layers_and_shapes() -> None:
 def test_mlp_unknown_activation_is_named() -> None:
     with pytest.raises(ValueError, match="'swish'"):
         mlp(2, (3,), activation="swish")
+
+
+def test_image_view_puts_channels_first():
+    x = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)  # channels last
+    out = ImageView((3, 4, 5))(x.reshape(2, -1))
+    assert out.shape == (2, 5, 3, 4)
+    assert out[1, 2, 0, 3] == x[1, 0, 3, 2]
+    assert ImageView((3, 4))(x[:, :, :, 0].reshape(2, -1)).shape == (2, 1, 3, 4)
+
+
+@pytest.mark.parametrize("shape,flat", [((28, 28), 32 * 7 * 7), ((7, 9, 3), 32 * 2 * 3)])
+def test_conv_net_halves_the_image_per_convolution(shape, flat):
+    net = conv_net(shape, (16, 32), (8,), 3, batch_norm=True)
+    x = torch.rand(4, math.prod(shape))
+    assert net(x).shape == (4, 3)
+    flatten = [i for i, m in enumerate(net) if isinstance(m, torch.nn.Flatten)][0]
+    assert net[: flatten + 1](x).shape == (4, flat)  # 7 rows -> 4 -> 2: halved, rounding up
+
+
+def test_conv_net_names_bad_settings():
+    with pytest.raises(ValueError, match="kernel_size must be odd and positive, got 4"):
+        conv_net((8, 8), (4,), (), 2, kernel_size=4)
+    with pytest.raises(ValueError, match=r"image_shape must be .* got \(64,\)"):
+        conv_net((64,), (4,), (), 2)
