@@ -22,7 +22,7 @@ from vaecore.rundir import RunDir
 
 TINY = {"m2.hidden": (48,), "m2.z_dim": 8, "m2.batch_norm": False, "train.labelled_batch": 50,
         "train.unlabelled_batch": 100, "train.lr": 3e-3, "train.alpha": 5.0, "train.lr_decay": 1.0,
-        "train.ema_decay": None, "train.label_shift": 0}
+        "train.ema_decay": None, "train.label_shift": 0, "m2.classifier_channels": ()}
 SPEC = {"kind": "test"}  # the checkpoint's architecture record (only compared, never rebuilt here)
 
 
@@ -192,7 +192,7 @@ def test_preset_weights_pixel_m2_classification_heavier_from_600_labels(name):
 
 
 @pytest.mark.parametrize("name", ["fast", "default"])
-def test_preset_translates_labelled_images_when_they_are_2d(name):
+def test_preset_translates_labelled_images_and_convolves_pixel_m2s_when_they_are_2d(name):
     # BENCHMARKS.md, "Translated labelled digits" (M2) and "M1+M2 with translated labelled digits".
     shift = {(model, shape): preset(name, model=model, n_labels=100, image_shape=shape).train.label_shift
              for model in ("m2", "m1m2") for shape in ((28, 28), (14, 14, 3), (2, 2), (784,), None)}
@@ -200,6 +200,11 @@ def test_preset_translates_labelled_images_when_they_are_2d(name):
                      ("m2", None): 0, ("m1m2", (28, 28)): 2, ("m1m2", (14, 14, 3)): 2, ("m1m2", (2, 2)): 0,
                      ("m1m2", (784,)): 0, ("m1m2", None): 0}
     assert preset("paper", model="m2").train.label_shift == 0
+    channels = {(model, shape): preset(name, model=model, n_labels=100, image_shape=shape).m2.classifier_channels
+                for model in ("m2", "m1m2") for shape in ((28, 28), (784,), None)}
+    assert channels == {("m2", (28, 28)): (16, 32), ("m2", (784,)): (), ("m2", None): (),
+                        ("m1m2", (28, 28)): (), ("m1m2", (784,)): (), ("m1m2", None): ()}
+    assert preset("paper", model="m2", image_shape=(28, 28)).m2.classifier_channels == ()
     assert preset("paper", model="m1m2", image_shape=(28, 28)).train.label_shift == 0
     assert preset(name, model="m1", image_shape=(28, 28)).train.label_shift == 0
 
