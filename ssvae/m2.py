@@ -36,7 +36,7 @@ from torch.distributions import Categorical, Distribution
 from vaecore.bounds import ELBOTerms, elbo
 from vaecore.errors import InputDataError
 from vaecore.likelihoods import make_likelihood
-from vaecore.nets import conv_net, mlp
+from vaecore.nets import ConvNet, mlp
 from vaecore.posteriors import DiagonalGaussianHead, StandardNormalPrior
 
 
@@ -57,8 +57,9 @@ class M2Config:
         aux_dim: Size of the ADGM auxiliary latent a (Maaloe et al. 2016; not in
             Kingma et al.); 0 = plain M2.
         classifier_channels: Output channels of strided convolutions that q(y|x) applies
-            to the images before its hidden layers (:func:`vaecore.nets.conv_net`; not in
-            the paper); empty = the paper's MLP classifier. Needs ``image_shape``.
+            to the images before its hidden layers (:class:`vaecore.nets.ConvNet`; not in
+            the paper; with ``aux_dim``, a joins after the convolutions); empty = the
+            paper's MLP classifier. Needs ``image_shape``.
         image_shape: One input's shape as an image, e.g. `(28, 28)`; set by the pipeline
             for M2 on pixels.
     """
@@ -89,7 +90,7 @@ class M2Config:
 
         Raises:
             InputDataError: Channels without a 2-D (or channels-last 3-D) ``image_shape`` of
-                ``x_dim`` values, or together with ``aux_dim`` (q(y|a,x) sees [x, a]).
+                ``x_dim`` values.
         """
         if not self.classifier_channels:
             return
@@ -97,9 +98,6 @@ class M2Config:
         if shape is None or len(shape) not in (2, 3) or math.prod(shape) != self.x_dim:
             raise InputDataError(f"classifier_channels={self.classifier_channels} needs inputs that are images: "
                                  f"image_shape={shape} for x_dim={self.x_dim} (M2 on pixels of 2-D images only)")
-        if self.aux_dim:
-            raise InputDataError(f"classifier_channels={self.classifier_channels} cannot be combined with "
-                                 f"aux_dim={self.aux_dim}")
 
 
 class Pairs(NamedTuple):
@@ -176,8 +174,8 @@ class M2(nn.Module):
         self.in_dim = c.x_dim + c.aux_dim
         if c.classifier_channels:
             assert c.image_shape is not None  # check_images
-            self.classifier = conv_net(c.image_shape, c.classifier_channels, cls_hidden, c.n_classes,
-                                       activation=act, batch_norm=bn)
+            self.classifier = ConvNet(c.image_shape, c.classifier_channels, cls_hidden, c.n_classes,
+                                      activation=act, batch_norm=bn, extra_features=c.aux_dim)
         else:
             self.classifier = mlp(self.in_dim, cls_hidden, c.n_classes, activation=act, batch_norm=bn)
         self.encoder_net = mlp(self.in_dim + c.n_classes, c.hidden, activation=act, batch_norm=bn)

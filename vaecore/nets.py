@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -70,21 +71,14 @@ class ImageView(nn.Module):
         return images.unsqueeze(1) if len(self.image_shape) == 2 else images.permute(0, 3, 1, 2)
 
 
-def conv_net(
-    image_shape: Sequence[int],
-    channels: Sequence[int],
-    hidden: Sequence[int],
-    out_features: int | None = None,
-    *,
-    activation: str = "softplus",
-    batch_norm: bool = False,
-    kernel_size: int = 5,
-) -> nn.Sequential:
-    """Strided convolutions, then :func:`mlp`, on flattened images.
+class ConvNet(nn.Module):
+    """Strided convolutions on flattened images, then :func:`mlp`.
 
     Each convolution has stride 2 (it halves rows and columns, rounding up) in place of
     a pooling layer: a stride-1 convolution computes 4 times as many outputs, and
-    pooling then drops 3 of every 4.
+    pooling then drops 3 of every 4. Inputs may carry ``extra_features`` after the
+    pixels (e.g. an auxiliary latent); they skip the convolutions and join their
+    flattened output at the MLP.
 
     Args:
         image_shape: One image's shape, `(rows, columns)` or `(rows, columns, channels)`.
@@ -92,24 +86,45 @@ def conv_net(
         hidden, out_features, activation, batch_norm: As in :func:`mlp`, for the layers
             after the convolutions (``BatchNorm2d`` after each convolution when set).
         kernel_size: Odd side of the square kernels (padded to keep the halving exact).
+        extra_features: Number of inputs after the `prod(image_shape)` pixels.
 
-    Returns:
-        The network, mapping `[B, prod(image_shape)]` to `[B, out_features or hidden[-1]]`.
+    Maps `[B, prod(image_shape) + extra_features]` to `[B, out_features or hidden[-1]]`.
     """
-    if activation not in _ACTIVATIONS:
-        raise ValueError(f"unknown activation {activation!r}; choose from {sorted(_ACTIVATIONS)}")
-    if kernel_size < 1 or kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be odd and positive, got {kernel_size}")
-    view = ImageView(image_shape)
-    layers: list[nn.Module] = [view]
-    width = 1 if len(view.image_shape) == 2 else view.image_shape[2]
-    rows, cols = view.image_shape[:2]
-    for c in channels:
-        layers.append(nn.Conv2d(width, c, kernel_size, stride=2, padding=kernel_size // 2))
-        if batch_norm:
-            layers.append(nn.BatchNorm2d(c))
-        layers.append(_ACTIVATIONS[activation]())
-        width, rows, cols = c, math.ceil(rows / 2), math.ceil(cols / 2)
-    layers.append(nn.Flatten())
-    return nn.Sequential(*layers, *mlp(width * rows * cols, hidden, out_features,
-                                       activation=activation, batch_norm=batch_norm))
+
+    def __init__(
+        self,
+        image_shape: Sequence[int],
+        channels: Sequence[int],
+        hidden: Sequence[int],
+        out_features: int | None = None,
+        *,
+        activation: str = "softplus",
+        batch_norm: bool = False,
+        kernel_size: int = 5,
+        extra_features: int = 0,
+    ) -> None:
+        super().__init__()
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose from {sorted(_ACTIVATIONS)}")
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd and positive, got {kernel_size}")
+        view = ImageView(image_shape)
+        self.pixels = math.prod(view.image_shape)
+        layers: list[nn.Module] = [view]
+        width = 1 if len(view.image_shape) == 2 else view.image_shape[2]
+        rows, cols = view.image_shape[:2]
+        for c in channels:
+            layers.append(nn.Conv2d(width, c, kernel_size, stride=2, padding=kernel_size // 2))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(c))
+            layers.append(_ACTIVATIONS[activation]())
+            width, rows, cols = c, math.ceil(rows / 2), math.ceil(cols / 2)
+        self.convolutions = nn.Sequential(*layers, nn.Flatten())
+        self.head = mlp(width * rows * cols + extra_features, hidden, out_features,
+                        activation=activation, batch_norm=batch_norm)
+
+    def forward(self, x: Tensor) -> Tensor:
+        features = self.convolutions(x[:, :self.pixels])
+        if x.shape[1] > self.pixels:
+            features = torch.cat([features, x[:, self.pixels:]], -1)
+        return self.head(features)

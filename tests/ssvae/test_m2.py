@@ -209,18 +209,21 @@ def test_a_convolutional_classifier_needs_images_of_the_inputs_size():
         M2(M2Config(x_dim=D, n_classes=C, classifier_channels=(4,)))
     with pytest.raises(InputDataError, match=r"image_shape=\(3, 5\) for x_dim=12"):
         M2(M2Config(x_dim=D, n_classes=C, classifier_channels=(4,), image_shape=(3, 5)))
-    with pytest.raises(InputDataError, match="cannot be combined with aux_dim=2"):
-        M2(M2Config(x_dim=D, n_classes=C, classifier_channels=(4,), image_shape=(3, 4), aux_dim=2))
     with pytest.raises(InputDataError, match=r"classifier_channels must be positive, got \(4, 0\)"):
         M2Config(classifier_channels=(4, 0))
 
 
-def test_the_objective_trains_a_convolutional_classifier():
+@pytest.mark.parametrize("aux_dim", [0, 2])
+def test_the_objective_trains_a_convolutional_classifier(aux_dim):
     torch.manual_seed(0)
-    conv = M2(M2Config(x_dim=D, n_classes=C, z_dim=3, hidden=(16,), classifier_channels=(4,), image_shape=(3, 4)))
+    conv = M2(M2Config(x_dim=D, n_classes=C, z_dim=3, hidden=(16,), classifier_channels=(4,), image_shape=(3, 4),
+                       aux_dim=aux_dim))
     x = torch.rand(B, D)
-    assert isinstance(conv.classifier[1], torch.nn.Conv2d)
+    assert isinstance(conv.classifier.convolutions[1], torch.nn.Conv2d)
     assert conv.logits(x).shape == (B, C)
     terms = conv.loss_terms(x[:2], torch.tensor([0, 1]), x, alpha=1.0)
     terms["loss"].backward()
-    assert conv.classifier[1].weight.grad.abs().sum() > 0  # the objective trains the convolutions
+    assert conv.classifier.convolutions[1].weight.grad.abs().sum() > 0  # the objective trains the convolutions
+    if aux_dim:  # q(y|a,x): a joins after the convolutions, and its encoder learns from the classifier too
+        assert conv.classifier.head[0].in_features == 4 * 2 * 2 + aux_dim
+        assert conv.aux_encoder[0][0].weight.grad.abs().sum() > 0

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from vaecore.nets import ImageView, conv_net, mlp
+from vaecore.nets import ConvNet, ImageView, mlp
 
 
 def test_mlp_layers_and_shapes() -> None:
@@ -36,15 +36,24 @@ def test_image_view_puts_channels_first():
 
 @pytest.mark.parametrize("shape,flat", [((28, 28), 32 * 7 * 7), ((7, 9, 3), 32 * 2 * 3)])
 def test_conv_net_halves_the_image_per_convolution(shape, flat):
-    net = conv_net(shape, (16, 32), (8,), 3, batch_norm=True)
+    net = ConvNet(shape, (16, 32), (8,), 3, batch_norm=True)
     x = torch.rand(4, math.prod(shape))
     assert net(x).shape == (4, 3)
-    flatten = [i for i, m in enumerate(net) if isinstance(m, torch.nn.Flatten)][0]
-    assert net[: flatten + 1](x).shape == (4, flat)  # 7 rows -> 4 -> 2: halved, rounding up
+    assert net.convolutions(x).shape == (4, flat)  # 7 rows -> 4 -> 2: halved, rounding up
+
+
+def test_conv_net_passes_extra_features_around_the_convolutions():
+    net = ConvNet((6, 6), (4,), (), 2, extra_features=3).eval()
+    x = torch.rand(5, 36 + 3)
+    expected = net.head(torch.cat([net.convolutions(x[:, :36]), x[:, 36:]], -1))
+    assert torch.equal(net(x), expected)
+    moved = x.clone()
+    moved[:, 36:] += 1.0  # the extra features reach the output
+    assert not torch.allclose(net(moved), net(x))
 
 
 def test_conv_net_names_bad_settings():
     with pytest.raises(ValueError, match="kernel_size must be odd and positive, got 4"):
-        conv_net((8, 8), (4,), (), 2, kernel_size=4)
+        ConvNet((8, 8), (4,), (), 2, kernel_size=4)
     with pytest.raises(ValueError, match=r"image_shape must be .* got \(64,\)"):
-        conv_net((64,), (4,), (), 2)
+        ConvNet((64,), (4,), (), 2)
