@@ -108,6 +108,7 @@ def step_timing(args: argparse.Namespace, seconds: float = 10.0) -> pd.DataFrame
         # Compiled steps are timed as training runs them only: flushing subnormals.
         for flush in (False, True) if args.compile_mode is None else (True,):
             # Every cell starts from the same weights and a fresh Adam.
+            # The random pixel inputs stand for MNIST's 28 x 28 images.
             image_shape = (28, 28) if model == "m2" and fit.m2.classifier_channels else None
             m2 = (M2(replace(fit.m2, x_dim=x_l.shape[1], image_shape=image_shape)) if weights is None
                   else copy.deepcopy(weights)).to(device)
