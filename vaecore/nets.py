@@ -17,6 +17,13 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
+def _activation(name: str) -> nn.Module:
+    """A fresh activation layer by name; unknown names raise ``ValueError`` naming them."""
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose from {sorted(_ACTIVATIONS)}")
+    return _ACTIVATIONS[name]()
+
+
 def mlp(
     in_features: int,
     hidden: Sequence[int],
@@ -37,15 +44,14 @@ def mlp(
     Returns:
         The network, mapping `[..., in_features]` to `[..., out_features or hidden[-1]]`.
     """
-    if activation not in _ACTIVATIONS:
-        raise ValueError(f"unknown activation {activation!r}; choose from {sorted(_ACTIVATIONS)}")
+    _activation(activation)  # an unknown name fails here even when there is no hidden layer
     layers: list[nn.Module] = []
     width = in_features
     for h in hidden:
         layers.append(nn.Linear(width, h))
         if batch_norm:
             layers.append(nn.BatchNorm1d(h))
-        layers.append(_ACTIVATIONS[activation]())
+        layers.append(_activation(activation))
         width = h
     if out_features is not None:
         layers.append(nn.Linear(width, out_features))
@@ -104,12 +110,11 @@ class ConvNet(nn.Module):
         extra_features: int = 0,
     ) -> None:
         super().__init__()
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; choose from {sorted(_ACTIVATIONS)}")
+        _activation(activation)  # fail before building anything
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd and positive, got {kernel_size}")
         view = ImageView(image_shape)
-        self.pixels = math.prod(view.image_shape)
+        self.pixels, self.extra_features = math.prod(view.image_shape), extra_features
         layers: list[nn.Module] = [view]
         width = 1 if len(view.image_shape) == 2 else view.image_shape[2]
         rows, cols = view.image_shape[:2]
@@ -117,7 +122,7 @@ class ConvNet(nn.Module):
             layers.append(nn.Conv2d(width, c, kernel_size, stride=2, padding=kernel_size // 2))
             if batch_norm:
                 layers.append(nn.BatchNorm2d(c))
-            layers.append(_ACTIVATIONS[activation]())
+            layers.append(_activation(activation))
             width, rows, cols = c, math.ceil(rows / 2), math.ceil(cols / 2)
         self.convolutions = nn.Sequential(*layers, nn.Flatten())
         self.head = mlp(width * rows * cols + extra_features, hidden, out_features,
@@ -125,6 +130,6 @@ class ConvNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         features = self.convolutions(x[:, :self.pixels])
-        if x.shape[1] > self.pixels:
+        if self.extra_features:
             features = torch.cat([features, x[:, self.pixels:]], -1)
         return self.head(features)
