@@ -94,8 +94,10 @@ def step_timing(args: argparse.Namespace, seconds: float = 10.0) -> pd.DataFrame
     for model, labels, weights in cells:
         fit = override(preset(args.preset, model=model.split()[0], n_labels=labels), **parse_settings(tuple(args.set)))
         n_l, n_u = min(fit.train.labelled_batch, labels), fit.train.unlabelled_batch
+        # M1+M2's M2 sees 16 z1 values, and with convolutions the 784 pixels after them.
+        context = 784 if model == "m1m2" and fit.m2.classifier_channels else 0
         if weights is None:
-            x_dim = 16 if model == "m1m2" else 784
+            x_dim = 16 + context if model == "m1m2" else 784
             x_l = torch.rand(n_l, x_dim, device=device).bernoulli()
             y_l = torch.arange(n_l, device=device) % fit.m2.n_classes
             x_u = torch.rand(n_u, x_dim, device=device).bernoulli()
@@ -109,9 +111,9 @@ def step_timing(args: argparse.Namespace, seconds: float = 10.0) -> pd.DataFrame
         for flush in (False, True) if args.compile_mode is None else (True,):
             # Every cell starts from the same weights and a fresh Adam.
             # The random pixel inputs stand for MNIST's 28 x 28 images.
-            image_shape = (28, 28) if model == "m2" and fit.m2.classifier_channels else None
-            m2 = (M2(replace(fit.m2, x_dim=x_l.shape[1], image_shape=image_shape)) if weights is None
-                  else copy.deepcopy(weights)).to(device)
+            image_shape = (28, 28) if fit.m2.classifier_channels else None
+            m2 = (M2(replace(fit.m2, x_dim=x_l.shape[1] - context, image_shape=image_shape, context_dim=context))
+                  if weights is None else copy.deepcopy(weights)).to(device)
             m2.train()
             optimizer = torch.optim.Adam(m2.parameters(), lr=fit.train.lr)
 

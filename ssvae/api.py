@@ -333,8 +333,8 @@ def fit_data(data: FewLabelData, config: FitConfig, *, n_classes: int, device: t
         clf.m1_selection = sel
         clf.seconds = m1_seconds
         return clf
-    # Only pixel M2's inputs are images; M1+M2's M2 sees z1 vectors.
-    image_shape = data.image_shape if config.model == "m2" and config.m2.classifier_channels else None
+    # A convolutional classifier sees the images (M1+M2's M2 gets them beside z1).
+    image_shape = data.image_shape if config.m2.classifier_channels else None
     m2_config = replace(config.m2, n_classes=n_classes, x_dim=data.x_l.shape[1], image_shape=image_shape)
     if config.model == "m2":
         model: nn.Module = PixelM2(m2_config, binarize=config.binarize)

@@ -7,6 +7,10 @@ p(z1|y,z2) of learned diagonal variance (:class:`vaecore.likelihoods.GaussianLik
 At test time M2's classifier sees the posterior means. As in the original code only the
 *active* z1 dimensions are kept: those whose posterior mean varies across images
 (standard deviation > 0.1); the others carry no information about x.
+
+With ``M2Config.classifier_channels`` M2's classifier is a convolutional net on the
+pixels, q(y|x, z1): the pixels ride along after z1 as M2's context (``context_dim``),
+seen by q(y|.) only, while p(z1|y,z2) still models z1 alone.
 """
 
 from __future__ import annotations
@@ -48,7 +52,9 @@ class M1M2(nn.Module):
     Args:
         m1: The trained M1 (frozen here: no gradients, eval mode).
         m2_config: M2's architecture; ``x_dim`` is replaced by the number of active
-            dimensions and ``likelihood`` should be ``gaussian``.
+            dimensions and ``likelihood`` should be ``gaussian``. With
+            ``classifier_channels`` (and ``image_shape`` of M1's pixels) the classifier
+            also sees the pixels, and ``context_dim`` is set to their number.
         active: Indices of the kept z1 dimensions, `[a]`.
     """
 
@@ -58,7 +64,8 @@ class M1M2(nn.Module):
         super().__init__()
         self.m1 = m1.eval().requires_grad_(False)
         self.register_buffer("active", active.detach().to(torch.int64).clone())
-        self.m2 = M2(replace(m2_config, x_dim=int(active.numel())))
+        context = m1.config.x_dim if m2_config.classifier_channels else 0
+        self.m2 = M2(replace(m2_config, x_dim=int(active.numel()), context_dim=context))
 
     def train(self, mode: bool = True) -> M1M2:
         super().train(mode)
@@ -67,21 +74,32 @@ class M1M2(nn.Module):
 
     @torch.no_grad()
     def rows(self, x: Tensor) -> Tensor:
-        """q(z1|x) over the active dims as rows `[N, 2a]`: (mean, log std).
+        """q(z1|x) over the active dims as rows `[N, 2a (+ D)]`: (mean, log std (, pixels)).
 
-        Computed once for a data set; :meth:`sample` and :meth:`mean` read them.
+        The pixels only when M2's classifier sees them (``context_dim``). Computed once
+        for a data set; :meth:`sample` and :meth:`mean` read them.
         """
         q = self.m1.encoder(x)
-        return torch.cat([q.mean[:, self.active], q.stddev[:, self.active].log()], -1)
+        parts = [q.mean[:, self.active], q.stddev[:, self.active].log()]
+        return torch.cat(parts + [x] if self.m2.config.context_dim else parts, -1)
+
+    def _split(self, rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Rows as (mean `[B, a]`, log std `[B, a]`, pixels `[B, D]` or `[B, 0]`)."""
+        a = self.m2.config.x_dim
+        return rows[:, :a], rows[:, a:2 * a], rows[:, 2 * a:]
 
     def sample(self, rows: Tensor) -> Tensor:
-        """z1 ~ q(z1|x) for rows `[B, 2a]`: a fresh draw every call, `[B, a]`."""
-        loc, log_scale = rows.chunk(2, dim=-1)
-        return loc + log_scale.exp() * torch.randn_like(loc)
+        """z1 ~ q(z1|x) for rows `[B, 2a (+ D)]`: a fresh draw every call, `[B, a (+ D)]`.
+
+        The pixels, if any, follow unchanged.
+        """
+        loc, log_scale, pixels = self._split(rows)
+        return torch.cat([loc + log_scale.exp() * torch.randn_like(loc), pixels], -1)
 
     def mean(self, rows: Tensor) -> Tensor:
-        """The posterior mean of z1 (test-time input of the classifier), `[B, a]`."""
-        return rows.chunk(2, dim=-1)[0]
+        """The posterior mean of z1 (test-time input of M2), then any pixels, `[B, a (+ D)]`."""
+        loc, _, pixels = self._split(rows)
+        return torch.cat([loc, pixels], -1)
 
     def logits(self, x: Tensor) -> Tensor:
         """Class logits for pixels `[B, D]`, `[B, C]`."""
@@ -101,11 +119,10 @@ class M1M2(nn.Module):
     @torch.no_grad()
     def latent(self, x: Tensor) -> Tensor:
         """The code shown in t-SNE plots: E q(z1|x) over the active dims, `[B, a]`."""
-        return self.mean(self.rows(x))
+        return self._split(self.rows(x))[0]
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:
         """x -> E q(z1|x) -> (y_hat, E q(z2|z1,y_hat)) -> mean p(z1|y_hat,z2) -> M1 decoder, `[B, D]`."""
-        z1 = self.latent(x)
-        y = self.m2.logits(z1).argmax(-1)
-        return self.generate(y, self.m2.encode(z1, y))
+        inputs = self.mean(self.rows(x))
+        return self.generate(self.m2.logits(inputs).argmax(-1), self.m2.encode(inputs))

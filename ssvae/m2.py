@@ -20,6 +20,11 @@ et al. 2016): an auxiliary latent a ~ q(a|x) feeds the classifier q(y|a,x) and t
 encoder q(z|a,y,x), the generative side gains p(a|x,y,z), and L(x,y) gains
 log p(a|x,y,z) - log q(a|x). One draw of a per example is shared by its C enumerated
 copies, so U(x) stays sum_y q(y|a,x) L(x,y) + H(q(y|a,x)) inside E_q(a|x).
+
+With ``M2Config.context_dim > 0`` each input row carries, after the ``x_dim`` modelled
+values, a context c that only the classifier sees: q(y|x,c). M1+M2 passes the pixels
+this way, so that its q(y|.) can be a convolutional net on the image while p(z1|y,z2)
+models z1. Any q(y|.) gives a lower bound on log p(x), so the bound stays valid.
 """
 
 from __future__ import annotations
@@ -61,7 +66,9 @@ class M2Config:
             the paper; with ``aux_dim``, a joins after the convolutions); empty = the
             paper's MLP classifier. Needs ``image_shape``.
         image_shape: One input's shape as an image, e.g. `(28, 28)`; set by the pipeline
-            for M2 on pixels.
+            for M2 on pixels (the shape of the context when ``context_dim`` is set).
+        context_dim: Number of input values after the first ``x_dim`` that only q(y|.)
+            sees (not modelled by p(x|y,z); M1+M2: the pixels); 0 = none.
     """
 
     x_dim: int = 784
@@ -75,10 +82,13 @@ class M2Config:
     aux_dim: int = 0
     classifier_channels: tuple[int, ...] = ()
     image_shape: tuple[int, ...] | None = None
+    context_dim: int = 0
 
     def __post_init__(self) -> None:
         if self.aux_dim < 0:
             raise InputDataError(f"aux_dim must be >= 0, got {self.aux_dim}")
+        if self.context_dim < 0:
+            raise InputDataError(f"context_dim must be >= 0, got {self.context_dim}")
         if any(c < 1 for c in self.classifier_channels):
             raise InputDataError(f"classifier_channels must be positive, got {self.classifier_channels}")
 
@@ -90,14 +100,15 @@ class M2Config:
 
         Raises:
             InputDataError: Channels without a 2-D (or channels-last 3-D) ``image_shape`` of
-                ``x_dim`` values.
+                ``context_dim`` values (``x_dim`` without a context).
         """
         if not self.classifier_channels:
             return
-        shape = self.image_shape
-        if shape is None or len(shape) not in (2, 3) or math.prod(shape) != self.x_dim:
+        shape, size = self.image_shape, self.context_dim or self.x_dim
+        if shape is None or len(shape) not in (2, 3) or math.prod(shape) != size:
             raise InputDataError(f"classifier_channels={self.classifier_channels} needs inputs that are images: "
-                                 f"image_shape={shape} for x_dim={self.x_dim} (M2 on pixels of 2-D images only)")
+                                 f"image_shape={shape} for x_dim={self.x_dim}, context_dim={self.context_dim} "
+                                 f"(pixels of 2-D images only)")
 
 
 class Pairs(NamedTuple):
@@ -108,7 +119,8 @@ class Pairs(NamedTuple):
         y: One-hot labels, `[N, C]`.
         h: The encoder's input share, `[N, H]`.
         inputs: What the classifier sees for the `B_u + B_l` distinct examples,
-            unlabelled first: x, or [x, a] with the auxiliary draw a, `[B_u + B_l, D (+ A)]`.
+            unlabelled first: x, or [x, a] with the auxiliary draw a, after the context c
+            when there is one, `[B_u + B_l, (K +) D (+ A)]`.
         a: The auxiliary draws of the pairs, `[N, A]` (``None`` for plain M2).
         log_q_a: log q(a|x) of those draws, `[N]` (``None`` for plain M2).
         g: The share W_x x + b of p(a|x,y,z)'s first layer, `[N, H]` (``None`` for plain M2).
@@ -170,14 +182,16 @@ class M2(nn.Module):
         c = config
         act, bn = c.activation, c.batch_norm
         cls_hidden = c.hidden if c.classifier_hidden is None else c.classifier_hidden
-        # q(y|.) and q(z|., y) see x, or x and the auxiliary a: `in_dim` inputs.
+        # q(y|.) and q(z|., y) see x, or x and the auxiliary a: `in_dim` inputs; q(y|.)
+        # sees the context c before them (first, where a ConvNet expects its pixels).
         self.in_dim = c.x_dim + c.aux_dim
         if c.classifier_channels:
             assert c.image_shape is not None  # check_images
+            extra = self.in_dim if c.context_dim else c.aux_dim
             self.classifier = ConvNet(c.image_shape, c.classifier_channels, cls_hidden, c.n_classes,
-                                      activation=act, batch_norm=bn, extra_features=c.aux_dim)
+                                      activation=act, batch_norm=bn, extra_features=extra)
         else:
-            self.classifier = mlp(self.in_dim, cls_hidden, c.n_classes, activation=act, batch_norm=bn)
+            self.classifier = mlp(c.context_dim + self.in_dim, cls_hidden, c.n_classes, activation=act, batch_norm=bn)
         self.encoder_net = mlp(self.in_dim + c.n_classes, c.hidden, activation=act, batch_norm=bn)
         self.encoder_head = DiagonalGaussianHead(c.hidden[-1], c.z_dim)
         self.likelihood = make_likelihood(c.likelihood)
@@ -197,16 +211,28 @@ class M2(nn.Module):
 
     def logits(self, x: Tensor) -> Tensor:
         """Unnormalised log q(y|x), `[B, C]`; with ``aux_dim``, q(y|a,x) at the mean of q(a|x)."""
-        return self.classifier(self.inference_input(x)[0])
+        return self.classifier(self.classifier_input(x, self.inference_input(x)[0]))
+
+    def classifier_input(self, x: Tensor, inputs: Tensor) -> Tensor:
+        """q(y|.)'s input from input rows ``x`` `[B, D (+ K)]` and :meth:`inference_input` `[B, in_dim]`.
+
+        ``inputs`` itself, or [c, inputs] with the rows' context c, `[B, K + in_dim]`.
+        """
+        if not self.config.context_dim:
+            return inputs
+        return torch.cat([x[:, self.config.x_dim:], inputs], -1)
 
     def inference_input(self, x: Tensor, *, sample: bool = False) -> tuple[Tensor, Tensor | None]:
-        """What the classifier and encoder see for inputs `[B, D]`, and log q(a|x).
+        """What the classifier and encoder see for inputs `[B, D (+ K)]`, and log q(a|x).
+
+        A context (``context_dim``) is dropped: only :meth:`classifier_input` adds it.
 
         Plain M2: ``(x, None)``. ADGM: ``([x, a], log q(a|x))`` `([B, D + A], [B])`, with a
         drawn from q(a|x) if ``sample`` (training) and its mean otherwise (prediction:
         deterministic and one pass, where the reference averaged many draws), and then
         ``None`` for the log density.
         """
+        x = x[:, :self.config.x_dim]
         if not self.config.aux_dim:
             return x, None
         q_a = self.aux_encoder(x)
@@ -220,7 +246,7 @@ class M2(nn.Module):
         return _categorical(self.logits(x))
 
     def q_z(self, x: Tensor, y: Tensor) -> Distribution:
-        """q(z|x,y) for inputs `[B, D]` and one-hot labels `[B, C]`; batch `[B]`, event `[z]`.
+        """q(z|x,y) for inputs `[B, D (+ K)]` and one-hot labels `[B, C]`; batch `[B]`, event `[z]`.
 
         With ``aux_dim``, q(z|a,x,y) at the mean of q(a|x).
         """
@@ -262,8 +288,9 @@ class M2(nn.Module):
 
         Without log p(y), and with ``aux_dim`` without a's term (:meth:`bound` has both).
         ``h_x`` `[B, H]` is :meth:`encoder_input` of the inputs when the caller already has
-        it; otherwise q(z|.) uses the mean of q(a|x).
+        it; otherwise q(z|.) uses the mean of q(a|x). A context in ``x`` is not modelled.
         """
+        x = x[:, :self.config.x_dim]
         h_x = self.encoder_input(self.inference_input(x)[0]) if h_x is None else h_x
         return elbo(x, encoder=lambda _: self.q_z_from(h_x, y), decoder=lambda z: self.p_x(z, y),
                     prior=self.prior, beta=beta)
@@ -277,8 +304,8 @@ class M2(nn.Module):
         not recomputed, for the C copies of each unlabelled one.
 
         Args:
-            x_u: Unlabelled inputs, `[B_u, D]`.
-            x_l: Labelled inputs, `[B_l, D]` (none if omitted).
+            x_u: Unlabelled inputs, `[B_u, D (+ K)]`.
+            x_l: Labelled inputs, `[B_l, D (+ K)]` (none if omitted).
             y_l: Their integer labels, `[B_l]`.
         """
         n_classes, n_u = self.config.n_classes, x_u.shape[0]
@@ -288,11 +315,13 @@ class M2(nn.Module):
         def per_pair(t: Tensor) -> Tensor:
             return torch.cat([t[:n_u].repeat(n_classes, *([1] * (t.dim() - 1))), t[n_u:]])
 
-        x = torch.cat([x_u, x_l])
-        inputs, log_q_a = self.inference_input(x, sample=True)
+        rows = torch.cat([x_u, x_l])
+        inputs, log_q_a = self.inference_input(rows, sample=True)
+        x = rows[:, :self.config.x_dim]
         eye = torch.eye(n_classes, dtype=self.prior.loc.dtype, device=x_u.device)
         y_all = torch.cat([eye.repeat_interleave(n_u, dim=0), self.one_hot(y_l)])
-        pairs = Pairs(x=per_pair(x), y=y_all, h=per_pair(self.encoder_input(inputs)), inputs=inputs)
+        pairs = Pairs(x=per_pair(x), y=y_all, h=per_pair(self.encoder_input(inputs)),
+                      inputs=self.classifier_input(rows, inputs))
         if log_q_a is None:
             return pairs
         g = _first_share(self.aux_decoder_net, x, self.config.x_dim)
@@ -357,9 +386,9 @@ class M2(nn.Module):
         pass each, and batch statistics (batch norm) over labelled and unlabelled data.
 
         Args:
-            x_l: Labelled inputs, `[B_l, D]`.
+            x_l: Labelled inputs, `[B_l, D (+ K)]` (K: ``context_dim``).
             y_l: Their integer labels, `[B_l]`.
-            x_u: Unlabelled inputs, `[B_u, D]`.
+            x_u: Unlabelled inputs, `[B_u, D (+ K)]`.
             alpha: Weight of the classification term log q(y|x).
             beta: KL weight (warm-up; 1 is the true bound).
             labelled_weight, unlabelled_weight: Weights of the two batch means.

@@ -1,4 +1,4 @@
-"""M1+M2: active z1 dimensions, the frozen M1, fresh z1 draws, decoding through M1."""
+"""M1+M2: active z1 dimensions, the frozen M1, fresh z1 draws, decoding through M1, pixels for q(y|.)."""
 
 from __future__ import annotations
 
@@ -65,3 +65,21 @@ def test_generate_and_reconstruct_decode_through_m1():
     assert model.reconstruct(torch.rand(5, D)).shape == (5, D)
     assert model.logits(torch.rand(5, D)).shape == (5, 3)
     assert model.latent(torch.rand(5, D)).shape == (5, 4)
+
+
+def test_a_convolutional_classifier_gets_the_pixels_after_z1():
+    m1, active = _m1(), torch.tensor([0, 2, 3, 5])
+    model = M1M2(m1, M2Config(n_classes=3, z_dim=2, hidden=(8,), likelihood="gaussian", classifier_channels=(2,),
+                              image_shape=(4, 5)), active)
+    assert (model.m2.config.x_dim, model.m2.config.context_dim) == (4, D)
+    x = torch.rand(7, D)
+    rows, q = model.rows(x), m1.encoder(x)
+    assert rows.shape == (7, 2 * 4 + D)
+    assert torch.allclose(model.mean(rows), torch.cat([q.mean[:, active], x], -1))
+    draw = model.sample(rows)
+    assert torch.equal(draw[:, 4:], x) and not torch.allclose(draw[:, :4], q.mean[:, active])
+    assert model.latent(x).shape == (7, 4) and model.reconstruct(x).shape == (7, D)
+    assert model.logits(x).shape == (7, 3)
+    terms = model.m2.loss_terms(draw[:3], torch.tensor([0, 1, 2]), model.sample(rows[3:]), alpha=1.0)
+    terms["loss"].backward()
+    assert model.m2.classifier.convolutions[1].weight.grad.abs().sum() > 0

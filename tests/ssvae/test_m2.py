@@ -213,6 +213,38 @@ def test_a_convolutional_classifier_needs_images_of_the_inputs_size():
         M2Config(classifier_channels=(4, 0))
 
 
+@pytest.mark.parametrize("channels", [(), (4,)])
+def test_a_context_reaches_the_classifier_only(channels):
+    # x_dim = 5 modelled values, then a 3 x 4 image of context (M1+M2: z1, then the pixels).
+    torch.manual_seed(0)
+    m2 = M2(M2Config(x_dim=5, n_classes=C, z_dim=3, hidden=(16,), classifier_channels=channels,
+                     image_shape=(3, 4) if channels else None, context_dim=D))
+    z, y = torch.randn(B, 5), torch.arange(B) % C
+    x, x_other = torch.cat([z, torch.rand(B, D)], -1), torch.cat([z, torch.rand(B, D)], -1)
+    bounds = []
+    for rows in (x, x_other):
+        torch.manual_seed(1)  # the same z draws: p(x|y,z) models the first 5 values only
+        bounds.append(m2.bound(rows, y))
+    assert torch.equal(bounds[0], bounds[1])
+    assert not torch.allclose(m2.logits(x), m2.logits(x_other))  # but q(y|.) sees the context
+    assert m2.decoder_net[-1].out_features == 5 and m2.encoder_net[0].in_features == 5 + C
+    terms = m2.loss_terms(x[:2], y[:2], x, alpha=1.0)
+    terms["loss"].backward()
+    first = m2.classifier.convolutions[1] if channels else m2.classifier[0]
+    assert first.weight.grad.abs().sum() > 0
+    if channels:  # z1 joins the 4 channels x 2 x 2 of the convolutions at the MLP
+        assert m2.classifier.head[0].in_features == 4 * 2 * 2 + 5
+    else:
+        assert first.in_features == D + 5
+
+
+def test_a_context_must_match_the_image_shape():
+    with pytest.raises(InputDataError, match=r"image_shape=\(3, 5\) for x_dim=5, context_dim=12"):
+        M2(M2Config(x_dim=5, n_classes=C, classifier_channels=(4,), image_shape=(3, 5), context_dim=D))
+    with pytest.raises(InputDataError, match="context_dim must be >= 0, got -1"):
+        M2Config(context_dim=-1)
+
+
 @pytest.mark.parametrize("aux_dim", [0, 2])
 def test_the_objective_trains_a_convolutional_classifier(aux_dim):
     torch.manual_seed(0)
