@@ -314,6 +314,10 @@ def fit_data(data: FewLabelData, config: FitConfig, *, n_classes: int, device: t
     if config.model != "m1" and config.train.label_shift > 0:
         # Refuse a label shift the images cannot take now, not after M1's training.
         translations(data.x_l[:1], data.image_shape, config.train.label_shift)
+    # A convolutional classifier sees the images (M1+M2's M2 gets them beside z1).
+    image_shape = data.image_shape if config.m2.classifier_channels else None
+    if config.model == "m1m2":  # refuse a classifier without images now, not after M1's training
+        replace(config.m2, image_shape=image_shape, context_dim=data.x_l.shape[1]).check_images()
     m1, m1_seconds = None, 0.0
     if config.model in ("m1", "m1m2"):
         m1, m1_seconds = train_m1(torch.cat([data.x_l, data.x_u]), config.m1, x_valid=data.x_valid,
@@ -333,8 +337,6 @@ def fit_data(data: FewLabelData, config: FitConfig, *, n_classes: int, device: t
         clf.m1_selection = sel
         clf.seconds = m1_seconds
         return clf
-    # A convolutional classifier sees the images (M1+M2's M2 gets them beside z1).
-    image_shape = data.image_shape if config.m2.classifier_channels else None
     m2_config = replace(config.m2, n_classes=n_classes, x_dim=data.x_l.shape[1], image_shape=image_shape)
     if config.model == "m2":
         model: nn.Module = PixelM2(m2_config, binarize=config.binarize)

@@ -179,6 +179,8 @@ def test_m1m2_with_a_convolutional_classifier_learns_and_reloads(fixture_data, t
     assert clf.result.valid_error < 0.6
     proba = clf.predict_proba(ds.test.x[:7])
     assert np.allclose(load_classifier(tmp_path).predict_proba(ds.test.x[:7]), proba, atol=1e-5)
+    with pytest.raises(InputDataError, match="needs inputs that are images"):  # flat rows, refused before M1 trains
+        ssvae.fit(ds.train.x, ds.train.y, model="m1m2", n_labels=100, **{**settings, "m1.epochs": 1000})
 
 
 def test_train_config_rejects_bad_settings():
