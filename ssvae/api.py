@@ -134,6 +134,9 @@ def preset(name: str, *, model: str = "m1m2", n_labels: int = 100, n_total: int 
     # Pixel M2's q(y|x) on 2-D images starts with two strided convolutions (BENCHMARKS.md,
     # "A convolutional classifier for pixel M2"): in 30-minute CPU runs at 100 labels it
     # took the test error from 9.19 / 11.60 / 10.06% to 4.96 / 6.34 / 5.43% (seeds 0-2).
+    # M1+M2 keeps its MLP on z1: given the pixels through the same convolutions it did
+    # worse, 4.75 / 5.35% against 4.14 / 4.21% at 100 labels in the hour (seeds 0, 1;
+    # BENCHMARKS.md, "M1+M2 with a convolutional classifier on the pixels").
     channels = (16, 32) if model == "m2" and images else ()
     m2 = (M2Config(hidden=(300,), z_dim=10, likelihood=likelihood, batch_norm=True) if model == "m1m2"
           else M2Config(hidden=(500,), z_dim=50, likelihood=likelihood, batch_norm=True,
