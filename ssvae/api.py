@@ -340,7 +340,9 @@ def fit_data(data: FewLabelData, config: FitConfig, *, n_classes: int, device: t
         clf.m1_selection = sel
         clf.seconds = m1_seconds
         return clf
-    m2_config = replace(config.m2, n_classes=n_classes, x_dim=data.x_l.shape[1], image_shape=image_shape)
+    # The sizes come from the data, whatever a setting said; M1M2 sets its own x_dim and context.
+    m2_config = replace(config.m2, n_classes=n_classes, x_dim=data.x_l.shape[1], image_shape=image_shape,
+                        context_dim=0)
     if config.model == "m2":
         model: nn.Module = PixelM2(m2_config, binarize=config.binarize)
     else:

@@ -68,7 +68,8 @@ class M2Config:
         image_shape: One input's shape as an image, e.g. `(28, 28)`; set by the pipeline
             for M2 on pixels (the shape of the context when ``context_dim`` is set).
         context_dim: Number of input values after the first ``x_dim`` that only q(y|.)
-            sees (not modelled by p(x|y,z); M1+M2: the pixels); 0 = none.
+            sees (not modelled by p(x|y,z); M1+M2: the pixels, set by
+            :class:`ssvae.m1m2.M1M2`); 0 = none.
     """
 
     x_dim: int = 784
