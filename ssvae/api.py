@@ -103,6 +103,8 @@ def preset(name: str, *, model: str = "m1m2", n_labels: int = 100, n_total: int 
         m1 = M1Settings(epochs=3000, batch_size=1000, lr=3e-4)
         return FitConfig(model=model, m1=m1, m2=M2Config(hidden=hidden, z_dim=50, likelihood=likelihood),
                          train=train)
+    shift = 2  # ssvae.data.translations needs a shift smaller than each side of the image
+    images = image_shape is not None and len(image_shape) >= 2 and min(image_shape[:2]) > shift
     # "fast" and "default" share what CPU experiments on MNIST found at 100 labels
     # (BENCHMARKS.md, "How the preset was chosen"): M1 with a 10-epoch KL warm-up; every
     # label in every step but weighted by its share of the data as in the paper (a
@@ -117,13 +119,18 @@ def preset(name: str, *, model: str = "m1m2", n_labels: int = 100, n_total: int 
     # runs of seeds 0-2 it lowered the test error from 6.89 to 5.50% at 600 labels and from
     # 5.45 to 4.86% at 1000, and on seed 1 from 4.29 to 3.80% at 3000; at 100 labels it did
     # not help (BENCHMARKS.md, "M2's classification weight" and "The preset change").
-    alpha = 10.0 if model == "m2" and n_labels >= 600 else 2.0
+    # M1+M2 on 2-D images from 600 labels up does the same and lets q(y|x, z1) see the
+    # pixels through pixel M2's convolutions (BENCHMARKS.md, "M1+M2 with a convolutional
+    # classifier on the pixels"): in 30-minute CPU runs it took the test error at 600
+    # labels from 3.60 / 3.64% (the MLP on z1, alpha 2) to 2.68 / 2.68% (seeds 0, 1), and
+    # seed 0 reached 1.84% at 1000 labels and 1.29% at 3000 (the MLP's hour: 3.19 and
+    # 2.89% over seeds 0-2). At 100 labels the convolutions did worse (below).
+    m1m2_conv = model == "m1m2" and images and n_labels >= 600
+    alpha = 10.0 if (model == "m2" and n_labels >= 600) or m1m2_conv else 2.0
     # M2 and M1+M2 also train on their labelled images translated by up to 2 pixels
     # (BENCHMARKS.md, "Translated labelled digits" and "M1+M2 with translated labelled
     # digits"); only images with two spatial axes can be translated, and M1 alone uses no
     # labels in training.
-    shift = 2  # ssvae.data.translations needs a shift smaller than each side of the image
-    images = image_shape is not None and len(image_shape) >= 2 and min(image_shape[:2]) > shift
     label_shift = shift if model != "m1" and images else 0
     train = TrainConfig(epochs=1000 if name == "fast" else 300, lr=1e-3, lr_decay=0.98, lr_min_factor=0.05,
                         labelled_batch=100, unlabelled_batch=100, alpha=alpha, weighting="paper",
@@ -134,11 +141,12 @@ def preset(name: str, *, model: str = "m1m2", n_labels: int = 100, n_total: int 
     # Pixel M2's q(y|x) on 2-D images starts with two strided convolutions (BENCHMARKS.md,
     # "A convolutional classifier for pixel M2"): in 30-minute CPU runs at 100 labels it
     # took the test error from 9.19 / 11.60 / 10.06% to 4.96 / 6.34 / 5.43% (seeds 0-2).
-    # M1+M2 keeps its MLP on z1: given the pixels through the same convolutions it did
-    # worse, 4.75 / 5.35% against 4.14 / 4.21% at 100 labels in the hour (seeds 0, 1;
-    # BENCHMARKS.md, "M1+M2 with a convolutional classifier on the pixels").
-    channels = (16, 32) if model == "m2" and images else ()
-    m2 = (M2Config(hidden=(300,), z_dim=10, likelihood=likelihood, batch_norm=True) if model == "m1m2"
+    # Below 600 labels M1+M2 keeps its MLP on z1: given the pixels through the same
+    # convolutions it did worse, 4.75 / 5.35% against 4.14 / 4.21% at 100 labels in the
+    # hour (seeds 0, 1; BENCHMARKS.md, "M1+M2 with a convolutional classifier on the pixels").
+    channels = (16, 32) if (model == "m2" and images) or m1m2_conv else ()
+    m2 = (M2Config(hidden=(300,), z_dim=10, likelihood=likelihood, batch_norm=True,
+                   classifier_channels=channels) if model == "m1m2"
           else M2Config(hidden=(500,), z_dim=50, likelihood=likelihood, batch_norm=True,
                         classifier_channels=channels))
     return FitConfig(model=model, m1=m1, m2=m2, train=train)
