@@ -119,12 +119,13 @@ def preset(name: str, *, model: str = "m1m2", n_labels: int = 100, n_total: int 
     # runs of seeds 0-2 it lowered the test error from 6.89 to 5.50% at 600 labels and from
     # 5.45 to 4.86% at 1000, and on seed 1 from 4.29 to 3.80% at 3000; at 100 labels it did
     # not help (BENCHMARKS.md, "M2's classification weight" and "The preset change").
-    # M1+M2 on 2-D images from 600 labels up does the same and lets q(y|x, z1) see the
-    # pixels through pixel M2's convolutions (BENCHMARKS.md, "M1+M2 with a convolutional
-    # classifier on the pixels"): in 30-minute CPU runs it took the test error at 600
-    # labels from 3.60 / 3.64% (the MLP on z1, alpha 2) to 2.68 / 2.68% (seeds 0, 1), and
-    # seed 0 reached 1.84% at 1000 labels and 1.29% at 3000 (the MLP's hour: 3.19 and
-    # 2.89% over seeds 0-2). At 100 labels the convolutions did worse (below).
+    # M1+M2 on 2-D images from 600 labels up takes alpha = 10 too, with q(y|x, z1) seeing
+    # the pixels through pixel M2's convolutions (BENCHMARKS.md, "M1+M2 with a
+    # convolutional classifier on the pixels"; alpha = 10 alone made the MLP on z1 worse).
+    # In 30-minute CPU runs the test error went from 3.60 / 3.64% (the MLP on z1, alpha 2)
+    # to 2.68 / 2.68% at 600 labels (seeds 0, 1), from 3.34 to 1.98% at 1000 and from
+    # 2.99 to 1.23% at 3000 (means over seeds 0-2). At 100 labels the convolutions did
+    # worse (below).
     m1m2_conv = model == "m1m2" and images and n_labels >= 600
     alpha = 10.0 if (model == "m2" and n_labels >= 600) or m1m2_conv else 2.0
     # M2 and M1+M2 also train on their labelled images translated by up to 2 pixels

@@ -218,7 +218,7 @@ def test_preset_weights_classification_heavier_from_600_labels(name):
 
 
 @pytest.mark.parametrize("name", ["fast", "default"])
-def test_preset_translates_labelled_images_and_convolves_pixel_m2s_when_they_are_2d(name):
+def test_preset_translates_labelled_images_and_convolves_them_when_they_are_2d(name):
     # BENCHMARKS.md, "Translated labelled digits" (M2) and "M1+M2 with translated labelled digits".
     shift = {(model, shape): preset(name, model=model, n_labels=100, image_shape=shape).train.label_shift
              for model in ("m2", "m1m2") for shape in ((28, 28), (14, 14, 3), (2, 2), (784,), None)}
