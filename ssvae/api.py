@@ -122,10 +122,9 @@ def preset(name: str, *, model: str = "m1m2", n_labels: int = 100, n_total: int 
     # M1+M2 on 2-D images from 600 labels up takes alpha = 10 too, with q(y|x, z1) seeing
     # the pixels through pixel M2's convolutions (BENCHMARKS.md, "M1+M2 with a
     # convolutional classifier on the pixels"; alpha = 10 alone made the MLP on z1 worse).
-    # In 30-minute CPU runs the test error went from 3.60 / 3.64% (the MLP on z1, alpha 2)
-    # to 2.68 / 2.68% at 600 labels (seeds 0, 1), from 3.34 to 1.98% at 1000 and from
-    # 2.99 to 1.23% at 3000 (means over seeds 0-2). At 100 labels the convolutions did
-    # worse (below).
+    # In 30-minute CPU runs (means over seeds 0-2) the test error went from 3.71% (the MLP
+    # on z1, alpha 2) to 2.52% at 600 labels, from 3.34 to 1.98% at 1000 and from 2.99 to
+    # 1.23% at 3000. At 100 labels the convolutions did worse (below).
     m1m2_conv = model == "m1m2" and images and n_labels >= 600
     alpha = 10.0 if (model == "m2" and n_labels >= 600) or m1m2_conv else 2.0
     # M2 and M1+M2 also train on their labelled images translated by up to 2 pixels
