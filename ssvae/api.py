@@ -145,10 +145,8 @@ def preset(name: str, *, model: str = "m1m2", n_labels: int = 100, n_total: int 
     # convolutions it did worse, 4.75 / 5.35% against 4.14 / 4.21% at 100 labels in the
     # hour (seeds 0, 1; BENCHMARKS.md, "M1+M2 with a convolutional classifier on the pixels").
     channels = (16, 32) if (model == "m2" and images) or m1m2_conv else ()
-    m2 = (M2Config(hidden=(300,), z_dim=10, likelihood=likelihood, batch_norm=True,
-                   classifier_channels=channels) if model == "m1m2"
-          else M2Config(hidden=(500,), z_dim=50, likelihood=likelihood, batch_norm=True,
-                        classifier_channels=channels))
+    hidden, z_dim = ((300,), 10) if model == "m1m2" else ((500,), 50)
+    m2 = M2Config(hidden=hidden, z_dim=z_dim, likelihood=likelihood, batch_norm=True, classifier_channels=channels)
     return FitConfig(model=model, m1=m1, m2=m2, train=train)
 
 
