@@ -108,6 +108,8 @@ class TrainConfig:
                                  f"{self.labelled_batch}, {self.unlabelled_batch}")
         if self.label_shift < 0:
             raise InputDataError(f"label_shift must be >= 0, got {self.label_shift}")
+        if not self.alpha >= 0:  # a negative weight would reward misclassifying the labels
+            raise InputDataError(f"alpha must be >= 0, got {self.alpha}")
         if not self.entropy_weight >= 0:
             raise InputDataError(f"entropy_weight must be >= 0, got {self.entropy_weight}")
         if self.compile_mode is not None and self.compile_mode not in COMPILE_MODES:

@@ -194,6 +194,10 @@ def test_train_config_rejects_bad_settings():
         TrainConfig(labelled_batch=0)
     with pytest.raises(InputDataError, match="label_shift must be >= 0, got -1"):
         TrainConfig(label_shift=-1)
+    with pytest.raises(InputDataError, match="alpha must be >= 0, got -1"):
+        TrainConfig(alpha=-1.0)
+    with pytest.raises(InputDataError, match="alpha must be >= 0, got nan"):
+        TrainConfig(alpha=float("nan"))
     with pytest.raises(InputDataError, match="entropy_weight must be >= 0, got -0.1"):
         TrainConfig(entropy_weight=-0.1)
     with pytest.raises(InputDataError, match="unknown compile_mode 'fast'"):
