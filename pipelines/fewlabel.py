@@ -205,6 +205,7 @@ def run(config: FewLabelRunConfig, workdir: str | os.PathLike, *, resume: bool =
         r = clf.result
         metrics.update(test_error=r.test_error, valid_error=r.valid_error, best_epoch=r.best_epoch,
                        epochs_done=r.epochs_done, stopped_by_budget=r.stopped_by_budget,
+                       stopped_by_patience=r.stopped_by_patience,
                        m2_seconds=r.seconds, final_test_error=float(r.history["test_error"].iloc[-1])
                        if len(r.history) else math.nan)
         if hasattr(clf.model, "active"):

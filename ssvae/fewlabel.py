@@ -71,6 +71,9 @@ class TrainConfig:
             raw weights, as in the paper).
         time_budget_minutes: Stop after the epoch in which the run's total wall time
             (including M1's training) exceeds this; ``None`` = train all epochs.
+        patience: Stop once the best-validation epoch (ties count as best) lies this many
+            epochs back: early stopping. Without a validation set it does nothing; the best
+            epoch's weights are kept either way. ``None`` = no such stop.
         log_every: Steps between host syncs (NaN check and progress-bar losses).
         eval_batch_size: Batch size of the validation and test passes.
         compile_mode: Run each step's sampling and loss through ``torch.compile`` with
@@ -96,6 +99,7 @@ class TrainConfig:
     grad_clip: float | None = None
     ema_decay: float | None = None
     time_budget_minutes: float | None = None
+    patience: int | None = None
     log_every: int = 50
     eval_batch_size: int = 2000
     compile_mode: str | None = None
@@ -110,6 +114,8 @@ class TrainConfig:
             raise InputDataError(f"label_shift must be >= 0, got {self.label_shift}")
         if not self.alpha >= 0:  # a negative weight would reward misclassifying the labels
             raise InputDataError(f"alpha must be >= 0, got {self.alpha}")
+        if self.patience is not None and self.patience < 1:
+            raise InputDataError(f"patience must be >= 1 epoch or None, got {self.patience}")
         if not self.entropy_weight >= 0:
             raise InputDataError(f"entropy_weight must be >= 0, got {self.entropy_weight}")
         if self.compile_mode is not None and self.compile_mode not in COMPILE_MODES:
@@ -152,6 +158,7 @@ class TrainResult:
     epochs_done: int
     seconds: float
     stopped_by_budget: bool
+    stopped_by_patience: bool = False
 
 
 @torch.no_grad()
@@ -341,12 +348,18 @@ def train_m2(
         save_checkpoint(ckpt_path, payload, model_spec)
 
     budget = None if config.time_budget_minutes is None else 60.0 * config.time_budget_minutes
-    stopped_by_budget, done, last_valid, logged = False, start, math.nan, []
+    stopped_by_budget = stopped_by_patience = False
+    done, last_valid, logged = start, math.nan, []
     model.train()
     with interruptible() as flag, flush_denormals():
         for epoch in range(start, config.epochs):
             if budget is not None and seconds_before + elapsed >= budget:
                 stopped_by_budget = True  # checked between epochs: the last one is finished
+                break
+            # Checked before each epoch, like the budget, so that a resumed run that had
+            # already run out of patience stops at once.
+            if config.patience is not None and "valid" in evals and epoch - best["epoch"] >= config.patience:
+                stopped_by_patience = True
                 break
             began = time.perf_counter()
             lr = config.learning_rate(epoch)
@@ -413,4 +426,5 @@ def train_m2(
     model.eval()
     return TrainResult(model=model, history=history, best_epoch=int(best["epoch"]),
                        valid_error=float(best["valid_error"]), test_error=float(best["test_error"]),
-                       epochs_done=done, seconds=elapsed, stopped_by_budget=stopped_by_budget)
+                       epochs_done=done, seconds=elapsed, stopped_by_budget=stopped_by_budget,
+                       stopped_by_patience=stopped_by_patience)

@@ -83,6 +83,26 @@ def test_time_budget_stops_after_the_epoch_that_exceeds_it(fixture_data):
     assert result.stopped_by_budget and result.epochs_done == 1 and len(result.history) == 1
 
 
+def test_patience_stops_once_the_best_validation_epoch_lies_that_far_back(fixture_data):
+    _, data = fixture_data
+    result = _train(data, **{"train.epochs": 40, "train.patience": 1})
+    h = result.history
+    assert result.stopped_by_patience and not result.stopped_by_budget
+    assert result.epochs_done == len(h) == result.best_epoch + 1 < 40
+    assert h["valid_error"].iloc[-1] > result.valid_error == h["valid_error"].min()
+
+
+def test_resumed_run_out_of_patience_stops_at_once(learned, tmp_path):
+    data, _, path = learned
+    shutil.copytree(path, tmp_path, dirs_exist_ok=True)
+    settings = {"train.epochs": 50, "train.patience": 1}
+    first = _train(data, rundir=RunDir(tmp_path, TrainConfig(), seed=0, device="cpu"), resume=True, **settings)
+    assert first.stopped_by_patience and first.epochs_done == first.best_epoch + 1
+    again = _train(data, rundir=RunDir(tmp_path, TrainConfig(), seed=0, device="cpu"), resume=True, **settings)
+    assert again.stopped_by_patience and again.epochs_done == first.epochs_done
+    assert len(again.history) == first.epochs_done and again.best_epoch == first.best_epoch
+
+
 def test_fit_api_returns_a_classifier(fixture_data, tmp_path):
     ds, _ = fixture_data
     y = ds.train.y.numpy()
@@ -196,6 +216,8 @@ def test_train_config_rejects_bad_settings():
         TrainConfig(label_shift=-1)
     with pytest.raises(InputDataError, match="alpha must be >= 0, got -1"):
         TrainConfig(alpha=-1.0)
+    with pytest.raises(InputDataError, match="patience must be >= 1 epoch or None, got 0"):
+        TrainConfig(patience=0)
     with pytest.raises(InputDataError, match="alpha must be >= 0, got nan"):
         TrainConfig(alpha=float("nan"))
     with pytest.raises(InputDataError, match="entropy_weight must be >= 0, got -0.1"):
@@ -219,6 +241,11 @@ def test_preset_weights_classification_heavier_from_600_labels(name):
                      ("m1m2", 600, None): 2.0, ("m1m2", 3000, None): 2.0}
     assert preset("paper", model="m2", n_labels=600).train.alpha == 0.1
     assert preset("paper", model="m1m2", n_labels=600).train.alpha == 0.1
+    # Early stopping goes with alpha = 10, whose runs peak within 35 epochs (BENCHMARKS.md,
+    # "Early stopping"); at alpha = 2 the best epoch came late, and the paper had none.
+    patience = {key: preset(name, model=key[0], n_labels=key[1], image_shape=key[2]).train.patience for key in alpha}
+    assert patience == {key: 30 if a == 10.0 else None for key, a in alpha.items()}
+    assert {preset("paper", model=m, n_labels=n).train.patience for m in ("m2", "m1m2") for n in (100, 600)} == {None}
 
 
 @pytest.mark.parametrize("name", ["fast", "default"])

@@ -1,0 +1,75 @@
+"""What early stopping (``train.patience``) would have done to finished few-label runs.
+
+Usage::
+
+    python bench/patience_replay.py runs/m1m2conv/m1m2_600_s0_alpha10 runs/conv/m2_1000_s2 --patience 30
+
+Reads each run directory's ``history.csv`` and ``metrics.json`` (as ``vaelab fewlabel``
+writes them) and replays :func:`ssvae.fewlabel.train_m2`'s rule: the best epoch is the last
+one whose validation error is at most every earlier one's, and the run stops once the best
+epoch lies ``patience`` epochs back. Stopping only removes epochs, so the epochs up to the
+stop are the run's own. Prints a markdown table and writes it as CSV with ``--csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from fewlabel import to_markdown
+
+
+def replay(history: pd.DataFrame, patience: int) -> dict[str, float]:
+    """Where a run with this history would stop, and what it would select.
+
+    Args:
+        history: Rows of ``epoch``, ``valid_error``, ``test_error``, ``seconds`` (M2's time).
+        patience: Epochs after the best one before stopping.
+
+    Returns:
+        ``stop_epoch`` (the last epoch trained), ``best_epoch``, ``test_error`` and
+        ``minutes`` (M2's time to the stop).
+    """
+    best_valid, best_epoch, best_test = math.inf, 0, math.nan
+    for row in history.itertuples():
+        if row.epoch - best_epoch > patience:  # this epoch would not have run
+            break
+        stop = row
+        if row.valid_error <= best_valid:  # ties count as best, as in training
+            best_valid, best_epoch, best_test = row.valid_error, row.epoch, row.test_error
+    return {"stop_epoch": int(stop.epoch), "best_epoch": int(best_epoch), "test_error": float(best_test),
+            "minutes": float(stop.seconds) / 60}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("runs", nargs="+", type=Path, help="vaelab fewlabel run directories")
+    p.add_argument("--patience", type=int, default=30)
+    p.add_argument("--csv", type=Path, default=None)
+    args = p.parse_args()
+    if args.patience < 1:
+        p.error(f"--patience must be >= 1, got {args.patience}")
+    rows = []
+    for run in args.runs:
+        if not (run / "history.csv").exists() or not (run / "metrics.json").exists():
+            p.error(f"{run} has no history.csv and metrics.json (is it a finished M2 / M1+M2 run?)")
+        history, metrics = pd.read_csv(run / "history.csv"), json.loads((run / "metrics.json").read_text())
+        stopped = replay(history, args.patience)
+        rows.append({"run": run.name, "epochs run": len(history),
+                     "test error as run": f"{100 * metrics['test_error']:.2f}% (epoch {metrics['best_epoch']})",
+                     f"stop after epoch (patience {args.patience})": stopped["stop_epoch"],
+                     "test error selected": f"{100 * stopped['test_error']:.2f}% (epoch {stopped['best_epoch']})",
+                     "M2 minutes as run": round(float(history["seconds"].iloc[-1]) / 60, 1),
+                     "M2 minutes to the stop": round(stopped["minutes"], 1)})
+    table = pd.DataFrame(rows)
+    if args.csv is not None:
+        table.to_csv(args.csv, index=False)
+    print(to_markdown(table))
+
+
+if __name__ == "__main__":
+    main()
