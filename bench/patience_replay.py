@@ -4,8 +4,8 @@ Usage::
 
     python bench/patience_replay.py runs/m1m2conv/m1m2_600_s0_alpha10 runs/conv/m2_1000_s2 --patience 30
 
-Reads each run directory's ``history.csv`` and ``metrics.json`` (as ``vaelab fewlabel``
-writes them) and replays :func:`ssvae.fewlabel.train_m2`'s rule: the best epoch is the last
+Reads each run directory's ``history.csv`` (as ``vaelab fewlabel`` writes it, also for a run
+stopped by hand) and replays :func:`ssvae.fewlabel.train_m2`'s rule: the best epoch is the last
 one whose validation error is at most every earlier one's, and the run stops once the best
 epoch lies ``patience`` epochs back. Stopping only removes epochs, so the epochs up to the
 stop are the run's own. Prints a markdown table and writes it as CSV with ``--csv``.
@@ -14,7 +14,6 @@ stop are the run's own. Prints a markdown table and writes it as CSV with ``--cs
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
@@ -55,12 +54,12 @@ def main() -> None:
         p.error(f"--patience must be >= 1, got {args.patience}")
     rows = []
     for run in args.runs:
-        if not (run / "history.csv").exists() or not (run / "metrics.json").exists():
-            p.error(f"{run} has no history.csv and metrics.json (is it a finished M2 / M1+M2 run?)")
-        history, metrics = pd.read_csv(run / "history.csv"), json.loads((run / "metrics.json").read_text())
-        stopped = replay(history, args.patience)
+        if not (run / "history.csv").exists():
+            p.error(f"{run} has no history.csv (is it an M2 / M1+M2 run directory?)")
+        history = pd.read_csv(run / "history.csv")
+        as_run, stopped = replay(history, len(history)), replay(history, args.patience)
         rows.append({"run": run.name, "epochs run": len(history),
-                     "test error as run": f"{100 * metrics['test_error']:.2f}% (epoch {metrics['best_epoch']})",
+                     "test error as run": f"{100 * as_run['test_error']:.2f}% (epoch {as_run['best_epoch']})",
                      f"stop after epoch (patience {args.patience})": stopped["stop_epoch"],
                      "test error selected": f"{100 * stopped['test_error']:.2f}% (epoch {stopped['best_epoch']})",
                      "M2 minutes as run": round(float(history["seconds"].iloc[-1]) / 60, 1),
