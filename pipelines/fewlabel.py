@@ -250,8 +250,15 @@ def _main(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     config, workdir, resume = _from_args(args)
     metrics = run(config, workdir, resume=resume)
+    # Say which epoch the figures come from and why training ended, so that a run cut short
+    # by early stopping or the time budget is not mistaken for a finished one.
+    after = metrics.get("epochs_done", 0) - metrics.get("best_epoch", 0)
+    why = (f" (stopped early: no better validation error in the {after} epoch{'s' * (after != 1)} after it)"
+           if metrics.get("stopped_by_patience")
+           else " (stopped by the time budget)" if metrics.get("stopped_by_budget") else "")
+    epoch = f" at epoch {metrics['best_epoch']} of {metrics['epochs_done']}{why}" if "best_epoch" in metrics else ""
     print(f"{metrics['model']} with {metrics['n_labels']} labels: test error {100 * metrics['test_error']:.2f}% "
-          f"(valid {100 * metrics['valid_error']:.2f}%) in {metrics['wall_seconds']:.0f} s on "
+          f"(valid {100 * metrics['valid_error']:.2f}%){epoch} in {metrics['wall_seconds']:.0f} s on "
           f"{metrics['device']}; results in {workdir}")
 
 

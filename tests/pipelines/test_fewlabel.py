@@ -46,6 +46,19 @@ def test_fewlabel_on_fixture_writes_everything(tmp_path, model):
         assert (out / "m1" / "checkpoint.safetensors").exists() and metrics["active_z1_dims"] >= 1
 
 
+def test_fewlabel_stops_early_and_says_so(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["fewlabel", "--data", "fixture", "--labels", "50", "--model", "m2", "--preset", "fast",
+                 "--epochs", "40", *TINY, "--set", "train.patience=1", "--no-plots", "--out", str(out)]) == 0
+    metrics = _metrics(out)
+    assert metrics["stopped_by_patience"] and not metrics["stopped_by_budget"]
+    assert metrics["epochs_done"] == metrics["best_epoch"] + 1 < 40
+    assert len(pd.read_csv(out / "history.csv")) == metrics["epochs_done"]
+    printed = capsys.readouterr().out
+    assert (f"at epoch {metrics['best_epoch']} of {metrics['epochs_done']} (stopped early: no better validation "
+            "error in the 1 epoch after it)") in printed
+
+
 def test_fewlabel_m1_features_with_sklearn_classifiers(tmp_path):
     out = tmp_path / "run"
     assert main(["fewlabel", "--data", "fixture", "--labels", "100", "--model", "m1", "--preset", "fast",
