@@ -125,7 +125,7 @@ def preset(name: str, *, model: str = "m1m2", n_labels: int = 100, n_total: int 
     # In 30-minute CPU runs the test error went from 3.71% (the MLP on z1, alpha 2; seeds
     # 0-2) to 2.67% with alpha = 10 and 2.49% with alpha = 20 at 600 labels (seeds 0-4),
     # from 3.34 to 1.98 and 1.96% at 1000 and from 2.99 to 1.23 and 1.16% at 3000 (seeds
-    # 0-2). At 100 labels the convolutions did worse (below).
+    # 0-2). At 100 labels the convolutions did not help (below).
     m1m2_conv = model == "m1m2" and images and n_labels >= 600
     heavy = m1m2_conv or (model == "m2" and n_labels >= 600)
     alpha = (20.0 if m1m2_conv else 10.0) if heavy else 2.0
@@ -152,6 +152,8 @@ def preset(name: str, *, model: str = "m1m2", n_labels: int = 100, n_total: int 
     # Below 600 labels M1+M2 keeps its MLP on z1: given the pixels through the same
     # convolutions it did worse, 4.75 / 5.35% against 4.14 / 4.21% at 100 labels in the
     # hour (seeds 0, 1; BENCHMARKS.md, "M1+M2 with a convolutional classifier on the pixels").
+    # With alpha = 20 it was no better: 4.29 / 3.80 / 5.43% (seeds 0-2) in 30 minutes,
+    # against 4.40 / 4.52 / 4.29% for the MLP in its runs' first 30 minutes ("Alpha = 20").
     channels = (16, 32) if (model == "m2" and images) or m1m2_conv else ()
     hidden, z_dim = ((300,), 10) if model == "m1m2" else ((500,), 50)
     m2 = M2Config(hidden=hidden, z_dim=z_dim, likelihood=likelihood, batch_norm=True, classifier_channels=channels)
