@@ -20,6 +20,8 @@ from pathlib import Path
 import pandas as pd
 
 from fewlabel import to_markdown
+from ssvae.fewlabel import TrainConfig
+from vaecore.errors import InputDataError
 
 
 def replay(history: pd.DataFrame, patience: int) -> dict[str, float]:
@@ -33,9 +35,10 @@ def replay(history: pd.DataFrame, patience: int) -> dict[str, float]:
         ``stop_epoch`` (the last epoch trained), ``best_epoch``, ``test_error`` and
         ``minutes`` (M2's time to the stop).
     """
+    config = TrainConfig(patience=patience)  # the training loop's own stopping rule
     best_valid, best_epoch, best_test = math.inf, 0, math.nan
     for row in history.itertuples():
-        if row.epoch - best_epoch > patience:  # this epoch would not have run
+        if config.out_of_patience(row.epoch - 1, best_epoch):  # this epoch would not have run
             break
         stop = row
         if row.valid_error <= best_valid:  # ties count as best, as in training
@@ -50,8 +53,10 @@ def main() -> None:
     p.add_argument("--patience", type=int, default=30)
     p.add_argument("--csv", type=Path, default=None)
     args = p.parse_args()
-    if args.patience < 1:
-        p.error(f"--patience must be >= 1, got {args.patience}")
+    try:  # the training config's own check names the bad value
+        TrainConfig(patience=args.patience)
+    except InputDataError as err:
+        p.error(str(err))
     rows = []
     for run in args.runs:
         if not (run / "history.csv").exists():

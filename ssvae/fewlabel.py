@@ -124,6 +124,10 @@ class TrainConfig:
     def learning_rate(self, epoch: int) -> float:
         return self.lr * max(self.lr_decay**epoch, self.lr_min_factor)
 
+    def out_of_patience(self, epochs_done: int, best_epoch: int) -> bool:
+        """Whether early stopping ends a run after ``epochs_done`` epochs, the best being ``best_epoch``."""
+        return self.patience is not None and epochs_done - best_epoch >= self.patience
+
 
 @dataclass
 class FewLabelData:
@@ -358,7 +362,7 @@ def train_m2(
                 break
             # Checked before each epoch, like the budget, so that a resumed run that had
             # already run out of patience stops at once.
-            if config.patience is not None and "valid" in evals and epoch - best["epoch"] >= config.patience:
+            if "valid" in evals and config.out_of_patience(epoch, best["epoch"]):
                 stopped_by_patience = True
                 break
             began = time.perf_counter()
