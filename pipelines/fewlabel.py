@@ -85,6 +85,8 @@ class FewLabelRunConfig:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise InputDataError(f"{name} must be >= 0, got {value}")
+        if self.time_budget_minutes is not None and not self.time_budget_minutes > 0:  # NaN too
+            raise InputDataError(f"time_budget_minutes must be > 0 or None, got {self.time_budget_minutes}")
 
 
 def parse_settings(settings: tuple[str, ...]) -> dict[str, Any]:

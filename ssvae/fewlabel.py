@@ -114,6 +114,8 @@ class TrainConfig:
             raise InputDataError(f"label_shift must be >= 0, got {self.label_shift}")
         if not self.alpha >= 0:  # a negative weight would reward misclassifying the labels
             raise InputDataError(f"alpha must be >= 0, got {self.alpha}")
+        if self.time_budget_minutes is not None and not self.time_budget_minutes > 0:  # NaN too
+            raise InputDataError(f"time_budget_minutes must be > 0 or None, got {self.time_budget_minutes}")
         if self.patience is not None and self.patience < 1:
             raise InputDataError(f"patience must be >= 1 epoch or None, got {self.patience}")
         if not self.entropy_weight >= 0:
@@ -127,6 +129,10 @@ class TrainConfig:
     def out_of_patience(self, epochs_done: int, best_epoch: int) -> bool:
         """Whether early stopping ends a run after ``epochs_done`` epochs, the best being ``best_epoch``."""
         return self.patience is not None and epochs_done - best_epoch >= self.patience
+
+    def out_of_time(self, seconds: float) -> bool:
+        """Whether the time budget ends a run that has spent ``seconds`` (M1's training included)."""
+        return self.time_budget_minutes is not None and seconds >= 60.0 * self.time_budget_minutes
 
 
 @dataclass
@@ -351,13 +357,12 @@ def train_m2(
             payload["ema"] = ema.state_dict()
         save_checkpoint(ckpt_path, payload, model_spec)
 
-    budget = None if config.time_budget_minutes is None else 60.0 * config.time_budget_minutes
     stopped_by_budget = stopped_by_patience = False
     done, last_valid, logged = start, math.nan, []
     model.train()
     with interruptible() as flag, flush_denormals():
         for epoch in range(start, config.epochs):
-            if budget is not None and seconds_before + elapsed >= budget:
+            if config.out_of_time(seconds_before + elapsed):
                 stopped_by_budget = True  # checked between epochs: the last one is finished
                 break
             # Checked before each epoch, like the budget, so that a resumed run that had

@@ -123,3 +123,7 @@ def test_fewlabel_rejects_bad_label_requests(tmp_path, capsys):
     # a setting of the wrong type is refused by name before anything trains
     assert main(["fewlabel", "--data", "fixture", "--set", "train.alpha=abc", "--out", str(tmp_path / "d")]) == 2
     assert "TrainConfig.alpha expects float, got 'abc'" in capsys.readouterr().err
+    # a time budget that would train M1 and then no M2 epoch is refused before M1 starts
+    assert main(["fewlabel", "--data", "fixture", "--time-budget-minutes", "-1", "--out", str(tmp_path / "f")]) == 2
+    assert "time_budget_minutes must be > 0 or None, got -1.0" in capsys.readouterr().err
+    assert not (tmp_path / "f").exists()

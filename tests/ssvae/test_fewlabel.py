@@ -218,6 +218,9 @@ def test_train_config_rejects_bad_settings():
         TrainConfig(alpha=-1.0)
     with pytest.raises(InputDataError, match="patience must be >= 1 epoch or None, got 0"):
         TrainConfig(patience=0)
+    for budget in (0.0, -1.0, float("nan")):  # a budget that is spent before the first epoch
+        with pytest.raises(InputDataError, match=f"time_budget_minutes must be > 0 or None, got {budget}"):
+            TrainConfig(time_budget_minutes=budget)
     with pytest.raises(InputDataError, match="alpha must be >= 0, got nan"):
         TrainConfig(alpha=float("nan"))
     with pytest.raises(InputDataError, match="entropy_weight must be >= 0, got -0.1"):
