@@ -201,7 +201,7 @@ def run(config: FewLabelRunConfig, workdir: str | os.PathLike, *, resume: bool =
 
     metrics: dict[str, Any] = {
         "model": config.model, "preset": config.preset, "n_labels": int(len(idx)), "seed": config.seed,
-        "device": str(device), "data": config.data, "train_seconds": clf.seconds,
+        "device": str(device), "data": config.data, "train_seconds": clf.seconds, "resumed": resume,
     }
     if clf.result is not None:  # M2 / M1+M2: errors at the best-validation epoch
         r = clf.result
@@ -219,7 +219,7 @@ def run(config: FewLabelRunConfig, workdir: str | os.PathLike, *, resume: bool =
                        m1_classifier=f"{sel.kind}(C={sel.c:g})")
     if config.plots:
         metrics["plots"] = write_plots(clf, dataset, rundir, tsne_points=config.tsne_points, seed=config.seed)
-    metrics["wall_seconds"] = time.perf_counter() - began
+    metrics["wall_seconds"] = time.perf_counter() - began  # this call's; train_seconds spans every call
     rundir.write_json("metrics.json", metrics)
     return metrics
 
@@ -259,8 +259,10 @@ def _main(args: argparse.Namespace) -> None:
            if metrics.get("stopped_by_patience")
            else " (stopped by the time budget)" if metrics.get("stopped_by_budget") else "")
     epoch = f" at epoch {metrics['best_epoch']} of {metrics['epochs_done']}{why}" if "best_epoch" in metrics else ""
+    # A resumed call's own time says little about the run: give its training time in all too.
+    took = f" (resumed; {metrics['train_seconds']:.0f} s of training in all)" if resume else ""
     print(f"{metrics['model']} with {metrics['n_labels']} labels: test error {100 * metrics['test_error']:.2f}% "
-          f"(valid {100 * metrics['valid_error']:.2f}%){epoch} in {metrics['wall_seconds']:.0f} s on "
+          f"(valid {100 * metrics['valid_error']:.2f}%){epoch} in {metrics['wall_seconds']:.0f} s{took} on "
           f"{metrics['device']}; results in {workdir}")
 
 

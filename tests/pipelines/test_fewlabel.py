@@ -73,7 +73,7 @@ def test_fewlabel_m1_features_with_sklearn_classifiers(tmp_path):
     assert (out / "samples.png").exists() and (out / "m1" / "history.csv").exists()
 
 
-def test_fewlabel_resume_continues_the_run(tmp_path):
+def test_fewlabel_resume_continues_the_run(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["fewlabel", "--data", "fixture", "--labels", "20", "--model", "m2", "--preset", "fast", *TINY, "--no-plots"]
     assert main([*args, "--epochs", "1", "--out", str(out)]) == 0
@@ -81,8 +81,14 @@ def test_fewlabel_resume_continues_the_run(tmp_path):
     stored = json.loads((out / "fit_config.json").read_text())
     stored["train"]["alpha"] = 7.5
     (out / "fit_config.json").write_text(json.dumps(stored))
+    first = json.loads((out / "metrics.json").read_text())
+    capsys.readouterr()
     assert main(["fewlabel", "--resume", str(out), "--epochs", "2", "--no-progress"]) == 0
     assert pd.read_csv(out / "history.csv")["epoch"].tolist() == [1, 2]
+    # this call's wall time, and the training time of both calls, which the closing line gives
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["resumed"] and not first["resumed"] and metrics["train_seconds"] > first["train_seconds"]
+    assert f"(resumed; {metrics['train_seconds']:.0f} s of training in all)" in capsys.readouterr().out
     assert json.loads((out / "config.json").read_text())["epochs"] == 2
     resumed = json.loads((out / "fit_config.json").read_text())["train"]
     assert resumed["alpha"] == 7.5 and resumed["epochs"] == 2
