@@ -8,8 +8,8 @@ Usage::
 Reads each run directory's ``history.csv`` (as ``vaelab fewlabel`` writes it, also for a run
 stopped by hand) and replays :func:`ssvae.fewlabel.train_m2`'s rules: the best epoch is the last
 one whose validation error is at most every earlier one's; the run stops once the best epoch
-lies ``patience`` epochs back, once its time (M1's training included, from ``m1/history.csv``
-when the run trained its M1) reaches ``--budget-minutes`` before an epoch, or after
+lies ``patience`` epochs back, once its time (M1's training included, from the ``history.csv``
+of the M1 it trained or loaded) reaches ``--budget-minutes`` before an epoch, or after
 ``--max-epochs``. Stopping only removes epochs, so the epochs up to the stop are the run's own.
 Prints a markdown table and writes it as CSV with ``--csv``.
 """
@@ -17,12 +17,14 @@ Prints a markdown table and writes it as CSV with ``--csv``.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from pathlib import Path
 
 import pandas as pd
 
 from fewlabel import to_markdown
+from ssvae.api import m1_training_seconds
 from ssvae.fewlabel import TrainConfig
 from vaecore.errors import InputDataError
 
@@ -53,9 +55,15 @@ def replay(history: pd.DataFrame, config: TrainConfig, seconds_before: float = 0
 
 
 def m1_seconds(run: Path) -> float:
-    """M1's training time in ``run`` (0 if M1 was loaded from elsewhere or is not logged)."""
-    path = run / "m1" / "history.csv"
-    return float(pd.read_csv(path)["seconds"].sum()) if path.exists() else 0.0
+    """The M1 time that ``run``'s budget counted: its own M1's, or that of the M1 it loaded."""
+    source = run / "m1"
+    if (run / "fit_config.json").exists():
+        checkpoint = json.loads((run / "fit_config.json").read_text(encoding="utf-8"))["m1"].get("checkpoint")
+        if checkpoint is not None:  # as the run resolved it: relative to where it was started
+            source = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
+            if not source.exists():
+                raise InputDataError(f"{run} loaded its M1 from {checkpoint}, which is not there from here")
+    return m1_training_seconds(source)
 
 
 def patience(text: str) -> int | None:
@@ -86,7 +94,10 @@ def main() -> None:
             p.error(f"{run} has no history.csv (is it an M2 / M1+M2 run directory?)")
         history = pd.read_csv(run / "history.csv")
         as_run = replay(history, TrainConfig(epochs=len(history)))
-        stopped = replay(history, config, m1_seconds(run))
+        try:
+            stopped = replay(history, config, m1_seconds(run) if args.budget_minutes is not None else 0.0)
+        except InputDataError as err:
+            p.error(str(err))
         rows.append({"run": run.name, "epochs run": len(history),
                      "test error as run": f"{100 * as_run['test_error']:.2f}% (epoch {as_run['best_epoch']})",
                      f"stop after epoch ({', '.join(rule)})": stopped["stop_epoch"],

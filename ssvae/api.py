@@ -269,8 +269,12 @@ def load_classifier(path: str | os.PathLike, *, device: str | torch.device = "cp
     return FewLabelClassifier(model.to(resolve_device(device)), n_classes=model.m2.config.n_classes)
 
 
-def _m1_seconds(directory: Path | None) -> float:
-    """Wall time already spent training M1 in ``directory`` (sum of its history's seconds)."""
+def m1_training_seconds(directory: Path | None) -> float:
+    """Wall time already spent training M1 in ``directory`` (sum of its history's seconds).
+
+    This is what a few-label run's time budget counts for M1, trained there or loaded from
+    there (``M1Settings.checkpoint``); 0 without a history.
+    """
     if directory is None or not (directory / "history.csv").exists():
         return 0.0
     import pandas as pd
@@ -295,7 +299,7 @@ def train_m1(x: Tensor, settings: M1Settings, *, x_valid: Tensor | None, device:
             raise InputDataError(f"M1 checkpoint {settings.checkpoint} models {model.config.x_dim} inputs, "
                                  f"the data has {x.shape[1]}")
         source = Path(settings.checkpoint)
-        return model, _m1_seconds(source if source.is_dir() else source.parent)
+        return model, m1_training_seconds(source if source.is_dir() else source.parent)
     model = VAE(replace(settings.vae, x_dim=x.shape[1])).to(device)
     rundir = RunDir(workdir, settings, seed=seed, device=device) if workdir is not None else None
     ckpt = workdir / "checkpoint.safetensors" if workdir is not None else None
@@ -308,7 +312,7 @@ def train_m1(x: Tensor, settings: M1Settings, *, x_valid: Tensor | None, device:
     fit_vae(model, x, epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
             lr_decay=settings.lr_decay, beta=beta, binarize="dynamic", valid=x_valid, device=device,
             rundir=rundir, progress=progress, seed=seed, resume_from=resume_from)
-    seconds = _m1_seconds(workdir) if workdir is not None else time.perf_counter() - began
+    seconds = m1_training_seconds(workdir) if workdir is not None else time.perf_counter() - began
     return model.eval(), seconds
 
 
