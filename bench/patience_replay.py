@@ -60,7 +60,7 @@ def m1_seconds(run: Path) -> float:
     if (run / "fit_config.json").exists():
         checkpoint = json.loads((run / "fit_config.json").read_text(encoding="utf-8"))["m1"].get("checkpoint")
         if checkpoint is not None:  # as the run resolved it: relative to where it was started
-            source = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
+            source = Path(checkpoint)
             if not source.exists():
                 raise InputDataError(f"{run} loaded its M1 from {checkpoint}, which is not there from here")
     return m1_training_seconds(source)

@@ -33,6 +33,7 @@ import torch
 
 from ssvae.api import MODELS, PRESETS, FewLabelClassifier, FitConfig, fit_data, override, preset, split_data
 from ssvae.data import ImageDataset, load_dataset
+from ssvae.fewlabel import TrainConfig
 from ssvae.labels import balanced_split, given_labels, save_split
 from vaecore.errors import InputDataError
 from vaecore.rundir import RunDir, config_from_dict, config_to_dict
@@ -85,8 +86,7 @@ class FewLabelRunConfig:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise InputDataError(f"{name} must be >= 0, got {value}")
-        if self.time_budget_minutes is not None and not self.time_budget_minutes > 0:  # NaN too
-            raise InputDataError(f"time_budget_minutes must be > 0 or None, got {self.time_budget_minutes}")
+        TrainConfig(time_budget_minutes=self.time_budget_minutes)  # its check, before any data or M1
 
 
 def parse_settings(settings: tuple[str, ...]) -> dict[str, Any]:

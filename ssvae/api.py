@@ -273,8 +273,11 @@ def m1_training_seconds(directory: Path | None) -> float:
     """Wall time already spent training M1 in ``directory`` (sum of its history's seconds).
 
     This is what a few-label run's time budget counts for M1, trained there or loaded from
-    there (``M1Settings.checkpoint``); 0 without a history.
+    there (``M1Settings.checkpoint``: the run directory or a checkpoint file in it); 0
+    without a history.
     """
+    if directory is not None and directory.is_file():  # a checkpoint: its run's history beside it
+        directory = directory.parent
     if directory is None or not (directory / "history.csv").exists():
         return 0.0
     import pandas as pd
@@ -298,8 +301,7 @@ def train_m1(x: Tensor, settings: M1Settings, *, x_valid: Tensor | None, device:
         if model.config.x_dim != x.shape[1]:
             raise InputDataError(f"M1 checkpoint {settings.checkpoint} models {model.config.x_dim} inputs, "
                                  f"the data has {x.shape[1]}")
-        source = Path(settings.checkpoint)
-        return model, m1_training_seconds(source if source.is_dir() else source.parent)
+        return model, m1_training_seconds(Path(settings.checkpoint))
     model = VAE(replace(settings.vae, x_dim=x.shape[1])).to(device)
     rundir = RunDir(workdir, settings, seed=seed, device=device) if workdir is not None else None
     ckpt = workdir / "checkpoint.safetensors" if workdir is not None else None
