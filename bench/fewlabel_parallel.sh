@@ -46,15 +46,18 @@ for S in $SEEDS; do
   M1="$B/runs/m1_100_s$S/m1"
   [ -f "$M1/checkpoint.safetensors" ] || { echo "no M1 for seed $S"; continue; }
   for L in $LABELS; do
-    BUDGET=$($PY -c "from ssvae.api import _m1_seconds; from pathlib import Path; print(f'{(_m1_seconds(Path(\"$M1\")) + $T_END - $(el)) / 60:.2f}')")
+    BUDGET=$($PY -c "from ssvae.api import m1_training_seconds; from pathlib import Path; print(f'{(m1_training_seconds(Path(\"$M1\")) + $T_END - $(el)) / 60:.2f}')") \
+      || { echo "no time budget for seed $S (see the error above)"; exit 4; }
     PLOTS=(--no-plots); [ "$L" = 100 ] && PLOTS=(--tsne-points 1000)
     $PY -m pipelines.cli fewlabel --data "$DATA" --model m1m2 --labels "$L" --seed "$S" --epochs 1000 \
         --set "m1.checkpoint='$M1'" "${M2_ARGS[@]}" --time-budget-minutes "$BUDGET" --device "$DEV" --threads 1 \
         "${PLOTS[@]}" --no-progress --out "$B/runs/m1m2_${L}_s$S" > "$B/logs/m1m2_${L}_s$S.log" 2>&1 &
   done
 done
-nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv > "$OUT/nvsmi.txt" 2>&1 || true
-sleep 60; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv >> "$OUT/nvsmi.txt" 2>&1 || true
+if command -v nvidia-smi > /dev/null; then  # the GPU's load at the start of phase B and a minute in
+  nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv > "$OUT/nvsmi.txt" 2>&1
+  sleep 60; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv >> "$OUT/nvsmi.txt" 2>&1
+fi
 wait
 echo "phase B done at $(el)s"
 tail -n 3 "$B"/logs/*.log

@@ -1,0 +1,53 @@
+"""``bench/fewlabel_parallel.sh`` end to end on the CPU and the committed fixture.
+
+The script is what a lent GPU runs in its few minutes, so it must not break unseen: it once
+imported a helper that had since been renamed, and every phase-B run would have failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ssvae.api import m1_training_seconds
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_fewlabel_parallel_runs_both_phases_on_the_fixture(tmp_path):
+    out, bench = tmp_path / "out", tmp_path / "bench"
+    env = {**os.environ, "DEV": "cpu", "DATA": "fixture", "LABELS": "20", "SEEDS": "0", "M1_EPOCHS": "2",
+           "T_A": "60", "T_END": "45", "PY": sys.executable, "OUT": str(out), "B": str(bench)}
+    done = subprocess.run(["bash", "bench/fewlabel_parallel.sh"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "all done" in done.stdout
+
+    # Phase A: M1 finished its 2 epochs before T_A and left its checkpoint, sent back in $OUT.
+    m1 = bench / "runs" / "m1_100_s0" / "m1"
+    assert len(pd.read_csv(m1 / "history.csv")) == 2
+    assert (out / "m1_s0.safetensors").stat().st_size > 0
+
+    # Phase B: M1+M2 loaded that M1 and ran until its budget, which counts M1's minutes.
+    run = bench / "runs" / "m1m2_20_s0"
+    config = json.loads((run / "config.json").read_text())
+    assert config["settings"] == [f"m1.checkpoint='{m1}'"] and config["time_budget_minutes"] > 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["stopped_by_budget"] and metrics["n_labels"] == 20 and 0.0 <= metrics["test_error"] <= 1.0
+    assert metrics["train_seconds"] == pytest.approx(metrics["m2_seconds"] + m1_training_seconds(m1), abs=1.0)
+
+    # The tables: one row per run (M1 ended in time, so its classifiers' run has one too),
+    # and the summary the benchmark pastes into BENCHMARKS.md.
+    runs = pd.read_csv(bench / "runs.csv").set_index("run")
+    assert sorted(runs.index) == ["m1_100_s0", "m1m2_20_s0"]
+    assert runs.loc["m1m2_20_s0", "test_error"] == metrics["test_error"]
+    assert "| m1m2 | 20 |" in (bench / "summary.md").read_text()
+    assert (out / "results.tgz").stat().st_size > 0
