@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_fewlabel_parallel_runs_both_phases_on_the_fixture(tmp_path):
     out, bench = tmp_path / "out", tmp_path / "bench"
     env = {**os.environ, "DEV": "cpu", "DATA": "fixture", "LABELS": "20", "SEEDS": "0", "M1_EPOCHS": "2",
-           "T_A": "60", "T_END": "45", "PY": sys.executable, "OUT": str(out), "B": str(bench)}
+           "T_A": "60", "T_END": "600", "M2_SET": "train.epochs=3", "PY": sys.executable, "OUT": str(out), "B": str(bench)}
     done = subprocess.run(["bash", "bench/fewlabel_parallel.sh"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -36,13 +36,18 @@ def test_fewlabel_parallel_runs_both_phases_on_the_fixture(tmp_path):
     assert len(pd.read_csv(m1 / "history.csv")) == 2
     assert (out / "m1_s0.safetensors").stat().st_size > 0
 
-    # Phase B: M1+M2 loaded that M1 and ran until its budget, which counts M1's minutes.
+    # Phase B: M1+M2 loaded that M1, with M2_SET's 3 epochs and a budget ending T_END seconds
+    # after the script started, plus M1's own time (the budget counts M1's minutes).
     run = bench / "runs" / "m1m2_20_s0"
     config = json.loads((run / "config.json").read_text())
-    assert config["settings"] == [f"m1.checkpoint='{m1}'"] and config["time_budget_minutes"] > 0
+    assert config["settings"] == [f"m1.checkpoint='{m1}'", "train.epochs=3"]
+    m1_seconds = m1_training_seconds(m1)
+    assert m1_seconds > 0
+    assert (m1_seconds + 600 - 300) / 60 <= config["time_budget_minutes"] <= (m1_seconds + 600) / 60
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["stopped_by_budget"] and metrics["n_labels"] == 20 and 0.0 <= metrics["test_error"] <= 1.0
-    assert metrics["train_seconds"] == pytest.approx(metrics["m2_seconds"] + m1_training_seconds(m1), abs=1.0)
+    assert metrics["epochs_done"] == 3 and not metrics["stopped_by_budget"]
+    assert metrics["n_labels"] == 20 and 0.0 <= metrics["test_error"] <= 1.0
+    assert metrics["train_seconds"] == pytest.approx(metrics["m2_seconds"] + m1_seconds, abs=1.0)
 
     # The tables: one row per run (M1 ended in time, so its classifiers' run has one too),
     # and the summary the benchmark pastes into BENCHMARKS.md.
