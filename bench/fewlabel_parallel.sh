@@ -79,4 +79,12 @@ cat "$B/logs/summary.log"
 # Back: everything but the resumable checkpoints; M1's weights one file a seed.
 tar czf "$OUT/results.tgz" -C "$B" --exclude="*.safetensors" runs logs runs.csv summary.csv summary.md 2>/dev/null
 for S in $SEEDS; do cp "$B/runs/m1_100_s$S/m1/checkpoint.safetensors" "$OUT/m1_s$S.safetensors" 2>/dev/null; done
-ls -la "$OUT"; echo "all done at $(el)s"
+ls -la "$OUT"
+# A run that did not finish (bad data, a bad M2_SET key, a crash) fails the script, after
+# the results above are saved; its log says why.
+FAILED=0
+for S in $SEEDS; do for L in $LABELS; do
+  [ -f "$B/runs/m1m2_${L}_s$S/metrics.json" ] || { echo "FAILED: m1m2_${L}_s$S, see $B/logs/m1m2_${L}_s$S.log or m1_s$S.log"; FAILED=1; }
+done; done
+[ "$FAILED" = 0 ] || { echo "some runs failed at $(el)s"; exit 5; }
+echo "all done at $(el)s"
