@@ -45,9 +45,11 @@ echo "phase A done at $(el)s"
 for S in $SEEDS; do
   M1="$B/runs/m1_100_s$S/m1"
   [ -f "$M1/checkpoint.safetensors" ] || { echo "no M1 for seed $S"; continue; }
+  # M1's training time, read once a seed (a Python start imports torch: seconds on the GPU's clock).
+  M1_SECONDS=$($PY -c "from ssvae.api import m1_training_seconds; from pathlib import Path; print(m1_training_seconds(Path('$M1')))") \
+    || { echo "no M1 training time for seed $S (see the error above)"; exit 4; }
   for L in $LABELS; do
-    BUDGET=$($PY -c "from ssvae.api import m1_training_seconds; from pathlib import Path; print(f'{(m1_training_seconds(Path(\"$M1\")) + $T_END - $(el)) / 60:.2f}')") \
-      || { echo "no time budget for seed $S (see the error above)"; exit 4; }
+    BUDGET=$(awk -v m="$M1_SECONDS" -v t="$T_END" -v e="$(el)" 'BEGIN { printf "%.2f", (m + t - e) / 60 }')
     PLOTS=(--no-plots); [ "$L" = 100 ] && PLOTS=(--tsne-points 1000)
     $PY -m pipelines.cli fewlabel --data "$DATA" --model m1m2 --labels "$L" --seed "$S" --epochs 1000 \
         --set "m1.checkpoint='$M1'" "${M2_ARGS[@]}" --time-budget-minutes "$BUDGET" --device "$DEV" --threads 1 \
