@@ -212,6 +212,13 @@ def run(config: FewLabelRunConfig, workdir: str | os.PathLike, *, resume: bool =
                        if len(r.history) else math.nan)
         if hasattr(clf.model, "active"):
             metrics["active_z1_dims"] = int(clf.model.active.numel())
+        if clf.bayes_samples:
+            # The kept model predicts by Bayes' rule as well; the epoch was chosen (and
+            # history.csv scored) on the classifier alone, whose errors are kept beside.
+            metrics.update(classifier_test_error=r.test_error, classifier_valid_error=r.valid_error,
+                           test_error=clf.error(test.x, test.y),
+                           valid_error=clf.error(valid.x, valid.y) if valid is not None else math.nan)
+        metrics["bayes_samples"] = clf.bayes_samples
     else:  # M1: the classifier chosen on validation, scored once
         sel = clf.m1_selection
         metrics.update(test_error=clf.error(test.x, test.y),
@@ -261,8 +268,10 @@ def _main(args: argparse.Namespace) -> None:
     epoch = f" at epoch {metrics['best_epoch']} of {metrics['epochs_done']}{why}" if "best_epoch" in metrics else ""
     # A resumed call's own time says little about the run: give its training time in all too.
     took = f" (resumed; {metrics['train_seconds']:.0f} s of training in all)" if resume else ""
+    alone = (f"; the classifier alone {100 * metrics['classifier_test_error']:.2f}%"
+             if "classifier_test_error" in metrics else "")
     print(f"{metrics['model']} with {metrics['n_labels']} labels: test error {100 * metrics['test_error']:.2f}% "
-          f"(valid {100 * metrics['valid_error']:.2f}%){epoch} in {metrics['wall_seconds']:.0f} s{took} on "
+          f"(valid {100 * metrics['valid_error']:.2f}%{alone}){epoch} in {metrics['wall_seconds']:.0f} s{took} on "
           f"{metrics['device']}; results in {workdir}")
 
 

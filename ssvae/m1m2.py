@@ -105,6 +105,10 @@ class M1M2(nn.Module):
         """Class logits for pixels `[B, D]`, `[B, C]`."""
         return self.m2.logits(self.mean(self.rows(x)))
 
+    def bayes_logits(self, x: Tensor, *, k: int) -> Tensor:
+        """:meth:`ssvae.m2.M2.bayes_logits` at the posterior mean of z1, for pixels `[B, D]`, `[B, C]`."""
+        return self.m2.bayes_logits(self.mean(self.rows(x)), k=k)
+
     @torch.no_grad()
     def generate(self, y: Tensor, z2: Tensor) -> Tensor:
         """Pixels of M1's decoder at the mean of p(z1|y,z2), `[B, D]`.

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution
 
-from vaecore.bounds import ELBOTerms, elbo
+from vaecore.bounds import ELBOTerms, elbo, iwae_bound
 from vaecore.errors import InputDataError
 from vaecore.likelihoods import make_likelihood
 from vaecore.nets import ConvNet, mlp
@@ -433,6 +433,37 @@ class M2(nn.Module):
         return self.logits(x).softmax(-1)
 
     @torch.no_grad()
+    def log_joint(self, x: Tensor, *, k: int = 16) -> Tensor:
+        """Importance-weighted estimate of log p(x, y) for every class y, `[B, C]`.
+
+        The bound of Burda et al. (:func:`vaecore.iwae_bound`) with ``k`` draws from
+        q(z|x,y), for all C classes in one `[C * B]` pass. With ``aux_dim`` the proposal
+        is q(z|a,x,y) at the mean of q(a|x): p(x|y) does not involve a, so any proposal
+        gives a valid estimate. A context in ``x`` is not modelled.
+
+        Args:
+            x: Inputs, `[B, D (+ K)]`.
+            k: Importance samples per (example, class) pair.
+        """
+        n_classes, n = self.config.n_classes, x.shape[0]
+        h = self.encoder_input(self.inference_input(x)[0]).repeat(n_classes, 1)
+        y = torch.eye(n_classes, dtype=self.prior.loc.dtype, device=x.device).repeat_interleave(n, dim=0)
+        bound = iwae_bound(x[:, :self.config.x_dim].repeat(n_classes, 1), encoder=lambda _: self.q_z_from(h, y),
+                           decoder=lambda z: self.p_x(z, y), prior=self.prior, k=k)
+        return (bound + self.log_py).reshape(n_classes, n).T
+
+    @torch.no_grad()
+    def bayes_logits(self, x: Tensor, *, k: int = 16) -> Tensor:
+        """log q(y|x) + log p(y|x): the classifier times the generative model's own posterior, `[B, C]`.
+
+        p(y|x) = p(x, y) / sum_y' p(x, y') from :meth:`log_joint`. Both factors estimate
+        the same posterior, one discriminatively and one through the bound, and their
+        errors differ, so the product of experts classifies better than either (see
+        BENCHMARKS.md, "Bayes' rule at test time"). Unnormalised; ``k`` as there.
+        """
+        return self.logits(x).log_softmax(-1) + self.log_joint(x, k=k).log_softmax(-1)
+
+    @torch.no_grad()
     def generate(self, y: Tensor, z: Tensor) -> Tensor:
         """Mean of p(x|y,z) for integer labels `[B]` and latents `[B, z]`, `[B, D]`."""
         return self.p_x(z.unsqueeze(0), self.one_hot(y)).mean.squeeze(0)
@@ -478,6 +509,10 @@ class PixelM2(nn.Module):
     def logits(self, x: Tensor) -> Tensor:
         """Class logits for pixels `[B, D]`, `[B, C]`."""
         return self.m2.logits(x)
+
+    def bayes_logits(self, x: Tensor, *, k: int) -> Tensor:
+        """:meth:`M2.bayes_logits` for pixels `[B, D]`, `[B, C]`."""
+        return self.m2.bayes_logits(x, k=k)
 
     @torch.no_grad()
     def generate(self, y: Tensor, z: Tensor) -> Tensor:

@@ -26,7 +26,7 @@ def _metrics(run_dir):
 
 
 @pytest.mark.parametrize("model", ["m2", "m1m2"])
-def test_fewlabel_on_fixture_writes_everything(tmp_path, model):
+def test_fewlabel_on_fixture_writes_everything(tmp_path, capsys, model):
     out = tmp_path / "run"
     assert main(["fewlabel", "--data", "fixture", "--labels", "50", "--model", model, "--preset", "fast",
                  "--epochs", "1", "--seed", "3", *TINY, "--tsne-points", "60", "--out", str(out)]) == 0
@@ -44,6 +44,14 @@ def test_fewlabel_on_fixture_writes_everything(tmp_path, model):
         assert (out / name).stat().st_size > 0, name
     if model == "m1m2":
         assert (out / "m1" / "checkpoint.safetensors").exists() and metrics["active_z1_dims"] >= 1
+        # Bayes' rule at test time (the preset below 600 labels): the classifier's own errors,
+        # which chose the epoch and fill history.csv, are kept beside the product's.
+        assert metrics["bayes_samples"] == 64
+        assert metrics["classifier_valid_error"] == pytest.approx(history["valid_error"].min())
+        assert 0.0 <= metrics["classifier_test_error"] <= 1.0
+        assert f"the classifier alone {100 * metrics['classifier_test_error']:.2f}%" in capsys.readouterr().out
+    else:
+        assert metrics["bayes_samples"] == 0 and "classifier_test_error" not in metrics
 
 
 def test_fewlabel_stops_early_and_says_so(tmp_path, capsys):

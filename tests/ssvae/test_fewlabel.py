@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import ssvae
-from ssvae.api import M1Settings, load_classifier, override, preset, split_data, train_m1
+from ssvae.api import FewLabelClassifier, FitConfig, M1Settings, load_classifier, override, preset, split_data, train_m1
 from ssvae.data import load_dataset, translations
 from ssvae.fewlabel import TrainConfig, WeightAverage, train_m2
 from ssvae.labels import balanced_split
@@ -174,6 +174,19 @@ def test_fit_api_m1m2_and_bad_inputs(fixture_data):
                     preset_name="fast", **settings)
     assert clf.predict(ds.test.x[:5]).shape == (5,)
     assert 1 <= clf.model.active.numel() <= 6
+    # Below 600 labels the preset predicts by Bayes' rule: q(y|z1) times p(y|z1).
+    assert clf.bayes_samples == 64
+    proba = clf.predict_proba(ds.test.x[:50])
+    assert proba.shape == (50, 10) and np.allclose(proba.sum(1), 1, atol=1e-5)
+    state = torch.get_rng_state()
+    assert np.array_equal(clf.predict_proba(ds.test.x[:50]), proba)  # the bounds' draws are seeded...
+    assert torch.equal(torch.get_rng_state(), state)  # ...without touching the caller's random state
+    alone = FewLabelClassifier(clf.model, n_classes=10).predict_proba(ds.test.x[:50])
+    assert np.abs(proba - alone).max() > 0.01  # the generative factor changes the probabilities
+    with pytest.raises(InputDataError, match="bayes_samples must be >= 0, and 0 for model 'm1'"):
+        ssvae.fit(ds.train.x, ds.train.y, model="m1", n_labels=20, **{"bayes_samples": 4})
+    with pytest.raises(InputDataError, match="got -1"):
+        FitConfig(bayes_samples=-1)
     with pytest.raises(InputDataError, match="multiple of 10"):
         ssvae.fit(ds.train.x, ds.train.y, n_labels=25)
     with pytest.raises(InputDataError, match="unknown setting"):
