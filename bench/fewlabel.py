@@ -168,6 +168,10 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
         "epochs": g["epochs_done"].mean() if "epochs_done" in rows else float("nan"),
         "device": g["device"].first(),
     }).reset_index()
+    if "classifier_test_error" in rows:
+        # Runs that predict by Bayes' rule (bayes_samples) also report the classifier alone.
+        alone = 100 * rows["classifier_test_error"].fillna(rows["test_error"])
+        table.insert(4, "q(y|x) alone %", alone.groupby([rows["model"], rows["n_labels"]]).mean().to_numpy())
     table["target %"] = [TARGETS.get(m, {}).get(n, float("nan")) for m, n in zip(table["model"], table["n_labels"])]
     table["paper %"] = [PAPER.get(m, {}).get(n, float("nan")) for m, n in zip(table["model"], table["n_labels"])]
     table["meets target"] = table["test error % (mean)"] <= table["target %"]

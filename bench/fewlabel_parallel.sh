@@ -74,7 +74,7 @@ rows.to_csv(f"{root}/runs.csv", index=False)
 table = summarize(rows)
 table.to_csv(f"{root}/summary.csv", index=False)
 open(f"{root}/summary.md", "w").write(to_markdown(table) + "\n")
-print(rows[["run", "test_error", "valid_error", "wall_seconds"] + [c for c in ("epochs_done", "best_epoch") if c in rows]].to_string())
+print(rows[["run", "test_error", "valid_error", "wall_seconds"] + [c for c in ("classifier_test_error", "epochs_done", "best_epoch") if c in rows]].to_string())
 print(to_markdown(table))
 PYEOF
 cat "$B/logs/summary.log"

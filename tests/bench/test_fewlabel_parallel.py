@@ -55,4 +55,8 @@ def test_fewlabel_parallel_runs_both_phases_on_the_fixture(tmp_path):
     assert sorted(runs.index) == ["m1_100_s0", "m1m2_20_s0"]
     assert runs.loc["m1m2_20_s0", "test_error"] == metrics["test_error"]
     assert "| m1m2 | 20 |" in (bench / "summary.md").read_text()
+    # M1+M2 below 600 labels predicts by Bayes' rule; the table keeps the classifier alone beside.
+    assert metrics["bayes_samples"] == 64
+    assert runs.loc["m1m2_20_s0", "classifier_test_error"] == metrics["classifier_test_error"]
+    assert "q(y|x) alone %" in (bench / "summary.md").read_text()
     assert (out / "results.tgz").stat().st_size > 0
