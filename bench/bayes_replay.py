@@ -77,8 +77,10 @@ def main() -> None:
     table = pd.DataFrame(rows)
     errors = [c for c in table.columns if c.endswith((" valid", " test"))]
     if len(table) > 1:
-        table = pd.concat([table, pd.DataFrame([{"run": "mean", **table[errors].mean().to_dict()}])],
-                          ignore_index=True).fillna("")
+        mean = {**{c: "" for c in table.columns}, "run": "mean", **table[errors].mean().to_dict()}
+        # The other columns as objects, so that epochs stay integers beside the mean row's blanks.
+        table = pd.concat([table.astype({c: object for c in table.columns if c not in errors}),
+                           pd.DataFrame([mean])], ignore_index=True)
     if args.csv is not None:
         table.to_csv(args.csv, index=False)
     print(to_markdown(table))

@@ -172,9 +172,10 @@ def preset(name: str, *, model: str = "m1m2", n_labels: int = 100, n_total: int 
     m2 = M2Config(hidden=hidden, z_dim=z_dim, likelihood=likelihood, batch_norm=True, classifier_channels=channels)
     # M1+M2 with the MLP on z1 predicts by Bayes' rule as well: q(y|z1) times p(y|z1) from
     # 64-sample importance-weighted bounds. On the ten 100-label CPU runs of BENCHMARKS.md
-    # ("Bayes' rule at test time") it lowered every test error, by 0.1 to 0.3 points; with
+    # ("Bayes' rule at test time") it lowered every test error, by 0.1 to 0.3 points. Beside
     # the convolutional classifier (600 labels up) the generative model on z1 is the far
-    # weaker expert (4.2 against 2.4%) and the product was worse, so it is left out there.
+    # weaker expert (4.4-4.8% against 2.3-2.7% test error at 600 labels) and the product
+    # raised the test error of 11 of 12 runs, so it is left out there.
     bayes = 64 if model == "m1m2" and not m1m2_conv else 0
     return FitConfig(model=model, m1=m1, m2=m2, train=train, bayes_samples=bayes)
 
@@ -247,7 +248,7 @@ class FewLabelClassifier:
 
     @torch.no_grad()
     def predict_proba(self, x: Tensor | np.ndarray) -> np.ndarray:
-        """Class probabilities `[N, C]`; the same for the same images, ``bayes_samples`` or not."""
+        """Class probabilities `[N, C]`; repeatable (the same input gives the same output), ``bayes_samples`` or not."""
         t = self._inputs(x)
         score, per_pass = self.model.logits, self.batch_size
         if self.bayes_samples:
