@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from fewlabel import to_markdown
-from ssvae.api import load_classifier
+from ssvae.api import FewLabelClassifier, load_classifier
 from ssvae.data import ImageDataset, load_dataset
 from ssvae.fewlabel import MODEL_NAME
 from vaecore.errors import InputDataError
@@ -37,8 +37,9 @@ def score(run: Path, dataset: ImageDataset, samples: list[int], device: str) -> 
     row: dict[str, object] = {"run": str(run), "labels": metrics.get("n_labels", ""),
                               "best epoch": metrics.get("best_epoch", ""),
                               "epochs run": len(history) if history is not None else ""}
+    model = load_classifier(run, device=device).model  # read once; each k below only predicts differently
     for k in [0, *samples]:
-        clf = load_classifier(run, device=device, bayes_samples=k)
+        clf = FewLabelClassifier(model, n_classes=model.m2.config.n_classes, bayes_samples=k)
         name = "classifier" if k == 0 else f"bayes k={k}"
         for split_name in ("valid", "test"):
             split = getattr(dataset, split_name)

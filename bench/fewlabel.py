@@ -157,6 +157,9 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
     """Mean +/- std of the test error (%) per model and label count, with times and targets."""
     rows = rows.assign(test_pct=100 * rows["test_error"], valid_pct=100 * rows["valid_error"],
                        minutes=rows["wall_seconds"] / 60, train_minutes=rows["train_seconds"] / 60)
+    if "classifier_test_error" in rows:
+        # Runs that predict by Bayes' rule (bayes_samples) also report the classifier alone.
+        rows = rows.assign(alone_pct=100 * rows["classifier_test_error"].fillna(rows["test_error"]))
     g = rows.groupby(["model", "n_labels"])
     table = pd.DataFrame({
         "seeds": g.size(),
@@ -168,10 +171,8 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
         "epochs": g["epochs_done"].mean() if "epochs_done" in rows else float("nan"),
         "device": g["device"].first(),
     }).reset_index()
-    if "classifier_test_error" in rows:
-        # Runs that predict by Bayes' rule (bayes_samples) also report the classifier alone.
-        alone = 100 * rows["classifier_test_error"].fillna(rows["test_error"])
-        table.insert(4, "q(y|x) alone %", alone.groupby([rows["model"], rows["n_labels"]]).mean().to_numpy())
+    if "alone_pct" in rows:
+        table.insert(4, "q(y|x) alone %", g["alone_pct"].mean().to_numpy())
     table["target %"] = [TARGETS.get(m, {}).get(n, float("nan")) for m, n in zip(table["model"], table["n_labels"])]
     table["paper %"] = [PAPER.get(m, {}).get(n, float("nan")) for m, n in zip(table["model"], table["n_labels"])]
     table["meets target"] = table["test error % (mean)"] <= table["target %"]
