@@ -10,6 +10,11 @@ writes into ``--out``:
   M1 / M1+M2, ``m1/`` with M1's own run;
 * ``checkpoint.safetensors`` (resumable) and ``model.safetensors`` (best validation);
 * ``metrics.json``: test error at the best-validation epoch and the run's facts;
+* with ``--self-train N``, ``pseudo_labels.csv`` (the first model's N surest predictions per
+  class on the unlabelled images), ``stage1_metrics.json`` (the first model's figures) and
+  ``self_train/``, the run directory of the second model, trained on the true labels and
+  the pseudo-labels with the preset for that label count; ``metrics.json`` and the plots
+  are then the second model's;
 * ``samples.png`` (one column per class, the same z along each row), ``tsne.png``
   (t-SNE of the latent codes of test digits, coloured by class), ``reconstructions.png``
   and ``curves.png`` (training curves).
@@ -29,18 +34,23 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 
 from ssvae.api import MODELS, PRESETS, FewLabelClassifier, FitConfig, fit_data, override, preset, split_data
 from ssvae.data import ImageDataset, load_dataset
 from ssvae.fewlabel import TrainConfig
-from ssvae.labels import balanced_split, given_labels, save_split
+from ssvae.labels import balanced_split, given_labels, load_split, save_split
+from ssvae.selftrain import labels_with, pseudo_labels
 from vaecore.errors import InputDataError
-from vaecore.rundir import RunDir, config_from_dict, config_to_dict
+from vaecore.rundir import RunDir, config_from_dict, config_to_dict, write_json
 from vaecore.runtime import resolve_device
 
 N_SAMPLE_ROWS = 8  # rows of samples.png (one z each)
 N_RECON = 50  # test digits in reconstructions.png
+SELF_TRAIN_DIR = "self_train"  # --self-train's second stage, a run directory of its own
+STAGE1_METRICS = "stage1_metrics.json"
+PSEUDO_LABELS = "pseudo_labels.csv"
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,9 @@ class FewLabelRunConfig:
         m1_epochs: M1's epochs (``None``: the preset's).
         time_budget_minutes: Stop after the epoch that exceeds this total wall time.
         settings: Further preset overrides, ``"train.lr=1e-3"``, ``"m2.hidden=(300,)"``.
+        self_train: 0, or after training label this many unlabelled images per class
+            with the model's most confident predictions and train a second model (the
+            preset for the larger label count) on the true labels and these (M2, M1+M2).
         tsne_points: Test digits in the t-SNE plot (0: no t-SNE).
         plots: Write the PNG plots.
         progress: Show progress bars.
@@ -73,6 +86,7 @@ class FewLabelRunConfig:
     m1_epochs: int | None = None
     time_budget_minutes: float | None = None
     settings: tuple[str, ...] = ()
+    self_train: int = 0
     tsne_points: int = 2000
     plots: bool = True
     progress: bool = True
@@ -87,6 +101,9 @@ class FewLabelRunConfig:
             if value is not None and value < 0:
                 raise InputDataError(f"{name} must be >= 0, got {value}")
         TrainConfig(time_budget_minutes=self.time_budget_minutes)  # its check, before any data or M1
+        if self.self_train < 0 or (self.self_train and self.model == "m1"):
+            raise InputDataError(f"self_train must be >= 0, and 0 for model 'm1' (its classifier is fitted "
+                                 f"once on M1's features), got {self.self_train} for {self.model!r}")
 
 
 def parse_settings(settings: tuple[str, ...]) -> dict[str, Any]:
@@ -141,9 +158,12 @@ def _labelled_indices(config: FewLabelRunConfig, dataset: ImageDataset) -> torch
     return balanced_split(y, config.labels, n_classes=dataset.n_classes, seed=config.seed)
 
 
-def write_plots(clf: FewLabelClassifier, dataset: ImageDataset, rundir: RunDir, *, tsne_points: int,
-                seed: int) -> list[str]:
-    """samples.png, tsne.png, reconstructions.png and curves.png; returns the names written."""
+def write_plots(clf: FewLabelClassifier, dataset: ImageDataset, rundir: Path, *, tsne_points: int,
+                seed: int, history_dir: Path | None = None) -> list[str]:
+    """samples.png, tsne.png, reconstructions.png and curves.png in ``rundir``; returns their names.
+
+    ``curves.png`` plots ``history_dir``'s ``history.csv`` (default: ``rundir``'s).
+    """
     from pipelines.plots import save_image_grid, save_reconstruction_grid
     from pipelines.fewlabel_plots import save_curves, save_tsne
 
@@ -168,32 +188,35 @@ def write_plots(clf: FewLabelClassifier, dataset: ImageDataset, rundir: RunDir, 
         save_tsne(codes.numpy(), dataset.test.y[keep].numpy(), rundir / "tsne.png", seed=seed,
                   title=f"t-SNE of {model.kind} latent codes, {len(keep)} test digits")
         written.append("tsne.png")
-    if (rundir / "history.csv").exists():
-        save_curves(rundir.history, rundir / "curves.png")
+    history = (history_dir or rundir) / "history.csv"
+    if history.exists() and history.stat().st_size > 0:
+        save_curves(pd.read_csv(history), rundir / "curves.png")
         written.append("curves.png")
     return written
 
 
-def run(config: FewLabelRunConfig, workdir: str | os.PathLike, *, resume: bool = False) -> dict[str, Any]:
-    """Train, select on validation, evaluate, plot; returns what ``metrics.json`` holds."""
-    began = time.perf_counter()
-    device = resolve_device(config.device)
-    dataset = load_dataset(config.data)
-    idx = _labelled_indices(config, dataset)
-    stored = Path(workdir) / "fit_config.json"
+def _train(config: FewLabelRunConfig, dataset: ImageDataset, y: torch.Tensor, idx: torch.Tensor, workdir: Path,
+           device: torch.device, *, resume: bool, changes: dict[str, Any] | None = None,
+           ) -> tuple[FewLabelClassifier, dict[str, Any]]:
+    """One model trained in ``workdir`` on the training labels ``y[idx]``; its figures.
+
+    ``changes`` are dotted settings applied after the preset and ``--set`` (the
+    self-training stage's shared M1).
+    """
+    stored = workdir / "fit_config.json"
     if resume and stored.is_file():
         # The settings the run started with, even if a preset has changed since; only
         # how long it runs may change.
         fit_config = override(config_from_dict(FitConfig, json.loads(stored.read_text(encoding="utf-8"))),
                               **_length_changes(config))
     else:
-        fit_config = fit_config_for(config, n_labels=len(idx), n_total=len(dataset.train),
-                                    image_shape=dataset.image_shape)
+        fit_config = override(fit_config_for(config, n_labels=len(idx), n_total=len(dataset.train),
+                                             image_shape=dataset.image_shape), **(changes or {}))
     rundir = RunDir(workdir, config, seed=config.seed, device=device)
     rundir.write_json("fit_config.json", config_to_dict(fit_config))
-    save_split(rundir / "labels.csv", idx, dataset.train.y[idx])
+    save_split(rundir / "labels.csv", idx, y[idx])
     valid, test = dataset.valid, dataset.test
-    data = split_data(dataset.train.x, dataset.train.y, idx,
+    data = split_data(dataset.train.x, y, idx,
                       x_valid=None if valid is None else valid.x, y_valid=None if valid is None else valid.y,
                       x_test=test.x, y_test=test.y, image_shape=dataset.image_shape)
     clf = fit_data(data, fit_config, n_classes=dataset.n_classes, device=device, seed=config.seed,
@@ -224,10 +247,69 @@ def run(config: FewLabelRunConfig, workdir: str | os.PathLike, *, resume: bool =
         metrics.update(test_error=clf.error(test.x, test.y),
                        valid_error=clf.error(valid.x, valid.y) if valid is not None else math.nan,
                        m1_classifier=f"{sel.kind}(C={sel.c:g})")
+    return clf, metrics
+
+
+def _self_train(config: FewLabelRunConfig, dataset: ImageDataset, idx: torch.Tensor, workdir: Path,
+                device: torch.device, *, resume: bool) -> tuple[FewLabelClassifier, dict[str, Any]]:
+    """Both stages of ``--self-train``: the run itself, then a model on its pseudo-labels too.
+
+    The first stage is an ordinary run in ``workdir``; its figures go to
+    ``stage1_metrics.json`` and its pseudo-labels to ``pseudo_labels.csv``. The second
+    trains in ``workdir/self_train/`` with the preset for its (much larger) label count and
+    the first stage's M1, and gives the run's figures. A resumed run whose second stage
+    had begun continues that stage.
+    """
+    if len(idx) == len(dataset.train):
+        raise InputDataError(f"--self-train {config.self_train}: every training example is labelled, none is left "
+                             "to pseudo-label")
+    second = workdir / SELF_TRAIN_DIR
+    if resume and (second / "fit_config.json").is_file():  # the first stage had finished
+        RunDir(workdir, config, seed=config.seed, device=device)  # this call's config.json and run.json
+        first = json.loads((workdir / STAGE1_METRICS).read_text(encoding="utf-8"))
+        pseudo_idx, pseudo_y = load_split(workdir / PSEUDO_LABELS)
+    else:
+        clf, first = _train(config, dataset, dataset.train.y, idx, workdir, device, resume=resume)
+        write_json(workdir / STAGE1_METRICS, first)
+        proba = clf.predict_proba(dataset.train.x)
+        pseudo_idx, pseudo_y = pseudo_labels(proba, config.self_train, exclude=idx)
+        save_split(workdir / PSEUDO_LABELS, pseudo_idx, pseudo_y)
+        resume = False
+    changes = {}
+    if config.model == "m1m2":  # M1 never sees a label: the second stage reuses the first's
+        given = json.loads((workdir / "fit_config.json").read_text(encoding="utf-8"))["m1"]["checkpoint"]
+        changes["m1.checkpoint"] = given or str(workdir / "m1")
+    y = labels_with(dataset.train.y, pseudo_idx, pseudo_y)
+    clf, metrics = _train(config, dataset, y, torch.cat([idx, pseudo_idx]).sort().values, second, device,
+                          resume=resume, changes=changes)
+    truth = dataset.train.y[pseudo_idx]
+    known = truth >= 0  # hidden labels, if the data has them: how good the pseudo-labels were
+    metrics.update(
+        n_labels=int(len(idx)), n_pseudo_labels=int(len(pseudo_idx)), self_train=config.self_train,
+        pseudo_label_error=float((truth[known] != pseudo_y[known]).float().mean()) if known.any() else math.nan,
+        stage1_test_error=first["test_error"], stage1_valid_error=first["valid_error"],
+        # Both stages' training; the second's M1 time is the first's, counted once.
+        train_seconds=first["train_seconds"] + metrics.get("m2_seconds", 0.0))
+    return clf, metrics
+
+
+def run(config: FewLabelRunConfig, workdir: str | os.PathLike, *, resume: bool = False) -> dict[str, Any]:
+    """Train, select on validation, evaluate, plot; returns what ``metrics.json`` holds."""
+    began = time.perf_counter()
+    device = resolve_device(config.device)
+    dataset = load_dataset(config.data)
+    idx = _labelled_indices(config, dataset)
+    workdir = Path(workdir)
+    if config.self_train:
+        clf, metrics = _self_train(config, dataset, idx, workdir, device, resume=resume)
+    else:
+        clf, metrics = _train(config, dataset, dataset.train.y, idx, workdir, device, resume=resume)
     if config.plots:
-        metrics["plots"] = write_plots(clf, dataset, rundir, tsne_points=config.tsne_points, seed=config.seed)
+        # With --self-train the plots show the second stage's model and training curves.
+        metrics["plots"] = write_plots(clf, dataset, workdir, tsne_points=config.tsne_points, seed=config.seed,
+                                       history_dir=workdir / SELF_TRAIN_DIR if config.self_train else None)
     metrics["wall_seconds"] = time.perf_counter() - began  # this call's; train_seconds spans every call
-    rundir.write_json("metrics.json", metrics)
+    write_json(workdir / "metrics.json", metrics)
     return metrics
 
 
@@ -249,7 +331,8 @@ def _from_args(args: argparse.Namespace) -> tuple[FewLabelRunConfig, Path, bool]
     config = FewLabelRunConfig(
         data=args.data, labels=args.labels, model=args.model, preset=args.preset, seed=args.seed,
         device=args.device or "auto", epochs=args.epochs, m1_epochs=args.m1_epochs,
-        time_budget_minutes=args.time_budget_minutes, settings=tuple(args.set), tsne_points=args.tsne_points,
+        time_budget_minutes=args.time_budget_minutes, settings=tuple(args.set), self_train=args.self_train,
+        tsne_points=args.tsne_points,
         plots=not args.no_plots, progress=not args.no_progress)
     return config, Path(args.out), False
 
@@ -270,7 +353,9 @@ def _main(args: argparse.Namespace) -> None:
     took = f" (resumed; {metrics['train_seconds']:.0f} s of training in all)" if resume else ""
     alone = (f"; the classifier alone {100 * metrics['classifier_test_error']:.2f}%"
              if "classifier_test_error" in metrics else "")
-    print(f"{metrics['model']} with {metrics['n_labels']} labels: test error {100 * metrics['test_error']:.2f}% "
+    pseudo = (f" and {metrics['n_pseudo_labels']} pseudo-labels (before self-training: test error "
+              f"{100 * metrics['stage1_test_error']:.2f}%)" if "n_pseudo_labels" in metrics else "")
+    print(f"{metrics['model']} with {metrics['n_labels']} labels{pseudo}: test error {100 * metrics['test_error']:.2f}% "
           f"(valid {100 * metrics['valid_error']:.2f}%{alone}){epoch} in {metrics['wall_seconds']:.0f} s{took} on "
           f"{metrics['device']}; results in {workdir}")
 
@@ -292,6 +377,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="stop after the epoch in which the run's wall time passes this")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a preset setting, e.g. --set train.lr=1e-3 --set m2.hidden=(300,)")
+    p.add_argument("--self-train", type=int, default=0, metavar="N",
+                   help="then label N unlabelled images per class with the model's surest predictions and "
+                        "train a second model on the true labels and these (default 0: off)")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N, mps")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--tsne-points", type=int, default=2000, help="test digits in the t-SNE plot (0: none)")

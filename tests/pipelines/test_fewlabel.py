@@ -141,3 +141,49 @@ def test_fewlabel_rejects_bad_label_requests(tmp_path, capsys):
     assert main(["fewlabel", "--data", "fixture", "--time-budget-minutes", "-1", "--out", str(tmp_path / "f")]) == 2
     assert "time_budget_minutes must be > 0 or None, got -1.0" in capsys.readouterr().err
     assert not (tmp_path / "f").exists()
+    # self-training: a count below 0, or any for M1, is refused before anything trains
+    assert main(["fewlabel", "--data", "fixture", "--self-train", "-5", "--out", str(tmp_path / "g")]) == 2
+    assert "self_train must be >= 0" in capsys.readouterr().err
+    assert main(["fewlabel", "--data", "fixture", "--model", "m1", "--self-train", "10",
+                 "--out", str(tmp_path / "h")]) == 2
+    assert "got 10 for 'm1'" in capsys.readouterr().err
+    assert not (tmp_path / "g").exists() and not (tmp_path / "h").exists()
+    full = tmp_path / "full.npz"
+    np.savez(full, x_train=np.zeros((20, 4), np.float32), y_train=np.arange(20) % 10,
+             x_test=np.zeros((5, 4), np.float32), y_test=np.arange(5))
+    assert main(["fewlabel", "--data", str(full), "--self-train", "3", "--out", str(tmp_path / "i")]) == 2
+    assert "every training example is labelled" in capsys.readouterr().err and not (tmp_path / "i").exists()
+
+
+def test_fewlabel_self_training_trains_a_second_model_and_resumes_it(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["fewlabel", "--data", "fixture", "--labels", "50", "--model", "m1m2", "--preset", "fast", *TINY,
+            "--set", "bayes_samples=4", "--no-plots", "--self-train", "30"]
+    assert main([*args, "--epochs", "2", "--out", str(out)]) == 0
+    metrics, first = _metrics(out), json.loads((out / "stage1_metrics.json").read_text())
+    true = pd.read_csv(out / "labels.csv")
+    pseudo = pd.read_csv(out / "pseudo_labels.csv")
+    # at most 30 per predicted class, none of them an example with a true label
+    assert 0 < len(pseudo) <= 300 and pseudo["label"].value_counts().max() <= 30
+    assert not set(pseudo["index"]) & set(true["index"])
+    # the second stage trained on both, with the first stage's M1, and gives the run's figures
+    second = tmp_path / "run" / "self_train"
+    both = pd.read_csv(second / "labels.csv")
+    assert sorted(both["index"]) == sorted([*true["index"], *pseudo["index"]])
+    assert json.loads((second / "fit_config.json").read_text())["m1"]["checkpoint"] == str(out / "m1")
+    assert not (second / "m1").exists()
+    history = pd.read_csv(second / "history.csv")
+    assert metrics["classifier_valid_error"] == pytest.approx(history["valid_error"].min())
+    assert metrics["n_labels"] == 50 and metrics["n_pseudo_labels"] == len(pseudo) and metrics["self_train"] == 30
+    assert metrics["stage1_test_error"] == first["test_error"] and first["n_labels"] == 50
+    # the fixture's hidden labels score the pseudo-labels
+    hidden = load_dataset("fixture").train.y.numpy()[pseudo["index"]]
+    assert metrics["pseudo_label_error"] == pytest.approx(float((hidden != pseudo["label"]).mean()))
+    assert f"50 labels and {len(pseudo)} pseudo-labels (before self-training: test error" in capsys.readouterr().out
+    # resuming continues the second stage; the first is not trained again
+    stage1_history = (out / "history.csv").read_text()
+    assert main(["fewlabel", "--resume", str(out), "--epochs", "3", "--no-progress"]) == 0
+    assert pd.read_csv(second / "history.csv")["epoch"].tolist() == [1, 2, 3]
+    assert (out / "history.csv").read_text() == stage1_history
+    assert pd.read_csv(out / "pseudo_labels.csv").equals(pseudo) and _metrics(out)["resumed"]
+    assert json.loads((out / "config.json").read_text())["epochs"] == 3
