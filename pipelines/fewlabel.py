@@ -256,9 +256,8 @@ def _self_train(config: FewLabelRunConfig, dataset: ImageDataset, idx: torch.Ten
 
     The first stage is an ordinary run in ``workdir``; its figures go to
     ``stage1_metrics.json`` and its pseudo-labels to ``pseudo_labels.csv``. The second
-    trains in ``workdir/self_train/`` with the preset for its (much larger) label count and
-    the first stage's M1, and gives the run's figures. A resumed run whose second stage
-    had begun continues that stage.
+    (:func:`train_on_pseudo_labels`) trains in ``workdir/self_train/`` and gives the run's
+    figures. A resumed run whose second stage had begun continues that stage.
     """
     if len(idx) == len(dataset.train):
         raise InputDataError(f"--self-train {config.self_train}: every training example is labelled, none is left "
@@ -271,16 +270,40 @@ def _self_train(config: FewLabelRunConfig, dataset: ImageDataset, idx: torch.Ten
     else:
         clf, first = _train(config, dataset, dataset.train.y, idx, workdir, device, resume=resume)
         write_json(workdir / STAGE1_METRICS, first)
-        proba = clf.predict_proba(dataset.train.x)
-        pseudo_idx, pseudo_y = pseudo_labels(proba, config.self_train, exclude=idx)
+        pseudo_idx, pseudo_y = pseudo_labels(clf.predict_proba(dataset.train.x), config.self_train, exclude=idx)
         save_split(workdir / PSEUDO_LABELS, pseudo_idx, pseudo_y)
         resume = False
+    return train_on_pseudo_labels(config, dataset, idx, pseudo_idx, pseudo_y, first=first, first_dir=workdir,
+                                  workdir=second, device=device, resume=resume)
+
+
+def train_on_pseudo_labels(config: FewLabelRunConfig, dataset: ImageDataset, idx: torch.Tensor,
+                           pseudo_idx: torch.Tensor, pseudo_y: torch.Tensor, *, first: dict[str, Any],
+                           first_dir: Path, workdir: Path, device: torch.device,
+                           resume: bool = False) -> tuple[FewLabelClassifier, dict[str, Any]]:
+    """Self-training's second stage: a model on the true labels and the pseudo-labels.
+
+    Args:
+        config: The run's config (its preset and ``--set`` apply, at the larger label count).
+        dataset: The run's data.
+        idx: Indices `[n]` of the training examples with true labels.
+        pseudo_idx, pseudo_y: Indices `[K]` and labels `[K]` of the pseudo-labelled ones.
+        first: The first stage's ``metrics.json`` figures.
+        first_dir: The first stage's run directory, whose M1 the second reuses (M1 never
+            sees a label).
+        workdir: The second stage's run directory.
+        device: Where to train.
+        resume: Continue the second stage's interrupted run in ``workdir``.
+
+    Returns:
+        The second model and its figures, with the first's beside them (``stage1_*``).
+    """
     changes = {}
-    if config.model == "m1m2":  # M1 never sees a label: the second stage reuses the first's
-        given = json.loads((workdir / "fit_config.json").read_text(encoding="utf-8"))["m1"]["checkpoint"]
-        changes["m1.checkpoint"] = given or str(workdir / "m1")
+    if config.model == "m1m2":
+        given = json.loads((first_dir / "fit_config.json").read_text(encoding="utf-8"))["m1"]["checkpoint"]
+        changes["m1.checkpoint"] = given or str(first_dir / "m1")
     y = labels_with(dataset.train.y, pseudo_idx, pseudo_y)
-    clf, metrics = _train(config, dataset, y, torch.cat([idx, pseudo_idx]).sort().values, second, device,
+    clf, metrics = _train(config, dataset, y, torch.cat([idx, pseudo_idx]).sort().values, workdir, device,
                           resume=resume, changes=changes)
     truth = dataset.train.y[pseudo_idx]
     known = truth >= 0  # hidden labels, if the data has them: how good the pseudo-labels were
