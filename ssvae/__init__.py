@@ -3,7 +3,8 @@
 M1 (a VAE whose posterior means are features), M2 (the semi-supervised generative
 model p(y) p(z) p(x|y,z) with classifier q(y|x)) and M1+M2 (M2 on M1's latent space),
 trained on a few labels. The entry point is :func:`ssvae.fit`; ``vaelab fewlabel`` is
-its command line.
+its command line. :func:`ssvae.pseudo_labels` picks a trained model's surest predictions
+for self-training (``vaelab fewlabel --self-train N``).
 """
 
 from ssvae.api import FewLabelClassifier, FitConfig, M1Settings, fit, load_classifier, preset
@@ -12,6 +13,7 @@ from ssvae.labels import balanced_split, given_labels
 from ssvae.m1 import VAE, VAEConfig
 from ssvae.m1m2 import M1M2
 from ssvae.m2 import M2, M2Config, PixelM2
+from ssvae.selftrain import pseudo_labels
 
 __all__ = [
     "M1M2",
@@ -29,4 +31,5 @@ __all__ = [
     "given_labels",
     "load_classifier",
     "preset",
+    "pseudo_labels",
 ]

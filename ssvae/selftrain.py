@@ -1,11 +1,12 @@
 """Self-training: a trained few-label model labels the unlabelled images it is surest of.
 
 A second model is then trained on the true labels plus these pseudo-labels (``vaelab
-fewlabel --self-train N``). On MNIST with 100 labels, the 3,000 most confident predictions
-per class of an M1+M2 run predicting by Bayes' rule were wrong on only 0.2-0.4% of the
-30,000 digits, against 3.8-5.4% for its predictions on all the unlabelled digits
-(BENCHMARKS.md, "Self-training"). Taking a fixed number per *predicted* class keeps the
-pseudo-labelled set balanced even where the model favours some classes.
+fewlabel --self-train N``). On MNIST with 100 labels, the 3,000 surest predictions per
+class of the `fast` preset's M1+M2 (predicting by Bayes' rule) were wrong on 0.17-0.38% of
+those 30,000 digits and the 4,000 surest on 0.57-1.19%, against 4.0-5.4% on all
+50,000 training digits (seeds 0-3; BENCHMARKS.md, "Self-training"). Taking a fixed number per
+*predicted* class keeps the pseudo-labelled set balanced even where the model favours some
+classes.
 """
 
 from __future__ import annotations
