@@ -8,9 +8,9 @@ Usage::
     # CPU, one hour, 100 labels (target <= 5 %)
     python bench/fewlabel.py --models m1m2 --labels 100 --seeds 0 --preset fast --threads 2 \
         --time-budget-minutes 60 --device cpu --out runs/bench_fewlabel_cpu
-    # ... then self-training on 3,000 pseudo-labels per class (about 7 more minutes)
+    # ... then self-training on 4,000 pseudo-labels per class (about 6 more minutes)
     python bench/fewlabel.py --models m1m2 --labels 100 --seeds 0 --preset fast --threads 2 \
-        --self-train 3000 --device cpu --out runs/bench_fewlabel_cpu_selftrain
+        --self-train 4000 --device cpu --out runs/bench_fewlabel_cpu_selftrain
     # Speed of one M2 training step at the preset's sizes (no data, no training run),
     # with and without flushing subnormal floats; --weights RUN_DIR times a trained M2
     python bench/fewlabel.py --step-timing --models m2 m1m2 --labels 100 --preset fast --threads 1

@@ -32,13 +32,18 @@ from ssvae.api import load_classifier
 from ssvae.data import load_dataset
 from ssvae.labels import load_split
 from ssvae.selftrain import pseudo_labels
-from vaecore.rundir import config_from_dict
+from vaecore.errors import InputDataError
+from vaecore.rundir import config_from_dict, write_json
 from vaecore.runtime import resolve_device
 
 
 def replay(run_dir: Path, per_class: list[int], out: Path, *, device: torch.device, progress: bool) -> list[dict]:
     """The second stage for each N on one finished run; one row of figures per N."""
-    first = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    if not (run_dir / "metrics.json").is_file():
+        raise InputDataError(f"{run_dir}: no metrics.json there (not a finished vaelab fewlabel run)")
+    # A self-trained run's model.safetensors and labels.csv are its first model's.
+    first_file = run_dir / "stage1_metrics.json"
+    first = json.loads((first_file if first_file.is_file() else run_dir / "metrics.json").read_text(encoding="utf-8"))
     config = config_from_dict(FewLabelRunConfig, json.loads((run_dir / "config.json").read_text(encoding="utf-8")))
     dataset = load_dataset(config.data)
     idx, _ = load_split(run_dir / "labels.csv")
@@ -49,14 +54,15 @@ def replay(run_dir: Path, per_class: list[int], out: Path, *, device: torch.devi
         if (cell / "metrics.json").exists():
             metrics = json.loads((cell / "metrics.json").read_text(encoding="utf-8"))
         else:
+            # Its checks (an M1 run, a count below 0) before any scoring.
+            stage = replace(config, self_train=n, device=str(device), plots=False, progress=progress)
             if proba is None:
                 proba = load_classifier(run_dir, device=device).predict_proba(dataset.train.x)
             pseudo_idx, pseudo_y = pseudo_labels(proba, n, exclude=idx)
-            stage = replace(config, self_train=n, device=str(device), plots=False, progress=progress)
             _, metrics = train_on_pseudo_labels(stage, dataset, idx, pseudo_idx, pseudo_y, first=first,
                                                 first_dir=run_dir, workdir=cell, device=device,
                                                 resume=(cell / "checkpoint.safetensors").exists())
-            (cell / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True), encoding="utf-8")
+            write_json(cell / "metrics.json", metrics)
         rows.append({"run": str(run_dir), "per class": n, "pseudo-labels": metrics["n_pseudo_labels"],
                      "pseudo-label error %": 100 * metrics["pseudo_label_error"],
                      "before: valid %": 100 * first["valid_error"], "before: test %": 100 * first["test_error"],
@@ -77,8 +83,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    rows = [row for run_dir in args.runs
-            for row in replay(run_dir, args.per_class, args.out, device=device, progress=args.progress)]
+    try:
+        rows = [row for run_dir in args.runs
+                for row in replay(run_dir, args.per_class, args.out, device=device, progress=args.progress)]
+    except InputDataError as err:
+        raise SystemExit(f"selftrain_replay: {err}") from None
     table = pd.DataFrame(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out / "replay.csv", index=False)
