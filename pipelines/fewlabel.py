@@ -34,7 +34,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 
 from ssvae.api import MODELS, PRESETS, FewLabelClassifier, FitConfig, fit_data, override, preset, split_data
@@ -159,10 +158,11 @@ def _labelled_indices(config: FewLabelRunConfig, dataset: ImageDataset) -> torch
 
 
 def write_plots(clf: FewLabelClassifier, dataset: ImageDataset, rundir: Path, *, tsne_points: int,
-                seed: int, history_dir: Path | None = None) -> list[str]:
+                seed: int) -> list[str]:
     """samples.png, tsne.png, reconstructions.png and curves.png in ``rundir``; returns their names.
 
-    ``curves.png`` plots ``history_dir``'s ``history.csv`` (default: ``rundir``'s).
+    ``curves.png`` plots the training history of ``clf`` itself (M2 / M1+M2; every epoch,
+    resumed ones included), so a self-trained run's curves are its second model's.
     """
     from pipelines.plots import save_image_grid, save_reconstruction_grid
     from pipelines.fewlabel_plots import save_curves, save_tsne
@@ -188,9 +188,8 @@ def write_plots(clf: FewLabelClassifier, dataset: ImageDataset, rundir: Path, *,
         save_tsne(codes.numpy(), dataset.test.y[keep].numpy(), rundir / "tsne.png", seed=seed,
                   title=f"t-SNE of {model.kind} latent codes, {len(keep)} test digits")
         written.append("tsne.png")
-    history = (history_dir or rundir) / "history.csv"
-    if history.exists() and history.stat().st_size > 0:
-        save_curves(pd.read_csv(history), rundir / "curves.png")
+    if clf.result is not None and len(clf.result.history):
+        save_curves(clf.result.history, rundir / "curves.png")
         written.append("curves.png")
     return written
 
@@ -328,9 +327,8 @@ def run(config: FewLabelRunConfig, workdir: str | os.PathLike, *, resume: bool =
     else:
         clf, metrics = _train(config, dataset, dataset.train.y, idx, workdir, device, resume=resume)
     if config.plots:
-        # With --self-train the plots show the second stage's model and training curves.
-        metrics["plots"] = write_plots(clf, dataset, workdir, tsne_points=config.tsne_points, seed=config.seed,
-                                       history_dir=workdir / SELF_TRAIN_DIR if config.self_train else None)
+        # With --self-train the plots show the second stage's model.
+        metrics["plots"] = write_plots(clf, dataset, workdir, tsne_points=config.tsne_points, seed=config.seed)
     metrics["wall_seconds"] = time.perf_counter() - began  # this call's; train_seconds spans every call
     write_json(workdir / "metrics.json", metrics)
     return metrics
