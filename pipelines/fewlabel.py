@@ -397,7 +397,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--time-budget-minutes", type=float, default=None,
                    help="stop after the epoch in which the run's wall time passes this")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a preset setting, e.g. --set train.lr=1e-3 --set m2.hidden=(300,)")
+                   help="override a preset setting, e.g. --set train.lr=1e-3 --set m2.hidden=(300,); each changes only "
+                        "the setting it names (the preset chose the others, bayes_samples included, for its "
+                        "own classifier)")
     p.add_argument("--self-train", type=int, default=0, metavar="N",
                    help="then label N unlabelled images per class with the model's surest predictions and "
                         "train a second model on the true labels and these (default 0: off)")

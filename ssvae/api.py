@@ -261,9 +261,13 @@ class FewLabelClassifier:
             # per pass (16 * batch_size rows in all: 50 images at k = 64 and 10 classes).
             per_pass = max(1, 16 * self.batch_size // (k * self.n_classes))
         # The bounds' draws come from a fixed seed, so that the same images get the same
-        # answer every call, without touching the caller's random state.
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(0)
+        # answer every call, without touching the caller's random state; q(y|x) alone
+        # draws nothing (eval mode), so it needs no fork.
+        seeded = torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [],
+                                       enabled=bool(self.bayes_samples))
+        with seeded:
+            if self.bayes_samples:
+                torch.manual_seed(0)
             out = [score(xb.to(self.device)).softmax(-1).cpu() for xb in t.split(per_pass)]
         return torch.cat(out).numpy() if out else np.zeros((0, self.n_classes), np.float32)
 

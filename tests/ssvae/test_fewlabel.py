@@ -182,6 +182,7 @@ def test_fit_api_m1m2_and_bad_inputs(fixture_data):
     assert np.array_equal(clf.predict_proba(ds.test.x[:50]), proba)  # the bounds' draws are seeded...
     assert torch.equal(torch.get_rng_state(), state)  # ...without touching the caller's random state
     alone = FewLabelClassifier(clf.model, n_classes=10).predict_proba(ds.test.x[:50])
+    assert torch.equal(torch.get_rng_state(), state)  # q(y|z1) alone draws nothing either
     assert np.abs(proba - alone).max() > 0.01  # the generative factor changes the probabilities
     with pytest.raises(InputDataError, match="bayes_samples must be >= 0, and 0 for model 'm1'"):
         ssvae.fit(ds.train.x, ds.train.y, model="m1", n_labels=20, **{"bayes_samples": 4})
