@@ -5,12 +5,16 @@
 #   bash bench/fewlabel_parallel.sh            # GPU, 3 seeds x 100/600/1000/3000 labels, ~8.5 min
 #   DEV=cpu DATA=fixture LABELS="20 50" SEEDS="0 1" T_A=20 T_END=60 bash bench/fewlabel_parallel.sh
 #   M2_SET="train.compile_mode=reduce-overhead" bash bench/fewlabel_parallel.sh   # compiled M2 steps
+#   LABELS=100 SELF_TRAIN=4000 T_A=150 T_END=360 bash bench/fewlabel_parallel.sh  # the whole 100-label job
 # Phase A trains one M1 per seed (the `m1` model: M1, then scikit-learn classifiers on its
 # features) and stops any M1 still training at T_A seconds with SIGINT, which leaves its
 # checkpoint; phase B trains M1+M2 for every (seed, labels) on that seed's M1 with a time
 # budget that ends it near T_END (the budget counts M1's minutes, so they are added back).
 # Tables (runs.csv, summary.csv, summary.md) go to $B; $OUT gets them as results.tgz (no
 # weights) and each seed's M1 checkpoint. MNIST comes from $VAELAB_DATA (see README).
+# SELF_TRAIN=N adds `--self-train N` to phase B: each run then trains a second M1+M2 on its
+# N surest predictions per class, after T_END, until the preset's patience stops it (the
+# time budget applies to each stage on its own), so leave it a few minutes of the window.
 set -u
 T0=$(date +%s)
 DEV=${DEV:-cuda}; T_A=${T_A:-200}; T_END=${T_END:-470}; M1_EPOCHS=${M1_EPOCHS:-100}
@@ -31,6 +35,7 @@ fi
 echo "smoke ok at $(el)s"
 M1_SET=(--set m1.lr_decay=0.97)
 M2_ARGS=(); for KV in ${M2_SET:-}; do M2_ARGS+=(--set "$KV"); done  # extra M1+M2 settings, space-separated
+[ -n "${SELF_TRAIN:-}" ] && M2_ARGS+=(--self-train "$SELF_TRAIN")
 declare -A PIDS
 for S in $SEEDS; do
   $PY -m pipelines.cli fewlabel --data "$DATA" --model m1 --labels 100 --seed "$S" --m1-epochs "$M1_EPOCHS" \
