@@ -6,13 +6,16 @@ computes logP / QED / SA (cached) for the property head, and trains with a linea
 warm-up. DIR holds ``config.json``, ``run.json``, ``history.csv`` (one row an epoch),
 ``checkpoint.safetensors`` (resumable, rewritten every epoch and on Ctrl-C),
 ``model.safetensors`` (the final model, what :func:`chemvae.load` reads) and
-``train.json`` (data summary, throughput). ``--resume DIR`` continues a run up to
-``--epochs`` in total with the configuration stored in DIR.
+``train.json`` (data summary, throughput) and ``curves.png`` (loss, KL and token accuracy
+per epoch). ``--resume DIR`` continues a run up to ``--epochs`` in total with the
+configuration stored in DIR.
 
 ``vaelab chem eval DIR`` reconstructs held-out test molecules (greedy decoding from the
 posterior mean), decodes ``--n-samples`` prior samples, computes the MOSES metrics
-(validity, unique@k, novelty, FCD, ...) and writes ``eval.json``, ``samples.csv`` and
-``prior_samples.png`` (an RDKit grid of valid samples).
+(validity, unique@k, novelty, FCD, ...) and writes ``eval.json``, ``samples.csv`` (each
+sample with its RDKit properties), ``prior_samples.png`` (an RDKit grid of valid samples)
+and ``properties.png`` (logP, QED, SA and penalized logP of the valid samples against test
+molecules; ``eval.json`` gives their Wasserstein-1 distances, ``W1 logP/Test`` etc.).
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ from vaecore.errors import InputDataError
 from vaecore.rundir import RunDir, config_from_dict, write_json
 from vaecore.runtime import flush_denormals, interruptible, resolve_device, seed_everything
 from vaecore.schedules import make_schedule
+
+N_PROPERTY_REFERENCE = 10_000  # test molecules whose properties properties.png and the W1 distances use
 
 
 @dataclass(frozen=True)
@@ -223,6 +228,9 @@ def train(config: ChemTrainConfig, workdir: str | os.PathLike) -> dict[str, Any]
         "device": str(device),
     }
     rundir.write_json("train.json", summary)
+    from pipelines.chem_plots import save_training_curves  # matplotlib only when a run ends
+
+    save_training_curves(history, rundir / "curves.png")
     return summary
 
 
@@ -255,9 +263,35 @@ def _draw_grid(smiles: list[str], path: Path, n: int) -> int:
     return len(mols)
 
 
+def _property_distances(samples: pd.DataFrame, test: list[str], path: Path, *, seed: int,
+                        n_jobs: int) -> dict[str, float]:
+    """Draw ``properties.png`` and return the W1 distances of the valid samples' properties to test's.
+
+    The test side is a seeded subset of at most :data:`N_PROPERTY_REFERENCE` molecules
+    (MOSES's test set has 176k), its properties cached like the training set's.
+    """
+    from scipy.stats import wasserstein_distance
+
+    from chemvae.properties import compute_properties
+    from pipelines.chem_plots import save_property_histograms
+
+    if not test:
+        return {}
+    if len(test) > N_PROPERTY_REFERENCE:
+        chosen = np.random.default_rng(seed).choice(len(test), N_PROPERTY_REFERENCE, replace=False)
+        test = [test[i] for i in np.sort(chosen)]
+    reference = compute_properties(test, n_jobs=n_jobs, cache_dir=cache_dir() / "chemvae-properties")
+    reference = reference[reference["valid"]]
+    save_property_histograms(samples, reference, path)
+    valid = samples[samples["valid"]]
+    return {f"W1 {name}/Test": float(wasserstein_distance(valid[column], reference[column])) if len(valid) else math.nan
+            for column, name in (("logp", "logP"), ("qed", "QED"), ("sa", "SA"))}
+
+
 def evaluate(config: ChemEvalConfig, workdir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Reconstruction and prior-sample metrics of a trained run; writes ``eval.json``."""
     from chemvae.metrics import generation_metrics, reconstruction_accuracy
+    from chemvae.properties import compute_properties
     from chemvae.refcache import cached_reference_stats
 
     began = time.perf_counter()
@@ -292,13 +326,17 @@ def evaluate(config: ChemEvalConfig, workdir: str | os.PathLike | None = None) -
                                     test_scaffolds=test_stats[1], compute_fcd=config.compute_fcd,
                                     device=str(device), n_jobs=config.n_jobs)
     out.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"smiles": samples}).to_csv(out / "samples.csv", index=False)
+    properties = compute_properties(samples, n_jobs=config.n_jobs)
+    properties.to_csv(out / "samples.csv", index=False)
     drawn = _draw_grid(samples, out / "prior_samples.png", config.grid_size)
+    distances = _property_distances(properties, splits.test, out / "properties.png", seed=config.seed,
+                                    n_jobs=config.n_jobs)
     result = {
         "recon_accuracy": recon,
         "n_recon": len(inputs),
         "n_recon_skipped": len(test) - len(inputs),
         **generation,
+        **distances,
         "n_samples": config.n_samples,
         "sample_method": config.sample_method,
         "temperature": config.temperature,
@@ -334,7 +372,7 @@ def _train_main(args: argparse.Namespace) -> None:
     keys = ("epochs", "n_train", "train_loss", "valid_token_accuracy", "train_molecules_per_s", "wall_seconds",
             "device")
     print(pd.DataFrame([{k: summary.get(k) for k in keys}]).to_string(index=False))
-    print(f"wrote {out}/{MODEL_FILE}, {CHECKPOINT_FILE}, history.csv, train.json")
+    print(f"wrote {out}/{MODEL_FILE}, {CHECKPOINT_FILE}, history.csv, train.json, curves.png")
 
 
 def _eval_main(args: argparse.Namespace) -> None:
@@ -345,7 +383,7 @@ def _eval_main(args: argparse.Namespace) -> None:
     result = run(config, args.out or args.run_dir)
     keys = ("recon_accuracy", "validity", "unique@10k", "novelty", "FCD/Test", "decoded_molecules_per_s")
     print(pd.DataFrame([{k: result.get(k) for k in keys}]).to_string(index=False))
-    print(f"wrote {args.out or args.run_dir}/eval.json, samples.csv, prior_samples.png")
+    print(f"wrote {args.out or args.run_dir}/eval.json, samples.csv, prior_samples.png, properties.png")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -48,7 +48,7 @@ def test_train_skips_bad_molecules_counts_them_and_resumes(messy_csv, tmp_path, 
     assert summary["n_train"] > 40 and sum(summary["skipped"].values()) >= 1
     assert set(summary["skipped"]) <= {"empty", "unparsable", "valence", "sanitize", "too_long"}
     assert summary["data_summary"] in printed and printed.count("skipped") == 1  # one summary line
-    assert {"config.json", "run.json", "history.csv", "model.safetensors", "checkpoint.safetensors"} <= {
+    assert {"config.json", "run.json", "history.csv", "model.safetensors", "checkpoint.safetensors", "curves.png"} <= {
         p.name for p in out.iterdir()}
     model = chemvae.load(out)
     assert model.latent_dim == 4 and model.encode(["CCO"]).shape == (1, 4)
@@ -99,6 +99,12 @@ def test_eval_of_the_fixture_model(tmp_path):
     assert 0 <= result["validity"] <= 1 and result["decoded_molecules_per_s"] > 0
     samples = pd.read_csv(tmp_path / "samples.csv", keep_default_na=False)
     assert len(samples) == 60
+    # each sample with its RDKit properties; valid as the metrics count it
+    assert {"smiles", "valid", "logp", "qed", "sa", "plogp"} <= set(samples.columns)
+    assert samples["valid"].mean() == pytest.approx(result["validity"])
+    for name in ("logP", "QED", "SA"):  # the valid samples' distance to the test molecules' properties
+        assert stored[f"W1 {name}/Test"] > 0
+    assert (tmp_path / "properties.png").stat().st_size > 0
     assert (tmp_path / "prior_samples.png").exists() == (result["n_drawn"] > 0)
     assert not (FIXTURE_MODEL / "eval.json").exists()  # nothing written into the committed fixture
 
