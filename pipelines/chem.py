@@ -383,7 +383,9 @@ def _eval_main(args: argparse.Namespace) -> None:
     result = run(config, args.out or args.run_dir)
     keys = ("recon_accuracy", "validity", "unique@10k", "novelty", "FCD/Test", "decoded_molecules_per_s")
     print(pd.DataFrame([{k: result.get(k) for k in keys}]).to_string(index=False))
-    print(f"wrote {args.out or args.run_dir}/eval.json, samples.csv, prior_samples.png, properties.png")
+    written = ["eval.json", "samples.csv"] + ["prior_samples.png"] * bool(result["n_drawn"])
+    written += ["properties.png"] * ("W1 QED/Test" in result)  # drawn where the data have test molecules
+    print(f"wrote {args.out or args.run_dir}/{', '.join(written)}")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
