@@ -60,7 +60,7 @@ def run_one(args: argparse.Namespace, model: str, labels: int, seed: int, out: P
     config = FewLabelRunConfig(data=args.data, labels=labels, model=model, preset=args.preset, seed=seed,
                                device=args.device, epochs=args.epochs, m1_epochs=args.m1_epochs,
                                time_budget_minutes=args.time_budget_minutes, settings=tuple(settings),
-                               self_train=args.self_train, plots=not args.no_plots, progress=not args.no_progress)
+                               self_train=tuple(args.self_train), plots=not args.no_plots, progress=not args.no_progress)
     return run(config, out, resume=(out / "checkpoint.safetensors").exists())
 
 
@@ -208,8 +208,9 @@ def main() -> None:
     p.add_argument("--m1-epochs", type=int, default=None)
     p.add_argument("--time-budget-minutes", type=float, default=None, help="per run")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="preset override")
-    p.add_argument("--self-train", type=int, default=0, metavar="N",
-                   help="self-train every run on N pseudo-labels per class (vaelab fewlabel --self-train)")
+    p.add_argument("--self-train", type=int, nargs="+", default=(), metavar="N",
+                   help="self-train every run on N pseudo-labels per class, a round each N "
+                        "(vaelab fewlabel --self-train)")
     p.add_argument("--no-share-m1", dest="share_m1", action="store_false",
                    help="train M1 afresh in every run instead of once per seed")
     p.add_argument("--device", default="auto")

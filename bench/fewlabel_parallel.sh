@@ -12,7 +12,7 @@
 # budget that ends it near T_END (the budget counts M1's minutes, so they are added back).
 # Tables (runs.csv, summary.csv, summary.md) go to $B; $OUT gets them as results.tgz (no
 # weights) and each seed's M1 checkpoint. MNIST comes from $VAELAB_DATA (see README).
-# SELF_TRAIN=N adds `--self-train N` to phase B: each run then trains a second M1+M2 on its
+# SELF_TRAIN=N (or "N1 N2": two rounds) adds `--self-train N` to phase B: each run then trains a second M1+M2 on its
 # N surest predictions per class, after T_END, until the preset's patience stops it (the
 # time budget applies to each stage on its own), so leave it a few minutes of the window.
 set -u
@@ -35,7 +35,7 @@ fi
 echo "smoke ok at $(el)s"
 M1_SET=(--set m1.lr_decay=0.97)
 M2_ARGS=(); for KV in ${M2_SET:-}; do M2_ARGS+=(--set "$KV"); done  # extra M1+M2 settings, space-separated
-[ -n "${SELF_TRAIN:-}" ] && M2_ARGS+=(--self-train "$SELF_TRAIN")
+[ -n "${SELF_TRAIN:-}" ] && M2_ARGS+=(--self-train $SELF_TRAIN)  # unquoted: "4000 4500" is two rounds
 declare -A PIDS
 for S in $SEEDS; do
   $PY -m pipelines.cli fewlabel --data "$DATA" --model m1 --labels 100 --seed "$S" --m1-epochs "$M1_EPOCHS" \

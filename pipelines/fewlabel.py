@@ -14,7 +14,9 @@ writes into ``--out``:
   class on the unlabelled images), ``stage1_metrics.json`` (the first model's figures) and
   ``self_train/``, the run directory of the second model, trained on the true labels and
   the pseudo-labels with the preset for that label count; ``metrics.json`` and the plots
-  are then the second model's;
+  are then the second model's. ``--self-train N1 N2`` adds a round: ``self_train/`` then
+  holds its own ``pseudo_labels.csv`` (the second model's N2 surest) and ``self_train/``
+  (the third model), and so on; each stage directory has its ``metrics.json``;
 * ``samples.png`` (one column per class, the same z along each row), ``tsne.png``
   (t-SNE of the latent codes of test digits, coloured by class), ``reconstructions.png``
   and ``curves.png`` (training curves).
@@ -67,9 +69,10 @@ class FewLabelRunConfig:
         m1_epochs: M1's epochs (``None``: the preset's).
         time_budget_minutes: Stop after the epoch that exceeds this total wall time.
         settings: Further preset overrides, ``"train.lr=1e-3"``, ``"m2.hidden=(300,)"``.
-        self_train: 0, or after training label this many unlabelled images per class
-            with the model's most confident predictions and train a second model (the
-            preset for the larger label count) on the true labels and these (M2, M1+M2).
+        self_train: Self-training rounds, one count N each (empty: none). Each round labels
+            N unlabelled images per class with the latest model's most confident
+            predictions and trains a new model (the preset for the larger label count) on
+            the true labels and these (M2, M1+M2). A bare int counts as one round (0: none).
         tsne_points: Test digits in the t-SNE plot (0: no t-SNE).
         plots: Write the PNG plots.
         progress: Show progress bars.
@@ -85,7 +88,7 @@ class FewLabelRunConfig:
     m1_epochs: int | None = None
     time_budget_minutes: float | None = None
     settings: tuple[str, ...] = ()
-    self_train: int = 0
+    self_train: tuple[int, ...] = ()
     tsne_points: int = 2000
     plots: bool = True
     progress: bool = True
@@ -100,9 +103,11 @@ class FewLabelRunConfig:
             if value is not None and value < 0:
                 raise InputDataError(f"{name} must be >= 0, got {value}")
         TrainConfig(time_budget_minutes=self.time_budget_minutes)  # its check, before any data or M1
-        if self.self_train < 0 or (self.self_train and self.model == "m1"):
-            raise InputDataError(f"self_train must be >= 0, and 0 for model 'm1' (its classifier is fitted "
-                                 f"once on M1's features), got {self.self_train} for {self.model!r}")
+        if isinstance(self.self_train, int):  # one round, as configs before rounds stored it
+            object.__setattr__(self, "self_train", (self.self_train,) if self.self_train else ())
+        if any(n < 1 for n in self.self_train) or (self.self_train and self.model == "m1"):
+            raise InputDataError(f"self_train needs counts >= 1, and none for model 'm1' (its classifier is "
+                                 f"fitted once on M1's features), got {self.self_train} for {self.model!r}")
 
 
 def parse_settings(settings: tuple[str, ...]) -> dict[str, Any]:
@@ -251,29 +256,48 @@ def _train(config: FewLabelRunConfig, dataset: ImageDataset, y: torch.Tensor, id
 
 def _self_train(config: FewLabelRunConfig, dataset: ImageDataset, idx: torch.Tensor, workdir: Path,
                 device: torch.device, *, resume: bool) -> tuple[FewLabelClassifier, dict[str, Any]]:
-    """Both stages of ``--self-train``: the run itself, then a model on its pseudo-labels too.
+    """Every stage of ``--self-train N1 [N2 ...]``: the run itself, then a model a round.
 
     The first stage is an ordinary run in ``workdir``; its figures go to
-    ``stage1_metrics.json`` and its pseudo-labels to ``pseudo_labels.csv``. The second
-    (:func:`train_on_pseudo_labels`) trains in ``workdir/self_train/`` and gives the run's
-    figures. A resumed run whose second stage had begun continues that stage.
+    ``stage1_metrics.json``. Round r labels the previous stage's ``N_r`` surest
+    predictions per class (``pseudo_labels.csv`` in that stage's directory) and trains
+    (:func:`train_on_pseudo_labels`) in a ``self_train/`` directory inside it. The last
+    model gives the run's figures. A resumed run continues its deepest begun stage: a stage
+    has begun once its ``fit_config.json`` exists, and then every earlier stage has
+    finished and left its pseudo-labels.
     """
     if len(idx) == len(dataset.train):
         raise InputDataError(f"--self-train {config.self_train}: every training example is labelled, none is left "
                              "to pseudo-label")
-    second = workdir / SELF_TRAIN_DIR
-    if resume and (second / "fit_config.json").is_file():  # the first stage had finished
+    dirs = [workdir]
+    for _ in config.self_train:
+        dirs.append(dirs[-1] / SELF_TRAIN_DIR)
+    begun = max((r for r in range(1, len(dirs)) if (dirs[r] / "fit_config.json").is_file()), default=0) if resume else 0
+    if begun:
         RunDir(workdir, config, seed=config.seed, device=device)  # this call's config.json and run.json
         first = json.loads((workdir / STAGE1_METRICS).read_text(encoding="utf-8"))
-        pseudo_idx, pseudo_y = load_split(workdir / PSEUDO_LABELS)
     else:
         clf, first = _train(config, dataset, dataset.train.y, idx, workdir, device, resume=resume)
         write_json(workdir / STAGE1_METRICS, first)
-        pseudo_idx, pseudo_y = pseudo_labels(clf.predict_proba(dataset.train.x), config.self_train, exclude=idx)
-        save_split(workdir / PSEUDO_LABELS, pseudo_idx, pseudo_y)
-        resume = False
-    return train_on_pseudo_labels(config, dataset, idx, pseudo_idx, pseudo_y, first=first, first_dir=workdir,
-                                  workdir=second, device=device, resume=resume)
+    for r, n in enumerate(config.self_train, start=1):
+        if r < begun:  # finished in an earlier call
+            continue
+        if r == begun:
+            pseudo_idx, pseudo_y = load_split(dirs[r - 1] / PSEUDO_LABELS)
+        else:
+            pseudo_idx, pseudo_y = pseudo_labels(clf.predict_proba(dataset.train.x), n, exclude=idx)
+            save_split(dirs[r - 1] / PSEUDO_LABELS, pseudo_idx, pseudo_y)
+        clf, metrics = train_on_pseudo_labels(config, dataset, idx, pseudo_idx, pseudo_y, first=first,
+                                              first_dir=workdir, workdir=dirs[r], device=device,
+                                              resume=resume and r == begun)
+        write_json(dirs[r] / "metrics.json", metrics)
+    stages = [first] + [json.loads((d / "metrics.json").read_text(encoding="utf-8")) for d in dirs[1:]]
+    metrics.update(
+        self_train=list(config.self_train),
+        stage_test_errors=[m["test_error"] for m in stages], stage_valid_errors=[m["valid_error"] for m in stages],
+        # Every stage's training; the rounds' M1 time is the first stage's, counted once.
+        train_seconds=first["train_seconds"] + sum(m.get("m2_seconds", 0.0) for m in stages[1:]))
+    return clf, metrics
 
 
 def train_on_pseudo_labels(config: FewLabelRunConfig, dataset: ImageDataset, idx: torch.Tensor,
@@ -352,7 +376,7 @@ def _from_args(args: argparse.Namespace) -> tuple[FewLabelRunConfig, Path, bool]
     config = FewLabelRunConfig(
         data=args.data, labels=args.labels, model=args.model, preset=args.preset, seed=args.seed,
         device=args.device or "auto", epochs=args.epochs, m1_epochs=args.m1_epochs,
-        time_budget_minutes=args.time_budget_minutes, settings=tuple(args.set), self_train=args.self_train,
+        time_budget_minutes=args.time_budget_minutes, settings=tuple(args.set), self_train=tuple(args.self_train),
         tsne_points=args.tsne_points,
         plots=not args.no_plots, progress=not args.no_progress)
     return config, Path(args.out), False
@@ -400,9 +424,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="override a preset setting, e.g. --set train.lr=1e-3 --set m2.hidden=(300,); each changes only "
                         "the setting it names (the preset chose the others, bayes_samples included, for its "
                         "own classifier)")
-    p.add_argument("--self-train", type=int, default=0, metavar="N",
+    p.add_argument("--self-train", type=int, nargs="+", default=(), metavar="N",
                    help="then label N unlabelled images per class with the model's surest predictions and "
-                        "train a second model on the true labels and these (default 0: off)")
+                        "train a second model on the true labels and these (default: off); each further N "
+                        "adds a round, labelling with the latest model")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N, mps")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--tsne-points", type=int, default=2000, help="test digits in the t-SNE plot (0: none)")

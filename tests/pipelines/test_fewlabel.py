@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -141,12 +142,14 @@ def test_fewlabel_rejects_bad_label_requests(tmp_path, capsys):
     assert main(["fewlabel", "--data", "fixture", "--time-budget-minutes", "-1", "--out", str(tmp_path / "f")]) == 2
     assert "time_budget_minutes must be > 0 or None, got -1.0" in capsys.readouterr().err
     assert not (tmp_path / "f").exists()
-    # self-training: a count below 0, or any for M1, is refused before anything trains
+    # self-training: a count below 1, or any for M1, is refused before anything trains
     assert main(["fewlabel", "--data", "fixture", "--self-train", "-5", "--out", str(tmp_path / "g")]) == 2
-    assert "self_train must be >= 0" in capsys.readouterr().err
+    assert "self_train needs counts >= 1" in capsys.readouterr().err
+    assert main(["fewlabel", "--data", "fixture", "--self-train", "10", "0", "--out", str(tmp_path / "g")]) == 2
+    assert "got (10, 0)" in capsys.readouterr().err
     assert main(["fewlabel", "--data", "fixture", "--model", "m1", "--self-train", "10",
                  "--out", str(tmp_path / "h")]) == 2
-    assert "got 10 for 'm1'" in capsys.readouterr().err
+    assert "got (10,) for 'm1'" in capsys.readouterr().err
     assert not (tmp_path / "g").exists() and not (tmp_path / "h").exists()
     full = tmp_path / "full.npz"
     np.savez(full, x_train=np.zeros((20, 4), np.float32), y_train=np.arange(20) % 10,
@@ -174,7 +177,8 @@ def test_fewlabel_self_training_trains_a_second_model_and_resumes_it(tmp_path, c
     assert not (second / "m1").exists()
     history = pd.read_csv(second / "history.csv")
     assert metrics["classifier_valid_error"] == pytest.approx(history["valid_error"].min())
-    assert metrics["n_labels"] == 50 and metrics["n_pseudo_labels"] == len(pseudo) and metrics["self_train"] == 30
+    assert metrics["n_labels"] == 50 and metrics["n_pseudo_labels"] == len(pseudo) and metrics["self_train"] == [30]
+    assert metrics["stage_test_errors"] == [first["test_error"], metrics["test_error"]]
     assert metrics["stage1_test_error"] == first["test_error"] and first["n_labels"] == 50
     # the fixture's hidden labels score the pseudo-labels
     hidden = load_dataset("fixture").train.y.numpy()[pseudo["index"]]
@@ -187,3 +191,32 @@ def test_fewlabel_self_training_trains_a_second_model_and_resumes_it(tmp_path, c
     assert (out / "history.csv").read_text() == stage1_history
     assert pd.read_csv(out / "pseudo_labels.csv").equals(pseudo) and _metrics(out)["resumed"]
     assert json.loads((out / "config.json").read_text())["epochs"] == 3
+
+
+def test_fewlabel_self_training_rounds_nest_and_resume_between_them(tmp_path):
+    out = tmp_path / "run"
+    args = ["fewlabel", "--data", "fixture", "--labels", "50", "--model", "m1m2", "--preset", "fast", *TINY,
+            "--no-plots", "--epochs", "2", "--self-train", "20", "30"]
+    assert main([*args, "--out", str(out)]) == 0
+    metrics, true = _metrics(out), pd.read_csv(out / "labels.csv")
+    second, third = out / "self_train", out / "self_train" / "self_train"
+    # round 2 labels with the second model: at most 30 per class, none with a true label
+    pseudo = pd.read_csv(second / "pseudo_labels.csv")
+    assert pseudo["label"].value_counts().max() <= 30 and not set(pseudo["index"]) & set(true["index"])
+    assert sorted(pd.read_csv(third / "labels.csv")["index"]) == sorted([*true["index"], *pseudo["index"]])
+    assert json.loads((third / "fit_config.json").read_text())["m1"]["checkpoint"] == str(out / "m1")
+    # the run's figures are the third model's; every stage's are kept
+    stages = [json.loads((d / name).read_text()) for d, name in
+              ((out, "stage1_metrics.json"), (second, "metrics.json"), (third, "metrics.json"))]
+    assert metrics["test_error"] == stages[2]["test_error"] and metrics["n_pseudo_labels"] == len(pseudo)
+    assert metrics["stage_test_errors"] == [m["test_error"] for m in stages] and metrics["self_train"] == [20, 30]
+    assert metrics["train_seconds"] == pytest.approx(stages[0]["train_seconds"] + stages[1]["m2_seconds"]
+                                                     + stages[2]["m2_seconds"])
+    # Interrupted between the rounds: the second model is kept and labels again, as before.
+    shutil.rmtree(third)
+    (second / "pseudo_labels.csv").unlink()
+    second_history = (second / "history.csv").read_text()
+    assert main(["fewlabel", "--resume", str(out), "--no-progress"]) == 0
+    assert (second / "history.csv").read_text() == second_history
+    assert pd.read_csv(second / "pseudo_labels.csv").equals(pseudo)
+    assert _metrics(out)["test_error"] == metrics["test_error"]
