@@ -267,8 +267,8 @@ def _self_train(config: FewLabelRunConfig, dataset: ImageDataset, idx: torch.Ten
     finished and left its pseudo-labels.
     """
     if len(idx) == len(dataset.train):
-        raise InputDataError(f"--self-train {config.self_train}: every training example is labelled, none is left "
-                             "to pseudo-label")
+        raise InputDataError(f"--self-train {' '.join(map(str, config.self_train))}: every training example is "
+                             "labelled, none is left to pseudo-label")
     dirs = [workdir]
     for _ in config.self_train:
         dirs.append(dirs[-1] / SELF_TRAIN_DIR)
