@@ -12,9 +12,10 @@
 # budget that ends it near T_END (the budget counts M1's minutes, so they are added back).
 # Tables (runs.csv, summary.csv, summary.md) go to $B; $OUT gets them as results.tgz (no
 # weights) and each seed's M1 checkpoint. MNIST comes from $VAELAB_DATA (see README).
-# SELF_TRAIN=N (or "N1 N2": two rounds) adds `--self-train N` to phase B: each run then trains a second M1+M2 on its
-# N surest predictions per class, after T_END, until the preset's patience stops it (the
-# time budget applies to each stage on its own), so leave it a few minutes of the window.
+# SELF_TRAIN=N (or "N1 N2": two rounds) adds `--self-train ...` to phase B: each run then
+# trains a second M1+M2 on its N surest predictions per class (and a third, ...), after
+# T_END, until the preset's patience stops it (the time budget applies to each stage on
+# its own), so leave it a few minutes of the window per round.
 set -u
 T0=$(date +%s)
 DEV=${DEV:-cuda}; T_A=${T_A:-200}; T_END=${T_END:-470}; M1_EPOCHS=${M1_EPOCHS:-100}
