@@ -272,7 +272,9 @@ def _self_train(config: FewLabelRunConfig, dataset: ImageDataset, idx: torch.Ten
     dirs = [workdir]
     for _ in config.self_train:
         dirs.append(dirs[-1] / SELF_TRAIN_DIR)
-    begun = max((r for r in range(1, len(dirs)) if (dirs[r] / "fit_config.json").is_file()), default=0) if resume else 0
+    begun = 0  # the deepest stage that has begun (0: the first stage, or a fresh run)
+    if resume:
+        begun = max((r for r in range(1, len(dirs)) if (dirs[r] / "fit_config.json").is_file()), default=0)
     if begun:
         RunDir(workdir, config, seed=config.seed, device=device)  # this call's config.json and run.json
         first = json.loads((workdir / STAGE1_METRICS).read_text(encoding="utf-8"))
@@ -293,7 +295,6 @@ def _self_train(config: FewLabelRunConfig, dataset: ImageDataset, idx: torch.Ten
         write_json(dirs[r] / "metrics.json", metrics)
     stages = [first] + [json.loads((d / "metrics.json").read_text(encoding="utf-8")) for d in dirs[1:]]
     metrics.update(
-        self_train=list(config.self_train),
         stage_test_errors=[m["test_error"] for m in stages], stage_valid_errors=[m["valid_error"] for m in stages],
         # Every stage's training; the rounds' M1 time is the first stage's, counted once.
         train_seconds=first["train_seconds"] + sum(m.get("m2_seconds", 0.0) for m in stages[1:]))
