@@ -20,6 +20,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from vaecore.errors import InputDataError  # noqa: E402
+
 PROPERTY_LABELS = {"logp": "logP (Crippen)", "qed": "QED", "sa": "SA score", "plogp": "penalized logP (normalized)"}
 
 
@@ -58,7 +60,14 @@ def save_property_histograms(samples: pd.DataFrame, reference: pd.DataFrame, pat
         path: Output ``.png`` path.
         columns: Which properties, one panel each.
         reference_name: The reference set's name in the legend.
+
+    Raises:
+        InputDataError: A property in ``columns`` that either table lacks.
     """
+    for name, table in (("samples", samples), ("reference", reference)):
+        missing = [c for c in columns if c not in table]
+        if missing:
+            raise InputDataError(f"the {name} table has no column {missing}; it has {list(table.columns)}")
     valid = samples[samples["valid"]] if "valid" in samples else samples
     fig, axes = plt.subplots(1, len(columns), figsize=(3.4 * len(columns), 3.2))
     for ax, column in zip(np.atleast_1d(axes), columns):

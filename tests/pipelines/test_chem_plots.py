@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from pipelines.chem_plots import save_property_histograms, save_training_curves
+from vaecore.errors import InputDataError
 
 
 def _table(n: int, valid: bool, seed: int) -> pd.DataFrame:
@@ -20,6 +22,8 @@ def test_property_histograms_draw_with_and_without_valid_samples(tmp_path):
     assert save_property_histograms(with_outlier, reference, tmp_path / "a.png").stat().st_size > 0
     # every sample invalid: the reference alone is drawn, nothing raises
     assert save_property_histograms(_table(5, False, 3), reference, tmp_path / "b.png").stat().st_size > 0
+    with pytest.raises(InputDataError, match=r"the samples table has no column \['weight'\]"):
+        save_property_histograms(_table(5, True, 4), reference, tmp_path / "c.png", columns=("qed", "weight"))
 
 
 def test_training_curves_draw_from_a_history_and_from_none(tmp_path):
