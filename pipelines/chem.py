@@ -130,11 +130,16 @@ def _splits(config: ChemTrainConfig):
                        valid_fraction=config.valid_fraction, test_fraction=config.test_fraction, seed=config.seed)
 
 
-def _property_values(smiles: list[str], names: tuple[str, ...], n_jobs: int) -> np.ndarray:
-    """Properties `[N, P]` (NaN where RDKit fails), cached by the SMILES list's hash."""
+def _cached_properties(smiles: list[str], n_jobs: int) -> pd.DataFrame:
+    """:func:`chemvae.properties.compute_properties`, cached per machine by the SMILES list's hash."""
     from chemvae.properties import compute_properties
 
-    table = compute_properties(smiles, n_jobs=n_jobs, cache_dir=cache_dir() / "chemvae-properties")
+    return compute_properties(smiles, n_jobs=n_jobs, cache_dir=cache_dir() / "chemvae-properties")
+
+
+def _property_values(smiles: list[str], names: tuple[str, ...], n_jobs: int) -> np.ndarray:
+    """Properties `[N, P]` (NaN where RDKit fails) of the training and validation molecules."""
+    table = _cached_properties(smiles, n_jobs)
     missing = [n for n in names if n not in table]
     if missing:
         raise InputDataError(f"unknown property names {missing}; available: {list(table.columns[2:])}")
@@ -250,12 +255,12 @@ def _canonical_reference(data: str, reference: list[str], n_jobs: int) -> list[s
 
 
 def _draw_grid(smiles: list[str], path: Path, n: int) -> int:
-    """Draw up to ``n`` valid molecules with RDKit into a PNG; returns how many."""
+    """Draw the first ``n`` of ``smiles``, all valid, with RDKit into a PNG; returns how many."""
     from rdkit.Chem import Draw
 
     from chemvae.rdkit_utils import mol_from_smiles
 
-    mols = [m for m in (mol_from_smiles(s) for s in smiles) if m is not None][:n]
+    mols = [mol_from_smiles(s) for s in smiles[:n]]
     if mols:
         image = Draw.MolsToGridImage(mols, molsPerRow=6, subImgSize=(250, 250),
                                      legends=[f"{i}" for i in range(len(mols))])
@@ -272,7 +277,6 @@ def _property_distances(samples: pd.DataFrame, test: list[str], path: Path, *, s
     """
     from scipy.stats import wasserstein_distance
 
-    from chemvae.properties import compute_properties
     from pipelines.chem_plots import save_property_histograms
 
     if not test:
@@ -280,7 +284,7 @@ def _property_distances(samples: pd.DataFrame, test: list[str], path: Path, *, s
     if len(test) > N_PROPERTY_REFERENCE:
         chosen = np.random.default_rng(seed).choice(len(test), N_PROPERTY_REFERENCE, replace=False)
         test = [test[i] for i in np.sort(chosen)]
-    reference = compute_properties(test, n_jobs=n_jobs, cache_dir=cache_dir() / "chemvae-properties")
+    reference = _cached_properties(test, n_jobs)
     reference = reference[reference["valid"]]
     save_property_histograms(samples, reference, path)
     valid = samples[samples["valid"]]
@@ -328,7 +332,9 @@ def evaluate(config: ChemEvalConfig, workdir: str | os.PathLike | None = None) -
     out.mkdir(parents=True, exist_ok=True)
     properties = compute_properties(samples, n_jobs=config.n_jobs)
     properties.to_csv(out / "samples.csv", index=False)
-    drawn = _draw_grid(samples, out / "prior_samples.png", config.grid_size)
+    # Only the drawn samples are parsed again, not all n_samples.
+    drawn = _draw_grid(properties.loc[properties["valid"], "smiles"].tolist(), out / "prior_samples.png",
+                       config.grid_size)
     distances = _property_distances(properties, splits.test, out / "properties.png", seed=config.seed,
                                     n_jobs=config.n_jobs)
     result = {

@@ -105,6 +105,7 @@ def test_eval_of_the_fixture_model(tmp_path):
     for name in ("logP", "QED", "SA"):  # the valid samples' distance to the test molecules' properties
         assert stored[f"W1 {name}/Test"] > 0
     assert (tmp_path / "properties.png").stat().st_size > 0
+    assert result["n_drawn"] == min(config.grid_size, int(samples["valid"].sum()))  # the first valid ones
     assert (tmp_path / "prior_samples.png").exists() == (result["n_drawn"] > 0)
     assert not (FIXTURE_MODEL / "eval.json").exists()  # nothing written into the committed fixture
 
