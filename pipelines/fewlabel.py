@@ -281,8 +281,10 @@ def _self_train(config: FewLabelRunConfig, dataset: ImageDataset, idx: torch.Ten
     else:
         clf, first = _train(config, dataset, dataset.train.y, idx, workdir, device, resume=resume)
         write_json(workdir / STAGE1_METRICS, first)
+    stages = [first]
     for r, n in enumerate(config.self_train, start=1):
         if r < begun:  # finished in an earlier call
+            stages.append(json.loads((dirs[r] / "metrics.json").read_text(encoding="utf-8")))
             continue
         if r == begun:
             pseudo_idx, pseudo_y = load_split(dirs[r - 1] / PSEUDO_LABELS)
@@ -293,7 +295,7 @@ def _self_train(config: FewLabelRunConfig, dataset: ImageDataset, idx: torch.Ten
                                               first_dir=workdir, workdir=dirs[r], device=device,
                                               resume=resume and r == begun)
         write_json(dirs[r] / "metrics.json", metrics)
-    stages = [first] + [json.loads((d / "metrics.json").read_text(encoding="utf-8")) for d in dirs[1:]]
+        stages.append(metrics)
     metrics.update(
         stage_test_errors=[m["test_error"] for m in stages], stage_valid_errors=[m["valid_error"] for m in stages],
         # Every stage's training; the rounds' M1 time is the first stage's, counted once.
