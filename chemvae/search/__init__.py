@@ -10,7 +10,9 @@
 Modules: :mod:`~chemvae.search.loop` (:func:`optimize`, shared by all methods),
 :mod:`~chemvae.search.oracle` (dedup, failures, budget), :mod:`~chemvae.search.bo`,
 :mod:`~chemvae.search.trust_region`, :mod:`~chemvae.search.gradient`,
-:mod:`~chemvae.search.random`, :mod:`~chemvae.search.result`.
+:mod:`~chemvae.search.surrogate` (the property head's estimate of an objective, climbed by
+gradient ascent and optionally BO's prior mean), :mod:`~chemvae.search.random`,
+:mod:`~chemvae.search.result`.
 """
 
 from chemvae.search.bo import BayesOpt, BOSettings

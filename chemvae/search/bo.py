@@ -20,10 +20,14 @@ Each iteration:
    over TuRBO's perturbed Sobol candidates), always inside the trust region of
    :mod:`chemvae.search.trust_region`. With ``hedge_length``, a second region of another
    size around the same incumbent proposes the second half of the batch.
+
+With ``head_mean``, the GP's prior mean is the VAE's property head
+(:class:`~chemvae.search.surrogate.SurrogateMean`) instead of a constant.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -48,6 +52,7 @@ from scipy.stats import chi2
 from torch.quasirandom import SobolEngine
 
 from chemvae.search.oracle import Evaluation
+from chemvae.search.surrogate import HeadSurrogate, SurrogateMean, frozen
 from chemvae.search.trust_region import TrustRegion
 from vaecore.errors import InputDataError, SearchWarning
 
@@ -96,6 +101,12 @@ class BOSettings:
             strings; but off by default, because there it also finds the extreme molecules
             that objectives such as penalized logP reward (on the fixture model: mean top-1
             5.4 without, 3.9 with the 0.999 bound, 100 calls, 4 seeds vs 2).
+        head_mean: The GP's prior mean is ``a * s(z) + b``, with ``s`` the property head's
+            estimate of the objective (standardized over the initial latents) and ``a, b``
+            fitted with the other hyperparameters, instead of a constant. Only for
+            objectives with a head surrogate (those gradient ascent accepts). Why: far from
+            its data a constant-mean GP predicts the mean, so early batches explore blindly
+            where gradient ascent already climbs the head.
     """
 
     acquisition: str = "logei"
@@ -115,6 +126,7 @@ class BOSettings:
     hedge_length: float | None = None
     trust_region: bool = True
     radius_quantile: float | None = None
+    head_mean: bool = False
 
     def __post_init__(self) -> None:
         if self.acquisition not in ACQUISITIONS:
@@ -145,13 +157,18 @@ def subsample(y: Tensor, size: int, generator: np.random.Generator) -> Tensor:
     return torch.as_tensor(np.sort(np.concatenate([order[:n_top], rest])), device=y.device)
 
 
-def build_gp(x: Tensor, y: Tensor, box: Tensor) -> SingleTaskGP:
-    """A ``SingleTaskGP`` on `[n, d]` inputs in ``box`` `[2, d]` and `[n]` scores."""
+def build_gp(x: Tensor, y: Tensor, box: Tensor, head: HeadSurrogate | None = None) -> SingleTaskGP:
+    """A ``SingleTaskGP`` on `[n, d]` inputs in ``box`` `[2, d]` and `[n]` scores.
+
+    With ``head``, its prior mean is :class:`~chemvae.search.surrogate.SurrogateMean`,
+    otherwise BoTorch's constant.
+    """
+    mean = None if head is None else SurrogateMean(head, box)
     with warnings.catch_warnings():
         # Latents of training molecules may lie slightly outside the box: harmless.
         warnings.simplefilter("ignore", InputDataWarning)
         return SingleTaskGP(x, y.unsqueeze(-1), input_transform=Normalize(x.shape[-1], bounds=box),
-                            outcome_transform=Standardize(m=1))
+                            outcome_transform=Standardize(m=1), mean_module=mean)
 
 
 def hyperparameters(gp: SingleTaskGP) -> dict[str, Tensor]:
@@ -160,7 +177,7 @@ def hyperparameters(gp: SingleTaskGP) -> dict[str, Tensor]:
 
 
 def fit_hyperparameters(x: Tensor, y: Tensor, box: Tensor, *, warm_start: dict[str, Tensor] | None,
-                        maxiter: int) -> dict[str, Tensor]:
+                        maxiter: int, head: HeadSurrogate | None = None) -> dict[str, Tensor]:
     """Fit GP hyperparameters by maximizing the exact marginal likelihood.
 
     Args:
@@ -168,15 +185,17 @@ def fit_hyperparameters(x: Tensor, y: Tensor, box: Tensor, *, warm_start: dict[s
         box: Search box `[2, d]` for input scaling.
         warm_start: Parameters of a previous fit to start from (``None``: BoTorch's defaults).
         maxiter: L-BFGS-B iterations.
+        head: The prior mean's head surrogate (``None``: a constant mean).
 
     Raises:
         Whatever ``fit_gpytorch_mll`` raises once its own retries are spent.
     """
-    gp = build_gp(x, y, box)
+    gp = build_gp(x, y, box, head)
     if warm_start is not None:
         gp.load_state_dict(warm_start, strict=False)
     mll = ExactMarginalLogLikelihood(gp.likelihood, gp)
-    with warnings.catch_warnings():
+    head_frozen = contextlib.nullcontext() if head is None else frozen(head.model)  # no gradients into the VAE
+    with warnings.catch_warnings(), head_frozen:
         warnings.simplefilter("ignore", OptimizationWarning)  # "maxiter reached" is expected
         warnings.simplefilter("ignore", InputDataWarning)
         fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": maxiter}})
@@ -200,13 +219,19 @@ class BayesOpt:
         seed: Seed of the subsampling generator and of the Sobol / QMC streams.
         prior_loc, prior_scale: Mean and std `[d]` of the prior (default: standard normal),
             for the radial bound of ``settings.radius_quantile``.
+        head: The property head's estimate of the objective, the GP's prior mean when
+            ``settings.head_mean`` (required then, ignored otherwise).
     """
 
     name = "bo"
     uses_init = True
 
     def __init__(self, box: Tensor, batch_size: int, settings: BOSettings = BOSettings(), seed: int = 0,
-                 prior_loc: Tensor | None = None, prior_scale: Tensor | None = None) -> None:
+                 prior_loc: Tensor | None = None, prior_scale: Tensor | None = None,
+                 head: HeadSurrogate | None = None) -> None:
+        if settings.head_mean and head is None:
+            raise InputDataError("BOSettings.head_mean needs the property head's surrogate (head=...)")
+        self.head = head if settings.head_mean else None
         self.box = box
         d = box.shape[-1]
         self.prior_loc = box.new_zeros(d) if prior_loc is None else prior_loc.to(box)
@@ -245,6 +270,8 @@ class BayesOpt:
     # ------------------------------------------------------------------ data
     def initialize(self, z: Tensor, scores: Tensor) -> None:
         """Initial data: latents `[n, d]` and finite scores `[n]`."""
+        if self.head is not None and not len(self.x):  # the head is standardized on the initial latents
+            self.head.standardize_on(z)
         self.x = torch.cat([self.x, z.to(self.box)])
         self.y = torch.cat([self.y, scores.to(self.box)])
 
@@ -294,7 +321,8 @@ class BayesOpt:
         t0 = time.perf_counter()
         # Exact Cholesky up to the largest training set: gpytorch switches to CG/Lanczos
         # above 800 points by default, which is slower here and not deterministic.
-        with gpytorch.settings.max_cholesky_size(max(s.max_train, s.ts_candidates) + 1):
+        head_frozen = contextlib.nullcontext() if self.head is None else frozen(self.head.model)
+        with gpytorch.settings.max_cholesky_size(max(s.max_train, s.ts_candidates) + 1), head_frozen:
             gp = self._fit(x, y, info)
             info["fit_seconds"] = time.perf_counter() - t0
             lengthscales = None if gp is None else _lengthscales(gp)
@@ -331,8 +359,8 @@ class BayesOpt:
         for attempt, warm in enumerate((self.warm, None)):
             try:
                 params = fit_hyperparameters(x[fit_idx], y[fit_idx], self.box, warm_start=warm,
-                                             maxiter=self.settings.fit_maxiter)
-                gp = build_gp(x, y, self.box)
+                                             maxiter=self.settings.fit_maxiter, head=self.head)
+                gp = build_gp(x, y, self.box, self.head)
                 gp.load_state_dict(params, strict=False)
                 gp.eval()
                 self.warm = params

@@ -2,8 +2,8 @@
 
 The property head, trained jointly with the VAE, predicts z-scored logP, QED and SA
 from z. An objective with a *surrogate* (see :mod:`chemvae.objectives`: qed, -SA and
-both penalized logPs) maps those predictions to an estimate ``s(z)`` of itself. The
-search climbs
+both penalized logPs) maps those predictions to an estimate ``s(z)`` of itself
+(:class:`~chemvae.search.surrogate.HeadSurrogate`). The search climbs
 
     f(z) = (s(z) - m) / sd  +  prior_weight * log p(z)
 
@@ -26,11 +26,10 @@ surrogate fitted on the fly would be Bayesian optimization under another name.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,9 +42,8 @@ from botorch.optim import optimize_acqf
 from torch import Tensor, nn
 
 from chemvae.search.oracle import Evaluation
+from chemvae.search.surrogate import HeadSurrogate, frozen
 from vaecore.errors import InputDataError
-
-Surrogate = Callable[[Mapping[str, Tensor]], Tensor]
 
 
 @dataclass(frozen=True)
@@ -69,37 +67,6 @@ class GradientSettings:
             raise InputDataError(f"invalid GradientSettings {self}")
 
 
-def check_surrogate(objective: Any, property_names: Sequence[str]) -> Surrogate:
-    """The objective's head surrogate, or a clear error saying why gradient ascent cannot run."""
-    surrogate = getattr(objective, "surrogate", None)
-    name = getattr(objective, "name", repr(objective))
-    if surrogate is None:
-        raise InputDataError(
-            f"method 'gradient' needs an objective the property head can predict (qed, plogp, "
-            f"plogp_unnormalized, sa); {name!r} has no head surrogate: use method 'bo' or 'random'")
-    missing = [p for p in getattr(objective, "surrogate_properties", ()) if p not in property_names]
-    if missing:
-        raise InputDataError(f"objective {name!r} needs property-head outputs {missing}, "
-                             f"but the model predicts only {list(property_names)}")
-    return surrogate
-
-
-@contextlib.contextmanager
-def _frozen(module: nn.Module) -> Iterator[None]:
-    """Eval mode and no parameter gradients inside the block (input gradients still flow)."""
-    flags = [p.requires_grad for p in module.parameters()]
-    was_training = module.training
-    module.eval()
-    for p in module.parameters():
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in zip(module.parameters(), flags):
-            p.requires_grad_(flag)
-        module.train(was_training)
-
-
 class GradientAscent:
     """Latent gradient ascent on the property head (the ``gradient`` method).
 
@@ -117,12 +84,11 @@ class GradientAscent:
     def __init__(self, model: nn.Module, objective: Any, box: Tensor, batch_size: int,
                  settings: GradientSettings = GradientSettings()) -> None:
         self.model = model
-        self.surrogate = check_surrogate(objective, model.property_names)
+        self.head = HeadSurrogate(model, objective)
         self.box = box
         self.q = batch_size
         self.settings = settings
         self.prior = model.prior()
-        self.shift, self.scale = 0.0, 1.0
         self.starts: list[Tensor] = []  # unused starting latents, best first
         self.current = box.new_zeros(0, box.shape[-1])
         self.stale = [0] * batch_size
@@ -130,10 +96,7 @@ class GradientAscent:
 
     def surrogate_value(self, x: Tensor) -> Tensor:
         """Standardized surrogate `[...]` at latents `[..., d]` (differentiable)."""
-        head_dtype = self.prior.mean.dtype
-        props = self.model.property_tensor(x.to(head_dtype))
-        named = {n: props[..., i] for i, n in enumerate(self.model.property_names)}
-        return ((self.surrogate(named) - self.shift) / self.scale).to(x.dtype)
+        return self.head(x)
 
     def climb_target(self, x: Tensor) -> Tensor:
         """``f(x)`` `[..., q, 1]` for `[..., q, d]`: surrogate plus the prior penalty."""
@@ -145,10 +108,7 @@ class GradientAscent:
         """Start trajectories at the best initial latents `[n, d]` (by true score `[n]`)."""
         z = z.to(self.box)
         if len(z):
-            with torch.no_grad(), _frozen(self.model):
-                raw = self.surrogate_value(z)
-            self.shift = float(raw.mean())
-            self.scale = float(raw.std()) if len(z) > 1 and float(raw.std()) > 0 else 1.0
+            self.head.standardize_on(z)
             order = torch.argsort(scores.to(self.box), descending=True, stable=True)
             self.starts = [z[i] for i in order.tolist()]
         self.current = torch.stack([self._next_start() for _ in range(self.q)])
@@ -175,7 +135,7 @@ class GradientAscent:
         s = self.settings
         t0 = time.perf_counter()
         acq = PosteriorMean(GenericDeterministicModel(self.climb_target, num_outputs=1))
-        with _frozen(self.model), warnings.catch_warnings():
+        with frozen(self.model), warnings.catch_warnings():
             warnings.simplefilter("ignore", OptimizationWarning)
             z, values = optimize_acqf(
                 acq, bounds=self.box, q=1, num_restarts=len(self.current),

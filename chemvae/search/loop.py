@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from chemvae.objectives import get_objective, objective_name
 from chemvae.search.bo import BayesOpt, BOSettings
 from chemvae.search.gradient import GradientAscent, GradientSettings
+from chemvae.search.surrogate import HeadSurrogate
 from chemvae.search.oracle import FAILURE_STATUSES, Oracle
 from chemvae.search.random import RandomSearch
 from chemvae.search.result import SearchRecorder, SearchResult, count_failures, history_frame
@@ -75,8 +76,11 @@ def make_method(method: str, model: nn.Module, objective: Any, box: Tensor, batc
     """The proposer object for ``method`` (see :data:`METHODS`)."""
     if method == "bo":
         prior = model.prior()
-        return BayesOpt(box, batch_size, settings or BOSettings(), seed=seed, prior_loc=prior.mean,
-                        prior_scale=prior.stddev)
+        settings = settings or BOSettings()
+        head = (HeadSurrogate(model, objective, dtype=torch.float64, user="BO with head_mean (--bo-head-mean)",
+                              instead="leave it off") if settings.head_mean else None)
+        return BayesOpt(box, batch_size, settings, seed=seed, prior_loc=prior.mean, prior_scale=prior.stddev,
+                        head=head)
     if method == "gradient":
         return GradientAscent(model, objective, box, batch_size, settings or GradientSettings())
     if method == "random":
