@@ -325,6 +325,8 @@ class BayesOpt:
         with gpytorch.settings.max_cholesky_size(max(s.max_train, s.ts_candidates) + 1), head_frozen:
             gp = self._fit(x, y, info)
             info["fit_seconds"] = time.perf_counter() - t0
+            if gp is not None and self.head is not None:  # how much the fit trusts the head (0: not at all)
+                info["head_weight"] = float(gp.mean_module.weight.detach())
             lengthscales = None if gp is None else _lengthscales(gp)
             t1 = time.perf_counter()
             parts: list[Tensor] = []

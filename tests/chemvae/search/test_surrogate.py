@@ -68,6 +68,7 @@ def test_bo_with_the_head_mean_improves_and_leaves_the_model_as_it_was(tiny_mode
     assert result.settings["head_mean"] is True
     assert result.best(1)["score"].iloc[0] > result.best_init_score
     assert not result.iterations["fallback"].any()
+    assert result.iterations["head_weight"].notna().all()  # the fitted weight of the head, per iteration
     assert all(p.requires_grad and p.grad is None for p in tiny_model.parameters())
 
 
