@@ -11,10 +11,10 @@ Two searches use it:
 * :class:`~chemvae.search.bo.BayesOpt` with ``BOSettings.head_mean`` makes it the GP's
   prior mean through :class:`SurrogateMean`, ``a * s(z) + b`` with ``a, b`` fitted with
   the other hyperparameters. Why: with a constant mean the GP knows nothing away from
-  its data, so the first batches of a search explore blindly, while the head, trained on
-  1.5M molecules' properties, already points uphill. The GP then models only the head's
-  error, and the data overrule the head where it is wrong (``a`` falls to 0 if it is
-  useless).
+  its data, so the first batches of a search explore blindly, while the head, trained
+  jointly on the training molecules' properties, already points uphill. The GP then
+  models only the head's error, and the data overrule the head where it is wrong (``a``
+  falls to 0 if it is useless).
 """
 
 from __future__ import annotations
