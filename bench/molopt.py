@@ -40,6 +40,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from vaecore.errors import InputDataError
+
 CHECKPOINTS = (50, 100, 250, 500)
 TARGETS = {"qed": 0.94, "plogp": 5.30}
 
@@ -254,7 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.model:
         p.error("--model is required (or --timing)")
     checkpoints = tuple(c for c in CHECKPOINTS if c <= args.budget) or (args.budget,)
-    dirs = run_all(args)
+    try:
+        dirs = run_all(args)
+    except InputDataError as err:  # a bad objective or setting: one line, as vaelab molopt gives it
+        p.error(str(err))
     runs = load_runs(dirs, checkpoints)
     out = Path(args.out)
     runs.to_csv(out / "results.csv", index=False)
