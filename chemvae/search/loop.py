@@ -31,10 +31,10 @@ from tqdm.auto import tqdm
 from chemvae.objectives import get_objective, objective_name
 from chemvae.search.bo import BayesOpt, BOSettings
 from chemvae.search.gradient import GradientAscent, GradientSettings
-from chemvae.search.surrogate import HeadSurrogate
 from chemvae.search.oracle import FAILURE_STATUSES, Oracle
 from chemvae.search.random import RandomSearch
 from chemvae.search.result import SearchRecorder, SearchResult, count_failures, history_frame
+from chemvae.search.surrogate import HeadSurrogate
 from chemvae.search.trust_region import search_bounds
 from vaecore.errors import InputDataError, SearchWarning
 
