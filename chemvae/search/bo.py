@@ -19,7 +19,10 @@ Each iteration:
    for a joint batch of ``q`` points, or Thompson sampling (``MaxPosteriorSampling``
    over TuRBO's perturbed Sobol candidates), always inside the trust region of
    :mod:`chemvae.search.trust_region`. With ``hedge_length``, a second region of another
-   size around the same incumbent proposes the second half of the batch.
+   size around the same incumbent proposes the second half of the batch. The incumbent
+   is the best point whose latent decodes to its own molecule (an *anchor*): an encoded
+   initial molecule that the decoder does not reconstruct is data for the GP but never
+   the centre.
 
 With ``head_mean``, the GP's prior mean is the VAE's property head
 (:class:`~chemvae.search.surrogate.SurrogateMean`) instead of a constant.
@@ -244,6 +247,7 @@ class BayesOpt:
         self.seed = seed
         self.x = box.new_zeros(0, d)
         self.y = box.new_zeros(0)
+        self.anchored = torch.zeros(0, dtype=torch.bool, device=box.device)  # see initialize()
         # (initial length, smallest length, proposals per batch) of each trust region: the main
         # one proposes the whole batch, or its first half when a hedge region takes the second.
         regions = [(settings.length_init, settings.length_min, batch_size)]
@@ -268,16 +272,34 @@ class BayesOpt:
         return self.regions[0]
 
     # ------------------------------------------------------------------ data
-    def initialize(self, z: Tensor, scores: Tensor) -> None:
-        """Initial data: latents `[n, d]` and finite scores `[n]`."""
+    def initialize(self, z: Tensor, scores: Tensor, anchored: Tensor | None = None) -> None:
+        """Add data: latents `[n, d]`, finite scores `[n]`, and anchor flags `[n]`.
+
+        A point is an *anchor* if its latent decodes to the molecule its score belongs to
+        (default: all). Every scored proposal is one; an encoded initial molecule is one
+        only if the decoder reconstructs it. Only anchors can be the incumbent that the
+        trust region centres on: around the latent of a molecule the decoder cannot
+        reconstruct, the proposals may all decode to the same invalid string.
+        """
         if self.head is not None and not len(self.x):  # the head is standardized on the initial latents
             self.head.standardize_on(z)
+        if anchored is None:
+            anchored = torch.ones(len(z), dtype=torch.bool)
         self.x = torch.cat([self.x, z.to(self.box)])
         self.y = torch.cat([self.y, scores.to(self.box)])
+        self.anchored = torch.cat([self.anchored, anchored.to(self.anchored)])
+
+    def incumbent(self) -> int | None:
+        """Index of the best anchor (the best point if there is none); ``None`` without data."""
+        if not len(self.y):
+            return None
+        y = self.y.masked_fill(~self.anchored, -math.inf) if bool(self.anchored.any()) else self.y
+        return int(y.argmax())
 
     def observe(self, z: Tensor, evaluations: Sequence[Evaluation]) -> None:
         """Add proposals with a known score; update the trust region with the new ones."""
-        incumbent = float(self.y.max()) if len(self.y) else -math.inf
+        best = self.incumbent()
+        incumbent = -math.inf if best is None else float(self.y[best])
         keep = [i for i, ev in enumerate(evaluations) if ev.ok]
         if keep:
             self.initialize(z[keep], torch.tensor([evaluations[i].score for i in keep], dtype=torch.float64))
@@ -317,7 +339,7 @@ class BayesOpt:
         idx = subsample(self.y, s.max_train, self.rng)
         x, y = self.x[idx], self.y[idx]
         info["n_train"] = len(y)
-        center = x[y.argmax()]
+        center = self.x[self.incumbent()]
         t0 = time.perf_counter()
         # Exact Cholesky up to the largest training set: gpytorch switches to CG/Lanczos
         # above 800 points by default, which is slower here and not deterministic.
