@@ -20,9 +20,9 @@ Each iteration:
    over TuRBO's perturbed Sobol candidates), always inside the trust region of
    :mod:`chemvae.search.trust_region`. With ``hedge_length``, a second region of another
    size around the same incumbent proposes the second half of the batch. The incumbent
-   is the best point whose latent decodes to its own molecule (an *anchor*): an encoded
-   initial molecule that the decoder does not reconstruct is data for the GP but never
-   the centre.
+   is the best point whose latent decodes to a valid molecule: an encoded initial
+   molecule whose latent the decoder turns into an invalid string is data for the GP
+   but never the centre.
 
 With ``head_mean``, the GP's prior mean is the VAE's property head
 (:class:`~chemvae.search.surrogate.SurrogateMean`) instead of a constant.
@@ -247,7 +247,7 @@ class BayesOpt:
         self.seed = seed
         self.x = box.new_zeros(0, d)
         self.y = box.new_zeros(0)
-        self.anchored = torch.zeros(0, dtype=torch.bool, device=box.device)  # see initialize()
+        self.decodable = torch.zeros(0, dtype=torch.bool, device=box.device)  # see initialize()
         # (initial length, smallest length, proposals per batch) of each trust region: the main
         # one proposes the whole batch, or its first half when a hedge region takes the second.
         regions = [(settings.length_init, settings.length_min, batch_size)]
@@ -272,28 +272,30 @@ class BayesOpt:
         return self.regions[0]
 
     # ------------------------------------------------------------------ data
-    def initialize(self, z: Tensor, scores: Tensor, anchored: Tensor | None = None) -> None:
-        """Add data: latents `[n, d]`, finite scores `[n]`, and anchor flags `[n]`.
+    def initialize(self, z: Tensor, scores: Tensor, decodable: Tensor | None = None) -> None:
+        """Add data: latents `[n, d]`, finite scores `[n]`, and flags `[n]` (default: all true).
 
-        A point is an *anchor* if its latent decodes to the molecule its score belongs to
-        (default: all). Every scored proposal is one; an encoded initial molecule is one
-        only if the decoder reconstructs it. Only anchors can be the incumbent that the
-        trust region centres on: around the latent of a molecule the decoder cannot
-        reconstruct, the proposals may all decode to the same invalid string.
+        ``decodable`` says whether a latent decodes to a valid molecule. Every scored
+        proposal does; the latent of an encoded initial molecule may not. Only such points
+        can be the incumbent that the trust region centres on: around a latent that
+        decodes to an invalid string, the proposals may all decode to that string.
+        The latent need not decode to the molecule its score belongs to: with a decoder
+        that reconstructs a third of its inputs, that would rule out the best initial
+        molecules, whose latents mostly decode to valid neighbours of similar score.
         """
         if self.head is not None and not len(self.x):  # the head is standardized on the initial latents
             self.head.standardize_on(z)
-        if anchored is None:
-            anchored = torch.ones(len(z), dtype=torch.bool)
+        if decodable is None:
+            decodable = torch.ones(len(z), dtype=torch.bool)
         self.x = torch.cat([self.x, z.to(self.box)])
         self.y = torch.cat([self.y, scores.to(self.box)])
-        self.anchored = torch.cat([self.anchored, anchored.to(self.anchored)])
+        self.decodable = torch.cat([self.decodable, decodable.to(self.decodable)])
 
     def incumbent(self) -> int | None:
-        """Index of the best anchor (the best point if there is none); ``None`` without data."""
+        """Index of the best decodable point (the best point if none is); ``None`` without data."""
         if not len(self.y):
             return None
-        y = self.y.masked_fill(~self.anchored, -math.inf) if bool(self.anchored.any()) else self.y
+        y = self.y.masked_fill(~self.decodable, -math.inf) if bool(self.decodable.any()) else self.y
         return int(y.argmax())
 
     def observe(self, z: Tensor, evaluations: Sequence[Evaluation]) -> None:

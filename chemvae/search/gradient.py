@@ -104,10 +104,10 @@ class GradientAscent:
         return (self.surrogate_value(x) + self.settings.prior_weight * log_prior).unsqueeze(-1)
 
     # ------------------------------------------------------------------ data
-    def initialize(self, z: Tensor, scores: Tensor, anchored: Tensor | None = None) -> None:
+    def initialize(self, z: Tensor, scores: Tensor, decodable: Tensor | None = None) -> None:
         """Start trajectories at the best initial latents `[n, d]` (by true score `[n]`).
 
-        ``anchored`` (see :meth:`BayesOpt.initialize <chemvae.search.bo.BayesOpt.initialize>`) is
+        ``decodable`` (see :meth:`BayesOpt.initialize <chemvae.search.bo.BayesOpt.initialize>`) is
         unused: a climb leaves its start at once, whatever the start decodes to.
         """
         z = z.to(self.box)

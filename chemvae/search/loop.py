@@ -4,7 +4,7 @@ A method (``bo``, ``gradient``, ``random``) only proposes latents and learns fro
 became of them; this loop does the rest the same way for all of them:
 
 1. score the initial molecules (for methods that use them; free of budget) and decode
-   their latents, to tell the method which latents decode back to their own molecule;
+   their latents, to tell the method which latents decode to a valid molecule;
 2. until the budget of objective calls on new molecules is spent: ask the method for
    ``batch_size`` latents, decode them (greedy by default), send the strings through the
    :class:`~chemvae.search.oracle.Oracle` (dedup, failures, budget), record one history
@@ -188,13 +188,12 @@ def _run(model: nn.Module, objective: Any, *, method: str, budget: int, batch_si
         ok = [i for i, ev in enumerate(evaluations) if ev.ok]
         # The box must hold the incumbent: widen it to cover the encoded molecules.
         proposer.box = search_bounds(loc, scale, prior_bound, z0[ok] if ok else None)
-        # Which latents decode back to their own molecule (free: no objective calls); with a
-        # decoder that reconstructs a third of its inputs, the best one often does not.
+        # Which latents decode to a valid molecule (free: no objective calls): a model that
+        # reconstructs a third of its inputs may turn the best one into an invalid string.
         decoded = model.decode(z0[ok], method=decode_method) if ok else []
-        anchored = torch.tensor([canonical_smiles(s) == evaluations[i].canonical for s, i in zip(decoded, ok)],
-                                dtype=torch.bool)
+        decodable = torch.tensor([canonical_smiles(s) is not None for s in decoded], dtype=torch.bool)
         proposer.initialize(z0[ok], torch.tensor([evaluations[i].score for i in ok], dtype=torch.float64),
-                            anchored)
+                            decodable)
 
     bar = tqdm(total=budget, desc=f"{method} {objective_name(objective)}", unit="call", disable=not progress)
     iteration, stalled = 0, 0

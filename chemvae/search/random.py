@@ -30,7 +30,7 @@ class RandomSearch:
         self.prior = prior
         self.q = batch_size
 
-    def initialize(self, z: Tensor, scores: Tensor, anchored: Tensor | None = None) -> None:
+    def initialize(self, z: Tensor, scores: Tensor, decodable: Tensor | None = None) -> None:
         """Random search uses no initial data."""
 
     def observe(self, z: Tensor, evaluations: Sequence[Evaluation]) -> None:

@@ -1,7 +1,7 @@
 """A TuRBO-style trust region in latent space (Eriksson et al., 2019).
 
 The region is a box around the incumbent (the latent of the best molecule so far among
-latents that decode to their own molecule, see :meth:`~chemvae.search.bo.BayesOpt.initialize`) whose
+latents that decode to a valid molecule, see :meth:`~chemvae.search.bo.BayesOpt.initialize`) whose
 side, in the coordinates of the search box scaled to `[0, 1]^d`, is ``length`` times a
 per-dimension weight taken from the GP's ARD lengthscales (long lengthscale -> the
 objective varies slowly along that axis -> the box may be wider there). The weights have

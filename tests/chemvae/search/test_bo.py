@@ -155,7 +155,7 @@ def test_bad_hedge_settings_are_named():
         BayesOpt(box, 1, BOSettings(hedge_length=0.1))
 
 
-def test_trust_region_centres_on_the_best_latent_that_decodes_to_its_molecule():
+def test_trust_region_centres_on_the_best_latent_that_decodes_to_a_valid_molecule():
     from chemvae.search.oracle import Evaluation
 
     box = torch.stack([-3 * torch.ones(4), 3 * torch.ones(4)]).double()
@@ -163,19 +163,19 @@ def test_trust_region_centres_on_the_best_latent_that_decodes_to_its_molecule():
                                            failure_tolerance=1), seed=0)
     z = torch.tensor([[2.0, 2, 2, 2], [-2, -2, -2, -2], [0, 0, 0, 0]], dtype=torch.float64)
     proposer.initialize(z, torch.tensor([0.9, 0.5, 0.1], dtype=torch.float64),
-                        anchored=torch.tensor([False, True, True]))
-    assert proposer.incumbent() == 1  # 0.9 belongs to a molecule its latent does not decode to
+                        decodable=torch.tensor([False, True, True]))
+    assert proposer.incumbent() == 1  # z[0] scores 0.9 but decodes to an invalid string
     proposals, _ = proposer.propose()
     assert (proposals - z[1]).abs().max() <= 0.1 * 6 / 2 + 1e-9  # inside the small region around z[1]
-    # A new molecule above the anchor (not above 0.9) is a success: the region grows.
+    # A new molecule above the incumbent (not above 0.9) is a success: the region grows.
     proposer.observe(proposals, [Evaluation("CC", "CC", 0.6, "scored", True)] * 2)
     assert proposer.incumbent() == 3 and proposer.tr.length == pytest.approx(0.2)
-    unanchored = BayesOpt(box, 2)
-    unanchored.initialize(z[:1], torch.tensor([0.9], dtype=torch.float64), anchored=torch.tensor([False]))
-    assert unanchored.incumbent() == 0  # no anchor at all: the best point
+    undecodable = BayesOpt(box, 2)
+    undecodable.initialize(z[:1], torch.tensor([0.9], dtype=torch.float64), decodable=torch.tensor([False]))
+    assert undecodable.incumbent() == 0  # no decodable point at all: the best point
 
 
-def test_search_centres_on_an_initial_molecule_the_decoder_reconstructs(tiny_model, fast_bo):
+def test_search_centres_on_an_initial_latent_that_decodes_to_a_valid_molecule(tiny_model, fast_bo):
     from dataclasses import replace
 
     from chemvae.rdkit_utils import canonical_smiles
@@ -185,13 +185,13 @@ def test_search_centres_on_an_initial_molecule_the_decoder_reconstructs(tiny_mod
     pool, _ = initial_pool(MoloptConfig(model=str(FIXTURE_MODEL)))  # the model's training split
     z0, smiles0 = initial_latents(tiny_model, pool, 16, np.random.default_rng(0))  # as optimize(seed=0) draws them
     scores = objectives.qed(smiles0)
-    back = [canonical_smiles(s) == canonical_smiles(t) for s, t in zip(tiny_model.decode(z0), smiles0)]
+    valid = [canonical_smiles(s) is not None for s in tiny_model.decode(z0)]
     best = int(np.argmax(scores))
-    assert not back[best]  # the best initial molecule is one the tiny decoder garbles
-    anchor = max((i for i in range(16) if back[i]), key=lambda i: scores[i])
+    assert not valid[best]  # the tiny decoder turns the best initial molecule's latent into an invalid string
+    centre = max((i for i in range(16) if valid[i]), key=lambda i: scores[i])
     settings = replace(fast_bo, length_init=0.05, length_min=0.01, radius_quantile=None)
     result = optimize(tiny_model, objectives.qed, method="bo", budget=5, batch_size=5, n_init=16,
                       init_smiles=pool, seed=0, settings=settings)
     first = result.latents[16:21].float()  # the first batch, after the initial latents
     assert torch.equal(result.latents[:16].float(), z0)
-    assert ((first - z0[anchor]).norm(dim=-1) < (first - z0[best]).norm(dim=-1)).all()
+    assert ((first - z0[centre]).norm(dim=-1) < (first - z0[best]).norm(dim=-1)).all()
