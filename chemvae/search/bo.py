@@ -287,6 +287,9 @@ class BayesOpt:
             self.head.standardize_on(z)
         if decodable is None:
             decodable = torch.ones(len(z), dtype=torch.bool)
+        if not len(z) == len(scores) == len(decodable):
+            raise InputDataError(f"initialize needs one score and one decodable flag per latent, got "
+                                 f"{len(z)} latents, {len(scores)} scores, {len(decodable)} flags")
         self.x = torch.cat([self.x, z.to(self.box)])
         self.y = torch.cat([self.y, scores.to(self.box)])
         self.decodable = torch.cat([self.decodable, decodable.to(self.decodable)])

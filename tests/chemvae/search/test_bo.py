@@ -174,6 +174,8 @@ def test_trust_region_centres_on_the_best_latent_that_decodes_to_a_valid_molecul
     undecodable = BayesOpt(box, 2)
     undecodable.initialize(z[:1], torch.tensor([0.9], dtype=torch.float64), decodable=torch.tensor([False]))
     assert undecodable.incumbent() == 0  # no decodable point at all: the best point
+    with pytest.raises(InputDataError, match="2 latents, 2 scores, 1 flags"):
+        undecodable.initialize(z[:2], torch.zeros(2, dtype=torch.float64), decodable=torch.tensor([True]))
 
 
 def test_search_centres_on_an_initial_latent_that_decodes_to_a_valid_molecule(tiny_model, fast_bo):
