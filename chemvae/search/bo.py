@@ -228,6 +228,7 @@ class BayesOpt:
 
     name = "bo"
     uses_init = True
+    uses_decodable = True  # the loop tells initialize() which initial latents decode to a valid molecule
 
     def __init__(self, box: Tensor, batch_size: int, settings: BOSettings = BOSettings(), seed: int = 0,
                  prior_loc: Tensor | None = None, prior_scale: Tensor | None = None,

@@ -80,6 +80,7 @@ class GradientAscent:
 
     name = "gradient"
     uses_init = True
+    uses_decodable = False
 
     def __init__(self, model: nn.Module, objective: Any, box: Tensor, batch_size: int,
                  settings: GradientSettings = GradientSettings()) -> None:
@@ -108,7 +109,8 @@ class GradientAscent:
         """Start trajectories at the best initial latents `[n, d]` (by true score `[n]`).
 
         ``decodable`` (see :meth:`BayesOpt.initialize <chemvae.search.bo.BayesOpt.initialize>`) is
-        unused: a climb leaves its start at once, whatever the start decodes to.
+        not used (``uses_decodable`` is false, so the loop does not decode the initial latents):
+        a climb leaves its start at once, whatever the start decodes to.
         """
         z = z.to(self.box)
         if len(z):

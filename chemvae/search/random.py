@@ -25,6 +25,7 @@ class RandomSearch:
 
     name = "random"
     uses_init = False
+    uses_decodable = False
 
     def __init__(self, prior: Distribution, batch_size: int) -> None:
         self.prior = prior
