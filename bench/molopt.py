@@ -128,20 +128,33 @@ def run_all(args: argparse.Namespace) -> list[Path]:
     return dirs
 
 
+def best_so_far(run: Path, length: int) -> np.ndarray:
+    """Best score after each of the first ``length`` objective calls of a finished run `[length]`.
+
+    A search that stopped before its budget (``optimize`` stops after many iterations
+    without a new molecule) keeps its final best for the calls it never made: a best so
+    far cannot fall, and leaving those checkpoints out would drop exactly the runs that
+    exhausted what the decoder offers near their optimum. A run without calls gives NaN.
+    """
+    history = pd.read_csv(run / "history.csv", keep_default_na=False, na_values={"score": [""]})
+    calls = history[(history["iteration"] > 0) & history["new"].astype(str).str.lower().eq("true")]
+    best = np.fmax.accumulate(calls["score"].to_numpy(dtype=float))
+    if not len(best):
+        return np.full(length, math.nan)
+    return np.concatenate([best, np.full(max(length - len(best), 0), best[-1])])[:length]
+
+
 def load_runs(dirs: list[Path], checkpoints: tuple[int, ...]) -> pd.DataFrame:
     """One row per run: objective, method, seed, top-1, best at each checkpoint, validity, time."""
     rows = []
     for d in dirs:
         summary = json.loads((d / "summary.json").read_text())
-        history = pd.read_csv(d / "history.csv", keep_default_na=False, na_values={"score": [""]})
-        calls = history[(history["iteration"] > 0) & history["new"].astype(str).str.lower().eq("true")]
-        best = np.fmax.accumulate(calls["score"].to_numpy(dtype=float))
+        best = best_so_far(d, max(checkpoints))
         row = {"objective": summary["objective"], "method": summary["method"], "seed": summary["settings"]["seed"],
                "top1": summary["best_score"], "valid_fraction": summary["valid_fraction"],
                "oracle_calls": summary["oracle_calls"], "wall_s": summary["wall_seconds"],
                "best_init": summary["best_init_score"]}
-        for c in checkpoints:
-            row[f"best@{c}"] = float(best[c - 1]) if len(best) >= c else math.nan
+        row.update({f"best@{c}": float(best[c - 1]) for c in checkpoints})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -197,10 +210,8 @@ def plot_curves(out: Path, dirs: list[Path]) -> None:
     traces: dict[tuple[str, str], list[np.ndarray]] = {}
     for d in dirs:
         summary = json.loads((d / "summary.json").read_text())
-        history = pd.read_csv(d / "history.csv", keep_default_na=False, na_values={"score": [""]})
-        calls = history[(history["iteration"] > 0) & history["new"].astype(str).str.lower().eq("true")]
         traces.setdefault((summary["objective"], summary["method"]), []).append(
-            np.fmax.accumulate(calls["score"].to_numpy(dtype=float)))
+            best_so_far(d, summary["budget"]))
     for objective in sorted({k[0] for k in traces}):
         fig, ax = plt.subplots(figsize=(6.4, 4.0))
         for i, method in enumerate(("bo", "gradient", "random")):
@@ -265,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     runs.to_csv(out / "results.csv", index=False)
     table = results_table(runs, checkpoints)
     checks = check_targets(runs, checkpoints)
+    stopped = runs[runs["oracle_calls"] < args.budget]
+    if len(stopped):
+        checks.append("stopped before the budget, final best carried forward: " + ", ".join(
+            f"{r.objective} {r.method} seed {r.seed} ({r.oracle_calls} calls)" for r in stopped.itertuples()))
     text = (f"Latent-space search, budget {args.budget} new molecules, batch {args.batch_size}, "
             f"{args.n_init} initial molecules (bo, gradient), seeds {args.seeds}; bo: {args.acquisition}, "
             f"trust-region length {args.tr_length or 'default'} (min {args.tr_length_min or 'default'})"

@@ -1,10 +1,15 @@
-"""bench/molopt.py on the committed tiny model: a bad setting is one line on stderr, not a traceback."""
+"""bench/molopt.py: a bad setting is one line on stderr, not a traceback; best-so-far traces of finished runs."""
 
 from __future__ import annotations
 
+import importlib.util
+import math
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "data" / "fixtures" / "chemvae_tiny"
@@ -18,3 +23,21 @@ def test_an_objective_the_head_cannot_predict_is_refused_in_one_line(tmp_path):
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert "error: BO with head_mean (--bo-head-mean) needs an objective the property head can predict" in done.stderr
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_molopt", ROOT / "bench" / "molopt.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_run_that_stopped_early_keeps_its_final_best_at_later_checkpoints(tmp_path):
+    # Two initial molecules (not calls), then calls scoring 1, NaN (a failed evaluation), 3 and a duplicate.
+    pd.DataFrame({"iteration": [0, 0, 1, 1, 2, 2], "new": [False, False, True, True, True, False],
+                  "score": [9.0, 8.0, 1.0, math.nan, 3.0, 3.0]}).to_csv(tmp_path / "history.csv", index=False)
+    trace = _bench().best_so_far(tmp_path, 6)
+    assert np.array_equal(trace, [1.0, 1.0, 3.0, 3.0, 3.0, 3.0])  # 3 calls made; the last best carried to 6
+    assert np.array_equal(_bench().best_so_far(tmp_path, 2), [1.0, 1.0])
+    pd.DataFrame({"iteration": [0], "new": [False], "score": [9.0]}).to_csv(tmp_path / "history.csv", index=False)
+    assert np.isnan(_bench().best_so_far(tmp_path, 3)).all()  # no call at all: nothing to carry

@@ -61,11 +61,14 @@ def test_gp_with_the_head_mean_keeps_the_vae_out_of_its_hyperparameters(tiny_mod
     assert torch.allclose(posterior, expected, atol=tolerance)
 
 
-def test_bo_with_the_head_mean_improves_and_leaves_the_model_as_it_was(tiny_model, low_qed_smiles, fast_bo):
-    settings = BOSettings(**{**fast_bo.__dict__, "head_mean": True})
+@pytest.mark.parametrize("acquisition", ["logei", "ts"])
+def test_bo_with_the_head_mean_improves_and_leaves_the_model_as_it_was(tiny_model, low_qed_smiles, fast_bo,
+                                                                       acquisition):
+    settings = BOSettings(**{**fast_bo.__dict__, "head_mean": True, "acquisition": acquisition,
+                             "ts_candidates": 200})
     result = optimize(tiny_model, objectives.qed, method="bo", budget=20, batch_size=5, n_init=24,
                       init_smiles=low_qed_smiles, seed=0, settings=settings)
-    assert result.settings["head_mean"] is True
+    assert result.settings["head_mean"] is True and result.settings["acquisition"] == acquisition
     assert result.best(1)["score"].iloc[0] > result.best_init_score
     assert not result.iterations["fallback"].any()
     assert result.iterations["head_weight"].notna().all()  # the fitted weight of the head, per iteration
