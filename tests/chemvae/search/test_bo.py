@@ -193,8 +193,9 @@ def test_search_centres_on_an_initial_latent_that_decodes_to_a_valid_molecule(ti
     assert not valid[best]  # the tiny decoder turns the best initial molecule's latent into an invalid string
     centre = max((i for i in range(16) if valid[i]), key=lambda i: scores[i])
     settings = replace(fast_bo, length_init=0.05, length_min=0.01, radius_quantile=None)
-    result = optimize(tiny_model, objectives.qed, method="bo", budget=5, batch_size=5, n_init=16,
+    result = optimize(tiny_model, objectives.qed, method="bo", budget=1, batch_size=5, n_init=16,
                       init_smiles=pool, seed=0, settings=settings)
-    first = result.latents[16:21].float()  # the first batch, after the initial latents
+    first = result.latents[16:21].float()  # the first batch, after the initial latents (budget 1: only it)
+    assert first.shape[0] == 5
     assert torch.equal(result.latents[:16].float(), z0)
     assert ((first - z0[centre]).norm(dim=-1) < (first - z0[best]).norm(dim=-1)).all()
