@@ -36,8 +36,9 @@ def test_a_run_that_stopped_early_keeps_its_final_best_at_later_checkpoints(tmp_
     # Two initial molecules (not calls), then calls scoring 1, NaN (a failed evaluation), 3 and a duplicate.
     pd.DataFrame({"iteration": [0, 0, 1, 1, 2, 2], "new": [False, False, True, True, True, False],
                   "score": [9.0, 8.0, 1.0, math.nan, 3.0, 3.0]}).to_csv(tmp_path / "history.csv", index=False)
-    trace = _bench().best_so_far(tmp_path, 6)
+    bench = _bench()
+    trace = bench.best_so_far(tmp_path, 6)
     assert np.array_equal(trace, [1.0, 1.0, 3.0, 3.0, 3.0, 3.0])  # 3 calls made; the last best carried to 6
-    assert np.array_equal(_bench().best_so_far(tmp_path, 2), [1.0, 1.0])
+    assert np.array_equal(bench.best_so_far(tmp_path, 2), [1.0, 1.0])
     pd.DataFrame({"iteration": [0], "new": [False], "score": [9.0]}).to_csv(tmp_path / "history.csv", index=False)
-    assert np.isnan(_bench().best_so_far(tmp_path, 3)).all()  # no call at all: nothing to carry
+    assert np.isnan(bench.best_so_far(tmp_path, 3)).all()  # no call at all: nothing to carry
