@@ -109,11 +109,11 @@ class BOSettings:
             fitted with the other hyperparameters, instead of a constant. Only for
             objectives with a head surrogate (those gradient ascent accepts). Why: far from
             its data a constant-mean GP predicts the mean, so early batches explore blindly
-            where gradient ascent already climbs the head. It did best with ``acquisition="ts"``,
-            whose candidates change ~20 coordinates of the incumbent for the head to rank,
-            where qLogEI moves all of them (one KL-0.2 SMILES model, penalized logP after 50
-            calls: 4.83 with Thompson over 5 seeds, 3.53 with qLogEI over 3; BENCHMARKS.md).
-            Off by default.
+            where gradient ascent already climbs the head. On penalized logP it did best with
+            ``acquisition="ts"``, whose candidates change ~20 coordinates of the incumbent for
+            the head to rank, where qLogEI moves all of them (one KL-0.2 SMILES model, after 50
+            calls: 4.83 with Thompson over 5 seeds, 3.53 with qLogEI over 3); on QED neither
+            beat gradient ascent at every checkpoint (BENCHMARKS.md). Off by default.
     """
 
     acquisition: str = "logei"
