@@ -250,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tr-length", type=float, default=None, help="bo: initial trust-region side (box fraction)")
     p.add_argument("--tr-length-min", type=float, default=None, help="bo: restart below this side")
     p.add_argument("--tr-hedge", type=float, default=None, help="bo: side of a second region (half of each batch)")
+    p.add_argument("--tr-restart", choices=("incumbent", "elsewhere"), default="incumbent",
+                   help="bo: where a collapsed trust region restarts")
     p.add_argument("--bo-head-mean", dest="head_mean", action="store_true",
                    help="bo: the GP's prior mean is the property head's estimate of the objective")
     p.add_argument("--device", default="cpu")
@@ -284,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.n_init} initial molecules (bo, gradient), seeds {args.seeds}; bo: {args.acquisition}, "
             f"trust-region length {args.tr_length or 'default'} (min {args.tr_length_min or 'default'})"
             f"{f', hedge region {args.tr_hedge}' if args.tr_hedge else ''}"
+            f"{', restarts elsewhere' if args.tr_restart == 'elsewhere' else ''}"
             f"{', prior mean: the property head' if args.head_mean else ''}; "
             f"plogp is the normalized penalized logP (JT-VAE constants); mean ± std over seeds.\n\n"
             + markdown(table) + "\n\n" + "\n".join(f"- {line}" for line in checks) + "\n")

@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # imported lazily at run time: BoTorch is slow to import for 
     from chemvae.search.bo import BOSettings
 
 METHODS = ("bo", "gradient", "random")
-BO_ONLY = ("acquisition", "tr_length", "tr_length_min", "tr_hedge", "head_mean")  # MoloptConfig fields that only method "bo" reads
+BO_ONLY = ("acquisition", "tr_length", "tr_length_min", "tr_hedge", "tr_restart", "head_mean")  # MoloptConfig fields that only method "bo" reads
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,8 @@ class MoloptConfig:
             :class:`~chemvae.search.bo.BOSettings`).
         tr_hedge: Initial side of a second trust region that proposes half of every batch
             (``bo`` only; ``None``: one region).
+        tr_restart: Where a collapsed trust region restarts, ``incumbent`` or ``elsewhere``
+            (``bo`` only; see :class:`~chemvae.search.bo.BOSettings`).
         head_mean: The GP's prior mean is the property head's estimate of the objective
             (``bo`` only; objectives the head can predict).
         prior_bound: Half-width of the search box in prior standard deviations.
@@ -84,6 +86,7 @@ class MoloptConfig:
     tr_length: float | None = None
     tr_length_min: float | None = None
     tr_hedge: float | None = None
+    tr_restart: str = "incumbent"
     head_mean: bool = False
     prior_bound: float = 3.0
     top_k: int = 10
@@ -118,7 +121,7 @@ class MoloptConfig:
         from chemvae.search.bo import BOSettings
 
         overrides = {"length_init": self.tr_length, "length_min": self.tr_length_min, "hedge_length": self.tr_hedge}
-        return BOSettings(acquisition=self.acquisition, head_mean=self.head_mean,
+        return BOSettings(acquisition=self.acquisition, head_mean=self.head_mean, restart=self.tr_restart,
                           **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -223,7 +226,8 @@ def _main(args: argparse.Namespace) -> None:
     config = MoloptConfig(model=args.model, objective=args.objective, method=args.method, budget=args.budget,
                           batch_size=args.batch_size, n_init=args.n_init, init_data=args.init_data,
                           acquisition=args.acquisition, tr_length=args.tr_length,
-                          tr_length_min=args.tr_length_min, tr_hedge=args.tr_hedge, head_mean=args.bo_head_mean,
+                          tr_length_min=args.tr_length_min, tr_hedge=args.tr_hedge, tr_restart=args.tr_restart,
+                          head_mean=args.bo_head_mean,
                           prior_bound=args.prior_bound, top_k=args.top_k,
                           threads=args.threads, seed=args.seed, device=args.device, progress=not args.no_progress)
     summary = run(config, args.out)
@@ -256,6 +260,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--tr-hedge", type=float, default=None,
                    help="bo: start a second trust region of this side that proposes half of each batch "
                         "(default: one region)")
+    p.add_argument("--tr-restart", choices=("incumbent", "elsewhere"), default=d.tr_restart,
+                   help="bo: a collapsed trust region restarts around the same incumbent, or around the best "
+                        "point outside the regions it collapsed in")
     p.add_argument("--bo-head-mean", action="store_true",
                    help="bo: the GP's prior mean is the property head's estimate of the objective, "
                         "not a constant (qed, plogp, plogp_unnormalized, sa)")

@@ -60,6 +60,7 @@ from chemvae.search.trust_region import TrustRegion
 from vaecore.errors import InputDataError, SearchWarning
 
 ACQUISITIONS = ("logei", "ts")
+RESTARTS = ("incumbent", "elsewhere")
 # Parameters that define the GP's hyperparameters (the transforms hold data statistics).
 _DATA_KEYS = ("outcome_transform", "input_transform")
 
@@ -114,6 +115,14 @@ class BOSettings:
             the head to rank, where qLogEI moves all of them (one KL-0.2 SMILES model, after 50
             calls: 4.83 with Thompson over 5 seeds, 3.53 with qLogEI over 3); on QED neither
             beat gradient ascent at every checkpoint (BENCHMARKS.md). Off by default.
+        restart: Where a trust region that shrank below ``length_min`` starts again.
+            ``"incumbent"``: around the same best point. ``"elsewhere"``: the region it
+            collapsed in (at its initial size) becomes taboo, and the centre moves to the
+            best decodable point outside every taboo region (back to the incumbent if none
+            is left), as TuRBO restarts away from an exhausted local optimum; trust-region
+            successes are then counted against the centre's score, not the overall best.
+            Why: near an objective's ceiling (QED) one run restarted 12 times around the
+            same molecule in 500 calls without finding a better one.
     """
 
     acquisition: str = "logei"
@@ -134,10 +143,13 @@ class BOSettings:
     trust_region: bool = True
     radius_quantile: float | None = None
     head_mean: bool = False
+    restart: str = "incumbent"
 
     def __post_init__(self) -> None:
         if self.acquisition not in ACQUISITIONS:
             raise InputDataError(f"unknown acquisition {self.acquisition!r}; choose from {ACQUISITIONS}")
+        if self.restart not in RESTARTS:
+            raise InputDataError(f"unknown restart {self.restart!r}; choose from {RESTARTS}")
         for name in ("max_train", "fit_points", "num_restarts", "raw_samples", "mc_samples", "ts_candidates"):
             if getattr(self, name) < 1:
                 raise InputDataError(f"BOSettings.{name} must be >= 1, got {getattr(self, name)}")
@@ -270,6 +282,10 @@ class BayesOpt:
         ]
         self.warm: dict[str, Tensor] | None = None
         self.fallbacks = 0
+        # restart="elsewhere": regions `[k, 2, d]` a trust region collapsed in, and the ARD
+        # lengthscales of the last fit, which shaped the region being left.
+        self.taboo = box.new_zeros(0, 2, d)
+        self.lengthscales: Tensor | None = None
 
     @property
     def tr(self) -> TrustRegion:
@@ -306,10 +322,27 @@ class BayesOpt:
         y = self.y.masked_fill(~self.decodable, -math.inf) if bool(self.decodable.any()) else self.y
         return int(y.argmax())
 
+    def center(self) -> int | None:
+        """Index of the trust regions' centre; ``None`` without data.
+
+        The incumbent, unless ``restart="elsewhere"`` has made its neighbourhood taboo: then
+        the best decodable point outside every taboo region (the incumbent if none is).
+        """
+        best = self.incumbent()
+        if best is None or not len(self.taboo):
+            return best
+        x = self.x.unsqueeze(0)
+        inside = ((x >= self.taboo[:, :1]) & (x <= self.taboo[:, 1:])).all(-1).any(0)
+        allowed = ~inside & self.decodable if bool(self.decodable.any()) else ~inside
+        if not bool(allowed.any()):
+            return best
+        return int(self.y.masked_fill(~allowed, -math.inf).argmax())
+
     def observe(self, z: Tensor, evaluations: Sequence[Evaluation]) -> None:
         """Add proposals with a known score; update the trust region with the new ones."""
-        best = self.incumbent()
-        incumbent = -math.inf if best is None else float(self.y[best])
+        center = self.center()
+        reference = -math.inf if center is None else float(self.y[center])  # what a batch must beat
+        restarts = [region.restarts for region in self.regions]
         keep = [i for i, ev in enumerate(evaluations) if ev.ok]
         if keep:
             self.initialize(z[keep], torch.tensor([evaluations[i].score for i in keep], dtype=torch.float64))
@@ -318,7 +351,12 @@ class BayesOpt:
             part, start = evaluations[start:start + region.batch_size], start + region.batch_size
             new_scores = [ev.score for ev in part if ev.new and ev.ok]
             only_duplicates = bool(part) and all(ev.status == "duplicate" for ev in part)
-            region.update(max(new_scores, default=-math.inf), incumbent, only_duplicates=only_duplicates)
+            region.update(max(new_scores, default=-math.inf), reference, only_duplicates=only_duplicates)
+        if self.settings.restart == "elsewhere" and center is not None:
+            for region, before in zip(self.regions, restarts):
+                if region.restarts > before:  # the region it collapsed in, at its initial size
+                    left = region.bounds(self.x[center], self.box, self.lengthscales, length=region.length_init)
+                    self.taboo = torch.cat([self.taboo, left.unsqueeze(0)])
 
     # ------------------------------------------------------------------ proposals
     def _seed(self) -> int:
@@ -343,13 +381,15 @@ class BayesOpt:
                                 "n_data": len(self.y), "fallback": False}
         if len(self.regions) > 1:
             info.update(tr_length_hedge=self.regions[1].length, tr_restarts_hedge=self.regions[1].restarts)
+        if s.restart == "elsewhere":
+            info["taboo"] = len(self.taboo)
         if len(self.y) < 2:  # nothing to fit a GP to yet
             info["fallback"] = True
             return self._random(self.box, self.q), info
         idx = subsample(self.y, s.max_train, self.rng)
         x, y = self.x[idx], self.y[idx]
         info["n_train"] = len(y)
-        center = self.x[self.incumbent()]
+        center = self.x[self.center()]
         t0 = time.perf_counter()
         # Exact Cholesky up to the largest training set: gpytorch switches to CG/Lanczos
         # above 800 points by default, which is slower here and not deterministic.
@@ -360,6 +400,7 @@ class BayesOpt:
             if gp is not None and self.head is not None:  # how much the fit trusts the head (0: not at all)
                 info["head_weight"] = float(gp.mean_module.weight.detach())
             lengthscales = None if gp is None else _lengthscales(gp)
+            self.lengthscales = lengthscales
             t1 = time.perf_counter()
             parts: list[Tensor] = []
             for region in self.regions:

@@ -10,8 +10,8 @@ geometric mean 1, so ``length`` sets the region's volume.
 After each batch: a batch that beats the incumbent is a success, anything else a failure;
 ``success_tolerance`` successes in a row double the length (up to ``length_max``),
 ``failure_tolerance`` failures in a row halve it; below ``length_min`` it restarts at
-``length_init`` around the (unchanged) incumbent, since restarting the data is pointless
-when the latent space is fixed. One rule is not TuRBO's: a batch whose proposals all
+``length_init``, keeping the data, since restarting the data is pointless when the latent
+space is fixed; around the same incumbent, or elsewhere (``BOSettings.restart``). One rule is not TuRBO's: a batch whose proposals all
 decode to molecules already known doubles the length at once, because the region is then
 smaller than the decoder's resolution and shrinking it would only repeat them. The search
 box itself is the prior's bulk (see :func:`search_bounds`), so the region never leaves the
@@ -92,13 +92,15 @@ class TrustRegion:
             self.length = self.length_init
             self.restarts += 1
 
-    def bounds(self, center: Tensor, box: Tensor, lengthscales: Tensor | None = None) -> Tensor:
+    def bounds(self, center: Tensor, box: Tensor, lengthscales: Tensor | None = None,
+               length: float | None = None) -> Tensor:
         """The region `[2, d]` around ``center`` `[d]`, clipped to ``box`` `[2, d]`.
 
         Args:
             center: The incumbent's latent `[d]`.
             box: The search box `[2, d]` (lower, upper).
             lengthscales: ARD lengthscales `[d]` in box-scaled units; ``None``: a cube.
+            length: Side to use instead of the current ``length``.
         """
         if lengthscales is None:
             weights = torch.ones_like(center)
@@ -106,7 +108,7 @@ class TrustRegion:
             weights = lengthscales.detach().reshape(-1).to(center)
             weights = weights / weights.mean()
             weights = weights / weights.log().mean().exp()  # geometric mean 1: length sets the volume
-        half = weights * self.length / 2.0 * (box[1] - box[0])
+        half = weights * (self.length if length is None else length) / 2.0 * (box[1] - box[0])
         lower = torch.maximum(center - half, box[0])
         upper = torch.minimum(center + half, box[1])
         return torch.stack([lower, upper])

@@ -18,7 +18,7 @@ def test_cli_runs_bo_end_to_end(tmp_path):
     code = cli.main(["molopt", "--model", str(MODEL), "--objective", "qed", "--method", "bo", "--budget", "5",
                      "--batch-size", "5", "--n-init", "16", "--seed", "0", "--device", "cpu", "--out", str(out),
                      "--threads", "1", "--no-progress", "--tr-length", "0.2", "--tr-length-min", "0.01",
-                     "--bo-head-mean"])
+                     "--bo-head-mean", "--tr-restart", "elsewhere"])
     assert code == 0
     for name in ("history.csv", "best.csv", "iterations.csv", "summary.json", "best_so_far.png",
                  "top_molecules.png", "config.json", "run.json"):
@@ -29,7 +29,7 @@ def test_cli_runs_bo_end_to_end(tmp_path):
     assert 0 < summary["valid_fraction"] <= 1 and summary["wall_seconds"] > 0
     assert isinstance(summary["failures"], dict)
     assert summary["settings"]["length_init"] == 0.2 and summary["settings"]["length_min"] == 0.01
-    assert summary["settings"]["head_mean"] is True
+    assert summary["settings"]["head_mean"] is True and summary["settings"]["restart"] == "elsewhere"
     history = pd.read_csv(out / "history.csv", keep_default_na=False, na_values={"score": [""]})
     assert {"iteration", "method", "smiles", "score", "valid", "seconds"} <= set(history.columns)
     assert int(history["new"].sum()) == 5 and (history["iteration"] == 0).sum() == 16
@@ -60,10 +60,11 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     assert code == 2
     assert "0 < length_min < length_init" in capsys.readouterr().err  # 0.05 is below the default 1/16
     code = cli.main(["molopt", "--model", str(MODEL), "--method", "gradient", "--tr-length", "0.2",
-                     "--acquisition", "ts", "--tr-hedge", "0.1", "--bo-head-mean", "--out", str(tmp_path / "w")])
+                     "--acquisition", "ts", "--tr-hedge", "0.1", "--tr-restart", "elsewhere", "--bo-head-mean",
+                     "--out", str(tmp_path / "w")])
     assert code == 2
     assert ("method 'bo' only, given with method 'gradient': acquisition='ts', tr_length=0.2, tr_hedge=0.1, "
-            "head_mean=True" in capsys.readouterr().err)
+            "tr_restart='elsewhere', head_mean=True" in capsys.readouterr().err)
     code = cli.main(["molopt", "--model", str(MODEL), "--objective", "similarity:CCO", "--bo-head-mean",
                      "--out", str(tmp_path / "u"), "--no-progress", "--n-init", "5"])
     assert code == 2

@@ -199,3 +199,37 @@ def test_search_centres_on_an_initial_latent_that_decodes_to_a_valid_molecule(ti
     assert first.shape[0] == 5
     assert torch.equal(result.latents[:16].float(), z0)
     assert ((first - z0[centre]).norm(dim=-1) < (first - z0[best]).norm(dim=-1)).all()
+
+
+def test_restart_elsewhere_moves_the_centre_out_of_the_collapsed_region():
+    from chemvae.search.oracle import Evaluation
+
+    box = torch.stack([-3 * torch.ones(4), 3 * torch.ones(4)]).double()
+    z = torch.tensor([[2.0, 2, 2, 2], [-2, -2, -2, -2], [0, 0, 0, 0]], dtype=torch.float64)
+    scores = torch.tensor([0.9, 0.5, 0.1], dtype=torch.float64)
+    worse = Evaluation("C", "C", 0.0, "scored", True)
+    settings = BOSettings(length_init=0.1, length_min=0.05, failure_tolerance=1, restart="elsewhere")
+    proposer = BayesOpt(box, 2, settings)
+    proposer.initialize(z, scores)
+    near = z[0] + 0.05  # inside the region around z[0]: taboo with it after the collapse
+    proposer.observe(near.expand(2, 4), [worse, worse])  # 0.1 -> 0.05: not yet below length_min
+    assert proposer.center() == 0 and not len(proposer.taboo)
+    proposer.observe(near.expand(2, 4), [worse, worse])  # 0.025 < 0.05: restart
+    assert proposer.tr.restarts == 1 and proposer.tr.length == 0.1 and len(proposer.taboo) == 1
+    assert proposer.incumbent() == 0 and proposer.center() == 1  # the best point outside z[0]'s region
+    proposals, info = proposer.propose()
+    assert info["taboo"] == 1 and (proposals - z[1]).abs().max() < 1.0
+    # Successes now count against the centre's 0.5, not the overall best 0.9.
+    proposer.observe(proposals, [Evaluation("CC", "CC", 0.6, "scored", True)] * 2)
+    assert proposer.tr.success_counter == 1 and float(proposer.y[proposer.center()]) == 0.6
+    # With every decodable point taboo the centre falls back to the incumbent.
+    proposer.taboo = box.unsqueeze(0)
+    assert proposer.center() == proposer.incumbent() == 0
+    # The default restarts around the same incumbent.
+    same = BayesOpt(box, 2, BOSettings(length_init=0.1, length_min=0.05, failure_tolerance=1))
+    same.initialize(z, scores)
+    for _ in range(2):
+        same.observe(near.expand(2, 4), [worse, worse])
+    assert same.tr.restarts == 1 and same.center() == same.incumbent() == 0 and not len(same.taboo)
+    with pytest.raises(InputDataError, match="'far'"):
+        BOSettings(restart="far")
