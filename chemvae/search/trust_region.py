@@ -7,15 +7,17 @@ per-dimension weight taken from the GP's ARD lengthscales (long lengthscale -> t
 objective varies slowly along that axis -> the box may be wider there). The weights have
 geometric mean 1, so ``length`` sets the region's volume.
 
-After each batch: a batch that beats the incumbent is a success, anything else a failure;
+After each batch: a batch that beats the incumbent (the centre's score, see
+``BOSettings.restart``) is a success, anything else a failure;
 ``success_tolerance`` successes in a row double the length (up to ``length_max``),
 ``failure_tolerance`` failures in a row halve it; below ``length_min`` it restarts at
 ``length_init``, keeping the data, since restarting the data is pointless when the latent
-space is fixed; around the same incumbent, or elsewhere (``BOSettings.restart``). One rule is not TuRBO's: a batch whose proposals all
-decode to molecules already known doubles the length at once, because the region is then
-smaller than the decoder's resolution and shrinking it would only repeat them. The search
-box itself is the prior's bulk (see :func:`search_bounds`), so the region never leaves the
-part of latent space the decoder was trained on.
+space is fixed; around the same incumbent, or elsewhere (``BOSettings.restart``). One rule
+is not TuRBO's: a batch whose proposals all decode to molecules already known doubles the
+length at once, because the region is then smaller than the decoder's resolution and
+shrinking it would only repeat them. The search box itself is the prior's bulk (see
+:func:`search_bounds`), so the region never leaves the part of latent space the decoder
+was trained on.
 """
 
 from __future__ import annotations
