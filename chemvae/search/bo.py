@@ -320,12 +320,17 @@ class BayesOpt:
         self.y = torch.cat([self.y, scores.to(self.box)])
         self.decodable = torch.cat([self.decodable, decodable.to(self.decodable)])
 
+    def _eligible(self) -> Tensor:
+        """Points `[n]` that may be the centre: decodable ones (every point if none is)."""
+        return self.decodable if bool(self.decodable.any()) else torch.ones_like(self.decodable)
+
+    def _best(self, among: Tensor) -> int:
+        """Index of the best point among those flagged in ``among`` `[n]`."""
+        return int(self.y.masked_fill(~among, -math.inf).argmax())
+
     def incumbent(self) -> int | None:
         """Index of the best decodable point (the best point if none is); ``None`` without data."""
-        if not len(self.y):
-            return None
-        y = self.y.masked_fill(~self.decodable, -math.inf) if bool(self.decodable.any()) else self.y
-        return int(y.argmax())
+        return self._best(self._eligible()) if len(self.y) else None
 
     def center(self) -> int | None:
         """Index of the trust regions' centre; ``None`` without data.
@@ -338,10 +343,8 @@ class BayesOpt:
             return best
         x = self.x.unsqueeze(0)
         inside = ((x >= self.taboo[:, :1]) & (x <= self.taboo[:, 1:])).all(-1).any(0)
-        allowed = ~inside & self.decodable if bool(self.decodable.any()) else ~inside
-        if not bool(allowed.any()):
-            return best
-        return int(self.y.masked_fill(~allowed, -math.inf).argmax())
+        allowed = self._eligible() & ~inside
+        return self._best(allowed) if bool(allowed.any()) else best
 
     def observe(self, z: Tensor, evaluations: Sequence[Evaluation]) -> None:
         """Add proposals with a known score; update the trust region with the new ones."""
