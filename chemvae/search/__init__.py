@@ -8,7 +8,8 @@
 >>> result.history             # one row per proposed molecule
 
 Modules: :mod:`~chemvae.search.loop` (:func:`optimize`, shared by all methods),
-:mod:`~chemvae.search.oracle` (dedup, failures, budget), :mod:`~chemvae.search.bo`,
+:mod:`~chemvae.search.oracle` (dedup, failures, budget), :mod:`~chemvae.search.bo` with
+its :mod:`~chemvae.search.gp`, :mod:`~chemvae.search.acquisition` and
 :mod:`~chemvae.search.trust_region`, :mod:`~chemvae.search.gradient`,
 :mod:`~chemvae.search.surrogate` (the property head's estimate of an objective, climbed by
 gradient ascent and optionally BO's prior mean), :mod:`~chemvae.search.random`,

@@ -6,19 +6,15 @@ Each iteration:
    then every proposal whose molecule was scored or looked up). Above ``max_train``
    points it is subsampled: the best half plus a seeded random draw of the rest, so
    memory and time stay bounded however long the search runs.
-2. **GP.** A ``SingleTaskGP`` in float64 with inputs scaled to `[0, 1]^d` over the search
-   box (``Normalize``) and standardized outcomes (``Standardize``). Its hyperparameters
-   are fitted with ``fit_gpytorch_mll`` on a subset of ``fit_points`` (best plus random),
-   warm-started from the previous iteration, and then the GP is conditioned on the whole
-   training set. Why: the exact marginal likelihood's gradient costs O(n^3) per L-BFGS
-   step, about 0.5-1 s at n = 1000 on two CPU cores, which alone would break the
-   10 s-per-iteration target; hyperparameters fitted on a few hundred points are nearly as good.
+2. **GP.** A ``SingleTaskGP`` of :mod:`chemvae.search.gp`: hyperparameters fitted on a
+   subset of ``fit_points`` (best plus random), warm-started from the previous iteration,
+   then the GP conditioned on the whole training set.
    A failed fit is retried from fresh hyperparameters; a second failure falls back to
    random proposals in the trust region with a :class:`~vaecore.errors.SearchWarning`.
-3. **Proposals.** ``qLogExpectedImprovement`` (default) maximized with ``optimize_acqf``
-   for a joint batch of ``q`` points, or Thompson sampling (``MaxPosteriorSampling``
-   over TuRBO's perturbed Sobol candidates), always inside the trust region of
-   :mod:`chemvae.search.trust_region`. With ``hedge_length``, a second region of another
+3. **Proposals** (:mod:`chemvae.search.acquisition`). ``qLogExpectedImprovement``
+   (default) maximized with ``optimize_acqf`` for a joint batch of ``q`` points, or
+   Thompson sampling (``MaxPosteriorSampling`` over TuRBO's perturbed Sobol candidates),
+   always inside the trust region of :mod:`chemvae.search.trust_region`. With ``hedge_length``, a second region of another
    size around the same incumbent proposes the second half of the batch. The incumbent
    is the best point whose latent decodes to a valid molecule: an encoded initial
    molecule whose latent the decoder turns into an invalid string is data for the GP
@@ -42,28 +38,20 @@ from typing import Any
 import gpytorch
 import numpy as np
 import torch
-from botorch.acquisition import qLogExpectedImprovement
-from botorch.exceptions.warnings import BotorchWarning, InputDataWarning, OptimizationWarning
-from botorch.fit import fit_gpytorch_mll
-from botorch.generation import MaxPosteriorSampling
+from botorch.exceptions.warnings import BotorchWarning, OptimizationWarning
 from botorch.models import SingleTaskGP
-from botorch.models.transforms import Normalize, Standardize
-from botorch.optim import optimize_acqf
-from botorch.sampling import SobolQMCNormalSampler
-from gpytorch.mlls import ExactMarginalLogLikelihood
-from torch import Tensor
 from scipy.stats import chi2
-from torch.quasirandom import SobolEngine
+from torch import Tensor
 
+from chemvae.search.acquisition import logei_batch, thompson_batch, uniform_batch
+from chemvae.search.gp import conditioned_gp, fit_hyperparameters, lengthscales, subsample
 from chemvae.search.oracle import Evaluation
-from chemvae.search.surrogate import HeadSurrogate, SurrogateMean, frozen
+from chemvae.search.surrogate import HeadSurrogate, frozen
 from chemvae.search.trust_region import TrustRegion
 from vaecore.errors import InputDataError, SearchWarning
 
 ACQUISITIONS = ("logei", "ts")
 RESTARTS = ("incumbent", "elsewhere")
-# Parameters that define the GP's hyperparameters (the transforms hold data statistics).
-_DATA_KEYS = ("outcome_transform", "input_transform")
 
 
 @dataclass(frozen=True)
@@ -164,73 +152,6 @@ class BOSettings:
         if self.hedge_length is not None and not 0 < self.hedge_length <= self.length_max:
             raise InputDataError(f"hedge_length must satisfy 0 < hedge_length <= length_max ({self.length_max}), "
                                  f"got {self.hedge_length}")
-
-
-def subsample(y: Tensor, size: int, generator: np.random.Generator) -> Tensor:
-    """Indices of at most ``size`` points: the best half by ``y`` `[n]`, then random others.
-
-    Returns:
-        Sorted long tensor of indices (all of ``range(n)`` if ``n <= size``).
-    """
-    n = y.shape[0]
-    if n <= size:
-        return torch.arange(n, device=y.device)
-    n_top = size // 2
-    order = torch.argsort(y, descending=True, stable=True).cpu().numpy()
-    rest = generator.choice(order[n_top:], size=size - n_top, replace=False)
-    return torch.as_tensor(np.sort(np.concatenate([order[:n_top], rest])), device=y.device)
-
-
-def build_gp(x: Tensor, y: Tensor, box: Tensor, head: HeadSurrogate | None = None) -> SingleTaskGP:
-    """A ``SingleTaskGP`` on `[n, d]` inputs in ``box`` `[2, d]` and `[n]` scores.
-
-    With ``head``, its prior mean is :class:`~chemvae.search.surrogate.SurrogateMean`,
-    otherwise BoTorch's constant.
-    """
-    mean = None if head is None else SurrogateMean(head, box)
-    with warnings.catch_warnings():
-        # Latents of training molecules may lie slightly outside the box: harmless.
-        warnings.simplefilter("ignore", InputDataWarning)
-        return SingleTaskGP(x, y.unsqueeze(-1), input_transform=Normalize(x.shape[-1], bounds=box),
-                            outcome_transform=Standardize(m=1), mean_module=mean)
-
-
-def hyperparameters(gp: SingleTaskGP) -> dict[str, Tensor]:
-    """The GP's fitted parameters, without the data-dependent transform statistics."""
-    return {k: v.detach().clone() for k, v in gp.state_dict().items() if not k.startswith(_DATA_KEYS)}
-
-
-def fit_hyperparameters(x: Tensor, y: Tensor, box: Tensor, *, warm_start: dict[str, Tensor] | None,
-                        maxiter: int, head: HeadSurrogate | None = None) -> dict[str, Tensor]:
-    """Fit GP hyperparameters by maximizing the exact marginal likelihood.
-
-    Args:
-        x, y: Fitting data `[m, d]`, `[m]`.
-        box: Search box `[2, d]` for input scaling.
-        warm_start: Parameters of a previous fit to start from (``None``: BoTorch's defaults).
-        maxiter: L-BFGS-B iterations.
-        head: The prior mean's head surrogate (``None``: a constant mean).
-
-    Raises:
-        Whatever ``fit_gpytorch_mll`` raises once its own retries are spent.
-    """
-    gp = build_gp(x, y, box, head)
-    if warm_start is not None:
-        gp.load_state_dict(warm_start, strict=False)
-    mll = ExactMarginalLogLikelihood(gp.likelihood, gp)
-    head_frozen = contextlib.nullcontext() if head is None else frozen(head.model)  # no gradients into the VAE
-    with warnings.catch_warnings(), head_frozen:
-        warnings.simplefilter("ignore", OptimizationWarning)  # "maxiter reached" is expected
-        warnings.simplefilter("ignore", InputDataWarning)
-        fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": maxiter}})
-    return hyperparameters(gp)
-
-
-def _lengthscales(gp: SingleTaskGP) -> Tensor | None:
-    kernel = gp.covar_module
-    while kernel is not None and getattr(kernel, "lengthscale", None) is None:
-        kernel = getattr(kernel, "base_kernel", None)
-    return None if kernel is None else kernel.lengthscale.detach().reshape(-1)
 
 
 class BayesOpt:
@@ -367,9 +288,6 @@ class BayesOpt:
                     self.taboo = torch.cat([self.taboo, left.unsqueeze(0)])
 
     # ------------------------------------------------------------------ proposals
-    def _seed(self) -> int:
-        return int(self.rng.integers(2**31 - 1))
-
     def propose(self) -> tuple[Tensor, dict[str, Any]]:
         """The next batch of latents `[q, d]` and diagnostics for the iteration log."""
         z, info = self._propose()
@@ -393,7 +311,7 @@ class BayesOpt:
             info["taboo"] = len(self.taboo)
         if len(self.y) < 2:  # nothing to fit a GP to yet
             info["fallback"] = True
-            return self._random(self.box, self.q), info
+            return uniform_batch(self.box, self.q), info
         idx = subsample(self.y, s.max_train, self.rng)
         x, y = self.x[idx], self.y[idx]
         info["n_train"] = len(y)
@@ -407,15 +325,14 @@ class BayesOpt:
             info["fit_seconds"] = time.perf_counter() - t0
             if gp is not None and self.head is not None:  # how much the fit trusts the head (0: not at all)
                 info["head_weight"] = float(gp.mean_module.weight.detach())
-            lengthscales = None if gp is None else _lengthscales(gp)
-            self.lengthscales = lengthscales
+            self.lengthscales = None if gp is None else lengthscales(gp)
             t1 = time.perf_counter()
             parts: list[Tensor] = []
             for region in self.regions:
                 q = region.batch_size
-                bounds = region.bounds(center, self.box, lengthscales) if s.trust_region else self.box
+                bounds = region.bounds(center, self.box, self.lengthscales) if s.trust_region else self.box
                 if gp is None:
-                    parts.append(self._random(bounds, q))
+                    parts.append(uniform_batch(bounds, q))
                     continue
                 pending = torch.cat(parts) if parts else None
                 try:
@@ -423,15 +340,19 @@ class BayesOpt:
                         warnings.simplefilter("ignore", OptimizationWarning)
                         warnings.simplefilter("ignore", BotorchWarning)
                         if s.acquisition == "ts":
-                            parts.append(self._thompson(gp, bounds, center, q))
+                            parts.append(thompson_batch(gp, bounds, center, q, n_candidates=s.ts_candidates,
+                                                        rng=self.rng))
                         else:
-                            parts.append(self._logei(gp, bounds, y, q, pending))
+                            parts.append(logei_batch(gp, bounds, y.max(), q, pending=pending,
+                                                     mc_samples=s.mc_samples, num_restarts=s.num_restarts,
+                                                     raw_samples=s.raw_samples, maxiter=s.acq_maxiter,
+                                                     rng=self.rng))
                 except Exception as err:  # noqa: BLE001 - a numerical failure must not end the search
                     warnings.warn(f"acquisition optimization failed ({type(err).__name__}: {err}); "
                                   "proposing random points in the trust region", SearchWarning, stacklevel=2)
                     info["fallback"] = True
                     self.fallbacks += 1
-                    parts.append(self._random(bounds, q))
+                    parts.append(uniform_batch(bounds, q))
             info["acq_seconds"] = time.perf_counter() - t1
         return torch.cat(parts).detach(), info
 
@@ -443,11 +364,8 @@ class BayesOpt:
             try:
                 params = fit_hyperparameters(x[fit_idx], y[fit_idx], self.box, warm_start=warm,
                                              maxiter=self.settings.fit_maxiter, head=self.head)
-                gp = build_gp(x, y, self.box, self.head)
-                gp.load_state_dict(params, strict=False)
-                gp.eval()
                 self.warm = params
-                return gp
+                return conditioned_gp(x, y, self.box, params, self.head)
             except Exception as err:  # noqa: BLE001 - retried, then a counted fallback
                 info[f"fit_error_{attempt}"] = f"{type(err).__name__}: {err}"[:200]
         self.warm = None
@@ -456,32 +374,3 @@ class BayesOpt:
         warnings.warn(f"GP fit failed twice ({info.get('fit_error_1')}); proposing random points "
                       "in the trust region this iteration", SearchWarning, stacklevel=3)
         return None
-
-    def _logei(self, gp: SingleTaskGP, bounds: Tensor, y: Tensor, q: int, pending: Tensor | None) -> Tensor:
-        """``q`` points `[q, d]` in ``bounds`` maximizing qLogEI jointly with ``pending`` `[p, d]`."""
-        s = self.settings
-        sampler = SobolQMCNormalSampler(sample_shape=torch.Size([s.mc_samples]), seed=self._seed())
-        acq = qLogExpectedImprovement(gp, best_f=y.max(), sampler=sampler, X_pending=pending)
-        z, _ = optimize_acqf(acq, bounds=bounds, q=q, num_restarts=s.num_restarts,
-                             raw_samples=s.raw_samples,
-                             options={"maxiter": s.acq_maxiter, "batch_limit": s.num_restarts,
-                                      "seed": self._seed()})
-        return z
-
-    def _thompson(self, gp: SingleTaskGP, bounds: Tensor, center: Tensor, q: int) -> Tensor:
-        """TuRBO's Thompson step: perturb a few coordinates of the incumbent, sample, take argmaxes."""
-        d, n = center.shape[-1], self.settings.ts_candidates
-        sobol = SobolEngine(d, scramble=True, seed=self._seed())
-        pert = bounds[0] + (bounds[1] - bounds[0]) * sobol.draw(n).to(bounds)
-        # Perturbing ~20 coordinates at a time works better than all d in high dimension.
-        mask = torch.rand(n, d, device=bounds.device, dtype=bounds.dtype) <= min(20.0 / d, 1.0)
-        empty = mask.sum(1) == 0
-        mask[empty, torch.randint(0, d, (int(empty.sum()),), device=bounds.device)] = True
-        cand = center.expand(n, d).clone()
-        cand[mask] = pert[mask]
-        return MaxPosteriorSampling(gp, replacement=False)(cand, num_samples=q)
-
-    def _random(self, bounds: Tensor, q: int) -> Tensor:
-        """``q`` uniform points in ``bounds`` (the fallback when no GP is available)."""
-        u = torch.rand(q, bounds.shape[-1], dtype=bounds.dtype, device=bounds.device)
-        return bounds[0] + (bounds[1] - bounds[0]) * u

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from chemvae import objectives
-from chemvae.search import bo as bo_module
+from chemvae.search import gp as gp_module
 from chemvae.search import optimize
-from chemvae.search.bo import BayesOpt, BOSettings, subsample
+from chemvae.search.bo import BayesOpt, BOSettings
 from vaecore.errors import InputDataError, SearchWarning
 
 FIXTURE_MODEL = Path(__file__).resolve().parents[3] / "data" / "fixtures" / "chemvae_tiny"
@@ -45,7 +45,7 @@ def test_failed_gp_fit_falls_back_to_random_proposals(tiny_model, low_qed_smiles
     def broken_fit(*args, **kwargs):
         raise RuntimeError("cholesky failed")
 
-    monkeypatch.setattr(bo_module, "fit_gpytorch_mll", broken_fit)
+    monkeypatch.setattr(gp_module, "fit_gpytorch_mll", broken_fit)
     with pytest.warns(SearchWarning, match="GP fit failed twice"):
         result = optimize(tiny_model, objectives.qed, method="bo", budget=5, batch_size=5, n_init=24,
                           init_smiles=low_qed_smiles, seed=0, settings=fast_bo)
@@ -61,15 +61,6 @@ def test_oversized_training_sets_are_subsampled(tiny_model, train_smiles):
                                                                            acq_maxiter=10, fit_maxiter=10))
     assert (result.iterations["n_data"] >= 60).all()
     assert (result.iterations["n_train"] == 40).all()
-
-
-def test_subsample_keeps_the_best_half_and_is_seeded():
-    y = torch.arange(100.0)
-    idx = subsample(y, 10, np.random.default_rng(0))
-    assert len(idx) == 10 and set(range(95, 100)) <= set(idx.tolist())
-    again = subsample(y, 10, np.random.default_rng(0))
-    assert torch.equal(idx, again)
-    assert torch.equal(subsample(y[:5], 10, None), torch.arange(5))
 
 
 def test_non_finite_scores_never_reach_the_gp(tiny_model, train_smiles, fast_bo):

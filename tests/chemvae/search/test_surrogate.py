@@ -5,7 +5,8 @@ import torch
 
 from chemvae import objectives
 from chemvae.search import BOSettings, optimize
-from chemvae.search.bo import BayesOpt, build_gp, fit_hyperparameters
+from chemvae.search.bo import BayesOpt
+from chemvae.search.gp import build_gp, fit_hyperparameters
 from chemvae.search.surrogate import HeadSurrogate, SurrogateMean
 from vaecore.errors import InputDataError
 
