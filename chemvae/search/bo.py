@@ -107,9 +107,10 @@ class BOSettings:
         restart: Where a trust region that shrank below ``length_min`` starts again.
             ``"incumbent"``: around the same best point. ``"elsewhere"``: the region it
             collapsed in (at its initial size) becomes taboo, and the centre moves to the
-            best decodable point outside every taboo region (back to the incumbent if none
-            is left), as TuRBO restarts away from an exhausted local optimum; trust-region
-            successes are then counted against the centre's score, not the overall best.
+            best decodable point outside every taboo region and not scoring what a collapsed
+            centre scored (back to the incumbent if none is left), as TuRBO restarts away
+            from an exhausted local optimum; trust-region successes, and qLogEI's
+            improvements, are then counted against the centre's score, not the overall best.
             Why: near an objective's ceiling (QED) one run restarted 12 times around the
             same molecule in 500 calls without finding a better one. On one KL-0.2 SMILES
             model it lifted QED (qLogEI, length 0.1, head mean) above gradient ascent at every
@@ -208,9 +209,11 @@ class BayesOpt:
         ]
         self.warm: dict[str, Tensor] | None = None
         self.fallbacks = 0
-        # restart="elsewhere": regions `[k, 2, d]` a trust region collapsed in, and the ARD
-        # lengthscales of the last fit, which shaped the region being left.
+        # restart="elsewhere": regions `[k, 2, d]` a trust region collapsed in, the scores `[k]`
+        # of the centres it collapsed around, and the ARD lengthscales of the last fit, which
+        # shaped the region being left.
         self.taboo = box.new_zeros(0, 2, d)
+        self.taboo_scores = box.new_zeros(0)
         self.lengthscales: Tensor | None = None
 
     @property
@@ -257,14 +260,19 @@ class BayesOpt:
         """Index of the trust regions' centre; ``None`` without data.
 
         The incumbent, unless ``restart="elsewhere"`` has made its neighbourhood taboo: then
-        the best decodable point outside every taboo region (the incumbent if none is).
+        the best decodable point outside every taboo region that does not score exactly what
+        a collapsed centre scored (the incumbent if none is). Why the scores: the search
+        keeps the latent of every proposal, duplicates included, so the molecule a region
+        collapsed on is also found at latents outside that region; restarting at one of
+        them would restart on the same molecule (two of five QED runs did so at every
+        restart, BENCHMARKS.md).
         """
         best = self.incumbent()
         if best is None or not len(self.taboo):
             return best
         x = self.x.unsqueeze(0)
         inside = ((x >= self.taboo[:, :1]) & (x <= self.taboo[:, 1:])).all(-1).any(0)
-        allowed = self._eligible() & ~inside
+        allowed = self._eligible() & ~inside & ~torch.isin(self.y, self.taboo_scores)
         return self._best(allowed) if bool(allowed.any()) else best
 
     def observe(self, z: Tensor, evaluations: Sequence[Evaluation]) -> None:
@@ -286,6 +294,7 @@ class BayesOpt:
                 if region.restarts > before:  # the region it collapsed in, at its initial size
                     left = region.bounds(self.x[center], self.box, self.lengthscales, length=region.length_init)
                     self.taboo = torch.cat([self.taboo, left.unsqueeze(0)])
+                    self.taboo_scores = torch.cat([self.taboo_scores, self.y[center].reshape(1)])
 
     # ------------------------------------------------------------------ proposals
     def propose(self) -> tuple[Tensor, dict[str, Any]]:
@@ -315,7 +324,13 @@ class BayesOpt:
         idx = subsample(self.y, s.max_train, self.rng)
         x, y = self.x[idx], self.y[idx]
         info["n_train"] = len(y)
-        center = self.x[self.center()]
+        center_idx = self.center()
+        center = self.x[center_idx]
+        # qLogEI's improvement is over the best score, or over the centre's once a restart
+        # has moved it elsewhere: there the overall best is out of reach, every candidate's
+        # EI is vanishingly small, and qLogEI would chase variance instead of the region's
+        # best (TuRBO restarts with the region's own data for the same reason).
+        best_f = y.max() if center_idx == self.incumbent() else self.y[center_idx]
         t0 = time.perf_counter()
         # Exact Cholesky up to the largest training set: gpytorch switches to CG/Lanczos
         # above 800 points by default, which is slower here and not deterministic.
@@ -343,7 +358,7 @@ class BayesOpt:
                             parts.append(thompson_batch(gp, bounds, center, q, n_candidates=s.ts_candidates,
                                                         rng=self.rng))
                         else:
-                            parts.append(logei_batch(gp, bounds, y.max(), q, pending=pending,
+                            parts.append(logei_batch(gp, bounds, best_f, q, pending=pending,
                                                      mc_samples=s.mc_samples, num_restarts=s.num_restarts,
                                                      raw_samples=s.raw_samples, maxiter=s.acq_maxiter,
                                                      rng=self.rng))

@@ -11,6 +11,7 @@ import torch
 from chemvae import objectives
 from chemvae.search import gp as gp_module
 from chemvae.search import optimize
+from chemvae.search.acquisition import logei_batch
 from chemvae.search.bo import BayesOpt, BOSettings
 from vaecore.errors import InputDataError, SearchWarning
 
@@ -192,12 +193,22 @@ def test_search_centres_on_an_initial_latent_that_decodes_to_a_valid_molecule(ti
     assert ((first - z0[centre]).norm(dim=-1) < (first - z0[best]).norm(dim=-1)).all()
 
 
-def test_restart_elsewhere_moves_the_centre_out_of_the_collapsed_region():
+def test_restart_elsewhere_moves_the_centre_out_of_the_collapsed_region(monkeypatch):
+    from chemvae.search import bo as bo_module
     from chemvae.search.oracle import Evaluation
 
+    seen_best_f = []
+
+    def recording_logei(gp, bounds, best_f, q, **kwargs):  # the real batch, with its threshold noted
+        seen_best_f.append(float(best_f))
+        return logei_batch(gp, bounds, best_f, q, **kwargs)
+
+    monkeypatch.setattr(bo_module, "logei_batch", recording_logei)
+
     box = torch.stack([-3 * torch.ones(4), 3 * torch.ones(4)]).double()
-    z = torch.tensor([[2.0, 2, 2, 2], [-2, -2, -2, -2], [0, 0, 0, 0]], dtype=torch.float64)
-    scores = torch.tensor([0.9, 0.5, 0.1], dtype=torch.float64)
+    # z[3] is the best molecule again, found at a latent far from z[0] (a duplicate)
+    z = torch.tensor([[2.0, 2, 2, 2], [-2, -2, -2, -2], [0, 0, 0, 0], [-2, 2, -2, 2]], dtype=torch.float64)
+    scores = torch.tensor([0.9, 0.5, 0.1, 0.9], dtype=torch.float64)
     worse = Evaluation("C", "C", 0.0, "scored", True)
     settings = BOSettings(length_init=0.1, length_min=0.05, failure_tolerance=1, restart="elsewhere")
     proposer = BayesOpt(box, 2, settings)
@@ -207,9 +218,11 @@ def test_restart_elsewhere_moves_the_centre_out_of_the_collapsed_region():
     assert proposer.center() == 0 and not len(proposer.taboo)
     proposer.observe(near.expand(2, 4), [worse, worse])  # 0.025 < 0.05: restart
     assert proposer.tr.restarts == 1 and proposer.tr.length == 0.1 and len(proposer.taboo) == 1
-    assert proposer.incumbent() == 0 and proposer.center() == 1  # the best point outside z[0]'s region
+    # the best point outside z[0]'s region that is not z[0]'s molecule again
+    assert proposer.incumbent() == 0 and proposer.center() == 1 and proposer.taboo_scores.tolist() == [0.9]
     proposals, info = proposer.propose()
     assert info["taboo"] == 1 and (proposals - z[1]).abs().max() < 1.0
+    assert seen_best_f == [0.5]  # qLogEI improves on the centre's score, not on the out-of-reach 0.9
     # Successes now count against the centre's 0.5, not the overall best 0.9.
     proposer.observe(proposals, [Evaluation("CC", "CC", 0.6, "scored", True)] * 2)
     assert proposer.tr.success_counter == 1 and float(proposer.y[proposer.center()]) == 0.6
@@ -222,5 +235,7 @@ def test_restart_elsewhere_moves_the_centre_out_of_the_collapsed_region():
     for _ in range(2):
         same.observe(near.expand(2, 4), [worse, worse])
     assert same.tr.restarts == 1 and same.center() == same.incumbent() == 0 and not len(same.taboo)
+    same.propose()
+    assert seen_best_f[-1] == 0.9
     with pytest.raises(InputDataError, match="'far'"):
         BOSettings(restart="far")
