@@ -107,10 +107,10 @@ class BOSettings:
         restart: Where a trust region that shrank below ``length_min`` starts again.
             ``"incumbent"``: around the same best point. ``"elsewhere"``: the region it
             collapsed in (at its initial size) becomes taboo, and the centre moves to the
-            best decodable point outside every taboo region and not scoring what a collapsed
-            centre scored (back to the incumbent if none is left), as TuRBO restarts away
-            from an exhausted local optimum; trust-region successes, and qLogEI's
-            improvements, are then counted against the centre's score, not the overall best.
+            best decodable point outside every taboo region (back to the incumbent if none
+            is left), as TuRBO restarts away from an exhausted local optimum; trust-region
+            successes, and qLogEI's improvements, are then counted against the centre's
+            score, not the overall best.
             Why: near an objective's ceiling (QED) one run restarted 12 times around the
             same molecule in 500 calls without finding a better one. On one KL-0.2 SMILES
             model it lifted QED (qLogEI, length 0.1, head mean) above gradient ascent at every
@@ -209,11 +209,9 @@ class BayesOpt:
         ]
         self.warm: dict[str, Tensor] | None = None
         self.fallbacks = 0
-        # restart="elsewhere": regions `[k, 2, d]` a trust region collapsed in, the scores `[k]`
-        # of the centres it collapsed around, and the ARD lengthscales of the last fit, which
-        # shaped the region being left.
+        # restart="elsewhere": regions `[k, 2, d]` a trust region collapsed in, and the ARD
+        # lengthscales of the last fit, which shaped the region being left.
         self.taboo = box.new_zeros(0, 2, d)
-        self.taboo_scores = box.new_zeros(0)
         self.lengthscales: Tensor | None = None
 
     @property
@@ -260,19 +258,17 @@ class BayesOpt:
         """Index of the trust regions' centre; ``None`` without data.
 
         The incumbent, unless ``restart="elsewhere"`` has made its neighbourhood taboo: then
-        the best decodable point outside every taboo region that does not score exactly what
-        a collapsed centre scored (the incumbent if none is). Why the scores: the search
-        keeps the latent of every proposal, duplicates included, so the molecule a region
-        collapsed on is also found at latents outside that region; restarting at one of
-        them would restart on the same molecule (two of five QED runs did so at every
-        restart, BENCHMARKS.md).
+        the best decodable point outside every taboo region (the incumbent if none is).
+        That may be the same molecule at another latent (the search keeps the latent of
+        every proposal, duplicates included): in three QED runs every restart landed on
+        one. Ruling such points out as well was tried and did not help (BENCHMARKS.md).
         """
         best = self.incumbent()
         if best is None or not len(self.taboo):
             return best
         x = self.x.unsqueeze(0)
         inside = ((x >= self.taboo[:, :1]) & (x <= self.taboo[:, 1:])).all(-1).any(0)
-        allowed = self._eligible() & ~inside & ~torch.isin(self.y, self.taboo_scores)
+        allowed = self._eligible() & ~inside
         return self._best(allowed) if bool(allowed.any()) else best
 
     def observe(self, z: Tensor, evaluations: Sequence[Evaluation]) -> None:
@@ -294,7 +290,6 @@ class BayesOpt:
                 if region.restarts > before:  # the region it collapsed in, at its initial size
                     left = region.bounds(self.x[center], self.box, self.lengthscales, length=region.length_init)
                     self.taboo = torch.cat([self.taboo, left.unsqueeze(0)])
-                    self.taboo_scores = torch.cat([self.taboo_scores, self.y[center].reshape(1)])
 
     # ------------------------------------------------------------------ proposals
     def propose(self) -> tuple[Tensor, dict[str, Any]]:

@@ -206,9 +206,8 @@ def test_restart_elsewhere_moves_the_centre_out_of_the_collapsed_region(monkeypa
     monkeypatch.setattr(bo_module, "logei_batch", recording_logei)
 
     box = torch.stack([-3 * torch.ones(4), 3 * torch.ones(4)]).double()
-    # z[3] is the best molecule again, found at a latent far from z[0] (a duplicate)
-    z = torch.tensor([[2.0, 2, 2, 2], [-2, -2, -2, -2], [0, 0, 0, 0], [-2, 2, -2, 2]], dtype=torch.float64)
-    scores = torch.tensor([0.9, 0.5, 0.1, 0.9], dtype=torch.float64)
+    z = torch.tensor([[2.0, 2, 2, 2], [-2, -2, -2, -2], [0, 0, 0, 0]], dtype=torch.float64)
+    scores = torch.tensor([0.9, 0.5, 0.1], dtype=torch.float64)
     worse = Evaluation("C", "C", 0.0, "scored", True)
     settings = BOSettings(length_init=0.1, length_min=0.05, failure_tolerance=1, restart="elsewhere")
     proposer = BayesOpt(box, 2, settings)
@@ -218,8 +217,7 @@ def test_restart_elsewhere_moves_the_centre_out_of_the_collapsed_region(monkeypa
     assert proposer.center() == 0 and not len(proposer.taboo)
     proposer.observe(near.expand(2, 4), [worse, worse])  # 0.025 < 0.05: restart
     assert proposer.tr.restarts == 1 and proposer.tr.length == 0.1 and len(proposer.taboo) == 1
-    # the best point outside z[0]'s region that is not z[0]'s molecule again
-    assert proposer.incumbent() == 0 and proposer.center() == 1 and proposer.taboo_scores.tolist() == [0.9]
+    assert proposer.incumbent() == 0 and proposer.center() == 1  # the best point outside z[0]'s region
     proposals, info = proposer.propose()
     assert info["taboo"] == 1 and (proposals - z[1]).abs().max() < 1.0
     assert seen_best_f == [0.5]  # qLogEI improves on the centre's score, not on the out-of-reach 0.9
