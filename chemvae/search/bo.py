@@ -14,8 +14,9 @@ Each iteration:
 3. **Proposals** (:mod:`chemvae.search.acquisition`). ``qLogExpectedImprovement``
    (default) maximized with ``optimize_acqf`` for a joint batch of ``q`` points, or
    Thompson sampling (``MaxPosteriorSampling`` over TuRBO's perturbed Sobol candidates),
-   always inside the trust region of :mod:`chemvae.search.trust_region`. With ``hedge_length``, a second region of another
-   size around the same incumbent proposes the second half of the batch. The incumbent
+   always inside the trust region of :mod:`chemvae.search.trust_region`. With
+   ``hedge_length``, a second region of another size around the same incumbent proposes
+   the second half of the batch. The incumbent
    is the best point whose latent decodes to a valid molecule: an encoded initial
    molecule whose latent the decoder turns into an invalid string is data for the GP
    but never the centre. With ``restart="elsewhere"`` the centre leaves the regions in
