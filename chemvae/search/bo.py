@@ -261,7 +261,7 @@ class BayesOpt:
         The incumbent, unless ``restart="elsewhere"`` has made its neighbourhood taboo: then
         the best decodable point outside every taboo region (the incumbent if none is).
         That may be the same molecule at another latent (the search keeps the latent of
-        every proposal, duplicates included): in three QED runs every restart landed on
+        every proposal, duplicates included): in four QED runs every restart landed on
         one. Ruling such points out as well was tried and did not help (BENCHMARKS.md).
         """
         best = self.incumbent()
