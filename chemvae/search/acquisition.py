@@ -51,9 +51,10 @@ def thompson_batch(gp: SingleTaskGP, bounds: Tensor, center: Tensor, q: int, *,
     """TuRBO's Thompson step: perturb a few coordinates of ``center`` `[d]`, sample, take argmaxes.
 
     Candidates copy the centre and replace about :data:`PERTURBED_COORDINATES` of its
-    coordinates (at least one) with Sobol points in ``bounds``; one joint posterior sample
-    over the `[n_candidates, d]` candidates picks each of the ``q`` points, without replacement.
-    ``rng`` draws the Sobol seed; the coordinate mask uses torch's global generator.
+    coordinates (at least one) with Sobol points in ``bounds``. Each of the ``q`` points is
+    the argmax of its own joint posterior sample over the `[n_candidates, d]` candidates,
+    without replacement. ``rng`` draws the Sobol seed; the coordinate mask uses torch's
+    global generator.
     """
     d = center.shape[-1]
     sobol = SobolEngine(d, scramble=True, seed=draw_seed(np.random.default_rng() if rng is None else rng))
