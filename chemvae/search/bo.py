@@ -16,11 +16,11 @@ Each iteration:
    Thompson sampling (``MaxPosteriorSampling`` over TuRBO's perturbed Sobol candidates),
    always inside the trust region of :mod:`chemvae.search.trust_region`. With
    ``hedge_length``, a second region of another size around the same incumbent proposes
-   the second half of the batch. The incumbent
-   is the best point whose latent decodes to a valid molecule: an encoded initial
-   molecule whose latent the decoder turns into an invalid string is data for the GP
-   but never the centre. With ``restart="elsewhere"`` the centre leaves the regions in
-   which a trust region collapsed (:meth:`BayesOpt.center`).
+   the second half of the batch. The incumbent is the best point whose latent decodes
+   to a valid molecule: an encoded initial molecule whose latent the decoder turns into
+   an invalid string is data for the GP but never the centre. With
+   ``restart="elsewhere"`` the centre leaves the regions in which a trust region
+   collapsed (:meth:`BayesOpt.center`).
 
 With ``head_mean``, the GP's prior mean is the VAE's property head
 (:class:`~chemvae.search.surrogate.SurrogateMean`) instead of a constant.

@@ -6,7 +6,7 @@ import torch
 from chemvae import objectives
 from chemvae.search import BOSettings, optimize
 from chemvae.search.bo import BayesOpt
-from chemvae.search.gp import build_gp, fit_hyperparameters
+from chemvae.search.gp import conditioned_gp, fit_hyperparameters
 from chemvae.search.surrogate import HeadSurrogate, SurrogateMean
 from vaecore.errors import InputDataError
 
@@ -48,9 +48,7 @@ def test_gp_with_the_head_mean_keeps_the_vae_out_of_its_hyperparameters(tiny_mod
     assert {"mean_module.weight", "mean_module.bias"} <= set(params)
     assert not any("property" in k or "decoder" in k or "encoder" in k for k in params)
     # far from the data the posterior mean follows the fitted affine map of the head
-    gp = build_gp(z, y, _box(z.shape[1]), head)
-    gp.load_state_dict(params, strict=False)
-    gp.eval()
+    gp = conditioned_gp(z, y, _box(z.shape[1]), params, head)
     far = torch.full((5, z.shape[1]), 2.9, dtype=torch.float64)
     far[:, 0] = torch.linspace(-2.9, 2.9, 5)
     with torch.no_grad():
