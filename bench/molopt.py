@@ -250,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tr-length", type=float, default=None, help="bo: initial trust-region side (box fraction)")
     p.add_argument("--tr-length-min", type=float, default=None, help="bo: restart below this side")
     p.add_argument("--tr-hedge", type=float, default=None, help="bo: side of a second region (half of each batch)")
+    p.add_argument("--tr-hedge-points", type=int, default=None, help="bo: proposals of the hedge region per batch")
     p.add_argument("--tr-restart", choices=("incumbent", "elsewhere"), default="incumbent",
                    help="bo: where a collapsed trust region restarts")
     p.add_argument("--bo-head-mean", dest="head_mean", action="store_true",
@@ -286,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.n_init} initial molecules (bo, gradient), seeds {args.seeds}; bo: {args.acquisition}, "
             f"trust-region length {args.tr_length or 'default'} (min {args.tr_length_min or 'default'})"
             f"{f', hedge region {args.tr_hedge}' if args.tr_hedge else ''}"
+            f"{f' ({args.tr_hedge_points} of each batch)' if args.tr_hedge and args.tr_hedge_points else ''}"
             f"{', restarts elsewhere' if args.tr_restart == 'elsewhere' else ''}"
             f"{', prior mean: the property head' if args.head_mean else ''}; "
             f"plogp is the normalized penalized logP (JT-VAE constants); mean ± std over seeds.\n\n"

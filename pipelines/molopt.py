@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # imported lazily at run time: BoTorch is slow to import for 
     from chemvae.search.bo import BOSettings
 
 METHODS = ("bo", "gradient", "random")
-BO_ONLY = ("acquisition", "tr_length", "tr_length_min", "tr_hedge", "tr_restart", "head_mean")  # MoloptConfig fields that only method "bo" reads
+BO_ONLY = ("acquisition", "tr_length", "tr_length_min", "tr_hedge", "tr_hedge_points", "tr_restart", "head_mean")  # MoloptConfig fields that only method "bo" reads
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,9 @@ class MoloptConfig:
         tr_length, tr_length_min: Initial and smallest trust-region side for ``bo``, as a
             fraction of the search box (``None``: the defaults of
             :class:`~chemvae.search.bo.BOSettings`).
-        tr_hedge: Initial side of a second trust region that proposes half of every batch
-            (``bo`` only; ``None``: one region).
+        tr_hedge: Initial side of a second trust region that proposes half of every batch,
+            or ``tr_hedge_points`` of it (``bo`` only; ``None``: one region).
+        tr_hedge_points: Proposals of the hedge region per batch (``None``: half, rounded down).
         tr_restart: Where a collapsed trust region restarts, ``incumbent`` or ``elsewhere``
             (``bo`` only; see :class:`~chemvae.search.bo.BOSettings`).
         head_mean: The GP's prior mean is the property head's estimate of the objective
@@ -86,6 +87,7 @@ class MoloptConfig:
     tr_length: float | None = None
     tr_length_min: float | None = None
     tr_hedge: float | None = None
+    tr_hedge_points: int | None = None
     tr_restart: str = "incumbent"
     head_mean: bool = False
     prior_bound: float = 3.0
@@ -120,7 +122,8 @@ class MoloptConfig:
             return None
         from chemvae.search.bo import BOSettings
 
-        overrides = {"length_init": self.tr_length, "length_min": self.tr_length_min, "hedge_length": self.tr_hedge}
+        overrides = {"length_init": self.tr_length, "length_min": self.tr_length_min, "hedge_length": self.tr_hedge,
+                     "hedge_points": self.tr_hedge_points}
         return BOSettings(acquisition=self.acquisition, head_mean=self.head_mean, restart=self.tr_restart,
                           **{k: v for k, v in overrides.items() if v is not None})
 
@@ -226,7 +229,8 @@ def _main(args: argparse.Namespace) -> None:
     config = MoloptConfig(model=args.model, objective=args.objective, method=args.method, budget=args.budget,
                           batch_size=args.batch_size, n_init=args.n_init, init_data=args.init_data,
                           acquisition=args.acquisition, tr_length=args.tr_length,
-                          tr_length_min=args.tr_length_min, tr_hedge=args.tr_hedge, tr_restart=args.tr_restart,
+                          tr_length_min=args.tr_length_min, tr_hedge=args.tr_hedge,
+                          tr_hedge_points=args.tr_hedge_points, tr_restart=args.tr_restart,
                           head_mean=args.bo_head_mean,
                           prior_bound=args.prior_bound, top_k=args.top_k,
                           threads=args.threads, seed=args.seed, device=args.device, progress=not args.no_progress)
@@ -260,6 +264,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--tr-hedge", type=float, default=None,
                    help="bo: start a second trust region of this side that proposes half of each batch "
                         "(default: one region)")
+    p.add_argument("--tr-hedge-points", type=int, default=None,
+                   help="bo: proposals of the --tr-hedge region per batch (default: half the batch)")
     p.add_argument("--tr-restart", choices=("incumbent", "elsewhere"), default=d.tr_restart,
                    help="bo: a collapsed trust region restarts around the same incumbent, or around the best "
                         "point outside the regions it collapsed in")

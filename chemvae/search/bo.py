@@ -86,6 +86,8 @@ class BOSettings:
             length suits both. On the CPU models of BENCHMARKS.md a 0.1 hedge helped
             penalized logP on the tuning seeds, but not on the SELFIES model's protocol
             seeds, and not QED against 0.1 alone: off by default.
+        hedge_points: Proposals of the hedge region per batch (default: half the batch,
+            rounded down); the main region proposes the rest.
         trust_region: ``False`` searches the whole box (plain BO, for ablations).
         radius_quantile: If set, proposals farther from the prior's mode than this
             quantile of the prior's radius (``sqrt`` of a chi-squared with ``d`` degrees of
@@ -135,6 +137,7 @@ class BOSettings:
     success_tolerance: int = 3
     failure_tolerance: int | None = None
     hedge_length: float | None = None
+    hedge_points: int | None = None
     trust_region: bool = True
     radius_quantile: float | None = None
     head_mean: bool = False
@@ -154,6 +157,8 @@ class BOSettings:
         if self.hedge_length is not None and not 0 < self.hedge_length <= self.length_max:
             raise InputDataError(f"hedge_length must satisfy 0 < hedge_length <= length_max ({self.length_max}), "
                                  f"got {self.hedge_length}")
+        if self.hedge_points is not None and self.hedge_length is None:
+            raise InputDataError(f"hedge_points ({self.hedge_points}) needs a hedge region: set hedge_length too")
 
 
 class BayesOpt:
@@ -199,9 +204,13 @@ class BayesOpt:
         if settings.hedge_length is not None:
             if batch_size < 2:
                 raise InputDataError(f"hedge_length needs batch_size >= 2, got {batch_size}")
+            hedge_q = batch_size // 2 if settings.hedge_points is None else settings.hedge_points
+            if not 1 <= hedge_q < batch_size:
+                raise InputDataError(f"hedge_points must satisfy 1 <= hedge_points < batch_size ({batch_size}), "
+                                     f"got {hedge_q}")
             hedge_min = settings.length_min * settings.hedge_length / settings.length_init
-            regions = [(settings.length_init, settings.length_min, batch_size - batch_size // 2),
-                       (settings.hedge_length, hedge_min, batch_size // 2)]
+            regions = [(settings.length_init, settings.length_min, batch_size - hedge_q),
+                       (settings.hedge_length, hedge_min, hedge_q)]
         self.regions = [
             TrustRegion(d, q, length=length, length_init=length, length_min=length_min,
                         length_max=settings.length_max, success_tolerance=settings.success_tolerance,

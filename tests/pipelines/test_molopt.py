@@ -72,6 +72,10 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     code = cli.main(["molopt", "--model", str(MODEL), "--tr-hedge", "0", "--out", str(tmp_path / "v")])
     assert code == 2
     assert "hedge_length must satisfy 0 < hedge_length" in capsys.readouterr().err
+    code = cli.main(["molopt", "--model", str(MODEL), "--tr-hedge", "0.1", "--tr-hedge-points", "10",
+                     "--out", str(tmp_path / "t"), "--no-progress", "--n-init", "5"])
+    assert code == 2
+    assert "hedge_points < batch_size (10), got 10" in capsys.readouterr().err
 
 
 def test_trust_region_help_states_the_bo_defaults(capsys):

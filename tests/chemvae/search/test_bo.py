@@ -145,6 +145,19 @@ def test_bad_hedge_settings_are_named():
     box = torch.stack([-torch.ones(4), torch.ones(4)]).double()
     with pytest.raises(InputDataError, match="batch_size >= 2, got 1"):
         BayesOpt(box, 1, BOSettings(hedge_length=0.1))
+    with pytest.raises(InputDataError, match=r"hedge_points \(2\) needs a hedge region"):
+        BOSettings(hedge_points=2)
+    for points in (0, 10):
+        with pytest.raises(InputDataError, match=rf"hedge_points < batch_size \(10\), got {points}"):
+            BayesOpt(box, 10, BOSettings(hedge_length=0.1, hedge_points=points))
+
+
+def test_hedge_points_split_the_batch():
+    box = torch.stack([-torch.ones(4), torch.ones(4)]).double()
+    main, hedge = BayesOpt(box, 10, BOSettings(hedge_length=0.1, hedge_points=2)).regions
+    assert (main.batch_size, hedge.batch_size) == (8, 2)
+    main, hedge = BayesOpt(box, 5, BOSettings(hedge_length=0.1)).regions
+    assert (main.batch_size, hedge.batch_size) == (3, 2)  # default: half, rounded down
 
 
 def test_trust_region_centres_on_the_best_latent_that_decodes_to_a_valid_molecule():
