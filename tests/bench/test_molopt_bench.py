@@ -42,3 +42,16 @@ def test_a_run_that_stopped_early_keeps_its_final_best_at_later_checkpoints(tmp_
     assert np.array_equal(bench.best_so_far(tmp_path, 2), [1.0, 1.0])
     pd.DataFrame({"iteration": [0], "new": [False], "score": [9.0]}).to_csv(tmp_path / "history.csv", index=False)
     assert np.isnan(bench.best_so_far(tmp_path, 3)).all()  # no call at all: nothing to carry
+
+
+def test_bo_is_compared_with_each_method_seed_by_seed():
+    # BO leads gradient ascent by 1, 2, 3 on seeds 0-2; seed 3 ran only BO and is left out.
+    runs = pd.DataFrame({"objective": "qed", "method": ["bo"] * 4 + ["gradient"] * 3,
+                         "seed": [0, 1, 2, 3, 0, 1, 2], "best@50": [1.0, 2.0, 3.0, 9.0, 0.0, 0.0, 0.0]})
+    pairs = _bench().paired_differences(runs, (50,))
+    assert len(pairs) == 1  # no random runs: no row for them
+    row = pairs.iloc[0]
+    assert (row["other"], row["seeds"], row["mean_diff"], row["bo_ahead"]) == ("gradient", 3, 2.0, 3)
+    half = 4.302653 / math.sqrt(3)  # t(0.975, 2 degrees of freedom) * std 1 / sqrt(3)
+    assert math.isclose(row["ci_low"], 2.0 - half, rel_tol=1e-5) and math.isclose(row["ci_high"], 2.0 + half, rel_tol=1e-5)
+    assert "ahead on 3/3" in _bench().describe_differences(pairs)[0]
