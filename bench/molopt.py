@@ -162,10 +162,16 @@ def load_runs(dirs: list[Path], checkpoints: tuple[int, ...]) -> pd.DataFrame:
 
 
 def _mean_std(values: pd.Series) -> str:
+    """``mean ± std``, with decimals enough for two significant digits of the std (3 to 6).
+
+    QED's seeds differ in the fourth decimal, which three decimals would round away.
+    """
     values = values.dropna()
     if values.empty:
         return "n/a"
-    return f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.3f}"
+    std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    decimals = 3 if not std > 0 else min(max(3, 1 - math.floor(math.log10(std))), 6)
+    return f"{values.mean():.{decimals}f} ± {std:.{decimals}f}"
 
 
 def results_table(runs: pd.DataFrame, checkpoints: tuple[int, ...]) -> pd.DataFrame:

@@ -55,3 +55,10 @@ def test_bo_is_compared_with_each_method_seed_by_seed():
     half = 4.302653 / math.sqrt(3)  # t(0.975, 2 degrees of freedom) * std 1 / sqrt(3)
     assert math.isclose(row["ci_low"], 2.0 - half, rel_tol=1e-5) and math.isclose(row["ci_high"], 2.0 + half, rel_tol=1e-5)
     assert "ahead on 3/3" in _bench().describe_differences(pairs)[0]
+
+
+def test_the_table_keeps_the_decimals_that_tell_seeds_apart():
+    mean_std = _bench()._mean_std
+    assert mean_std(pd.Series([0.94791, 0.94767, 0.94820])) == "0.94793 ± 0.00027"
+    assert mean_std(pd.Series([4.0, 5.5, 6.1])) == "5.200 ± 1.082"
+    assert mean_std(pd.Series([0.9, 0.9])) == "0.900 ± 0.000" and mean_std(pd.Series([math.nan])) == "n/a"
