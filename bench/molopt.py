@@ -7,8 +7,9 @@ Comparison (the issue's protocol)::
         [--budget 500] [--batch-size 10] [--n-init 500] [--threads 2] [--jobs 1]
 
 runs ``vaelab molopt`` (:func:`pipelines.molopt.run`) for every objective x method x
-seed into ``OUT/runs/<objective>_<method>_s<seed>/`` (finished runs are reused, so an
-interrupted benchmark continues where it stopped), then writes ``OUT/results.csv``,
+seed into ``OUT/runs/<objective>_<method>_s<seed>/`` (finished runs are reused and an
+interrupted one replays its objective journal, so an interrupted benchmark continues where
+it stopped), then writes ``OUT/results.csv``,
 ``OUT/results.md`` (mean +/- std per method and objective), one best-so-far figure per
 objective, and prints the markdown table with the target checks: QED top-1 >= 0.94,
 normalized penalized logP top-1 >= 5.30, and BO above random and gradient ascent in mean

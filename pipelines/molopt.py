@@ -13,7 +13,10 @@ score so far, and writes to OUT:
 * ``best_so_far.png`` -- best score against objective calls;
 * ``top_molecules.png`` -- RDKit grid of the top 10 with their scores;
 * ``summary.json`` -- best score and molecule, objective calls, valid fraction,
-  failures by reason, wall time; plus ``config.json`` and ``run.json``.
+  failures by reason, wall time; plus ``config.json`` and ``run.json``;
+* ``journal.csv`` -- every objective outcome, written as it comes. Run the same command
+  again after an interruption: the search retraces its steps reading scores from the
+  journal instead of calling the objective (``replayed`` in the summary), and goes on.
 
 Objectives are maximized: ``sa`` is the negated SA score (``neg_sa``), and ``plogp`` is
 the normalized penalized logP (JT-VAE constants); ``plogp_unnormalized`` is the other.
@@ -203,7 +206,8 @@ def run(config: MoloptConfig, workdir: str | os.PathLike) -> dict[str, Any]:
     rundir = RunDir(workdir, config, seed=config.seed, device=device)
     result = optimize(model, objective, method=config.method, budget=config.budget,
                       batch_size=config.batch_size, n_init=config.n_init, seed=config.seed, init_smiles=pool,
-                      settings=config.bo_settings(), prior_bound=config.prior_bound, progress=config.progress)
+                      settings=config.bo_settings(), prior_bound=config.prior_bound, progress=config.progress,
+                      journal=rundir / "journal.csv")
 
     atomic_write_bytes(rundir / "history.csv", result.history.to_csv(index=False).encode())
     best = result.best(config.top_k)
@@ -238,7 +242,9 @@ def _main(args: argparse.Namespace) -> None:
     keys = ("method", "objective", "best_score", "oracle_calls", "valid_fraction", "wall_seconds")
     print(pd.DataFrame([{k: summary[k] for k in keys}]).to_string(index=False))
     print(f"best: {summary['best_smiles']}  failures: {summary['failures']}")
-    print(f"wrote {args.out}/history.csv, best.csv, summary.json, best_so_far.png, top_molecules.png")
+    if summary["replayed"]:
+        print(f"resumed: {summary['replayed']} objective outcomes read from {args.out}/journal.csv")
+    print(f"wrote {args.out}/history.csv, best.csv, summary.json, journal.csv, best_so_far.png, top_molecules.png")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -6,11 +6,14 @@
 >>> result = search.optimize(model, objectives.qed, method="bo", budget=500, seed=0)
 >>> result.best(10)            # the 10 best distinct valid molecules found
 >>> result.history             # one row per proposed molecule
+>>> search.optimize(model, objectives.qed, journal="qed.journal.csv")  # resumable: see journal
 
 Modules: :mod:`~chemvae.search.loop` (:func:`optimize`, shared by all methods),
-:mod:`~chemvae.search.oracle` (dedup, failures, budget), :mod:`~chemvae.search.bo` with
-its :mod:`~chemvae.search.gp`, :mod:`~chemvae.search.acquisition` and
-:mod:`~chemvae.search.trust_region`, :mod:`~chemvae.search.gradient`,
+:mod:`~chemvae.search.oracle` (dedup, failures, budget) with its
+:mod:`~chemvae.search.journal` (objective outcomes on disk, replayed on resume),
+:mod:`~chemvae.search.bo` with its :mod:`~chemvae.search.gp`,
+:mod:`~chemvae.search.acquisition` and :mod:`~chemvae.search.trust_region`,
+:mod:`~chemvae.search.gradient`,
 :mod:`~chemvae.search.surrogate` (the property head's estimate of an objective, climbed by
 gradient ascent and optionally BO's prior mean), :mod:`~chemvae.search.random`,
 :mod:`~chemvae.search.result`.
@@ -18,6 +21,7 @@ gradient ascent and optionally BO's prior mean), :mod:`~chemvae.search.random`,
 
 from chemvae.search.bo import BayesOpt, BOSettings
 from chemvae.search.gradient import GradientAscent, GradientSettings
+from chemvae.search.journal import ScoreJournal
 from chemvae.search.loop import METHODS, optimize
 from chemvae.search.oracle import Evaluation, Oracle
 from chemvae.search.random import RandomSearch
@@ -33,6 +37,7 @@ __all__ = [
     "GradientSettings",
     "Oracle",
     "RandomSearch",
+    "ScoreJournal",
     "SearchResult",
     "TrustRegion",
     "optimize",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -34,6 +35,7 @@ from chemvae.objectives import get_objective, objective_name
 from chemvae.rdkit_utils import canonical_smiles
 from chemvae.search.bo import BayesOpt, BOSettings
 from chemvae.search.gradient import GradientAscent, GradientSettings
+from chemvae.search.journal import ScoreJournal
 from chemvae.search.oracle import FAILURE_STATUSES, Oracle
 from chemvae.search.random import RandomSearch
 from chemvae.search.result import SearchRecorder, SearchResult, count_failures, history_frame
@@ -107,6 +109,7 @@ def optimize(
     decode_method: str = "greedy",
     max_stalled_rounds: int = 50,
     progress: bool = False,
+    journal: str | os.PathLike | None = None,
 ) -> SearchResult:
     """Maximize ``objective`` over molecules decoded from ``model``'s latent space.
 
@@ -132,13 +135,18 @@ def optimize(
         max_stalled_rounds: Stop (with a warning) after this many iterations in a row
             that produced no new molecule.
         progress: Show a tqdm bar with the best score so far.
+        journal: A file recording every objective outcome as it comes (see
+            :mod:`chemvae.search.journal`). Given the file of an interrupted search, the
+            outcomes recorded there are read instead of calling the objective again: with
+            the same seed and settings on the CPU the search retraces its steps without
+            objective calls and goes on with the same history it would have had.
 
     Returns:
         A :class:`~chemvae.search.result.SearchResult`.
 
     Raises:
-        InputDataError: Unknown method, bad sizes, or ``gradient`` with an objective the
-            property head cannot predict.
+        InputDataError: Unknown method, bad sizes, ``gradient`` with an objective the
+            property head cannot predict, or a journal of another objective.
     """
     if method not in METHODS:
         raise InputDataError(f"unknown search method {method!r}; choose from {METHODS}")
@@ -157,6 +165,7 @@ def optimize(
     expected = {"bo": BOSettings, "gradient": GradientSettings}.get(method)
     if settings is not None and (expected is None or not isinstance(settings, expected)):
         raise InputDataError(f"settings {type(settings).__name__} do not apply to method {method!r}")
+    record = None if journal is None else ScoreJournal(journal, objective_name(objective))
 
     device = _model_device(model)
     cuda = [device] if device.type == "cuda" else []
@@ -165,14 +174,15 @@ def optimize(
         return _run(model, objective, method=method, budget=budget, batch_size=batch_size, n_init=n_init,
                     seed=seed, init_smiles=init_smiles, settings=settings, prior_bound=prior_bound,
                     decode_method=decode_method, max_stalled_rounds=max_stalled_rounds, progress=progress,
-                    device=device)
+                    device=device, journal=record)
 
 
 def _run(model: nn.Module, objective: Any, *, method: str, budget: int, batch_size: int, n_init: int, seed: int,
          init_smiles: Sequence[str] | None, settings: Any, prior_bound: float, decode_method: str,
-         max_stalled_rounds: int, progress: bool, device: torch.device) -> SearchResult:
+         max_stalled_rounds: int, progress: bool, device: torch.device,
+         journal: ScoreJournal | None) -> SearchResult:
     generator = np.random.default_rng(seed)
-    oracle = Oracle(objective, budget)
+    oracle = Oracle(objective, budget, journal)
     recorder = SearchRecorder(method)
     prior = model.prior()
     loc = prior.mean.to(device, torch.float64)
@@ -239,4 +249,5 @@ def _run(model: nn.Module, objective: Any, *, method: str, budget: int, batch_si
     return SearchResult(history=history, method=method, objective=objective_name(objective), budget=budget,
                         failures=count_failures(history, FAILURE_STATUSES),
                         wall_seconds=recorder.elapsed(), latents=latents,
-                        iterations=pd.DataFrame(recorder.iterations), settings=used)
+                        iterations=pd.DataFrame(recorder.iterations), settings=used,
+                        replayed=0 if journal is None else journal.replayed)

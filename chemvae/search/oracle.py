@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chemvae.rdkit_utils import canonical_smiles
+from chemvae.search.journal import ScoreJournal
 from vaecore.errors import InputDataError
 
 Objective = Callable[[Sequence[str]], Sequence[Any]]
@@ -85,6 +86,9 @@ class Oracle:
     Args:
         objective: Callable from a list of SMILES to a list of floats (same length).
         budget: Objective calls on new molecules allowed; ``None`` for no limit.
+        journal: Where outcomes are recorded and, for molecules recorded earlier, read
+            from instead of calling the objective (they still count in the budget: the
+            call was made, by the run that recorded it).
 
     Attributes:
         calls: Molecules the objective has been called on within the budget.
@@ -92,13 +96,14 @@ class Oracle:
         cache: Canonical SMILES -> score (NaN for a molecule whose scoring failed).
     """
 
-    def __init__(self, objective: Objective, budget: int | None = None) -> None:
+    def __init__(self, objective: Objective, budget: int | None = None, journal: ScoreJournal | None = None) -> None:
         if not callable(objective):
             raise InputDataError(f"objective must be callable (list of SMILES -> list of floats), got {objective!r}")
         if budget is not None and budget < 0:
             raise InputDataError(f"budget must be >= 0, got {budget}")
         self.objective = objective
         self.budget = budget
+        self.journal = journal
         self.calls = 0
         self.failures: Counter[str] = Counter()
         self.cache: dict[str, float] = {}
@@ -141,7 +146,7 @@ class Oracle:
                 fresh.append(i)
                 fresh_set.add(c)
 
-        results = self._score([canon[i] for i in fresh])
+        results = self._score_or_replay([canon[i] for i in fresh])
         for i, (score, st) in zip(fresh, results):
             self.cache[canon[i]] = score
             status[i] = st
@@ -156,6 +161,16 @@ class Oracle:
             score = self.cache.get(canon[i], math.nan) if st in ("scored", "duplicate") else math.nan
             out.append(Evaluation(s, canon[i], score, st, i in is_new))
         return out
+
+    def _score_or_replay(self, smiles: list[str]) -> list[tuple[float, str]]:
+        """``(score, status)`` per molecule: from the journal if recorded, else scored and recorded."""
+        if self.journal is None:
+            return self._score(smiles)
+        known = [self.journal.lookup(s) for s in smiles]
+        todo = [s for s, k in zip(smiles, known) if k is None]
+        scored = dict(zip(todo, self._score(todo)))
+        self.journal.record([(s, *scored[s]) for s in todo])
+        return [k if k is not None else scored[s] for s, k in zip(smiles, known)]
 
     def _score(self, smiles: list[str]) -> list[tuple[float, str]]:
         """``(score, status)`` per molecule; a failing batch is retried one at a time."""

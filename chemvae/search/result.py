@@ -92,6 +92,8 @@ class SearchResult:
         iterations: One row per search iteration with timings and method diagnostics
             (e.g. trust-region length, GP fallbacks).
         settings: The method's resolved settings.
+        replayed: Objective outcomes read from a journal instead of computed (a resumed
+            search; they count as calls all the same).
     """
 
     history: pd.DataFrame
@@ -103,6 +105,7 @@ class SearchResult:
     latents: Tensor
     iterations: pd.DataFrame = field(default_factory=pd.DataFrame)
     settings: dict[str, Any] = field(default_factory=dict)
+    replayed: int = 0
 
     @property
     def oracle_calls(self) -> int:
@@ -183,6 +186,7 @@ class SearchResult:
             "failures": dict(sorted(self.failures.items())),
             "iterations": int(searched["iteration"].max()) if n else 0,
             "wall_seconds": self.wall_seconds,
+            "replayed": self.replayed,
             "best_at": {str(k): v for k, v in self.best_at().items()},
         })
 

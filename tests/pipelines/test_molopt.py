@@ -20,7 +20,7 @@ def test_cli_runs_bo_end_to_end(tmp_path):
                      "--threads", "1", "--no-progress", "--tr-length", "0.2", "--tr-length-min", "0.01",
                      "--bo-head-mean", "--tr-restart", "elsewhere"])
     assert code == 0
-    for name in ("history.csv", "best.csv", "iterations.csv", "summary.json", "best_so_far.png",
+    for name in ("history.csv", "best.csv", "iterations.csv", "summary.json", "journal.csv", "best_so_far.png",
                  "top_molecules.png", "config.json", "run.json"):
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
@@ -36,6 +36,26 @@ def test_cli_runs_bo_end_to_end(tmp_path):
     best = pd.read_csv(out / "best.csv")
     assert best["score"].iloc[0] == pytest.approx(summary["best_score"])
     assert best["smiles"].is_unique
+
+
+def test_the_same_command_again_reads_every_score_from_the_journal(tmp_path, capsys):
+    out = tmp_path / "again"
+    command = ["molopt", "--model", str(MODEL), "--objective", "qed", "--method", "random", "--budget", "6",
+               "--batch-size", "3", "--device", "cpu", "--out", str(out), "--threads", "1", "--no-progress"]
+    assert cli.main(command) == 0
+    first = pd.read_csv(out / "history.csv")
+    recorded = len((out / "journal.csv").read_text().splitlines()) - 1
+    assert json.loads((out / "summary.json").read_text())["replayed"] == 0 and recorded >= 6
+    capsys.readouterr()
+    assert cli.main(command) == 0  # as after an interruption: the journal answers every call
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["replayed"] == recorded and summary["oracle_calls"] == 6
+    assert f"resumed: {recorded} objective outcomes read from" in capsys.readouterr().out
+    columns = ["iteration", "smiles", "score", "status", "new"]
+    pd.testing.assert_frame_equal(pd.read_csv(out / "history.csv")[columns], first[columns])
+    code = cli.main(["molopt", "--model", str(MODEL), "--objective", "sa", "--out", str(out), "--no-progress"])
+    assert code == 2
+    assert "records objective 'qed', not 'neg_sa'" in capsys.readouterr().err
 
 
 def test_cli_random_with_sa_objective(tmp_path):

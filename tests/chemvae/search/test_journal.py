@@ -1,0 +1,80 @@
+"""chemvae.search.journal: recorded outcomes survive a crash and replace objective calls on resume."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from chemvae import objectives
+from chemvae.search import optimize
+from chemvae.search.journal import ScoreJournal
+from vaecore.errors import InputDataError
+
+
+def test_outcomes_round_trip_and_a_torn_last_line_is_dropped(tmp_path):
+    path = tmp_path / "journal.csv"
+    journal = ScoreJournal(path, "qed")
+    journal.record([("CCO", 0.40680796565539457, "scored"), ("C1CC1", math.nan, "exception")])
+    with path.open("a") as f:
+        f.write("c1ccccc1,0.44")  # a crash in the middle of the next batch
+    again = ScoreJournal(path, "qed")
+    assert again.recorded["CCO"] == (0.40680796565539457, "scored")  # every digit back
+    assert math.isnan(again.recorded["C1CC1"][0]) and again.recorded["C1CC1"][1] == "exception"
+    assert "c1ccccc1" not in again.recorded and again.dropped == 1
+    assert again.lookup("CCO") == (0.40680796565539457, "scored") and again.lookup("CCN") is None
+    assert again.replayed == 1
+
+
+def test_a_line_whose_score_contradicts_its_status_is_dropped(tmp_path):
+    path = tmp_path / "journal.csv"
+    ScoreJournal(path, "qed")
+    with path.open("a") as f:
+        f.write("CCO,nan,scored,end\nCCN,0.5,nan,end\nCCC,abc,scored,end\nCCCC,0.3,scored,end\n")
+    journal = ScoreJournal(path, "qed")
+    assert list(journal.recorded) == ["CCCC"] and journal.dropped == 3
+
+
+def test_a_journal_of_another_objective_or_another_file_is_refused(tmp_path):
+    ScoreJournal(tmp_path / "journal.csv", "qed")
+    with pytest.raises(InputDataError, match="records objective 'qed', not 'penalized_logp'"):
+        ScoreJournal(tmp_path / "journal.csv", "penalized_logp")
+    (tmp_path / "other.csv").write_text("smiles,score\nCCO,1\n")
+    with pytest.raises(InputDataError, match="is not a vaelab score journal"):
+        ScoreJournal(tmp_path / "other.csv", "qed")
+
+
+class CountingQED:
+    """QED that remembers which molecules it was called on (and that the property head predicts)."""
+
+    name = "qed"
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.surrogate, self.surrogate_properties = objectives.qed.surrogate, objectives.qed.surrogate_properties
+
+    def __call__(self, smiles):
+        self.seen += list(smiles)
+        return objectives.qed(smiles)
+
+
+@pytest.mark.parametrize("method", ["bo", "gradient"])
+def test_an_interrupted_search_resumes_with_the_same_history_and_no_repeated_call(
+        tmp_path, tiny_model, low_qed_smiles, fast_bo, method):
+    kwargs = dict(method=method, budget=10, batch_size=5, n_init=24, init_smiles=low_qed_smiles, seed=3,
+                  settings=fast_bo if method == "bo" else None)
+    first = CountingQED()
+    whole = optimize(tiny_model, first, journal=tmp_path / "whole.csv", **kwargs)
+    lines = (tmp_path / "whole.csv").read_text().splitlines(keepends=True)
+    assert len(lines) == 1 + len(first.seen)  # header, then every call: the 24 initial molecules and the 10
+    assert whole.replayed == 0
+    # The run "died" after scoring the initial molecules and 3 of its calls.
+    kept = 1 + 24 + 3
+    (tmp_path / "cut.csv").write_text("".join(lines[:kept]))
+    second = CountingQED()
+    resumed = optimize(tiny_model, second, journal=tmp_path / "cut.csv", **kwargs)
+    assert second.seen == first.seen[kept - 1:]  # only what the journal lacked
+    assert resumed.replayed == kept - 1 and resumed.oracle_calls == whole.oracle_calls == 10
+    columns = ["iteration", "smiles", "score", "status", "new"]
+    pd.testing.assert_frame_equal(resumed.history[columns], whole.history[columns])
