@@ -62,7 +62,8 @@ class ScoreJournal:
             self._append(f"{HEADER}{objective}\n")
 
     def _read(self) -> None:
-        lines = self.path.read_text().splitlines(keepends=True)
+        text = self.path.read_text()
+        lines = text.splitlines(keepends=True)
         head = lines[0].rstrip("\n")
         if not head.startswith(HEADER):
             raise InputDataError(f"{self.path} is not a vaelab score journal (first line {head[:80]!r})")
@@ -79,6 +80,8 @@ class ScoreJournal:
                 self.dropped += 1
                 continue
             self.recorded[fields[0]] = (score, fields[2])
+        if not text.endswith("\n"):  # end the torn line, or the next record would extend it
+            self._append("\n")
 
     def lookup(self, canonical: str) -> tuple[float, str] | None:
         """The recorded ``(score, status)`` of a molecule, or ``None``; counts a hit as replayed."""

@@ -25,6 +25,18 @@ def test_outcomes_round_trip_and_a_torn_last_line_is_dropped(tmp_path):
     assert "c1ccccc1" not in again.recorded and again.dropped == 1
     assert again.lookup("CCO") == (0.40680796565539457, "scored") and again.lookup("CCN") is None
     assert again.replayed == 1
+    again.record([("CCN", 0.5, "scored")])  # appended after the torn line, not onto it
+    third = ScoreJournal(path, "qed")
+    assert third.recorded["CCN"] == (0.5, "scored") and len(third) == 3 and third.dropped == 1
+
+
+def test_a_record_after_a_short_torn_line_is_not_glued_to_it(tmp_path):
+    path = tmp_path / "journal.csv"
+    ScoreJournal(path, "qed").record([("CCO", 0.4, "scored")])
+    with path.open("a") as f:
+        f.write("CC")  # torn: "CC" + "N,0.5,scored,end" would read as the molecule CCN
+    ScoreJournal(path, "qed").record([("N", 0.5, "scored")])
+    assert set(ScoreJournal(path, "qed").recorded) == {"CCO", "N"}
 
 
 def test_a_line_whose_score_contradicts_its_status_is_dropped(tmp_path):
