@@ -87,7 +87,9 @@ class BOSettings:
             penalized logP on the tuning seeds, but not on the SELFIES model's protocol
             seeds, and not QED against 0.1 alone: off by default.
         hedge_points: Proposals of the hedge region per batch (default: half the batch,
-            rounded down); the main region proposes the rest.
+            rounded down); the main region proposes the rest. One of ten (Thompson, 0.8,
+            head mean, restarts elsewhere) kept penalized logP above gradient ascent at
+            every checkpoint but not QED at 50 and 100 calls (BENCHMARKS.md).
         trust_region: ``False`` searches the whole box (plain BO, for ablations).
         radius_quantile: If set, proposals farther from the prior's mode than this
             quantile of the prior's radius (``sqrt`` of a chi-squared with ``d`` degrees of
