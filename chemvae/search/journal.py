@@ -55,6 +55,8 @@ class ScoreJournal:
         self.recorded: dict[str, tuple[float, str]] = {}
         self.replayed = 0
         self.dropped = 0
+        if self.path.exists() and not self.path.is_file():
+            raise InputDataError(f"journal {self.path} exists and is not a file")
         if self.path.is_file() and self.path.stat().st_size > 0:
             self._read()
         else:

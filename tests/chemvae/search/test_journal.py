@@ -55,6 +55,8 @@ def test_a_journal_of_another_objective_or_another_file_is_refused(tmp_path):
     (tmp_path / "other.csv").write_text("smiles,score\nCCO,1\n")
     with pytest.raises(InputDataError, match="is not a vaelab score journal"):
         ScoreJournal(tmp_path / "other.csv", "qed")
+    with pytest.raises(InputDataError, match="exists and is not a file"):
+        ScoreJournal(tmp_path, "qed")
 
 
 class CountingQED:
