@@ -24,7 +24,7 @@ import csv
 import io
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from vaecore.errors import InputDataError
@@ -40,6 +40,8 @@ class ScoreJournal:
         path: The journal file; created (with its header) if missing.
         objective: Name of the objective the outcomes belong to. An existing journal of
             another objective is refused: its scores would be replayed as this one's.
+        statuses: The statuses a recorded line may carry (``None``: any); lines with
+            another are dropped on reading.
 
     Attributes:
         recorded: Canonical SMILES -> ``(score, status)``.
@@ -47,11 +49,12 @@ class ScoreJournal:
         dropped: Lines of the file that were cut short or unreadable, skipped on reading.
     """
 
-    def __init__(self, path: str | os.PathLike, objective: str) -> None:
+    def __init__(self, path: str | os.PathLike, objective: str, statuses: Collection[str] | None = None) -> None:
         if "\n" in objective:
             raise InputDataError(f"objective name {objective!r} cannot go in a journal header (newline)")
         self.path = Path(path)
         self.objective = objective
+        self.statuses = statuses
         self.recorded: dict[str, tuple[float, str]] = {}
         self.replayed = 0
         self.dropped = 0
@@ -78,7 +81,8 @@ class ScoreJournal:
                 self.dropped += 1
                 continue
             score = _parse_float(fields[1])
-            if score is None or math.isfinite(score) != (fields[2] == "scored"):  # a score only when scored
+            known = self.statuses is None or fields[2] in self.statuses
+            if score is None or not known or math.isfinite(score) != (fields[2] == "scored"):  # a score only when scored
                 self.dropped += 1
                 continue
             self.recorded[fields[0]] = (score, fields[2])

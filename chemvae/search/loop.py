@@ -165,7 +165,8 @@ def optimize(
     expected = {"bo": BOSettings, "gradient": GradientSettings}.get(method)
     if settings is not None and (expected is None or not isinstance(settings, expected)):
         raise InputDataError(f"settings {type(settings).__name__} do not apply to method {method!r}")
-    record = None if journal is None else ScoreJournal(journal, objective_name(objective))
+    record = (None if journal is None
+              else ScoreJournal(journal, objective_name(objective), statuses=("scored",) + FAILURE_STATUSES))
 
     device = _model_device(model)
     cuda = [device] if device.type == "cuda" else []

@@ -43,9 +43,11 @@ def test_a_line_whose_score_contradicts_its_status_is_dropped(tmp_path):
     path = tmp_path / "journal.csv"
     ScoreJournal(path, "qed")
     with path.open("a") as f:
-        f.write("CCO,nan,scored,end\nCCN,0.5,nan,end\nCCC,abc,scored,end\nCCCC,0.3,scored,end\n")
+        f.write("CCO,nan,scored,end\nCCN,0.5,nan,end\nCCC,abc,scored,end\nCCCC,0.3,scored,end\nN,nan,odd,end\n")
     journal = ScoreJournal(path, "qed")
-    assert list(journal.recorded) == ["CCCC"] and journal.dropped == 3
+    assert list(journal.recorded) == ["CCCC", "N"] and journal.dropped == 3
+    journal = ScoreJournal(path, "qed", statuses=("scored", "nan"))
+    assert list(journal.recorded) == ["CCCC"] and journal.dropped == 4  # "odd" is no status of these
 
 
 def test_a_journal_of_another_objective_or_another_file_is_refused(tmp_path):
