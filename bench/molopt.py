@@ -20,7 +20,7 @@ means stands out from the spread between seeds.
 Timing of one BO iteration (GP fit plus acquisition optimization, 1,000 training points,
 d = 56, batch 10; target <= 10 s on 2 CPU cores)::
 
-    python bench/molopt.py --timing [--threads 2] [--repeats 3] [--acquisition logei]
+    python bench/molopt.py --timing [--threads 2] [--repeats 3] [--acquisition logei] [--device cuda]
 
 uses synthetic latents and scores (the GP's cost does not depend on where they come
 from) and prints one markdown row per iteration plus the median.
@@ -58,27 +58,37 @@ def markdown(table: pd.DataFrame) -> str:
 
 
 # ---------------------------------------------------------------------- timing
-def timing(threads: int, repeats: int, acquisition: str, n: int = 1000, d: int = 56, q: int = 10) -> pd.DataFrame:
-    """Time ``repeats`` BO iterations on ``n`` synthetic points in ``d`` dimensions."""
+def timing(threads: int, repeats: int, acquisition: str, n: int = 1000, d: int = 56, q: int = 10,
+           device: str = "cpu") -> pd.DataFrame:
+    """Time ``repeats`` BO iterations on ``n`` synthetic points in ``d`` dimensions on ``device``.
+
+    The data are drawn on the CPU (the same numbers on every device), then moved; the BO
+    code follows their device. On a GPU the clock stops after a synchronize.
+    """
     from chemvae.search.bo import BayesOpt, BOSettings
     from chemvae.search.trust_region import search_bounds
+    from vaecore.runtime import resolve_device
 
     torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(n, d, generator=g, dtype=torch.float64)
-    w = torch.randn(d, generator=g, dtype=torch.float64) * (torch.rand(d, generator=g) < 0.2)
+    x = torch.randn(n, d, generator=g, dtype=torch.float64).to(dev)
+    w = (torch.randn(d, generator=g, dtype=torch.float64) * (torch.rand(d, generator=g) < 0.2)).to(dev)
 
     def f(z: torch.Tensor) -> torch.Tensor:  # smooth, a few relevant directions, like a property
         return torch.sin(z @ w / 2) - 0.05 * (z[:, :8] ** 2).sum(-1)
 
-    box = search_bounds(torch.zeros(d, dtype=torch.float64), torch.ones(d, dtype=torch.float64), 3.0, x)
+    box = search_bounds(x.new_zeros(d), x.new_ones(d), 3.0, x)
     bo = BayesOpt(box, q, BOSettings(acquisition=acquisition, max_train=n), seed=0)
     bo.initialize(x, f(x))
     rows = []
     for i in range(repeats):
+        sync()
         start = time.perf_counter()
         z, info = bo.propose()
-        rows.append({"iteration": i + 1, "n_train": info["n_train"], "fit_s": info["fit_seconds"],
+        sync()
+        rows.append({"iteration": i + 1, "device": str(dev), "n_train": info["n_train"], "fit_s": info["fit_seconds"],
                      "acq_s": info["acq_seconds"], "total_s": time.perf_counter() - start})
         # Keep the training set at n points: drop the oldest, add the batch.
         bo.x, bo.y = torch.cat([bo.x[q:], z]), torch.cat([bo.y[q:], f(z)])
@@ -311,8 +321,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     if args.timing:
-        table = timing(args.threads, args.repeats, args.acquisition)
-        print(f"One BO iteration ({args.acquisition}, 1000 training points, d=56, q=10), "
+        try:
+            table = timing(args.threads, args.repeats, args.acquisition, device=args.device)
+        except InputDataError as err:  # a device this machine lacks: one line
+            p.error(str(err))
+        print(f"One BO iteration ({args.acquisition}, 1000 training points, d=56, q=10) on {table['device'].iloc[0]}, "
               f"{args.threads} torch threads, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs:\n")
         print(markdown(table.round(2)))
         print(f"\nmedian: fit {statistics.median(table['fit_s']):.2f} s + acquisition "

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "data" / "fixtures" / "chemvae_tiny"
@@ -62,3 +63,13 @@ def test_the_table_keeps_the_decimals_that_tell_seeds_apart():
     assert mean_std(pd.Series([0.94791, 0.94767, 0.94820])) == "0.94793 ± 0.00027"
     assert mean_std(pd.Series([4.0, 5.5, 6.1])) == "5.200 ± 1.082"
     assert mean_std(pd.Series([0.9, 0.9])) == "0.900 ± 0.000" and mean_std(pd.Series([math.nan])) == "n/a"
+
+
+@pytest.mark.filterwarnings("ignore:A not p.d.")  # 40 synthetic points in 4 dimensions: jitter is expected
+def test_the_iteration_timing_runs_on_the_device_asked_for():
+    table = _bench().timing(1, 1, "ts", n=40, d=4, q=2, device="cpu")
+    assert list(table["device"]) == ["cpu"] and (table["total_s"] > 0).all() and table["n_train"].iloc[0] == 40
+    done = subprocess.run([sys.executable, "bench/molopt.py", "--timing", "--device", "cuda:99"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "error: device 'cuda:99' was asked for but" in done.stderr
