@@ -235,7 +235,7 @@ def paired_differences(runs: pd.DataFrame, checkpoints: tuple[int, ...]) -> pd.D
 
     rows = []
     for objective in sorted(runs["objective"].unique()):
-        mine = runs[(runs["objective"] == objective)]
+        mine = runs[runs["objective"] == objective]
         bo = mine[mine["method"] == "bo"].set_index("seed")
         for other in ("gradient", "random"):
             theirs = mine[mine["method"] == other].set_index("seed")
@@ -248,7 +248,8 @@ def paired_differences(runs: pd.DataFrame, checkpoints: tuple[int, ...]) -> pd.D
                 half = (float(t.ppf(0.975, n - 1) * diff.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan)
                 rows.append({"objective": objective, "other": other, "checkpoint": c, "seeds": n, "mean_diff": mean,
                              "ci_low": mean - half, "ci_high": mean + half, "bo_ahead": int((diff > 0).sum())})
-    return pd.DataFrame(rows)
+    columns = ["objective", "other", "checkpoint", "seeds", "mean_diff", "ci_low", "ci_high", "bo_ahead"]
+    return pd.DataFrame(rows, columns=columns)  # the columns also when no BO run has a partner
 
 
 def describe_differences(pairs: pd.DataFrame) -> list[str]:

@@ -56,6 +56,8 @@ def test_bo_is_compared_with_each_method_seed_by_seed():
     half = 4.302653 / math.sqrt(3)  # t(0.975, 2 degrees of freedom) * std 1 / sqrt(3)
     assert math.isclose(row["ci_low"], 2.0 - half, rel_tol=1e-5) and math.isclose(row["ci_high"], 2.0 + half, rel_tol=1e-5)
     assert "ahead on 3/3" in _bench().describe_differences(pairs)[0]
+    alone = _bench().paired_differences(runs[runs["method"] == "gradient"], (50,))  # a baseline-only benchmark
+    assert alone.empty and "mean_diff" in alone.columns and _bench().describe_differences(alone) == []
 
 
 def test_the_table_keeps_the_decimals_that_tell_seeds_apart():
