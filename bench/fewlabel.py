@@ -79,7 +79,8 @@ def step_timing(args: argparse.Namespace, seconds: float = 10.0) -> pd.DataFrame
     overrides apply to the fresh models (M2's architecture and training batch sizes).
     """
     from pipelines.fewlabel import parse_settings
-    from ssvae.api import load_classifier, override, preset
+    from ssvae.api import load_classifier
+    from ssvae.presets import override, preset
     from ssvae.data import load_dataset
     from ssvae.m2 import M2
     from vaecore.runtime import flush_denormals, resolve_device

@@ -38,7 +38,8 @@ from typing import Any
 
 import torch
 
-from ssvae.api import MODELS, PRESETS, FewLabelClassifier, FitConfig, fit_data, override, preset, split_data
+from ssvae.api import FewLabelClassifier, fit_data, split_data
+from ssvae.presets import MODELS, PRESETS, FitConfig, override, preset
 from ssvae.data import ImageDataset, load_dataset
 from ssvae.fewlabel import TrainConfig
 from ssvae.labels import balanced_split, given_labels, load_split, save_split

@@ -7,12 +7,13 @@ its command line. :func:`ssvae.pseudo_labels` picks a trained model's surest pre
 for self-training (``vaelab fewlabel --self-train N``).
 """
 
-from ssvae.api import FewLabelClassifier, FitConfig, M1Settings, fit, load_classifier, preset
+from ssvae.api import FewLabelClassifier, fit, load_classifier
 from ssvae.fewlabel import TrainConfig
 from ssvae.labels import balanced_split, given_labels
 from ssvae.m1 import VAE, VAEConfig
 from ssvae.m1m2 import M1M2
 from ssvae.m2 import M2, M2Config, PixelM2
+from ssvae.presets import FitConfig, M1Settings, preset
 from ssvae.selftrain import pseudo_labels
 
 __all__ = [
