@@ -160,7 +160,8 @@ class BOSettings:
             raise InputDataError(f"hedge_length must satisfy 0 < hedge_length <= length_max ({self.length_max}), "
                                  f"got {self.hedge_length}")
         if self.hedge_points is not None and self.hedge_length is None:
-            raise InputDataError(f"hedge_points ({self.hedge_points}) needs a hedge region: set hedge_length too")
+            raise InputDataError(f"hedge_points ({self.hedge_points}) needs a hedge region: "
+                                 "set hedge_length (--tr-hedge) too")
 
 
 class BayesOpt:
