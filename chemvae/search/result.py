@@ -87,7 +87,8 @@ class SearchResult:
         objective: The objective's name.
         budget: Objective calls allowed.
         failures: Failure counts by status (``invalid_smiles``, ``nan``, ...).
-        wall_seconds: Duration of the whole search, initial scoring included.
+        wall_seconds: Duration of the whole search, initial scoring included (of this
+            call: a resumed search retraces its replayed part without objective calls).
         latents: Latent of each history row `[len(history), d]` (float64, CPU).
         iterations: One row per search iteration with timings and method diagnostics
             (e.g. trust-region length, GP fallbacks).
