@@ -1,4 +1,4 @@
-"""Training M2 / M1+M2 on a few labels, and the ``ssvae.fit`` API.
+"""Training M2 / M1+M2 on a few labels: the loop behind ``ssvae.fit``.
 
 The loop is model-agnostic: a model exposes ``rows(x)`` (its stored training
 representation of pixels, computed once), ``sample(rows)`` (a fresh stochastic input
@@ -12,12 +12,11 @@ selection on validation, test error reported at that epoch).
 
 from __future__ import annotations
 
-import copy
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import pandas as pd
 import torch
@@ -29,13 +28,13 @@ from vaecore.checkpoint import load_checkpoint, save_checkpoint
 from vaecore.errors import InputDataError
 from vaecore.rundir import RunDir
 from vaecore.runtime import check_finite, flush_denormals, interruptible
+from vaecore.training import WeightAverage, compiled_step
 
 WEIGHTINGS = ("paper", "balanced")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 CHECKPOINT_NAME = "checkpoint.safetensors"
 MODEL_NAME = "model.safetensors"
 _TERMS = ("loss", "labelled_bound", "unlabelled_bound", "cross_entropy", "kl", "labelled_accuracy")
-R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -67,8 +66,9 @@ class TrainConfig:
         grad_clip: Clip the gradient norm at this value (``None`` = no clipping).
         ema_decay: Evaluate (and keep) an exponential moving average of M2's weights
             and batch-norm statistics with this per-step decay, e.g. 0.999, warmed up
-            over the first steps (Polyak averaging, :class:`WeightAverage`; ``None`` = the
-            raw weights, as in the paper).
+            over the first steps (Polyak averaging,
+            :class:`~vaecore.training.WeightAverage`; ``None`` = the raw weights, as in
+            the paper).
         time_budget_minutes: Stop after the epoch in which the run's total wall time
             (including M1's training) exceeds this; ``None`` = train all epochs.
         patience: Stop once the best-validation epoch (ties count as best) lies this many
@@ -190,65 +190,6 @@ def _labelled_order(n_l: int, count: int, device: torch.device) -> Tensor:
     """``count`` labelled indices: concatenated random permutations of ``range(n_l)``."""
     reps = -(-count // n_l)
     return torch.cat([torch.randperm(n_l) for _ in range(reps)])[:count].to(device)
-
-
-class WeightAverage:
-    """Exponential moving average of a module's weights and float buffers (Polyak averaging).
-
-    After ``t`` updates the decay is ``min(decay, (1 + t) / (10 + t))``, so that short runs
-    (a few hundred steps on a small data set) are not dominated by the initial weights;
-    ``t`` is counted on the host, so an update never waits for the device.
-
-    Args:
-        module: The module to average; a copy of it holds the average.
-        decay: Per-step decay once warmed up, e.g. 0.999.
-    """
-
-    def __init__(self, module: nn.Module, decay: float) -> None:
-        if not 0.0 <= decay < 1.0:
-            raise InputDataError(f"ema_decay must be in [0, 1), got {decay}")
-        self.module = copy.deepcopy(module).requires_grad_(False)
-        self.decay, self.updates = decay, 0
-
-    @torch.no_grad()
-    def update(self, source: nn.Module) -> None:
-        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        self.updates += 1
-        pairs = list(zip(self.module.state_dict().values(), source.state_dict().values(), strict=True))
-        floats = [(mine, theirs) for mine, theirs in pairs if mine.is_floating_point()]
-        # One multi-tensor lerp (as torch.optim.swa_utils does) rather than one a tensor: on
-        # a GPU this step is bound by kernel launches, not arithmetic.
-        if floats:  # the multi-tensor op refuses empty lists
-            torch._foreach_lerp_([mine for mine, _ in floats], [theirs for _, theirs in floats], 1.0 - decay)
-        for mine, theirs in pairs:
-            if not mine.is_floating_point():  # batch counters
-                mine.copy_(theirs)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"state": self.module.state_dict(), "updates": self.updates}
-
-    def load_state_dict(self, stored: dict[str, Any]) -> None:
-        self.module.load_state_dict(stored["state"])
-        self.updates = int(stored["updates"])
-
-
-def compiled_step(step: Callable[..., R], mode: str, *, static: Sequence[Tensor] = ()) -> Callable[..., R]:
-    """``step`` through ``torch.compile`` in ``mode``, for a loop that calls it with same-shaped inputs.
-
-    One static graph serves every call. ``static`` tensors (the run's data, read by
-    ``step``) keep their memory for the whole loop, so CUDA graphs (``reduce-overhead``)
-    need not copy them into their own buffers in every call.
-    """
-    for tensor in static:
-        torch._dynamo.mark_static_address(tensor)
-    compiled = torch.compile(step, mode=mode, dynamic=False)
-
-    def call(*args: Any) -> R:
-        # The last call's outputs are done with: CUDA graphs may reuse their memory.
-        torch.compiler.cudagraph_mark_step_begin()
-        return compiled(*args)
-
-    return call
 
 
 def _state_copy(model: nn.Module, ema: WeightAverage | None) -> dict[str, Tensor]:

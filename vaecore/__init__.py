@@ -2,7 +2,8 @@
 
 Knows nothing of MNIST or molecules: posteriors, priors and likelihoods built on
 ``torch.distributions``, the ELBO and importance-weighted bounds, marginal-likelihood
-estimation, KL schedules, and device / seed / checkpoint / run-directory helpers.
+estimation, KL schedules, device / seed / checkpoint / run-directory helpers, and
+model-agnostic training helpers (:mod:`vaecore.training`: weight averaging, compiled steps).
 """
 
 from vaecore.bounds import ELBOTerms, elbo, iwae_bound, kl_term, log_importance_weights, log_marginal_likelihood
