@@ -254,20 +254,6 @@ def _canonical_reference(data: str, reference: list[str], n_jobs: int) -> list[s
     return sorted({s for s in canonicalize_all(reference, n_jobs=n_jobs) if s})
 
 
-def _draw_grid(smiles: list[str], path: Path, n: int) -> int:
-    """Draw the first ``n`` of ``smiles``, all valid, with RDKit into a PNG; returns how many."""
-    from rdkit.Chem import Draw
-
-    from chemvae.rdkit_utils import mol_from_smiles
-
-    mols = [mol_from_smiles(s) for s in smiles[:n]]
-    if mols:
-        image = Draw.MolsToGridImage(mols, molsPerRow=6, subImgSize=(250, 250),
-                                     legends=[f"{i}" for i in range(len(mols))])
-        image.save(str(path))
-    return len(mols)
-
-
 def _property_distances(samples: pd.DataFrame, test: list[str], path: Path, *, seed: int,
                         n_jobs: int) -> dict[str, float]:
     """Draw ``properties.png`` and return the W1 distances of the valid samples' properties to test's.
@@ -297,6 +283,7 @@ def evaluate(config: ChemEvalConfig, workdir: str | os.PathLike | None = None) -
     from chemvae.metrics import generation_metrics, reconstruction_accuracy
     from chemvae.properties import compute_properties
     from chemvae.refcache import cached_reference_stats
+    from pipelines.chem_plots import save_molecule_grid
 
     began = time.perf_counter()
     out = Path(workdir or config.run_dir)
@@ -333,8 +320,8 @@ def evaluate(config: ChemEvalConfig, workdir: str | os.PathLike | None = None) -
     properties = compute_properties(samples, n_jobs=config.n_jobs)
     properties.to_csv(out / "samples.csv", index=False)
     # Only the drawn samples are parsed again, not all n_samples.
-    drawn = _draw_grid(properties.loc[properties["valid"], "smiles"].tolist(), out / "prior_samples.png",
-                       config.grid_size)
+    drawn = save_molecule_grid(properties.loc[properties["valid"], "smiles"].tolist()[:config.grid_size],
+                               out / "prior_samples.png")
     distances = _property_distances(properties, splits.test, out / "properties.png", seed=config.seed,
                                     n_jobs=config.n_jobs)
     result = {

@@ -1,9 +1,10 @@
-"""Plots of a molecule-VAE run (matplotlib, Agg): training curves and property distributions.
+"""Plots of molecule runs: training curves, property distributions, molecule grids.
 
 ``vaelab chem train`` draws :func:`save_training_curves` from its ``history.csv``;
 ``vaelab chem eval`` draws :func:`save_property_histograms` of its valid prior samples
 against the held-out test molecules, the picture MOSES uses to show whether generated
-molecules look like the data.
+molecules look like the data, and a :func:`save_molecule_grid` of them, as ``vaelab
+molopt`` does of its best molecules.
 """
 
 from __future__ import annotations
@@ -90,3 +91,24 @@ def save_property_histograms(samples: pd.DataFrame, reference: pd.DataFrame, pat
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def save_molecule_grid(smiles: Sequence[str], path: str | os.PathLike, *, legends: Sequence[str] | None = None,
+                       per_row: int = 6, size: int = 250) -> int:
+    """Draw ``smiles`` as an RDKit grid PNG; returns how many were drawn (no file if none).
+
+    Strings RDKit cannot parse are left out with their legends (default: the position).
+    """
+    from rdkit.Chem import Draw
+
+    from chemvae.rdkit_utils import mol_from_smiles
+
+    legends = [str(i) for i in range(len(smiles))] if legends is None else list(legends)
+    if len(legends) != len(smiles):
+        raise InputDataError(f"save_molecule_grid needs one legend per molecule, got {len(legends)} for {len(smiles)}")
+    drawn = [(m, legend) for m, legend in zip((mol_from_smiles(s) for s in smiles), legends) if m is not None]
+    if drawn:
+        image = Draw.MolsToGridImage([m for m, _ in drawn], molsPerRow=per_row, subImgSize=(size, size),
+                                     legends=[legend for _, legend in drawn])
+        image.save(str(path))
+    return len(drawn)

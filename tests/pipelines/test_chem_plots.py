@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.chem_plots import save_property_histograms, save_training_curves
+from pipelines.chem_plots import save_molecule_grid, save_property_histograms, save_training_curves
 from vaecore.errors import InputDataError
 
 
@@ -31,3 +31,11 @@ def test_training_curves_draw_from_a_history_and_from_none(tmp_path):
                             "train_kl": [10.0, 20.0], "train_token_accuracy": [0.3, 0.4]})
     assert save_training_curves(history, tmp_path / "a.png").stat().st_size > 0
     assert save_training_curves(pd.DataFrame(), tmp_path / "b.png").stat().st_size > 0  # a run of 0 epochs
+
+
+def test_molecule_grid_leaves_out_what_rdkit_cannot_parse(tmp_path):
+    assert save_molecule_grid(["CCO", "C1CC", "c1ccccc1"], tmp_path / "a.png", legends=["a", "b", "c"]) == 2
+    assert (tmp_path / "a.png").stat().st_size > 0
+    assert save_molecule_grid(["C1CC", "xyz"], tmp_path / "b.png") == 0 and not (tmp_path / "b.png").exists()
+    with pytest.raises(InputDataError, match="one legend per molecule, got 1 for 2"):
+        save_molecule_grid(["CCO", "CCN"], tmp_path / "c.png", legends=["a"])
