@@ -48,8 +48,6 @@ from vaecore.errors import InputDataError
 from vaecore.rundir import RunDir, config_from_dict, config_to_dict, write_json
 from vaecore.runtime import resolve_device
 
-N_SAMPLE_ROWS = 8  # rows of samples.png (one z each)
-N_RECON = 50  # test digits in reconstructions.png
 SELF_TRAIN_DIR = "self_train"  # --self-train's second stage, a run directory of its own
 STAGE1_METRICS = "stage1_metrics.json"
 PSEUDO_LABELS = "pseudo_labels.csv"
@@ -145,14 +143,6 @@ def _length_changes(config: FewLabelRunConfig) -> dict[str, Any]:
     return changes
 
 
-def _grid_shape(dataset: ImageDataset) -> tuple[int, int]:
-    """`(H, W)` to draw images with; flat data of square size is drawn square."""
-    if len(dataset.image_shape) == 2:
-        return dataset.image_shape  # type: ignore[return-value]
-    side = math.isqrt(dataset.x_dim)
-    return (side, side) if side * side == dataset.x_dim else (1, dataset.x_dim)
-
-
 def _labelled_indices(config: FewLabelRunConfig, dataset: ImageDataset) -> torch.Tensor:
     y = dataset.train.y
     if config.labels is None:
@@ -161,43 +151,6 @@ def _labelled_indices(config: FewLabelRunConfig, dataset: ImageDataset) -> torch
         raise InputDataError(f"--labels {config.labels} draws labels from a fully labelled y_train, but "
                              f"{int((y < 0).sum())} examples are unlabelled (-1); omit --labels to use them as given")
     return balanced_split(y, config.labels, n_classes=dataset.n_classes, seed=config.seed)
-
-
-def write_plots(clf: FewLabelClassifier, dataset: ImageDataset, rundir: Path, *, tsne_points: int,
-                seed: int) -> list[str]:
-    """samples.png, tsne.png, reconstructions.png and curves.png in ``rundir``; returns their names.
-
-    ``curves.png`` plots the training history of ``clf`` itself (M2 / M1+M2; every epoch,
-    resumed ones included), so a self-trained run's curves are its second model's.
-    """
-    from pipelines.plots import save_image_grid, save_reconstruction_grid
-    from pipelines.fewlabel_plots import save_curves, save_tsne
-
-    model, shape, written = clf.model, _grid_shape(dataset), []
-    device = clf.device
-    n_classes = clf.n_classes
-    z_dim = model.m1.config.z_dim if model.kind == "m1" else model.m2.config.z_dim
-    gen = torch.Generator().manual_seed(seed)
-    z = torch.randn(N_SAMPLE_ROWS, z_dim, generator=gen).repeat_interleave(n_classes, 0).to(device)
-    y = torch.arange(n_classes).repeat(N_SAMPLE_ROWS).to(device)
-    title = ("M1 prior samples (no label input)" if model.kind == "m1"
-             else "class-conditional samples: one column per class, one z per row")
-    save_image_grid(model.generate(y, z), rundir / "samples.png", shape, ncols=n_classes, title=title)
-    written.append("samples.png")
-    x_show = dataset.test.x[:N_RECON].to(device)
-    save_reconstruction_grid(x_show, model.reconstruct(x_show), rundir / "reconstructions.png", shape,
-                             title="test digits (odd rows) and reconstructions (even rows)")
-    written.append("reconstructions.png")
-    if tsne_points > 0 and len(dataset.test) >= 10:
-        keep = torch.randperm(len(dataset.test), generator=gen)[:tsne_points]
-        codes = torch.cat([model.latent(xb.to(device)).cpu() for xb in dataset.test.x[keep].split(2000)])
-        save_tsne(codes.numpy(), dataset.test.y[keep].numpy(), rundir / "tsne.png", seed=seed,
-                  title=f"t-SNE of {model.kind} latent codes, {len(keep)} test digits")
-        written.append("tsne.png")
-    if clf.result is not None and len(clf.result.history):
-        save_curves(clf.result.history, rundir / "curves.png")
-        written.append("curves.png")
-    return written
 
 
 def _train(config: FewLabelRunConfig, dataset: ImageDataset, y: torch.Tensor, idx: torch.Tensor, workdir: Path,
@@ -355,6 +308,8 @@ def run(config: FewLabelRunConfig, workdir: str | os.PathLike, *, resume: bool =
     else:
         clf, metrics = _train(config, dataset, dataset.train.y, idx, workdir, device, resume=resume)
     if config.plots:
+        from pipelines.fewlabel_plots import write_plots  # matplotlib only when plots are drawn
+
         # With --self-train the plots show the second stage's model.
         metrics["plots"] = write_plots(clf, dataset, workdir, tsne_points=config.tsne_points, seed=config.seed)
     metrics["wall_seconds"] = time.perf_counter() - began  # this call's; train_seconds spans every call

@@ -1,9 +1,13 @@
-"""Plots of a few-label run: t-SNE of latent codes and training curves (matplotlib, Agg)."""
+"""Plots of a few-label run (matplotlib, Agg): samples, reconstructions, t-SNE, curves.
+
+:func:`write_plots` draws them all for ``vaelab fewlabel``.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -15,6 +19,15 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
+
+from pipelines.plots import grid_shape, save_image_grid, save_reconstruction_grid  # noqa: E402
+
+if TYPE_CHECKING:
+    from ssvae.api import FewLabelClassifier
+    from ssvae.data import ImageDataset
+
+N_SAMPLE_ROWS = 8  # rows of samples.png (one z each)
+N_RECON = 50  # test digits in reconstructions.png
 
 
 def save_tsne(codes: np.ndarray, labels: np.ndarray, path: str | os.PathLike, *, seed: int = 0,
@@ -74,3 +87,37 @@ def save_curves(history: pd.DataFrame, path: str | os.PathLike) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def write_plots(clf: FewLabelClassifier, dataset: ImageDataset, rundir: Path, *, tsne_points: int,
+                seed: int) -> list[str]:
+    """samples.png, tsne.png, reconstructions.png and curves.png in ``rundir``; returns their names.
+
+    ``curves.png`` plots the training history of ``clf`` itself (M2 / M1+M2; every epoch,
+    resumed ones included), so a self-trained run's curves are its second model's.
+    """
+    model, shape, written = clf.model, grid_shape(dataset.image_shape, dataset.x_dim), []
+    device = clf.device
+    n_classes = clf.n_classes
+    z_dim = model.m1.config.z_dim if model.kind == "m1" else model.m2.config.z_dim
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(N_SAMPLE_ROWS, z_dim, generator=gen).repeat_interleave(n_classes, 0).to(device)
+    y = torch.arange(n_classes).repeat(N_SAMPLE_ROWS).to(device)
+    title = ("M1 prior samples (no label input)" if model.kind == "m1"
+             else "class-conditional samples: one column per class, one z per row")
+    save_image_grid(model.generate(y, z), rundir / "samples.png", shape, ncols=n_classes, title=title)
+    written.append("samples.png")
+    x_show = dataset.test.x[:N_RECON].to(device)
+    save_reconstruction_grid(x_show, model.reconstruct(x_show), rundir / "reconstructions.png", shape,
+                             title="test digits (odd rows) and reconstructions (even rows)")
+    written.append("reconstructions.png")
+    if tsne_points > 0 and len(dataset.test) >= 10:
+        keep = torch.randperm(len(dataset.test), generator=gen)[:tsne_points]
+        codes = torch.cat([model.latent(xb.to(device)).cpu() for xb in dataset.test.x[keep].split(2000)])
+        save_tsne(codes.numpy(), dataset.test.y[keep].numpy(), rundir / "tsne.png", seed=seed,
+                  title=f"t-SNE of {model.kind} latent codes, {len(keep)} test digits")
+        written.append("tsne.png")
+    if clf.result is not None and len(clf.result.history):
+        save_curves(clf.result.history, rundir / "curves.png")
+        written.append("curves.png")
+    return written

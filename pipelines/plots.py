@@ -17,6 +17,14 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 
+def grid_shape(image_shape: Sequence[int], x_dim: int) -> tuple[int, int]:
+    """`(H, W)` to draw images of ``image_shape`` with; flat data of square size is drawn square."""
+    if len(image_shape) == 2:
+        return int(image_shape[0]), int(image_shape[1])
+    side = math.isqrt(x_dim)
+    return (side, side) if side * side == x_dim else (1, x_dim)
+
+
 def tile_images(images: Tensor | np.ndarray, image_shape: Sequence[int], *, ncols: int | None = None, pad: int = 1) -> np.ndarray:
     """Arrange grey images into one mosaic array.
 

@@ -17,7 +17,6 @@ A run directory holds ``config.json``, ``run.json``, ``history.csv`` (one row an
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -27,8 +26,8 @@ from typing import Any
 import pandas as pd
 import torch
 
-from pipelines.plots import save_image_grid, save_reconstruction_grid
-from ssvae.data import ImageDataset, fixed_binarize, load_dataset
+from pipelines.plots import grid_shape, save_image_grid, save_reconstruction_grid
+from ssvae.data import fixed_binarize, load_dataset
 from ssvae.m1 import OBJECTIVES, VAE, VAEConfig
 from ssvae.train import BINARIZE_MODES, CHECKPOINT_NAME, LR_SCHEDULES, evaluate_log_px, evaluate_terms, fit_vae
 from vaecore.errors import InputDataError
@@ -102,14 +101,6 @@ class VAERunConfig:
             raise InputDataError(f"lr must be > 0, got {self.lr}")
 
 
-def _grid_shape(dataset: ImageDataset) -> tuple[int, int]:
-    """`(H, W)` to draw images with; flat data of square size is drawn square."""
-    if len(dataset.image_shape) == 2:
-        return dataset.image_shape  # type: ignore[return-value]
-    side = math.isqrt(dataset.x_dim)
-    return (side, side) if side * side == dataset.x_dim else (1, dataset.x_dim)
-
-
 def _resume_checkpoint(resume: str) -> Path:
     path = Path(resume).expanduser()
     path = path / CHECKPOINT_NAME if path.is_dir() else path
@@ -151,7 +142,7 @@ def run(config: VAERunConfig, workdir: str | os.PathLike) -> dict[str, Any]:
     log_px = evaluate_log_px(model, x_eval, n_samples=config.eval_samples, batch_size=config.eval_batch_size,
                              chunk_size=config.eval_chunk, progress=config.progress)
 
-    shape = _grid_shape(dataset)
+    shape = grid_shape(dataset.image_shape, dataset.x_dim)
     generator = torch.Generator(device=device).manual_seed(config.seed)
     save_image_grid(model.sample(N_GRID, generator=generator), rundir / "samples.png", shape,
                     title=f"p(x|z) means, z ~ N(0, I) (epoch {len(history)})")
