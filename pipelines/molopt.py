@@ -175,26 +175,12 @@ def plot_best_so_far(result: Any, path: Path) -> None:
     plt.close(fig)
 
 
-def draw_top_molecules(best: pd.DataFrame, path: Path) -> int:
-    """RDKit grid of the molecules in ``best`` with rank and score; returns how many."""
-    from rdkit.Chem import Draw
-
-    from chemvae.rdkit_utils import mol_from_smiles
-
-    rows = [(m, r) for m, r in ((mol_from_smiles(r.smiles), r) for r in best.itertuples()) if m is not None]
-    if not rows:
-        return 0
-    image = Draw.MolsToGridImage([m for m, _ in rows], molsPerRow=5, subImgSize=(260, 260),
-                                 legends=[f"#{r.rank}  {r.score:.4g}" for _, r in rows])
-    image.save(str(path))
-    return len(rows)
-
-
 def run(config: MoloptConfig, workdir: str | os.PathLike) -> dict[str, Any]:
     """Run one search; write the files listed in the module docstring; return the summary."""
     from chemvae.model import load
     from chemvae.objectives import get_objective
     from chemvae.search import optimize
+    from pipelines.chem_plots import save_molecule_grid
     from vaecore.checkpoint import atomic_write_bytes
 
     if config.threads is not None:
@@ -214,7 +200,9 @@ def run(config: MoloptConfig, workdir: str | os.PathLike) -> dict[str, Any]:
     atomic_write_bytes(rundir / "best.csv", best.to_csv(index=False).encode())
     atomic_write_bytes(rundir / "iterations.csv", result.iterations.to_csv(index=False).encode())
     plot_best_so_far(result, rundir / "best_so_far.png")
-    drawn = draw_top_molecules(best.head(10), rundir / "top_molecules.png")
+    top = best.head(10)
+    drawn = save_molecule_grid(top["smiles"].tolist(), rundir / "top_molecules.png", per_row=5, size=260,
+                               legends=[f"#{r.rank}  {r.score:.4g}" for r in top.itertuples()])
     summary = {
         **result.summary(),
         "objective_description": getattr(objective, "description", ""),
