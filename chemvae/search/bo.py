@@ -89,7 +89,7 @@ class BOSettings:
         hedge_points: Proposals of the hedge region per batch (default: half the batch,
             rounded down); the main region proposes the rest. One of ten (Thompson, 0.8,
             head mean, restarts elsewhere) kept penalized logP above gradient ascent at
-            every checkpoint but not QED at 50 and 100 calls (BENCHMARKS.md).
+            every checkpoint over ten seeds, but not QED at 50 calls (BENCHMARKS.md).
         trust_region: ``False`` searches the whole box (plain BO, for ablations).
         radius_quantile: If set, proposals farther from the prior's mode than this
             quantile of the prior's radius (``sqrt`` of a chi-squared with ``d`` degrees of
