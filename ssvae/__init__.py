@@ -12,7 +12,9 @@ from ssvae.fewlabel import TrainConfig
 from ssvae.labels import balanced_split, given_labels
 from ssvae.m1 import VAE, VAEConfig
 from ssvae.m1m2 import M1M2
-from ssvae.m2 import M2, M2Config, PixelM2
+from ssvae.m2 import M2
+from ssvae.m2_config import M2Config
+from ssvae.pixel_m2 import PixelM2
 from ssvae.presets import FitConfig, M1Settings, preset
 from ssvae.selftrain import pseudo_labels
 

@@ -28,7 +28,8 @@ from ssvae.fewlabel import MODEL_NAME, FewLabelData, TrainResult, train_m2
 from ssvae.labels import as_label_tensor, balanced_split, given_labels, save_split
 from ssvae.m1 import VAE, VAEConfig, fit_vae, load_vae
 from ssvae.m1m2 import M1M2, active_dimensions
-from ssvae.m2 import M2Config, PixelM2
+from ssvae.m2_config import M2Config
+from ssvae.pixel_m2 import PixelM2
 from ssvae.presets import FitConfig, M1Settings, override, preset
 from vaecore.checkpoint import load_checkpoint
 from vaecore.errors import InputDataError
@@ -44,7 +45,7 @@ class FewLabelClassifier:
     flattened to the model's input size; outputs are numpy arrays.
 
     Attributes:
-        model: The underlying :class:`~ssvae.m2.PixelM2`, :class:`~ssvae.m1m2.M1M2` or
+        model: The underlying :class:`~ssvae.pixel_m2.PixelM2`, :class:`~ssvae.m1m2.M1M2` or
             :class:`~ssvae.m1features.M1Classifier`.
         result: Training summary (history, best epoch, errors), if trained here; its
             errors are the classifier q(y|x)'s, whatever ``bayes_samples`` is.

@@ -215,7 +215,7 @@ def train_m2(
     """Optimise ``model.m2`` on labelled + unlabelled batches; select on validation.
 
     Args:
-        model: :class:`ssvae.m2.PixelM2` or :class:`ssvae.m1m2.M1M2` (on ``device``).
+        model: :class:`ssvae.pixel_m2.PixelM2` or :class:`ssvae.m1m2.M1M2` (on ``device``).
         data: The splits (pixels); converted once with ``model.rows``.
         config: Optimisation settings.
         device: Where every step runs.

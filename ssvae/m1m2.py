@@ -21,7 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from ssvae.m1 import VAE
-from ssvae.m2 import M2, M2Config
+from ssvae.m2 import M2
+from ssvae.m2_config import M2Config
 
 # Posterior-mean standard deviation below which a z1 dimension counts as inactive.
 ACTIVE_THRESHOLD = 0.1

@@ -30,7 +30,6 @@ models z1. Any q(y|.) gives a lower bound on log p(x), so the bound stays valid.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -38,78 +37,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution
 
+from ssvae.m2_config import M2Config
 from vaecore.bounds import ELBOTerms, elbo, iwae_bound
-from vaecore.errors import InputDataError
 from vaecore.likelihoods import make_likelihood
-from vaecore.nets import ConvNet, mlp
+from vaecore.nets import ConvNet, apply_flat, finish_first_layer, first_layer_share, mlp
 from vaecore.posteriors import DiagonalGaussianHead, StandardNormalPrior
-
-
-@dataclass(frozen=True)
-class M2Config:
-    """Architecture of M2.
-
-    Attributes:
-        x_dim: Input size D (784 for MNIST pixels, the number of active z1 dims for M1+M2).
-        n_classes: Number of classes C.
-        z_dim: Size of the continuous latent z (z2 in M1+M2).
-        hidden: Hidden widths of encoder and decoder (paper: one layer, 300 at 100
-            labels, 500 otherwise).
-        classifier_hidden: Hidden widths of q(y|x); ``None`` means ``hidden``.
-        activation: Nonlinearity (paper: softplus).
-        likelihood: ``bernoulli`` (pixels) or ``gaussian`` (learned diagonal variance).
-        batch_norm: Batch normalisation before each hidden activation (not in the paper).
-        aux_dim: Size of the ADGM auxiliary latent a (Maaloe et al. 2016; not in
-            Kingma et al.); 0 = plain M2.
-        classifier_channels: Output channels of strided convolutions that q(y|x) applies
-            to the images before its hidden layers (:class:`vaecore.nets.ConvNet`; not in
-            the paper; with ``aux_dim``, a joins after the convolutions); empty = the
-            paper's MLP classifier. Needs ``image_shape``.
-        image_shape: One input's shape as an image, e.g. `(28, 28)`; set by the pipeline
-            for M2 on pixels (the shape of the context when ``context_dim`` is set).
-        context_dim: Number of input values after the first ``x_dim`` that only q(y|.)
-            sees (not modelled by p(x|y,z); M1+M2: the pixels, set by
-            :class:`ssvae.m1m2.M1M2`); 0 = none.
-    """
-
-    x_dim: int = 784
-    n_classes: int = 10
-    z_dim: int = 50
-    hidden: tuple[int, ...] = (500,)
-    classifier_hidden: tuple[int, ...] | None = None
-    activation: str = "softplus"
-    likelihood: str = "bernoulli"
-    batch_norm: bool = False
-    aux_dim: int = 0
-    classifier_channels: tuple[int, ...] = ()
-    image_shape: tuple[int, ...] | None = None
-    context_dim: int = 0
-
-    def __post_init__(self) -> None:
-        if self.aux_dim < 0:
-            raise InputDataError(f"aux_dim must be >= 0, got {self.aux_dim}")
-        if self.context_dim < 0:
-            raise InputDataError(f"context_dim must be >= 0, got {self.context_dim}")
-        if any(c < 1 for c in self.classifier_channels):
-            raise InputDataError(f"classifier_channels must be positive, got {self.classifier_channels}")
-
-    def check_images(self) -> None:
-        """Refuse a convolutional classifier that has no images to see.
-
-        Checked when the model is built, not in ``__post_init__``: a preset override may
-        set the channels before the pipeline fills in ``x_dim`` and ``image_shape``.
-
-        Raises:
-            InputDataError: Channels without a 2-D (or channels-last 3-D) ``image_shape`` of
-                ``context_dim`` values (``x_dim`` without a context).
-        """
-        if not self.classifier_channels:
-            return
-        shape, size = self.image_shape, self.context_dim or self.x_dim
-        if shape is None or len(shape) not in (2, 3) or math.prod(shape) != size:
-            raise InputDataError(f"classifier_channels={self.classifier_channels} needs inputs that are images: "
-                                 f"image_shape={shape} for x_dim={self.x_dim}, context_dim={self.context_dim} "
-                                 f"(pixels of 2-D images only)")
 
 
 class Pairs(NamedTuple):
@@ -144,29 +76,6 @@ def _categorical(logits: Tensor) -> Categorical:
     and labels are checked when a data set is loaded, so there is nothing to validate.
     """
     return Categorical(logits=logits, validate_args=False)
-
-
-def _apply_2d(net: nn.Module, h: Tensor) -> Tensor:
-    """Run ``net`` on `[..., k]` by flattening the leading dims (BatchNorm1d wants 2-D)."""
-    lead = h.shape[:-1]
-    out = net(h.reshape(-1, h.shape[-1]))
-    return out.reshape(*lead, out.shape[-1])
-
-
-# A network whose first layer acts on [u, v] computes W [u; v] + b = (W_u u + b) + W_v v.
-# Split this way, the costly share (u: the pixels) is computed once per example and shared
-# by its C enumerated copies, instead of once per (example, class) pair.
-
-
-def _first_share(net: nn.Sequential, u: Tensor, width: int) -> Tensor:
-    """W_u u + b of ``net``'s first layer for its first ``width`` inputs ``u`` `[B, width]`, `[B, H]`."""
-    first = net[0]
-    return F.linear(u, first.weight[:, :width], first.bias)
-
-
-def _finish(net: nn.Sequential, share: Tensor, v: Tensor, width: int) -> Tensor:
-    """``net`` on [u, v] from :func:`_first_share` `[..., H]` and the other inputs ``v`` `[..., k]`."""
-    return _apply_2d(net[1:], share + F.linear(v, net[0].weight[:, width:]))
 
 
 class M2(nn.Module):
@@ -257,24 +166,24 @@ class M2(nn.Module):
         """The inputs' share W_x x + b of the encoder's first layer, `[B, H]`.
 
         ``x`` is :meth:`inference_input`'s first output, `[B, in_dim]`. The first layer
-        acts on [x, y] and is split (see :func:`_first_share`): the costly x share is
-        computed once per example, not once per (example, class) pair.
+        acts on [x, y] and is split (see :func:`vaecore.nets.first_layer_share`): the costly
+        x share is computed once per example, not once per (example, class) pair.
         """
-        return _first_share(self.encoder_net, x, self.in_dim)
+        return first_layer_share(self.encoder_net, x, self.in_dim)
 
     def q_z_from(self, h_x: Tensor, y: Tensor) -> Distribution:
         """q(z|x,y) from :meth:`encoder_input` `[B, H]` and one-hot labels `[B, C]`."""
-        return self.encoder_head(_finish(self.encoder_net, h_x, y, self.in_dim))
+        return self.encoder_head(finish_first_layer(self.encoder_net, h_x, y, self.in_dim))
 
     def p_a(self, g: Tensor, y: Tensor, z: Tensor) -> Distribution:
         """p(a|x,y,z) from the x share ``g`` `[N, H]`, one-hot y `[N, C]` and z `[S, N, z]`; batch `[S, N]`."""
         v = torch.cat([y.expand(*z.shape[:-1], y.shape[-1]), z], -1)
-        return self.aux_decoder_head(_finish(self.aux_decoder_net, g, v, self.config.x_dim))
+        return self.aux_decoder_head(finish_first_layer(self.aux_decoder_net, g, v, self.config.x_dim))
 
     def p_x(self, z: Tensor, y: Tensor) -> Distribution:
         """p(x|y,z) for z `[S, B, z]` and one-hot y `[B, C]`; batch shape `[S, B]`."""
         y = y.expand(*z.shape[:-1], y.shape[-1])
-        return self.likelihood(_apply_2d(self.decoder_net, torch.cat([z, y], -1)))
+        return self.likelihood(apply_flat(self.decoder_net, torch.cat([z, y], -1)))
 
     def one_hot(self, y: Tensor) -> Tensor:
         """Integer labels `[B]` as float one-hot rows `[B, C]`."""
@@ -325,7 +234,7 @@ class M2(nn.Module):
                       inputs=self.classifier_input(rows, inputs))
         if log_q_a is None:
             return pairs
-        g = _first_share(self.aux_decoder_net, x, self.config.x_dim)
+        g = first_layer_share(self.aux_decoder_net, x, self.config.x_dim)
         return pairs._replace(a=per_pair(inputs[:, self.config.x_dim:]), log_q_a=per_pair(log_q_a), g=per_pair(g))
 
     def _pair_bounds(self, pairs: Pairs, *, beta: float | Tensor = 1.0) -> tuple[Tensor, ELBOTerms]:
@@ -474,59 +383,3 @@ class M2(nn.Module):
         """Posterior mean of q(z|x,y), `[B, z]`; ``y`` defaults to the predicted class."""
         y = self.logits(x).argmax(-1) if y is None else y
         return self.q_z(x, self.one_hot(y)).mean
-
-
-class PixelM2(nn.Module):
-    """M2 on pixels: the input view the training loop sees for ``--model m2``.
-
-    Training rows are the grey-level pixels; every batch is binarized afresh (dynamic
-    binarization, for the Bernoulli likelihood), evaluation uses the grey levels.
-
-    Args:
-        config: M2's architecture (``likelihood="bernoulli"`` for pixels).
-        binarize: Draw a fresh Bernoulli sample of each training batch.
-    """
-
-    kind = "m2"
-
-    def __init__(self, config: M2Config, *, binarize: bool = True) -> None:
-        super().__init__()
-        self.m2 = M2(config)
-        self.binarize = binarize
-
-    @torch.no_grad()
-    def rows(self, x: Tensor) -> Tensor:
-        """The stored training representation of pixels `[N, D]`: the pixels themselves."""
-        return x
-
-    def sample(self, rows: Tensor) -> Tensor:
-        """A stochastic training input for rows `[B, D]`."""
-        return torch.bernoulli(rows) if self.binarize else rows
-
-    def mean(self, rows: Tensor) -> Tensor:
-        """The deterministic (test-time) input for rows `[B, D]`."""
-        return rows
-
-    def logits(self, x: Tensor) -> Tensor:
-        """Class logits for pixels `[B, D]`, `[B, C]`."""
-        return self.m2.logits(x)
-
-    def bayes_logits(self, x: Tensor, *, k: int) -> Tensor:
-        """:meth:`M2.bayes_logits` for pixels `[B, D]`, `[B, C]`."""
-        return self.m2.bayes_logits(x, k=k)
-
-    @torch.no_grad()
-    def generate(self, y: Tensor, z: Tensor) -> Tensor:
-        """Pixel means of p(x|y,z), `[B, D]`."""
-        return self.m2.generate(y, z)
-
-    @torch.no_grad()
-    def latent(self, x: Tensor) -> Tensor:
-        """The latent code shown in t-SNE plots: E q(z|x, y_hat), `[B, z]`."""
-        return self.m2.encode(x)
-
-    @torch.no_grad()
-    def reconstruct(self, x: Tensor) -> Tensor:
-        """Pixel means of p(x|y_hat, E q(z|x,y_hat)), `[B, D]`."""
-        y = self.m2.logits(x).argmax(-1)
-        return self.m2.generate(y, self.m2.encode(x, y))

@@ -15,7 +15,7 @@ from typing import Any
 
 from ssvae.fewlabel import TrainConfig
 from ssvae.m1 import VAEConfig
-from ssvae.m2 import M2Config
+from ssvae.m2_config import M2Config
 from vaecore.errors import InputDataError
 from vaecore.rundir import check_field_value
 

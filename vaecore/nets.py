@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -133,3 +134,35 @@ class ConvNet(nn.Module):
         if self.extra_features:
             features = torch.cat([features, x[:, self.pixels:]], -1)
         return self.head(features)
+
+
+def apply_flat(net: nn.Module, h: Tensor) -> Tensor:
+    """Run ``net`` on `[..., k]` by flattening the leading dims (``BatchNorm1d`` wants 2-D)."""
+    lead = h.shape[:-1]
+    out = net(h.reshape(-1, h.shape[-1]))
+    return out.reshape(*lead, out.shape[-1])
+
+
+# A network whose first layer acts on [u, v] computes W [u; v] + b = (W_u u + b) + W_v v.
+# Split this way, a costly share (M2: the pixels u) is computed once per example and reused
+# by every v it is paired with (M2: the C enumerated labels), instead of once per pair.
+
+
+def first_layer_share(net: nn.Sequential, u: Tensor, width: int) -> Tensor:
+    """W_u u + b of ``net``'s first ``nn.Linear`` for its first ``width`` inputs.
+
+    Args:
+        net: A network whose first module is an ``nn.Linear`` on `[u, v]`.
+        u: The first ``width`` inputs, `[B, width]`.
+        width: Size of ``u``.
+
+    Returns:
+        The share, `[B, H]`; finish with :func:`finish_first_layer`.
+    """
+    first = net[0]
+    return F.linear(u, first.weight[:, :width], first.bias)
+
+
+def finish_first_layer(net: nn.Sequential, share: Tensor, v: Tensor, width: int) -> Tensor:
+    """``net`` on `[u, v]` from :func:`first_layer_share` `[..., H]` and the other inputs ``v`` `[..., k]`."""
+    return apply_flat(net[1:], share + F.linear(v, net[0].weight[:, width:]))

@@ -16,7 +16,8 @@ from ssvae.data import load_dataset, translations
 from ssvae.fewlabel import TrainConfig, train_m2
 from ssvae.labels import balanced_split
 from ssvae.m1 import VAEConfig
-from ssvae.m2 import M2Config, PixelM2
+from ssvae.m2_config import M2Config
+from ssvae.pixel_m2 import PixelM2
 from vaecore.errors import InputDataError
 from vaecore.rundir import RunDir
 

@@ -6,7 +6,7 @@ import torch
 
 from ssvae.m1 import VAE, VAEConfig
 from ssvae.m1m2 import M1M2, active_dimensions
-from ssvae.m2 import M2Config
+from ssvae.m2_config import M2Config
 
 D, Z1 = 20, 6
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import ssvae.m2 as m2_module
-from ssvae.m2 import M2, M2Config, PixelM2
+from ssvae.m2 import M2
+from ssvae.m2_config import M2Config
 from vaecore.errors import InputDataError
 
 C, D, B = 4, 12, 5
@@ -176,18 +177,6 @@ def test_beta_scales_the_kl():
     assert torch.allclose(half.elbo - full.elbo, 0.5 * full.kl, atol=1e-4)
 
 
-def test_pixel_view_binarizes_training_batches_and_generates_pixels():
-    torch.manual_seed(0)
-    view = PixelM2(M2Config(x_dim=D, n_classes=C, z_dim=3, hidden=(8,)))
-    x = torch.full((B, D), 0.5)
-    s = view.sample(view.rows(x))
-    assert set(s.unique().tolist()) <= {0.0, 1.0}
-    assert torch.equal(view.mean(x), x)
-    gen = view.generate(torch.arange(C), torch.zeros(C, 3))
-    assert gen.shape == (C, D) and ((gen >= 0) & (gen <= 1)).all()
-    assert view.logits(x).shape == (B, C)
-
-
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 def test_a_training_step_reads_nothing_back_from_the_device(host_reads, likelihood):
     # On a GPU every read of a tensor value into Python is a device sync; a step must make none.
@@ -196,11 +185,6 @@ def test_a_training_step_reads_nothing_back_from_the_device(host_reads, likeliho
     terms = model.loss_terms(x_l, torch.tensor([0, 1, 3]), x_u, alpha=1.0, beta=0.5)
     terms["loss"].backward()
     assert not host_reads, dict(host_reads)
-
-
-def test_config_rejects_a_negative_auxiliary_size():
-    with pytest.raises(InputDataError, match="aux_dim must be >= 0, got -1"):
-        M2Config(aux_dim=-1)
 
 
 def test_a_convolutional_classifier_needs_images_of_the_inputs_size():

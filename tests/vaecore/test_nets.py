@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from vaecore.nets import ConvNet, ImageView, mlp
+from vaecore.nets import ConvNet, ImageView, apply_flat, finish_first_layer, first_layer_share, mlp
 
 
 def test_mlp_layers_and_shapes() -> None:
@@ -57,3 +57,26 @@ def test_conv_net_names_bad_settings():
         ConvNet((8, 8), (4,), (), 2, kernel_size=4)
     with pytest.raises(ValueError, match=r"image_shape must be .* got \(64,\)"):
         ConvNet((64,), (4,), (), 2)
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_a_split_first_layer_equals_the_network_on_the_concatenation(batch_norm: bool) -> None:
+    torch.manual_seed(0)
+    net = mlp(5 + 3, (8, 6), 2, batch_norm=batch_norm)  # training mode: batch statistics
+    u, v = torch.rand(4, 5), torch.rand(4, 3)
+    share = first_layer_share(net, u, 5)
+    assert share.shape == (4, 8)
+    assert torch.allclose(finish_first_layer(net, share, v, 5), net(torch.cat([u, v], -1)), atol=1e-5)
+    # One share per u serves several v: `[K, B, H]` from a broadcast `[B, H]`.
+    vs = torch.rand(3, 4, 3)
+    out = finish_first_layer(net.eval(), share.expand(3, 4, 8), vs, 5)
+    assert out.shape == (3, 4, 2)
+    assert torch.allclose(out[1], net(torch.cat([u, vs[1]], -1)), atol=1e-5)
+
+
+def test_apply_flat_keeps_the_leading_dims() -> None:
+    net = mlp(3, (4,), 2, batch_norm=True)
+    h = torch.rand(5, 6, 3)
+    out = apply_flat(net, h)
+    assert out.shape == (5, 6, 2)
+    assert torch.allclose(out.reshape(30, 2), net(h.reshape(30, 3)))
