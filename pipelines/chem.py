@@ -34,19 +34,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from chemvae.data import (MoleculeTensors, check_molecules, encode_tokens, load_splits, property_stats,
+from chemvae.data import (DataSplits, MoleculeTensors, check_molecules, encode_tokens, load_splits, property_stats,
                           standardize)
 from chemvae.encoders import ENCODERS
 from chemvae.model import CHECKPOINT_FILE, MODEL_FILE, ChemVAEConfig, MoleculeVAE, load, save_model
 from chemvae.tokens import REPRESENTATIONS, Tokenizer, Vocabulary
-from chemvae.train import fit, load_training_state, reconstruct
+from chemvae.train import fit, load_training_state
 from vaecore.datasets import cache_dir
 from vaecore.errors import InputDataError
-from vaecore.rundir import RunDir, config_from_dict, write_json
+from vaecore.rundir import RunDir, config_from_dict
 from vaecore.runtime import flush_denormals, interruptible, resolve_device, seed_everything
 from vaecore.schedules import make_schedule
-
-N_PROPERTY_REFERENCE = 10_000  # test molecules whose properties properties.png and the W1 distances use
 
 
 @dataclass(frozen=True)
@@ -125,12 +123,13 @@ class ChemEvalConfig:
     device: str = "auto"
 
 
-def _splits(config: ChemTrainConfig):
+def load_run_splits(config: ChemTrainConfig) -> DataSplits:
+    """The train / valid / test splits a run's configuration names."""
     return load_splits(config.data, smiles_column=config.smiles_column, max_molecules=config.max_molecules,
                        valid_fraction=config.valid_fraction, test_fraction=config.test_fraction, seed=config.seed)
 
 
-def _cached_properties(smiles: list[str], n_jobs: int) -> pd.DataFrame:
+def cached_properties(smiles: list[str], n_jobs: int) -> pd.DataFrame:
     """:func:`chemvae.properties.compute_properties`, cached per machine by the SMILES list's hash."""
     from chemvae.properties import compute_properties
 
@@ -139,14 +138,15 @@ def _cached_properties(smiles: list[str], n_jobs: int) -> pd.DataFrame:
 
 def _property_values(smiles: list[str], names: tuple[str, ...], n_jobs: int) -> np.ndarray:
     """Properties `[N, P]` (NaN where RDKit fails) of the training and validation molecules."""
-    table = _cached_properties(smiles, n_jobs)
+    table = cached_properties(smiles, n_jobs)
     missing = [n for n in names if n not in table]
     if missing:
         raise InputDataError(f"unknown property names {missing}; available: {list(table.columns[2:])}")
     return table[list(names)].to_numpy(dtype=np.float64)
 
 
-def _stored_config(run_dir: str | os.PathLike) -> ChemTrainConfig:
+def stored_config(run_dir: str | os.PathLike) -> ChemTrainConfig:
+    """The :class:`ChemTrainConfig` a ``chem train`` run directory was trained with."""
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise InputDataError(f"{run_dir} is not a chem run directory (no config.json)")
@@ -157,12 +157,12 @@ def train(config: ChemTrainConfig, workdir: str | os.PathLike) -> dict[str, Any]
     """Train (or resume) a molecule VAE in ``workdir``; returns what ``train.json`` holds."""
     began = time.perf_counter()
     if config.resume is not None:  # keep the stored data/model settings, take the new run settings
-        stored = _stored_config(config.resume)
+        stored = stored_config(config.resume)
         config = dataclasses.replace(stored, epochs=config.epochs, device=config.device,
                                      progress=config.progress, resume=config.resume, n_jobs=config.n_jobs)
     device = resolve_device(config.device)
     generator = seed_everything(config.seed)
-    splits = _splits(config)
+    splits = load_run_splits(config)
     tokenizer = Tokenizer(config.model.representation)
     resume_path = Path(config.resume) / CHECKPOINT_FILE if config.resume else None
     if resume_path is not None and not resume_path.is_file():
@@ -239,114 +239,11 @@ def train(config: ChemTrainConfig, workdir: str | os.PathLike) -> dict[str, Any]
     return summary
 
 
-def _canonical_reference(data: str, reference: list[str], n_jobs: int) -> list[str]:
-    """Canonical SMILES of the novelty reference.
-
-    MOSES's training file is already canonical and MOSES's own novelty compares against
-    it as stored, so it is used as is (re-canonicalizing 1.6M strings with today's RDKit
-    takes half an hour on a CPU and changes about 0.05% of them). Other data are
-    canonicalized here.
-    """
-    from chemvae.rdkit_utils import canonicalize_all
-
-    if data == "moses":
-        return reference
-    return sorted({s for s in canonicalize_all(reference, n_jobs=n_jobs) if s})
-
-
-def _property_distances(samples: pd.DataFrame, test: list[str], path: Path, *, seed: int,
-                        n_jobs: int) -> dict[str, float]:
-    """Draw ``properties.png`` and return the W1 distances of the valid samples' properties to test's.
-
-    The test side is a seeded subset of at most :data:`N_PROPERTY_REFERENCE` molecules
-    (MOSES's test set has 176k), its properties cached like the training set's.
-    """
-    from scipy.stats import wasserstein_distance
-
-    from pipelines.chem_plots import save_property_histograms
-
-    if not test:
-        return {}
-    if len(test) > N_PROPERTY_REFERENCE:
-        chosen = np.random.default_rng(seed).choice(len(test), N_PROPERTY_REFERENCE, replace=False)
-        test = [test[i] for i in np.sort(chosen)]
-    reference = _cached_properties(test, n_jobs)
-    reference = reference[reference["valid"]]
-    save_property_histograms(samples, reference, path)
-    valid = samples[samples["valid"]]
-    return {f"W1 {name}/Test": float(wasserstein_distance(valid[column], reference[column])) if len(valid) else math.nan
-            for column, name in (("logp", "logP"), ("qed", "QED"), ("sa", "SA"))}
-
-
-def evaluate(config: ChemEvalConfig, workdir: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Reconstruction and prior-sample metrics of a trained run; writes ``eval.json``."""
-    from chemvae.metrics import generation_metrics, reconstruction_accuracy
-    from chemvae.properties import compute_properties
-    from chemvae.refcache import cached_reference_stats
-    from pipelines.chem_plots import save_molecule_grid
-
-    began = time.perf_counter()
-    out = Path(workdir or config.run_dir)
-    device = resolve_device(config.device)
-    seed_everything(config.seed)
-    model = load(config.run_dir, device=device)
-    train_config = _stored_config(config.run_dir)
-    splits = _splits(train_config)
-
-    rng = np.random.default_rng(config.seed)
-    test = splits.test
-    if config.n_recon is not None and config.n_recon < len(test):
-        test = [test[i] for i in rng.choice(len(test), config.n_recon, replace=False)]
-    inputs, decoded = reconstruct(model, test, batch_size=config.batch_size)
-    recon = reconstruction_accuracy(inputs, decoded) if inputs else math.nan
-
-    generator = torch.Generator(device=device).manual_seed(config.seed)
-    start = time.perf_counter()
-    samples = model.sample(config.n_samples, method=config.sample_method, temperature=config.temperature,
-                           generator=generator, batch_size=config.batch_size)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    decode_seconds = time.perf_counter() - start
-    reference = _canonical_reference(train_config.data, splits.reference, config.n_jobs)
-    # The test sets' statistics (176k molecules each for MOSES) are computed once per machine.
-    test_stats = [None if ref is None else
-                  cached_reference_stats(ref, cache_dir=cache_dir() / "chemvae-reference", device=str(device),
-                                         compute_fcd=config.compute_fcd, n_jobs=config.n_jobs)
-                  for ref in (splits.test, splits.test_scaffolds)]
-    generation = generation_metrics(samples, train=reference, train_is_canonical=True, test=test_stats[0],
-                                    test_scaffolds=test_stats[1], compute_fcd=config.compute_fcd,
-                                    device=str(device), n_jobs=config.n_jobs)
-    out.mkdir(parents=True, exist_ok=True)
-    properties = compute_properties(samples, n_jobs=config.n_jobs)
-    properties.to_csv(out / "samples.csv", index=False)
-    # Only the drawn samples are parsed again, not all n_samples.
-    drawn = save_molecule_grid(properties.loc[properties["valid"], "smiles"].tolist()[:config.grid_size],
-                               out / "prior_samples.png")
-    distances = _property_distances(properties, splits.test, out / "properties.png", seed=config.seed,
-                                    n_jobs=config.n_jobs)
-    result = {
-        "recon_accuracy": recon,
-        "n_recon": len(inputs),
-        "n_recon_skipped": len(test) - len(inputs),
-        **generation,
-        **distances,
-        "n_samples": config.n_samples,
-        "sample_method": config.sample_method,
-        "temperature": config.temperature,
-        "decoded_molecules_per_s": config.n_samples / max(decode_seconds, 1e-9),
-        "n_drawn": drawn,
-        "wall_seconds": time.perf_counter() - began,
-        "device": str(device),
-    }
-    # Strict JSON: metrics that could not be computed (NaN) are written as null.
-    write_json(out / "eval.json", {k: None if isinstance(v, float) and math.isnan(v) else v
-                                   for k, v in result.items()})
-    return result
-
-
 def run(config: ChemTrainConfig | ChemEvalConfig, workdir: str | os.PathLike) -> dict[str, Any]:
     """Train for a :class:`ChemTrainConfig`, evaluate for a :class:`ChemEvalConfig`."""
     if isinstance(config, ChemEvalConfig):
+        from pipelines.chem_eval import evaluate  # chem_eval imports this module's helpers
+
         return evaluate(config, workdir)
     return train(config, workdir)
 

@@ -40,3 +40,9 @@ def host_reads(monkeypatch: pytest.MonkeyPatch) -> Counter:
 
         monkeypatch.setattr(torch.Tensor, name, counted)
     return counts
+
+
+@pytest.fixture
+def private_data_cache(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """A per-test data and property cache (``VAELAB_DATA``), so no test reads another's."""
+    monkeypatch.setenv("VAELAB_DATA", str(tmp_path / "cache"))

@@ -1,0 +1,43 @@
+"""Tests for pipelines.chem_eval: ``vaelab chem eval`` on the committed fixture model."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from pipelines.chem import ChemEvalConfig, run
+from pipelines.cli import main
+from vaecore.datasets import REPO_DATA_DIR
+
+FIXTURE_MODEL = REPO_DATA_DIR / "fixtures" / "chemvae_tiny"
+pytestmark = pytest.mark.usefixtures("private_data_cache")
+
+
+@pytest.mark.filterwarnings("ignore::vaecore.errors.InputDataWarning")  # few valid samples: expected
+def test_eval_of_the_fixture_model(tmp_path):
+    config = ChemEvalConfig(run_dir=str(FIXTURE_MODEL), n_samples=60, n_recon=20, compute_fcd=False, device="cpu")
+    result = run(config, tmp_path)
+    stored = json.loads((tmp_path / "eval.json").read_text())
+    for key in ("recon_accuracy", "validity", "unique@10k", "novelty", "SNN/Test", "decoded_molecules_per_s"):
+        assert key in stored
+    assert stored["FCD/Test"] is None  # not computed: written as null, not NaN
+    assert result["n_recon"] == 20 and 0 <= result["recon_accuracy"] <= 1
+    assert 0 <= result["validity"] <= 1 and result["decoded_molecules_per_s"] > 0
+    samples = pd.read_csv(tmp_path / "samples.csv", keep_default_na=False)
+    assert len(samples) == 60
+    # each sample with its RDKit properties; valid as the metrics count it
+    assert {"smiles", "valid", "logp", "qed", "sa", "plogp"} <= set(samples.columns)
+    assert samples["valid"].mean() == pytest.approx(result["validity"])
+    for name in ("logP", "QED", "SA"):  # the valid samples' distance to the test molecules' properties
+        assert stored[f"W1 {name}/Test"] > 0
+    assert (tmp_path / "properties.png").stat().st_size > 0
+    assert result["n_drawn"] == min(config.grid_size, int(samples["valid"].sum()))  # the first valid ones
+    assert (tmp_path / "prior_samples.png").exists() == (result["n_drawn"] > 0)
+    assert not (FIXTURE_MODEL / "eval.json").exists()  # nothing written into the committed fixture
+
+
+def test_eval_of_a_directory_that_is_no_run_names_it(tmp_path, capsys):
+    assert main(["chem", "eval", str(tmp_path), "--device", "cpu"]) == 2
+    assert f"{tmp_path} holds no model.safetensors or checkpoint.safetensors" in capsys.readouterr().err
