@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pipelines.molopt import add_bo_arguments, bo_options
 from vaecore.errors import InputDataError
 
 CHECKPOINTS = (50, 100, 250, 500)
@@ -112,8 +113,6 @@ def _run_one(job: dict) -> str:
 
 
 def run_all(args: argparse.Namespace) -> list[Path]:
-    from pipelines.molopt import BO_ONLY
-
     jobs, dirs = [], []
     for objective in args.objectives:
         for method in args.methods:
@@ -127,7 +126,7 @@ def run_all(args: argparse.Namespace) -> list[Path]:
                        "seed": seed, "device": args.device, "progress": args.jobs == 1,
                        "threads": args.threads, "out": str(out)}
                 if method == "bo":  # the other methods reject BO settings
-                    job |= {name: getattr(args, name) for name in BO_ONLY}
+                    job |= bo_options(args)
                 jobs.append(job)
     print(f"{len(dirs)} runs, {len(jobs)} to do", flush=True)
     if args.jobs == 1:
@@ -308,15 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=10)
     p.add_argument("--n-init", type=int, default=500)
     p.add_argument("--init-data", default=None, help="moses | fixture | PATH.csv (default: the model's data)")
-    p.add_argument("--acquisition", choices=("logei", "ts"), default="logei")
-    p.add_argument("--tr-length", type=float, default=None, help="bo: initial trust-region side (box fraction)")
-    p.add_argument("--tr-length-min", type=float, default=None, help="bo: restart below this side")
-    p.add_argument("--tr-hedge", type=float, default=None, help="bo: side of a second region (half of each batch)")
-    p.add_argument("--tr-hedge-points", type=int, default=None, help="bo: proposals of the hedge region per batch")
-    p.add_argument("--tr-restart", choices=("incumbent", "elsewhere"), default="incumbent",
-                   help="bo: where a collapsed trust region restarts")
-    p.add_argument("--bo-head-mean", dest="head_mean", action="store_true",
-                   help="bo: the GP's prior mean is the property head's estimate of the objective")
+    add_bo_arguments(p)
     p.add_argument("--device", default="cpu")
     p.add_argument("--jobs", type=int, default=1, help="searches run in parallel processes")
     args = p.parse_args(argv)

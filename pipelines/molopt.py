@@ -217,14 +217,41 @@ def run(config: MoloptConfig, workdir: str | os.PathLike) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- command line
+def add_bo_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``bo`` method's options to ``parser``; their ``dest`` are :data:`BO_ONLY`.
+
+    Shared by ``vaelab molopt`` and ``bench/molopt.py``, so that the two accept the same
+    settings under the same names; read them back with :func:`bo_options`.
+    """
+    d = MoloptConfig(model="")
+    parser.add_argument("--acquisition", choices=("logei", "ts"), default=d.acquisition, help="bo acquisition")
+    # The defaults are BOSettings'; written out so that building the parser needs no BoTorch import.
+    parser.add_argument("--tr-length", type=float, default=None,
+                        help="bo: initial trust-region side, fraction of the search box (default 0.8)")
+    parser.add_argument("--tr-length-min", type=float, default=None,
+                        help="bo: trust-region side below which it restarts (default 0.0625)")
+    parser.add_argument("--tr-hedge", type=float, default=None,
+                        help="bo: start a second trust region of this side that proposes half of each batch "
+                             "(default: one region)")
+    parser.add_argument("--tr-hedge-points", type=int, default=None,
+                        help="bo: proposals of the --tr-hedge region per batch (default: half the batch)")
+    parser.add_argument("--tr-restart", choices=("incumbent", "elsewhere"), default=d.tr_restart,
+                        help="bo: a collapsed trust region restarts around the same incumbent, or around the "
+                             "best point outside the regions it collapsed in")
+    parser.add_argument("--bo-head-mean", dest="head_mean", action="store_true",
+                        help="bo: the GP's prior mean is the property head's estimate of the objective, "
+                             "not a constant (qed, plogp, plogp_unnormalized, sa)")
+
+
+def bo_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The :data:`BO_ONLY` fields of :class:`MoloptConfig` from options added by :func:`add_bo_arguments`."""
+    return {name: getattr(args, name) for name in BO_ONLY}
+
+
 def _main(args: argparse.Namespace) -> None:
     config = MoloptConfig(model=args.model, objective=args.objective, method=args.method, budget=args.budget,
                           batch_size=args.batch_size, n_init=args.n_init, init_data=args.init_data,
-                          acquisition=args.acquisition, tr_length=args.tr_length,
-                          tr_length_min=args.tr_length_min, tr_hedge=args.tr_hedge,
-                          tr_hedge_points=args.tr_hedge_points, tr_restart=args.tr_restart,
-                          head_mean=args.bo_head_mean,
-                          prior_bound=args.prior_bound, top_k=args.top_k,
+                          **bo_options(args), prior_bound=args.prior_bound, top_k=args.top_k,
                           threads=args.threads, seed=args.seed, device=args.device, progress=not args.no_progress)
     summary = run(config, args.out)
     keys = ("method", "objective", "best_score", "oracle_calls", "valid_fraction", "wall_seconds")
@@ -249,23 +276,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--n-init", type=int, default=d.n_init, help="initial training molecules (bo, gradient)")
     p.add_argument("--init-data", default=None,
                    help="moses | fixture | PATH.csv (default: the model's training data)")
-    p.add_argument("--acquisition", choices=("logei", "ts"), default=d.acquisition, help="bo acquisition")
-    # The defaults are BOSettings'; written out so that building the parser needs no BoTorch import.
-    p.add_argument("--tr-length", type=float, default=None,
-                   help="bo: initial trust-region side, fraction of the search box (default 0.8)")
-    p.add_argument("--tr-length-min", type=float, default=None,
-                   help="bo: trust-region side below which it restarts (default 0.0625)")
-    p.add_argument("--tr-hedge", type=float, default=None,
-                   help="bo: start a second trust region of this side that proposes half of each batch "
-                        "(default: one region)")
-    p.add_argument("--tr-hedge-points", type=int, default=None,
-                   help="bo: proposals of the --tr-hedge region per batch (default: half the batch)")
-    p.add_argument("--tr-restart", choices=("incumbent", "elsewhere"), default=d.tr_restart,
-                   help="bo: a collapsed trust region restarts around the same incumbent, or around the best "
-                        "point outside the regions it collapsed in")
-    p.add_argument("--bo-head-mean", action="store_true",
-                   help="bo: the GP's prior mean is the property head's estimate of the objective, "
-                        "not a constant (qed, plogp, plogp_unnormalized, sa)")
+    add_bo_arguments(p)
     p.add_argument("--prior-bound", type=float, default=d.prior_bound, help="search box half-width in prior stds")
     p.add_argument("--top-k", type=int, default=d.top_k, help="rows of best.csv")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")

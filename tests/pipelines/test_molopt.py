@@ -1,5 +1,6 @@
 """``vaelab molopt`` end to end on the committed tiny model."""
 
+import argparse
 import json
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import pandas as pd
 import pytest
 
 from pipelines import cli
-from pipelines.molopt import MoloptConfig, initial_pool
+from pipelines.molopt import BO_ONLY, MoloptConfig, add_bo_arguments, bo_options, initial_pool
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "data" / "fixtures" / "chemvae_tiny"
@@ -114,3 +115,17 @@ def test_initial_molecules_come_from_the_models_training_split():
     assert pool and set(pool) <= set(train) and "fixture" in source
     with pytest.raises(ValueError, match="budget"):
         MoloptConfig(model=str(MODEL), budget=0)
+
+
+def test_bo_options_map_onto_the_config_with_its_defaults():
+    # vaelab molopt and bench/molopt.py share these options: their defaults must be the config's.
+    parser = argparse.ArgumentParser()
+    add_bo_arguments(parser)
+    defaults = bo_options(parser.parse_args([]))
+    assert set(defaults) == set(BO_ONLY)
+    assert MoloptConfig(model="m", **defaults) == MoloptConfig(model="m")
+    args = parser.parse_args(["--acquisition", "ts", "--tr-hedge", "0.1", "--tr-hedge-points", "1",
+                              "--tr-restart", "elsewhere", "--bo-head-mean"])
+    config = MoloptConfig(model="m", **bo_options(args))
+    assert (config.acquisition, config.tr_hedge, config.tr_hedge_points, config.tr_restart, config.head_mean) == (
+        "ts", 0.1, 1, "elsewhere", True)
