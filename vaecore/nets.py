@@ -1,4 +1,9 @@
-"""Small network builders shared by the models."""
+"""Small network builders shared by the models.
+
+:func:`first_layer_share` and :func:`finish_first_layer` split a first layer, so that the
+share of an input that is paired with many others (M2: an example with each class) is
+computed once.
+"""
 
 from __future__ import annotations
 
