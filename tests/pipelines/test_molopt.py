@@ -69,34 +69,26 @@ def test_cli_random_with_sa_objective(tmp_path):
     assert summary["n_init"] == 0
 
 
-def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
-    code = cli.main(["molopt", "--model", str(MODEL), "--objective", "toxicity", "--out", str(tmp_path / "x")])
+BAD_INPUT = [  # command-line arguments after --model, and what the one error line must say
+    (["--objective", "toxicity"], "unknown objective 'toxicity'"),
+    (["--objective", "similarity:CCO", "--method", "gradient", "--n-init", "5"], "no head surrogate"),
+    (["--tr-length", "0.05"], "0 < length_min < length_init"),  # 0.05 is below the default 1/16
+    (["--method", "gradient", "--tr-length", "0.2", "--acquisition", "ts", "--tr-hedge", "0.1", "--tr-restart",
+      "elsewhere", "--bo-head-mean"],
+     "method 'bo' only, given with method 'gradient': acquisition='ts', tr_length=0.2, tr_hedge=0.1, "
+     "tr_restart='elsewhere', head_mean=True"),
+    (["--objective", "similarity:CCO", "--bo-head-mean", "--n-init", "5"], "BO with head_mean (--bo-head-mean) needs"),
+    (["--tr-hedge", "0"], "hedge_length must satisfy 0 < hedge_length"),
+    (["--tr-hedge", "0.1", "--tr-hedge-points", "10", "--n-init", "5"], "hedge_points < batch_size (10), got 10"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_INPUT)
+def test_cli_reports_bad_input_in_one_line(args, message, tmp_path, capsys):
+    code = cli.main(["molopt", "--model", str(MODEL), *args, "--no-progress", "--out", str(tmp_path / "out")])
     assert code == 2
-    assert "unknown objective 'toxicity'" in capsys.readouterr().err
-    code = cli.main(["molopt", "--model", str(MODEL), "--objective", "similarity:CCO", "--method", "gradient",
-                     "--out", str(tmp_path / "y"), "--no-progress", "--n-init", "5"])
-    assert code == 2
-    assert "no head surrogate" in capsys.readouterr().err
-    code = cli.main(["molopt", "--model", str(MODEL), "--tr-length", "0.05", "--out", str(tmp_path / "z")])
-    assert code == 2
-    assert "0 < length_min < length_init" in capsys.readouterr().err  # 0.05 is below the default 1/16
-    code = cli.main(["molopt", "--model", str(MODEL), "--method", "gradient", "--tr-length", "0.2",
-                     "--acquisition", "ts", "--tr-hedge", "0.1", "--tr-restart", "elsewhere", "--bo-head-mean",
-                     "--out", str(tmp_path / "w")])
-    assert code == 2
-    assert ("method 'bo' only, given with method 'gradient': acquisition='ts', tr_length=0.2, tr_hedge=0.1, "
-            "tr_restart='elsewhere', head_mean=True" in capsys.readouterr().err)
-    code = cli.main(["molopt", "--model", str(MODEL), "--objective", "similarity:CCO", "--bo-head-mean",
-                     "--out", str(tmp_path / "u"), "--no-progress", "--n-init", "5"])
-    assert code == 2
-    assert "BO with head_mean (--bo-head-mean) needs" in capsys.readouterr().err
-    code = cli.main(["molopt", "--model", str(MODEL), "--tr-hedge", "0", "--out", str(tmp_path / "v")])
-    assert code == 2
-    assert "hedge_length must satisfy 0 < hedge_length" in capsys.readouterr().err
-    code = cli.main(["molopt", "--model", str(MODEL), "--tr-hedge", "0.1", "--tr-hedge-points", "10",
-                     "--out", str(tmp_path / "t"), "--no-progress", "--n-init", "5"])
-    assert code == 2
-    assert "hedge_points < batch_size (10), got 10" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
 
 
 def test_trust_region_help_states_the_bo_defaults(capsys):
