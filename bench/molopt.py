@@ -255,8 +255,9 @@ def describe_differences(pairs: pd.DataFrame) -> list[str]:
     """One line per objective and other method, from :func:`paired_differences`."""
     lines = []
     for (objective, other), group in pairs.groupby(["objective", "other"], sort=True):
-        parts = [f"@{r.checkpoint} {r.mean_diff:+.4g} [{r.ci_low:+.4g}, {r.ci_high:+.4g}], ahead on {r.bo_ahead}/{r.seeds}"
-                 for r in group.itertuples()]
+        parts = [f"@{r.checkpoint} {r.mean_diff:+.4g} "
+                 + (f"[{r.ci_low:+.4g}, {r.ci_high:+.4g}]" if r.seeds > 1 else "(no interval from one seed)")
+                 + f", ahead on {r.bo_ahead}/{r.seeds}" for r in group.itertuples()]
         lines.append(f"{objective}: BO - {other}, paired by seed (mean, 95% t-interval): " + "; ".join(parts))
     return lines
 

@@ -58,6 +58,9 @@ def test_bo_is_compared_with_each_method_seed_by_seed():
     assert "ahead on 3/3" in _bench().describe_differences(pairs)[0]
     alone = _bench().paired_differences(runs[runs["method"] == "gradient"], (50,))  # a baseline-only benchmark
     assert alone.empty and "mean_diff" in alone.columns and _bench().describe_differences(alone) == []
+    one = _bench().paired_differences(runs[runs["seed"] == 0], (50,))  # one seed: a mean, no interval
+    assert math.isnan(one.iloc[0]["ci_low"])
+    assert "@50 +1 (no interval from one seed), ahead on 1/1" in _bench().describe_differences(one)[0]
 
 
 def test_the_table_keeps_the_decimals_that_tell_seeds_apart():
