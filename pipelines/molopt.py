@@ -145,10 +145,11 @@ def initial_pool(config: MoloptConfig) -> tuple[list[str] | None, str]:
     train_config = json.loads(stored.read_text())
     if "data" not in train_config:
         return None, "prior samples (the model's config.json names no data)"
-    splits = load_splits(train_config["data"], smiles_column=train_config.get("smiles_column", "smiles"),
-                         max_molecules=train_config.get("max_molecules"),
-                         valid_fraction=train_config.get("valid_fraction", 0.05),
-                         test_fraction=train_config.get("test_fraction", 0.1), seed=train_config.get("seed", 0))
+    from pipelines.chem import ChemTrainConfig, load_run_splits
+
+    # Only the data fields matter here: a config.json of another vaelab version still names its split.
+    split_fields = ("data", "smiles_column", "max_molecules", "valid_fraction", "test_fraction", "seed")
+    splits = load_run_splits(ChemTrainConfig(**{k: train_config[k] for k in split_fields if k in train_config}))
     return splits.train, f"{train_config['data']} (the model's training split)"
 
 

@@ -109,6 +109,20 @@ def test_initial_molecules_come_from_the_models_training_split():
         MoloptConfig(model=str(MODEL), budget=0)
 
 
+def test_the_initial_pool_reads_a_config_of_another_version(tmp_path):
+    # A config.json with a field this version lacks (and without one it has) still names the split.
+    stored = json.loads((MODEL / "config.json").read_text())
+    stored["dropped_in_a_later_version"] = 1
+    del stored["kl_schedule"]
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps(stored))
+    pool, source = initial_pool(MoloptConfig(model=str(model)))
+    assert (pool, source) == initial_pool(MoloptConfig(model=str(MODEL)))
+    (model / "config.json").write_text(json.dumps({"seed": 0}))
+    assert initial_pool(MoloptConfig(model=str(model))) == (None, "prior samples (the model's config.json names no data)")
+
+
 def test_bo_options_map_onto_the_config_with_its_defaults():
     # vaelab molopt and bench/molopt.py share these options: their defaults must be the config's.
     parser = argparse.ArgumentParser()
