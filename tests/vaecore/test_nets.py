@@ -80,3 +80,14 @@ def test_apply_flat_keeps_the_leading_dims() -> None:
     out = apply_flat(net, h)
     assert out.shape == (5, 6, 2)
     assert torch.allclose(out.reshape(30, 2), net(h.reshape(30, 3)))
+
+
+def test_a_split_first_layer_names_mismatched_sizes() -> None:
+    net = mlp(5 + 3, (4,), 2)
+    with pytest.raises(ValueError, match=r"u has 6 features; the first layer \(8 inputs, split at width=5\) expects 5"):
+        first_layer_share(net, torch.zeros(2, 6), 5)
+    share = first_layer_share(net, torch.zeros(2, 5), 5)
+    with pytest.raises(ValueError, match=r"v has 4 features; .* expects 3"):
+        finish_first_layer(net, share, torch.zeros(2, 4), 5)
+    with pytest.raises(ValueError, match="at least width=9 inputs"):
+        first_layer_share(net, torch.zeros(2, 9), 9)
