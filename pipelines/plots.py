@@ -16,6 +16,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+from vaecore.errors import InputDataError  # noqa: E402
+
 
 def grid_shape(image_shape: Sequence[int], x_dim: int) -> tuple[int, int]:
     """`(H, W)` to draw images of ``image_shape`` with; flat data of square size is drawn square."""
@@ -41,7 +43,7 @@ def tile_images(images: Tensor | np.ndarray, image_shape: Sequence[int], *, ncol
     h, w = int(image_shape[0]), int(image_shape[1])
     n = arr.shape[0]
     if n == 0:
-        raise ValueError("no images to tile")
+        raise InputDataError("no images to tile")
     arr = arr.reshape(n, h, w)
     ncols = ncols or math.ceil(math.sqrt(n))
     nrows = math.ceil(n / ncols)
@@ -106,7 +108,7 @@ def save_reconstruction_grid(
     a = torch.as_tensor(np.asarray(originals.detach().cpu() if isinstance(originals, Tensor) else originals))
     b = torch.as_tensor(np.asarray(reconstructions.detach().cpu() if isinstance(reconstructions, Tensor) else reconstructions))
     if a.shape[0] != b.shape[0]:
-        raise ValueError(f"{a.shape[0]} originals but {b.shape[0]} reconstructions")
+        raise InputDataError(f"{a.shape[0]} originals but {b.shape[0]} reconstructions")
     a, b = a.reshape(a.shape[0], -1).float(), b.reshape(b.shape[0], -1).float()
     rows = []
     for start in range(0, a.shape[0], ncols):

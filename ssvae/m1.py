@@ -20,6 +20,7 @@ from torch.distributions import Distribution, kl_divergence
 from ssvae.train import fit_vae
 from vaecore.bounds import elbo, iwae_bound, log_marginal_likelihood
 from vaecore.checkpoint import load_checkpoint
+from vaecore.errors import InputDataError
 from vaecore.likelihoods import make_likelihood
 from vaecore.nets import mlp
 from vaecore.posteriors import DiagonalGaussianHead, StandardNormalPrior
@@ -50,7 +51,7 @@ class VAEConfig:
 
     def __post_init__(self) -> None:
         if self.x_dim < 1 or self.z_dim < 1 or any(h < 1 for h in self.hidden):
-            raise ValueError(f"x_dim, z_dim and hidden widths must be >= 1, got {self}")
+            raise InputDataError(f"x_dim, z_dim and hidden widths must be >= 1, got {self}")
 
 
 class VAE(nn.Module):
@@ -124,7 +125,7 @@ class VAE(nn.Module):
             with torch.no_grad():
                 kl = kl_divergence(seen[0], self.prior())
             return {"loss": -bound.mean(), "bound": bound, "elbo": bound, "kl": kl}
-        raise ValueError(f"unknown objective {objective!r}; choose from {OBJECTIVES}")
+        raise InputDataError(f"unknown objective {objective!r}; choose from {OBJECTIVES}")
 
     def posterior_mean(self, x: Tensor) -> Tensor:
         """E_q[z|x], the M1 features, `[B, z_dim]`."""

@@ -22,6 +22,7 @@ from sklearn.svm import SVC
 from torch import Tensor, nn
 
 from ssvae.m1 import VAE
+from vaecore.errors import InputDataError
 
 # (name, factory) of the candidate classifiers; C spans weak to strong fits.
 CANDIDATES: tuple[tuple[str, float], ...] = (
@@ -35,6 +36,9 @@ def make_classifier(kind: str, c: float, seed: int = 0, *, calibration_folds: in
 
     The SVC's probabilities come from sigmoid calibration on ``calibration_folds``
     cross-validation folds (scikit-learn's replacement for ``SVC(probability=True)``).
+
+    Raises:
+        InputDataError: For another ``kind``; the message names it.
     """
     if kind == "svc_rbf":
         head: ClassifierMixin = CalibratedClassifierCV(
@@ -42,7 +46,7 @@ def make_classifier(kind: str, c: float, seed: int = 0, *, calibration_folds: in
     elif kind == "logistic":
         head = LogisticRegression(C=c, max_iter=2000)
     else:
-        raise ValueError(f"unknown M1 classifier {kind!r}; choose svc_rbf or logistic")
+        raise InputDataError(f"unknown M1 classifier {kind!r}; choose svc_rbf or logistic")
     return make_pipeline(StandardScaler(), head)
 
 

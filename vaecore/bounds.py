@@ -23,6 +23,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, kl_divergence
 
+from vaecore.errors import InputDataError
+
 Encoder = Callable[[Tensor], Distribution]
 Decoder = Callable[[Tensor], Distribution]
 PriorLike = Distribution | Callable[[], Distribution]
@@ -45,7 +47,7 @@ def _check_log_prob(log_p: Tensor, z: Tensor, q: Distribution) -> Tensor:
     # per-feature terms would silently broadcast against the `[B]` KL.
     expected = z.shape[:1] + q.batch_shape
     if log_p.shape != expected:
-        raise ValueError(
+        raise InputDataError(
             f"decoder(z).log_prob(x) has shape {list(log_p.shape)}, expected [S, *batch] = "
             f"{list(expected)}; the decoder's distribution needs batch shape z.shape[:-1] "
             "(wrap per-feature distributions in torch.distributions.Independent)"
@@ -122,10 +124,10 @@ def elbo(
 
     Raises:
         TypeError: If the encoder's distribution has no ``rsample``.
-        ValueError: If ``n_samples`` < 1, or the decoder's ``log_prob`` is not `[S, B]`.
+        InputDataError: If ``n_samples`` < 1, or the decoder's ``log_prob`` is not `[S, B]`.
     """
     if n_samples < 1:
-        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+        raise InputDataError(f"n_samples must be >= 1, got {n_samples}")
     q = _encode(encoder, x)
     p = _resolve_prior(prior)
     z = q.rsample((n_samples,))
@@ -167,7 +169,7 @@ def iwae_bound(
         k: Number of importance samples, drawn in one pass (`[k, B, d]`).
     """
     if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+        raise InputDataError(f"k must be >= 1, got {k}")
     log_w = log_importance_weights(x, _encode(encoder, x), decoder, _resolve_prior(prior), k)
     return log_w.logsumexp(0) - math.log(k)
 
@@ -197,7 +199,7 @@ def log_marginal_likelihood(
         chunk_size: Samples per forward pass; the last chunk may be smaller.
     """
     if n_samples < 1 or chunk_size < 1:
-        raise ValueError(f"n_samples and chunk_size must be >= 1, got {n_samples}, {chunk_size}")
+        raise InputDataError(f"n_samples and chunk_size must be >= 1, got {n_samples}, {chunk_size}")
     q = _encode(encoder, x)
     p = _resolve_prior(prior)
     total: Tensor | None = None

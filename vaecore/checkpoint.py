@@ -26,7 +26,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from vaecore.errors import CheckpointError, ConfigMismatchError
+from vaecore.errors import CheckpointError, ConfigMismatchError, InputDataError
 
 FORMAT_VERSION = "1"
 _TENSOR = "__tensor__"
@@ -72,7 +72,7 @@ def _unflatten(obj: Any, tensors: Mapping[str, Tensor]) -> Any:
             return {k: _unflatten(v, tensors) for k, v in obj[_DICT]}
         if _TUPLE in obj:
             return tuple(_unflatten(v, tensors) for v in obj[_TUPLE])
-        raise ValueError(f"unknown structure node with keys {sorted(obj)}")
+        raise InputDataError(f"unknown structure node with keys {sorted(obj)}")
     if isinstance(obj, list):
         return [_unflatten(v, tensors) for v in obj]
     return obj

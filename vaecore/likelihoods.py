@@ -18,6 +18,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Categorical, Distribution, Independent, Normal, constraints
 
+from vaecore.errors import InputDataError
+
 # Clamp range of the Gaussian log-variance: exp(-9.2) ~ 1e-4 variance keeps log p finite
 # for near-constant pixels/features; exp(4.6) ~ 100 is far beyond unit-scaled data.
 GAUSSIAN_LOGVAR_MIN = -9.2
@@ -67,7 +69,7 @@ class GaussianLikelihood(nn.Module):
 
     def forward(self, params: Tensor) -> Distribution:
         if params.shape[-1] % 2:
-            raise ValueError(f"GaussianLikelihood needs an even last dim [..., 2D], got {list(params.shape)}")
+            raise InputDataError(f"GaussianLikelihood needs an even last dim [..., 2D], got {list(params.shape)}")
         mean, logvar = params.chunk(2, dim=-1)
         std = (0.5 * logvar.clamp(GAUSSIAN_LOGVAR_MIN, GAUSSIAN_LOGVAR_MAX)).exp()
         return Independent(Normal(mean, std, validate_args=False), self.event_dims)
@@ -109,7 +111,7 @@ class MaskedSequenceCategorical(Distribution):
         """
         value = value.long()
         if value.shape[-1:] != self.event_shape:
-            raise ValueError(f"sequence length {value.shape[-1:]} does not match the logits' {self.event_shape}")
+            raise InputDataError(f"sequence length {value.shape[-1:]} does not match the logits' {self.event_shape}")
         mask = value != self.pad_index
         # Gather at a valid class on padding positions, then drop them with ``where``
         # (not ``* mask``: -inf * 0 would be NaN).
@@ -160,5 +162,5 @@ def make_likelihood(name: str, **kwargs: int) -> nn.Module:
         kwargs: Passed to the likelihood's constructor.
     """
     if name not in _BY_NAME:
-        raise ValueError(f"unknown likelihood {name!r}; choose from {sorted(_BY_NAME)}")
+        raise InputDataError(f"unknown likelihood {name!r}; choose from {sorted(_BY_NAME)}")
     return _BY_NAME[name](**kwargs)

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vaecore.errors import InputDataError
+
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "softplus": nn.Softplus,
     "relu": nn.ReLU,
@@ -24,9 +26,9 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
 
 
 def _activation(name: str) -> nn.Module:
-    """A fresh activation layer by name; unknown names raise ``ValueError`` naming them."""
+    """A fresh activation layer by name; unknown names raise ``InputDataError`` (a ``ValueError``) naming them."""
     if name not in _ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; choose from {sorted(_ACTIVATIONS)}")
+        raise InputDataError(f"unknown activation {name!r}; choose from {sorted(_ACTIVATIONS)}")
     return _ACTIVATIONS[name]()
 
 
@@ -75,7 +77,7 @@ class ImageView(nn.Module):
     def __init__(self, image_shape: Sequence[int]) -> None:
         super().__init__()
         if len(image_shape) not in (2, 3):
-            raise ValueError(f"image_shape must be (rows, columns) or (rows, columns, channels), got {tuple(image_shape)}")
+            raise InputDataError(f"image_shape must be (rows, columns) or (rows, columns, channels), got {tuple(image_shape)}")
         self.image_shape = tuple(image_shape)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -118,7 +120,7 @@ class ConvNet(nn.Module):
         super().__init__()
         _activation(activation)  # fail before building anything
         if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd and positive, got {kernel_size}")
+            raise InputDataError(f"kernel_size must be odd and positive, got {kernel_size}")
         view = ImageView(image_shape)
         self.pixels, self.extra_features = math.prod(view.image_shape), extra_features
         layers: list[nn.Module] = [view]
@@ -165,7 +167,7 @@ def first_layer_share(net: nn.Sequential, u: Tensor, width: int) -> Tensor:
         The share, `[B, H]`; finish with :func:`finish_first_layer`.
 
     Raises:
-        ValueError: ``u`` is not ``width`` wide, or ``width`` exceeds the first layer's inputs.
+        InputDataError: ``u`` is not ``width`` wide, or ``width`` exceeds the first layer's inputs.
     """
     first = _split_layer(net, u, width, "u", 0)
     return F.linear(u, first.weight[:, :width], first.bias)
@@ -175,7 +177,7 @@ def finish_first_layer(net: nn.Sequential, share: Tensor, v: Tensor, width: int)
     """``net`` on `[u, v]` from :func:`first_layer_share` `[..., H]` and the other inputs ``v`` `[..., k]`.
 
     Raises:
-        ValueError: ``v`` is not as wide as the first layer's inputs after the first ``width``.
+        InputDataError: ``v`` is not as wide as the first layer's inputs after the first ``width``.
     """
     first = _split_layer(net, v, width, "v", 1)
     return apply_flat(net[1:], share + F.linear(v, first.weight[:, width:]))
@@ -185,9 +187,9 @@ def _split_layer(net: nn.Sequential, part: Tensor, width: int, name: str, side: 
     """``net``'s first layer, after checking that ``part`` is its side (0: first ``width`` inputs, 1: the rest)."""
     first = net[0]
     if not isinstance(first, nn.Linear) or not 0 <= width <= first.in_features:
-        raise ValueError(f"a split first layer needs an nn.Linear with at least width={width} inputs, got {first}")
+        raise InputDataError(f"a split first layer needs an nn.Linear with at least width={width} inputs, got {first}")
     expected = width if side == 0 else first.in_features - width
     if part.shape[-1] != expected:  # shapes only: no device sync in a training step
-        raise ValueError(f"{name} has {part.shape[-1]} features; the first layer ({first.in_features} inputs, "
+        raise InputDataError(f"{name} has {part.shape[-1]} features; the first layer ({first.in_features} inputs, "
                          f"split at width={width}) expects {expected}")
     return first

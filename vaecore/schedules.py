@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from vaecore.errors import InputDataError
+
 
 @dataclass(frozen=True)
 class ConstantSchedule:
@@ -31,7 +33,7 @@ class LinearWarmup:
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.delay < 0:
-            raise ValueError(f"steps and delay must be >= 0, got {self.steps}, {self.delay}")
+            raise InputDataError(f"steps and delay must be >= 0, got {self.steps}, {self.delay}")
 
     def __call__(self, step: int) -> float:
         t = step - self.delay
@@ -52,7 +54,7 @@ class SigmoidWarmup:
 
     def __post_init__(self) -> None:
         if not self.slope > 0:
-            raise ValueError(f"slope must be > 0, got {self.slope}")
+            raise InputDataError(f"slope must be > 0, got {self.slope}")
 
     def __call__(self, step: int) -> float:
         # Written to avoid overflow in exp for steps far from the midpoint.
@@ -72,11 +74,11 @@ def make_schedule(kind: str, *, steps: int, end: float = 1.0, delay: int = 0) ->
     ``none`` is the constant ``end``.
     """
     if steps < 0 or delay < 0:
-        raise ValueError(f"steps and delay must be >= 0, got {steps}, {delay}")
+        raise InputDataError(f"steps and delay must be >= 0, got {steps}, {delay}")
     if kind == "none":
         return ConstantSchedule(end)
     if kind == "linear":
         return LinearWarmup(steps=steps, end=end, delay=delay)
     if kind == "sigmoid":
         return SigmoidWarmup(midpoint=delay + steps // 2, slope=10.0 / max(steps, 1), end=end)
-    raise ValueError(f"unknown KL schedule {kind!r}; choose none, linear or sigmoid")
+    raise InputDataError(f"unknown KL schedule {kind!r}; choose none, linear or sigmoid")

@@ -1,0 +1,68 @@
+"""Tests for vaecore.errors: each error is a VaelabError and the builtin a caller would catch."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from vaecore.errors import (
+    CheckpointError,
+    ChecksumError,
+    ConfigMismatchError,
+    InputDataError,
+    InputDataWarning,
+    NonFiniteLossError,
+    SearchWarning,
+    VaelabError,
+    VaelabWarning,
+)
+from vaecore.likelihoods import make_likelihood
+from vaecore.nets import mlp
+from vaecore.schedules import make_schedule
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(("error", "builtins"), [
+    (InputDataError, (ValueError,)),
+    (ChecksumError, (InputDataError, ValueError)),
+    (CheckpointError, (RuntimeError,)),
+    (ConfigMismatchError, (CheckpointError, ValueError)),
+    (NonFiniteLossError, (FloatingPointError,)),
+])
+def test_errors_are_vaelab_errors_and_builtins(error, builtins) -> None:
+    assert issubclass(error, VaelabError)
+    for base in builtins:
+        assert issubclass(error, base)
+
+
+@pytest.mark.parametrize("warning", [InputDataWarning, SearchWarning])
+def test_warnings_are_user_warnings(warning) -> None:
+    assert issubclass(warning, VaelabWarning) and issubclass(warning, UserWarning)
+
+
+@pytest.mark.parametrize(("call", "named"), [
+    (lambda: make_likelihood("poisson"), "'poisson'"),
+    (lambda: make_schedule("cosine", steps=10), "'cosine'"),
+    (lambda: mlp(4, (3,), activation="swishy"), "'swishy'"),
+])
+def test_bad_names_are_caught_either_way(call, named) -> None:
+    with pytest.raises(VaelabError, match=named):
+        call()
+    with pytest.raises(ValueError, match=named):
+        call()
+
+
+def test_library_code_raises_no_bare_value_error() -> None:
+    # A bare ValueError would escape ``except VaelabError``: library code raises
+    # InputDataError (a ValueError) for bad input instead.
+    bare = []
+    for package in ("vaecore", "ssvae", "chemvae", "pipelines"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                if (isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)
+                        and isinstance(node.exc.func, ast.Name) and node.exc.func.id == "ValueError"):
+                    bare.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not bare, bare
