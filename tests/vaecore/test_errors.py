@@ -7,17 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vaecore.errors import (
-    CheckpointError,
-    ChecksumError,
-    ConfigMismatchError,
-    InputDataError,
-    InputDataWarning,
-    NonFiniteLossError,
-    SearchWarning,
-    VaelabError,
-    VaelabWarning,
-)
+from vaecore import errors
 from vaecore.likelihoods import make_likelihood
 from vaecore.nets import mlp
 from vaecore.schedules import make_schedule
@@ -26,21 +16,21 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(("error", "builtins"), [
-    (InputDataError, (ValueError,)),
-    (ChecksumError, (InputDataError, ValueError)),
-    (CheckpointError, (RuntimeError,)),
-    (ConfigMismatchError, (CheckpointError, ValueError)),
-    (NonFiniteLossError, (FloatingPointError,)),
+    (errors.InputDataError, (ValueError,)),
+    (errors.ChecksumError, (errors.InputDataError, ValueError)),
+    (errors.CheckpointError, (RuntimeError,)),
+    (errors.ConfigMismatchError, (errors.CheckpointError, ValueError)),
+    (errors.NonFiniteLossError, (FloatingPointError,)),
 ])
 def test_errors_are_vaelab_errors_and_builtins(error, builtins) -> None:
-    assert issubclass(error, VaelabError)
+    assert issubclass(error, errors.VaelabError)
     for base in builtins:
         assert issubclass(error, base)
 
 
-@pytest.mark.parametrize("warning", [InputDataWarning, SearchWarning])
+@pytest.mark.parametrize("warning", [errors.InputDataWarning, errors.SearchWarning])
 def test_warnings_are_user_warnings(warning) -> None:
-    assert issubclass(warning, VaelabWarning) and issubclass(warning, UserWarning)
+    assert issubclass(warning, errors.VaelabWarning) and issubclass(warning, UserWarning)
 
 
 @pytest.mark.parametrize(("call", "named"), [
@@ -49,7 +39,7 @@ def test_warnings_are_user_warnings(warning) -> None:
     (lambda: mlp(4, (3,), activation="swishy"), "'swishy'"),
 ])
 def test_bad_names_are_caught_either_way(call, named) -> None:
-    with pytest.raises(VaelabError, match=named):
+    with pytest.raises(errors.VaelabError, match=named):
         call()
     with pytest.raises(ValueError, match=named):
         call()
