@@ -113,7 +113,7 @@ def map_chunks(
     Args:
         fn: Module-level function (it must pickle) mapping a chunk to one result per item.
         items: The inputs.
-        n_jobs: ``1`` runs here; ``k > 1`` uses ``k`` spawned worker processes; ``-1``
+        n_jobs: ``1`` runs here; ``k > 1`` uses ``k`` worker processes (forked on Linux); ``-1``
             uses every core.
         chunk_size: Items per task.
         desc: tqdm label; the bar shows only when there are several chunks.
