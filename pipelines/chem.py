@@ -123,8 +123,12 @@ class ChemEvalConfig:
     device: str = "auto"
 
 
+# The fields of ChemTrainConfig that name a run's split: all that load_run_splits reads.
+SPLIT_FIELDS = ("data", "smiles_column", "max_molecules", "valid_fraction", "test_fraction", "seed")
+
+
 def load_run_splits(config: ChemTrainConfig) -> DataSplits:
-    """The train / valid / test splits a run's configuration names."""
+    """The train / valid / test splits a run's configuration names (its :data:`SPLIT_FIELDS`)."""
     return load_splits(config.data, smiles_column=config.smiles_column, max_molecules=config.max_molecules,
                        valid_fraction=config.valid_fraction, test_fraction=config.test_fraction, seed=config.seed)
 

@@ -145,11 +145,10 @@ def initial_pool(config: MoloptConfig) -> tuple[list[str] | None, str]:
     train_config = json.loads(stored.read_text())
     if "data" not in train_config:
         return None, "prior samples (the model's config.json names no data)"
-    from pipelines.chem import ChemTrainConfig, load_run_splits
+    from pipelines.chem import SPLIT_FIELDS, ChemTrainConfig, load_run_splits
 
-    # Only the data fields matter here: a config.json of another vaelab version still names its split.
-    split_fields = ("data", "smiles_column", "max_molecules", "valid_fraction", "test_fraction", "seed")
-    splits = load_run_splits(ChemTrainConfig(**{k: train_config[k] for k in split_fields if k in train_config}))
+    # Only the split's fields matter here: a config.json of another vaelab version still names its split.
+    splits = load_run_splits(ChemTrainConfig(**{k: train_config[k] for k in SPLIT_FIELDS if k in train_config}))
     return splits.train, f"{train_config['data']} (the model's training split)"
 
 

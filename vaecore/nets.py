@@ -169,7 +169,7 @@ def first_layer_share(net: nn.Sequential, u: Tensor, width: int) -> Tensor:
     Raises:
         InputDataError: ``u`` is not ``width`` wide, or ``width`` exceeds the first layer's inputs.
     """
-    first = _split_layer(net, u, width, "u", 0)
+    first = _split_layer(net, u, width, side=0)
     return F.linear(u, first.weight[:, :width], first.bias)
 
 
@@ -179,17 +179,17 @@ def finish_first_layer(net: nn.Sequential, share: Tensor, v: Tensor, width: int)
     Raises:
         InputDataError: ``v`` is not as wide as the first layer's inputs after the first ``width``.
     """
-    first = _split_layer(net, v, width, "v", 1)
+    first = _split_layer(net, v, width, side=1)
     return apply_flat(net[1:], share + F.linear(v, first.weight[:, width:]))
 
 
-def _split_layer(net: nn.Sequential, part: Tensor, width: int, name: str, side: int) -> nn.Linear:
-    """``net``'s first layer, after checking that ``part`` is its side (0: first ``width`` inputs, 1: the rest)."""
+def _split_layer(net: nn.Sequential, part: Tensor, width: int, side: int) -> nn.Linear:
+    """``net``'s first layer, after checking that ``part`` is its side (0: ``u``, the first ``width`` inputs; 1: ``v``)."""
     first = net[0]
     if not isinstance(first, nn.Linear) or not 0 <= width <= first.in_features:
         raise InputDataError(f"a split first layer needs an nn.Linear with at least width={width} inputs, got {first}")
-    expected = width if side == 0 else first.in_features - width
+    name, expected = ("u", width) if side == 0 else ("v", first.in_features - width)
     if part.shape[-1] != expected:  # shapes only: no device sync in a training step
         raise InputDataError(f"{name} has {part.shape[-1]} features; the first layer ({first.in_features} inputs, "
-                         f"split at width={width}) expects {expected}")
+                             f"split at width={width}) expects {expected}")
     return first
