@@ -4,6 +4,8 @@ Usage (the full run needs a GPU; a CPU run records the largest one that fits)::
 
     python bench/chem_train.py --max-molecules 1584663 --epochs 30 --device cuda --out runs/bench_chem
     python bench/chem_train.py --max-molecules 2000 --epochs 1 --n-samples 200 --no-fcd --device cpu  # smoke
+    python bench/chem_train.py --max-molecules 200000 --epochs 3 --batch-size 256 --decoder-layers 1 \
+        --kl-warmup-fraction 0.5 --beta 0.2 --n-recon 1000 --device cpu  # the CPU runs' settings (BENCHMARKS.md)
 
 Prints (and writes to ``OUT/bench.csv``) reconstruction accuracy on MOSES test, validity,
 unique@10k, novelty and FCD/Test of decoded prior samples, next to the targets, with the
@@ -23,6 +25,7 @@ import torch
 from chemvae.model import ChemVAEConfig
 from pipelines.chem import ChemEvalConfig, ChemTrainConfig, train
 from pipelines.chem_eval import evaluate
+from vaecore.errors import VaelabError
 
 # Targets on MOSES test (the issue's; MOSES CharVAE-level figures).
 TARGETS = {
@@ -43,6 +46,9 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--beta", type=float, default=0.05)
     p.add_argument("--latent-dim", type=int, default=56)
+    p.add_argument("--decoder-hidden", type=int, default=ChemVAEConfig.decoder_hidden)
+    p.add_argument("--decoder-layers", type=int, default=ChemVAEConfig.decoder_layers)
+    p.add_argument("--kl-warmup-fraction", type=float, default=ChemTrainConfig.kl_warmup_fraction)
     p.add_argument("--n-samples", type=int, default=10_000)
     p.add_argument("--n-recon", type=int, default=10_000)
     p.add_argument("--sample-method", default="sample", choices=("sample", "greedy"))
@@ -52,19 +58,26 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="runs/bench_chem")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--no-progress", action="store_true")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     began = time.perf_counter()
-    architecture = ChemVAEConfig(representation=args.representation, encoder=args.encoder, latent_dim=args.latent_dim)
-    config = ChemTrainConfig(data=args.data, max_molecules=args.max_molecules, epochs=args.epochs, model=architecture,
-                             batch_size=args.batch_size, lr=args.lr, beta=args.beta, n_jobs=args.n_jobs,
-                             device=args.device, progress=True, resume=args.out if args.resume else None)
-    trained = train(config, args.out)
-    evaluated = evaluate(ChemEvalConfig(run_dir=args.out, n_samples=args.n_samples, n_recon=args.n_recon,
-                                        sample_method=args.sample_method, compute_fcd=not args.no_fcd,
-                                        n_jobs=args.n_jobs, device=args.device))
+    try:
+        architecture = ChemVAEConfig(representation=args.representation, encoder=args.encoder,
+                                     latent_dim=args.latent_dim, decoder_hidden=args.decoder_hidden,
+                                     decoder_layers=args.decoder_layers)
+        config = ChemTrainConfig(data=args.data, max_molecules=args.max_molecules, epochs=args.epochs,
+                                 model=architecture, batch_size=args.batch_size, lr=args.lr, beta=args.beta,
+                                 kl_warmup_fraction=args.kl_warmup_fraction, n_jobs=args.n_jobs, device=args.device,
+                                 progress=not args.no_progress, resume=args.out if args.resume else None)
+        trained = train(config, args.out)
+        evaluated = evaluate(ChemEvalConfig(run_dir=args.out, n_samples=args.n_samples, n_recon=args.n_recon,
+                                            sample_method=args.sample_method, compute_fcd=not args.no_fcd,
+                                            n_jobs=args.n_jobs, device=args.device))
+    except VaelabError as err:  # bad data or settings: one line, as vaelab chem train gives it
+        p.error(str(err))
     targets = TARGETS[args.representation]
     rows = []
     for metric in ("recon_accuracy", "validity", "unique@10k", "novelty", "FCD/Test", "intdiv", "SNN/Test"):

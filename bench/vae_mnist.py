@@ -1,6 +1,6 @@
 """Benchmark: the M1 VAE / IWAE on dynamically binarized MNIST against Burda et al. (2016).
 
-Runs :func:`pipelines.vae.run` on the real MNIST data and prints one pandas row: test
+Runs :func:`pipelines.vae.run` on the real MNIST data (or ``--data``) and prints one pandas row: test
 ELBO, test NLL (-log p(x), 5,000 importance samples), the paper's anchor, mean epoch
 time, wall time and device. The row is also appended to ``OUT/bench.csv``.
 
@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from pipelines.vae import VAERunConfig, run
+from vaecore.errors import VaelabError
 
 # Burda et al. 2016, Table 1: one stochastic layer (z = 50), two deterministic hidden layers of 500 units,
 # trained for 3,280 epochs: test NLL in nats (VAE k = 1, IWAE k = 50).
@@ -28,6 +29,7 @@ ANCHORS = {("elbo", 1): 86.76, ("iwae", 50): 84.78}
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="mnist", help="mnist | fixture | PATH (.npz or IDX directory)")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--objective", choices=("elbo", "iwae"), default="elbo")
     parser.add_argument("--k", type=int, default=None, help="default: 1 for elbo, 50 for iwae")
@@ -48,16 +50,19 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         torch.set_num_threads(args.threads)
     k = args.k if args.k is not None else (50 if args.objective == "iwae" else 1)
     out = Path(args.out) / f"{args.objective}_k{k}"
-    config = VAERunConfig(
-        data="mnist", epochs=args.epochs, objective=args.objective, k=k, lr_schedule=args.lr_schedule,
-        lr_decay=args.lr_decay, train_on_valid=args.train_on_valid, eval_samples=args.eval_samples,
-        eval_limit=args.eval_limit, eval_batch_size=args.eval_batch_size, device=args.device, seed=args.seed,
-        resume=str(out) if args.resume else None, progress=not args.no_progress,
-    )
-    metrics = run(config, out)
+    try:
+        config = VAERunConfig(
+            data=args.data, epochs=args.epochs, objective=args.objective, k=k, lr_schedule=args.lr_schedule,
+            lr_decay=args.lr_decay, train_on_valid=args.train_on_valid, eval_samples=args.eval_samples,
+            eval_limit=args.eval_limit, eval_batch_size=args.eval_batch_size, device=args.device, seed=args.seed,
+            resume=str(out) if args.resume else None, progress=not args.no_progress,
+        )
+        metrics = run(config, out)
+    except VaelabError as err:  # bad data or settings: one line, as vaelab vae gives it
+        parser.error(str(err))
     row = pd.DataFrame([{
-        "objective": args.objective, "k": k, "epochs": metrics["epochs"],
-        "train_digits": 60_000 if args.train_on_valid else 50_000,
+        "data": args.data, "objective": args.objective, "k": k, "epochs": metrics["epochs"],
+        "train_digits": metrics["n_train"],
         "test_elbo": metrics["test_elbo"], "test_nll": metrics["test_nll"],
         "nll_digits": metrics["n_test_log_px"], "eval_samples": metrics["eval_samples"],
         "burda_nll": ANCHORS.get((args.objective, k)),

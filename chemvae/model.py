@@ -80,9 +80,12 @@ class ChemVAEConfig:
     def __post_init__(self) -> None:
         if self.representation not in REPRESENTATIONS:
             raise InputDataError(f"unknown representation {self.representation!r}; choose from {REPRESENTATIONS}")
-        for name in ("latent_dim", "max_length"):
+        for name in ("latent_dim", "max_length", "embedding_dim", "encoder_hidden", "encoder_layers",
+                     "graph_layers", "decoder_hidden", "decoder_layers"):
             if getattr(self, name) < 1:
                 raise InputDataError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise InputDataError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
 @contextlib.contextmanager

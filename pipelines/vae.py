@@ -155,6 +155,7 @@ def run(config: VAERunConfig, workdir: str | os.PathLike) -> dict[str, Any]:
         "test_elbo": float(test_elbo.mean()),
         "test_log_px": float(log_px.mean()),
         "test_nll": float(-log_px.mean()),
+        "n_train": int(len(x_train)),
         "n_test_elbo": int(len(x_test)),
         "n_test_log_px": int(len(x_eval)),
         "eval_samples": config.eval_samples,

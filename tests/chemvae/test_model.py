@@ -41,6 +41,13 @@ def _batch(model: MoleculeVAE, molecules: list[str]) -> dict:
     return next(iterate_batches(data, 16, shuffle=False))
 
 
+@pytest.mark.parametrize("field, value", [("decoder_layers", 0), ("encoder_hidden", 0), ("latent_dim", -1),
+                                          ("dropout", 1.0), ("representation", "inchi")])
+def test_a_bad_architecture_is_refused_by_name(field, value):
+    with pytest.raises(InputDataError, match=field):
+        ChemVAEConfig(**{field: value})
+
+
 @pytest.mark.parametrize("encoder", sorted(ENCODERS))
 def test_loss_terms_follow_the_elbo(molecules, encoder):
     model = _model(molecules, encoder=encoder, representation="selfies" if encoder == "cnn" else "smiles")

@@ -1,0 +1,42 @@
+"""bench/vae_mnist.py on the committed MNIST fixture: one row per run, appended to ``OUT/bench.csv``."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ssvae.data import load_dataset
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_vae_mnist", ROOT / "bench" / "vae_mnist.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_rows_name_their_data_and_count_its_training_digits(tmp_path):
+    argv = ["--data", "fixture", "--epochs", "1", "--eval-limit", "20", "--eval-samples", "8", "--threads", "1",
+            "--device", "cpu", "--no-progress", "--out", str(tmp_path)]
+    bench = _bench()
+    first = bench.main(argv).iloc[0]
+    fixture = load_dataset("fixture")
+    assert first["data"] == "fixture" and first["train_digits"] == len(fixture.train.x)
+    assert (first["objective"], first["k"], first["nll_digits"], first["eval_samples"]) == ("elbo", 1, 20, 8)
+    assert math.isfinite(first["test_nll"]) and first["test_nll"] > 0
+    second = bench.main([*argv[:-2], "--train-on-valid", "--out", str(tmp_path)]).iloc[0]
+    assert second["train_digits"] == len(fixture.train.x) + len(fixture.valid.x)
+    assert len(pd.read_csv(tmp_path / "bench.csv")) == 2  # appended, not overwritten
+
+
+def test_missing_data_is_one_line_naming_it(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        _bench().main(["--data", str(tmp_path / "nope.npz"), "--out", str(tmp_path)])
+    assert stop.value.code == 2
+    assert f"error: data source '{tmp_path / 'nope.npz'}' is neither" in capsys.readouterr().err
