@@ -42,6 +42,7 @@ import torch
 
 from pipelines.fewlabel import FewLabelRunConfig, run
 from ssvae.fewlabel import COMPILE_MODES
+from vaecore.errors import VaelabError
 from vaecore.training import compiled_step
 
 # Test-error targets (%), from the issue; the paper's figures for reference.
@@ -199,6 +200,25 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def run_grid(args: argparse.Namespace) -> list[dict]:
+    """Every (seed, model, labels) run of the benchmark, in that order; one record each."""
+    out = Path(args.out)
+    records = []
+    for seed in args.seeds:
+        first_m1: Path | None = None  # the run of this seed whose M1 the others reuse
+        for model in args.models:
+            for labels in args.labels:
+                run_dir = out / "runs" / f"{model}_{labels}_s{seed}"
+                reuse = first_m1 if (args.share_m1 and model in ("m1", "m1m2")) else None
+                metrics = run_one(args, model, labels, seed, run_dir, reuse)
+                if model in ("m1", "m1m2") and first_m1 is None and (run_dir / "m1").exists():
+                    first_m1 = run_dir
+                records.append({**metrics, "run": str(run_dir), "shared_m1": reuse is not None})
+                print(f"{model} labels={labels} seed={seed}: test error {100 * metrics['test_error']:.2f}% "
+                      f"({metrics['wall_seconds'] / 60:.1f} min)", flush=True)
+    return records
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="mnist")
@@ -228,25 +248,15 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.step_timing:
-        print(to_markdown(step_timing(args)))
-        return
-
-    out = Path(args.out)
-    records = []
     began = time.perf_counter()
-    for seed in args.seeds:
-        first_m1: Path | None = None  # the run of this seed whose M1 the others reuse
-        for model in args.models:
-            for labels in args.labels:
-                run_dir = out / "runs" / f"{model}_{labels}_s{seed}"
-                reuse = first_m1 if (args.share_m1 and model in ("m1", "m1m2")) else None
-                metrics = run_one(args, model, labels, seed, run_dir, reuse)
-                if model in ("m1", "m1m2") and first_m1 is None and (run_dir / "m1").exists():
-                    first_m1 = run_dir
-                records.append({**metrics, "run": str(run_dir), "shared_m1": reuse is not None})
-                print(f"{model} labels={labels} seed={seed}: test error {100 * metrics['test_error']:.2f}% "
-                      f"({metrics['wall_seconds'] / 60:.1f} min)", flush=True)
+    try:
+        if args.step_timing:
+            print(to_markdown(step_timing(args)))
+            return
+        records = run_grid(args)
+    except VaelabError as err:  # bad data or settings: one line, as vaelab fewlabel gives it
+        p.error(str(err))
+    out = Path(args.out)
     rows = pd.DataFrame(records)
     out.mkdir(parents=True, exist_ok=True)
     rows.to_csv(out / "runs.csv", index=False)

@@ -44,7 +44,7 @@ import pandas as pd
 import torch
 
 from pipelines.molopt import add_bo_arguments, bo_options
-from vaecore.errors import InputDataError
+from vaecore.errors import InputDataError, VaelabError
 
 CHECKPOINTS = (50, 100, 250, 500)
 TARGETS = {"qed": 0.94, "plogp": 5.30}
@@ -329,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     checkpoints = tuple(c for c in CHECKPOINTS if c <= args.budget) or (args.budget,)
     try:
         dirs = run_all(args)
-    except InputDataError as err:  # a bad objective or setting: one line, as vaelab molopt gives it
+    except VaelabError as err:  # a bad model, objective or setting: one line, as vaelab molopt gives it
         p.error(str(err))
     runs = load_runs(dirs, checkpoints)
     out = Path(args.out)

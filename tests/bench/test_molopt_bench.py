@@ -26,6 +26,14 @@ def test_an_objective_the_head_cannot_predict_is_refused_in_one_line(tmp_path):
     assert "error: BO with head_mean (--bo-head-mean) needs an objective the property head can predict" in done.stderr
 
 
+def test_a_missing_model_is_refused_in_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "bench/molopt.py", "--model", str(tmp_path / "none"), "--objectives", "qed",
+                           "--methods", "random", "--seeds", "0", "--budget", "5", "--threads", "1",
+                           "--out", str(tmp_path / "b")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"error: no checkpoint at {tmp_path / 'none'}" in done.stderr
+
+
 def _bench():
     spec = importlib.util.spec_from_file_location("bench_molopt", ROOT / "bench" / "molopt.py")
     module = importlib.util.module_from_spec(spec)
