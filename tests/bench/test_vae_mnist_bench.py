@@ -30,6 +30,7 @@ def test_rows_name_their_data_and_count_its_training_digits(tmp_path):
     assert first["data"] == "fixture" and first["train_digits"] == len(fixture.train.x)
     assert (first["objective"], first["k"], first["nll_digits"], first["eval_samples"]) == ("elbo", 1, 20, 8)
     assert math.isfinite(first["test_nll"]) and first["test_nll"] > 0
+    assert first["burda_nll"] is None  # the paper's MNIST figure is no anchor for other data
     second = bench.main([*argv[:-2], "--train-on-valid", "--out", str(tmp_path)]).iloc[0]
     assert second["train_digits"] == len(fixture.train.x) + len(fixture.valid.x)
     assert len(pd.read_csv(tmp_path / "bench.csv")) == 2  # appended, not overwritten
