@@ -136,3 +136,13 @@ def test_missing_fcd_torch_gives_nan_fcd_with_a_warning(monkeypatch, moses_small
         result = metrics.generation_metrics(test[:10], train=test, test=test, ks=(10,), compute_fcd=True)
     assert math.isnan(result["FCD/Test"])
     assert result["validity"] == 1.0 and result["novelty"] == 0.0
+
+
+def test_a_model_that_decodes_nothing_valid_gets_zero_validity_and_nan_elsewhere(moses_small):
+    test = moses_small["smiles"].tolist()[:30]
+    with pytest.warns(InputDataWarning, match="no valid generated molecules"):
+        result = metrics.generation_metrics(["bad", "C1CC", "c1cc"], train=test, test=test, ks=(10,),
+                                            compute_fcd=False)
+    assert result["validity"] == 0.0
+    for name in ("unique@10", "novelty", "intdiv", "intdiv2", "FCD/Test", "SNN/Test", "Frag/Test", "Scaf/Test"):
+        assert math.isnan(result[name]), name

@@ -1,4 +1,4 @@
-"""The ``vaelab`` command line: a missing optional package disables only the commands that need it."""
+"""The ``vaelab`` command line: a missing optional package disables only the commands that need it; bad input is one line."""
 
 from __future__ import annotations
 
@@ -30,3 +30,24 @@ def test_chemistry_command_without_rdkit_names_the_package(args: tuple[str, ...]
     assert done.returncode == 2
     assert f"'{args[0]}' command needs the Python package 'rdkit'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["fewlabel", "--data", "fixture", "--model", "m2", "--set", "lr", "--out", "{empty}/o"],
+     "setting 'lr' is not KEY=VALUE"),
+    (["fewlabel", "--data", "fixture", "--model", "m2"], "--out DIR is required (or --resume DIR)"),
+    (["fewlabel", "--resume", "{empty}"], "no config.json there (not a fewlabel run directory)"),
+    (["chem", "train", "--data", "fixture"], "give --out DIR (or --resume DIR to continue a run in place)"),
+    (["chem", "train", "--data", "fixture", "--resume", "{empty}"], "is not a chem run directory (no config.json)"),
+    (["chem", "eval", "{empty}"], "holds no model.safetensors or checkpoint.safetensors"),
+    (["molopt", "--model", "{empty}", "--objective", "qed", "--out", "{empty}/o"],
+     "holds no model.safetensors or checkpoint.safetensors"),
+    (["vae", "--data", "{empty}/nope.npz", "--out", "{empty}/o"], "is neither 'mnist', 'fixture' nor an existing path"),
+])
+def test_a_bad_invocation_is_one_line_naming_what_is_wrong(tmp_path, capsys, args, message) -> None:
+    from pipelines.cli import main
+
+    code = main([a.format(empty=tmp_path) for a in args])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"vaelab {args[0]}: error: ") and message in err

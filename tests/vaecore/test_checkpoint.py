@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
@@ -184,6 +185,27 @@ def test_plain_safetensors_file_is_not_a_vaelab_checkpoint(tmp_path: Path) -> No
     save_file({"w": torch.ones(2)}, str(path))
     with pytest.raises(CheckpointError, match="not a vaelab checkpoint"):
         load_checkpoint(path)
+
+
+def _rewrite_metadata(path: Path, **changes: str | None) -> None:
+    """Save ``path``'s tensors again with some metadata fields changed (``None``: removed)."""
+    with safe_open(str(path), "pt") as f:
+        metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    metadata.update(changes)
+    save_file(tensors, str(path), metadata={k: v for k, v in metadata.items() if v is not None})
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"vaelab_format": "99"}, "not a vaelab checkpoint \\(format '99'\\)"),
+    ({"extra": None}, "corrupted checkpoint header \\(missing \\['extra'\\]\\)"),
+    ({"config": "{not json"}, "corrupted checkpoint metadata"),
+    ({"structure": '{"__dict__": [["model", {"__tensor__": "absent"}]]}'}, "corrupted checkpoint structure"),
+    ({"structure": '{"__what__": 1}'}, "corrupted checkpoint structure"),
+])
+def test_a_damaged_vaelab_header_is_refused_by_what_is_wrong(saved: Path, changes: dict, message: str) -> None:
+    _rewrite_metadata(saved, **changes)
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(saved)
 
 
 class _Payload:
