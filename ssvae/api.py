@@ -77,14 +77,9 @@ class FewLabelClassifier:
         return self.model.m1.config.x_dim if hasattr(self.model, "m1") else self.model.m2.config.x_dim
 
     def _inputs(self, x: Tensor | np.ndarray) -> Tensor:
-        t = torch.as_tensor(np.asarray(x)) if not isinstance(x, Tensor) else x
-        if t.dtype == torch.uint8:
-            t = t.float() / 255.0
-        t = t.reshape(len(t), -1).float()
+        t = _tensor(x, "x")
         if t.shape[1] != self.input_dim:
             raise InputDataError(f"images have {t.shape[1]} pixels each; the model was trained on {self.input_dim}")
-        if not torch.isfinite(t).all() or (t.numel() and (t.min() < 0 or t.max() > 1)):
-            raise InputDataError("inputs must be finite pixel values in [0, 1] (or uint8)")
         return t
 
     @torch.no_grad()
@@ -285,13 +280,22 @@ def fit_data(data: FewLabelData, config: FitConfig, *, n_classes: int, device: t
     return clf
 
 
-def _tensor(x: Tensor | np.ndarray | None) -> Tensor | None:
-    if x is None:
-        return None
+def _tensor(x: Tensor | np.ndarray, what: str) -> Tensor:
+    """Images ``x`` `[N, ...]` as float pixels `[N, D]` in `[0, 1]`; uint8 images are scaled by 1/255.
+
+    Out-of-range pixels are refused here, naming their range: the Bernoulli likelihood
+    would otherwise fail deep inside torch (0-255 floats are the usual case).
+    """
     t = torch.as_tensor(np.asarray(x)) if not isinstance(x, Tensor) else x
     if t.dtype == torch.uint8:
         t = t.float() / 255.0
-    return t.reshape(len(t), -1).float()
+    t = t.reshape(len(t), -1).float()
+    if not torch.isfinite(t).all():
+        raise InputDataError(f"{what} contains NaN or infinite values")
+    if t.numel() and (t.min() < 0 or t.max() > 1):
+        raise InputDataError(f"{what} values must lie in [0, 1] (or be uint8), got range "
+                             f"[{float(t.min()):.4g}, {float(t.max()):.4g}]")
+    return t
 
 
 def fit(
@@ -329,7 +333,7 @@ def fit(
     Returns:
         The trained :class:`FewLabelClassifier` (best validation epoch).
     """
-    xt = _tensor(x)
+    xt = _tensor(x, "x")
     yt = as_label_tensor(y)
     if len(xt) != len(yt):
         raise InputDataError(f"x has {len(xt)} rows but y has {len(yt)}")
@@ -346,6 +350,6 @@ def fit(
     if workdir is not None:
         rundir = RunDir(workdir, config, seed=seed, device=device)
         save_split(rundir / "labels.csv", idx, yt[idx])
-    data = split_data(xt, yt, idx, x_valid=_tensor(x_valid),
+    data = split_data(xt, yt, idx, x_valid=None if x_valid is None else _tensor(x_valid, "x_valid"),
                       y_valid=None if y_valid is None else as_label_tensor(y_valid), image_shape=image_shape)
     return fit_data(data, config, n_classes=n_classes, device=device, seed=seed, rundir=rundir, progress=progress)

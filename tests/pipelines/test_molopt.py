@@ -135,3 +135,15 @@ def test_bo_options_map_onto_the_config_with_its_defaults():
     config = MoloptConfig(model="m", **bo_options(args))
     assert (config.acquisition, config.tr_hedge, config.tr_hedge_points, config.tr_restart, config.head_mean) == (
         "ts", 0.1, 1, "elsewhere", True)
+
+
+def test_init_data_names_a_csv_or_a_dataset_instead_of_the_models_split(tmp_path):
+    csv = tmp_path / "mine.csv"
+    pd.DataFrame({"SMILES": ["CCO", "c1ccccc1", "CC(=O)O"]}).to_csv(csv, index=False)
+    assert initial_pool(MoloptConfig(model=str(MODEL), init_data=str(csv))) == (["CCO", "c1ccccc1", "CC(=O)O"], str(csv))
+    pool, source = initial_pool(MoloptConfig(model=str(MODEL), init_data="fixture"))
+    assert source == "fixture" and pool == initial_pool(MoloptConfig(model=str(MODEL)))[0]
+    bare = tmp_path / "weights_only"
+    bare.mkdir()
+    assert initial_pool(MoloptConfig(model=str(bare))) == (
+        None, "prior samples (the model directory has no config.json naming its data)")

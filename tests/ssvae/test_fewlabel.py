@@ -194,8 +194,17 @@ def test_fit_api_m1m2_and_bad_inputs(fixture_data):
         ssvae.fit(ds.train.x, ds.train.y, n_labels=25)
     with pytest.raises(InputDataError, match="unknown setting"):
         ssvae.fit(ds.train.x, ds.train.y, n_labels=20, **{"train.nonsense": 1})
-    with pytest.raises(InputDataError, match=r"\[0, 1\]"):
+    with pytest.raises(InputDataError, match=r"x values must lie in \[0, 1\] \(or be uint8\), got range \[0, 2\.9"):
         clf.predict(ds.test.x[:2] * 3)
+    assert np.array_equal(clf.predict((ds.test.x[:20] * 255).round().to(torch.uint8)),  # uint8: scaled by 1/255
+                          clf.predict((ds.test.x[:20] * 255).round() / 255))
+    # Training images as 0-255 floats are refused by name before any training, not deep inside torch.
+    with pytest.raises(InputDataError, match=r"x values must lie in \[0, 1\] \(or be uint8\), got range \[0, 25"):
+        ssvae.fit(ds.train.x * 255, ds.train.y, n_labels=20)
+    with pytest.raises(InputDataError, match="x_valid contains NaN or infinite values"):
+        ssvae.fit(ds.train.x, ds.train.y, n_labels=20, x_valid=ds.valid.x / 0, y_valid=ds.valid.y)
+    with pytest.raises(InputDataError, match="x has 1000 rows but y has 999"):
+        ssvae.fit(ds.train.x, ds.train.y[:-1], n_labels=20)
     with pytest.raises(InputDataError, match="392 pixels each; the model was trained on 784"):
         clf.predict(ds.test.x[:2, :392])
     # flattened images cannot be translated: refused before M1 trains
