@@ -243,6 +243,22 @@ class MoleculeVAE(nn.Module):
         return (z, checked.indices) if errors == "skip" else z
 
     # ------------------------------------------------------------------ SMILES out
+    def _latents(self, z: Tensor) -> Tensor:
+        """User latents `[N, d]` (or `[d]`) on the model's device and dtype, refused by name if malformed.
+
+        Non-finite values are refused rather than decoded: a NaN latent decodes to an
+        arbitrary string (one atom, as it happens), which would pass for a result.
+        """
+        z = torch.as_tensor(z)
+        if z.dim() == 1:
+            z = z.unsqueeze(0)
+        if z.dim() != 2 or z.shape[-1] != self.latent_dim:
+            raise InputDataError(f"z must have shape [N, {self.latent_dim}], got {list(z.shape)}")
+        if not bool(torch.isfinite(z).all()):
+            rows = (~torch.isfinite(z)).any(-1).nonzero().flatten().tolist()
+            raise InputDataError(f"z has NaN or infinite values in {len(rows)} row(s), the first row {rows[0]}")
+        return z.to(self.device, self.property_mean.dtype)
+
     def decode(self, z: Tensor, method: str = "greedy", temperature: float = 1.0,
                generator: torch.Generator | None = None, batch_size: int = 1000) -> list[str]:
         """Decode latents into SMILES strings (possibly invalid).
@@ -265,12 +281,7 @@ class MoleculeVAE(nn.Module):
             raise InputDataError(f"method must be 'greedy' or 'sample', got {method!r}")
         if not temperature > 0:
             raise InputDataError(f"temperature must be > 0, got {temperature}")
-        z = torch.as_tensor(z)
-        if z.dim() == 1:
-            z = z.unsqueeze(0)
-        if z.dim() != 2 or z.shape[-1] != self.latent_dim:
-            raise InputDataError(f"z must have shape [N, {self.latent_dim}], got {list(z.shape)}")
-        z = z.to(self.device, self.property_mean.dtype)
+        z = self._latents(z)
         out: list[str] = []
         with _evaluating(self):
             for start in range(0, z.shape[0], batch_size):
@@ -326,11 +337,9 @@ class MoleculeVAE(nn.Module):
 
     def predict_properties(self, z: Tensor) -> pd.DataFrame:
         """Predicted properties of latents `[N, d]` as a table with columns ``property_names``."""
-        z = torch.as_tensor(z)
-        if z.dim() == 1:
-            z = z.unsqueeze(0)
+        z = self._latents(z)
         with _evaluating(self):
-            values = self.property_tensor(z.to(self.device, self.property_mean.dtype))
+            values = self.property_tensor(z)
         return pd.DataFrame(values.cpu().double().numpy(), columns=list(self.property_names))
 
 

@@ -190,3 +190,17 @@ def test_committed_fixture_model_loads_and_works():
     assert cold == greedy  # temperature -> 0 is greedy
     props = model.predict_properties(z)
     assert props["qed"].between(-1, 2).all()
+
+
+def test_malformed_latents_are_refused_by_name():
+    model = load(FIXTURE_MODEL)
+    z = torch.zeros(3, model.latent_dim)
+    z[1, 4] = float("nan")
+    for use in (model.decode, model.predict_properties):
+        with pytest.raises(InputDataError, match="z has NaN or infinite values in 1 row\\(s\\), the first row 1"):
+            use(z)
+        with pytest.raises(InputDataError, match=f"z must have shape \\[N, {model.latent_dim}\\], got \\[2, 10\\]"):
+            use(torch.zeros(2, 10))
+    one = torch.zeros(model.latent_dim)  # one latent `[d]` is a batch of one
+    assert model.decode(one) == model.decode(one.unsqueeze(0))
+    assert model.predict_properties(one).shape == (1, len(model.property_names))
