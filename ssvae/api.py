@@ -333,13 +333,21 @@ def fit(
     Returns:
         The trained :class:`FewLabelClassifier` (best validation epoch).
     """
-    xt = _tensor(x, "x")
-    yt = as_label_tensor(y)
+    xt, yt = _tensor(x, "x"), as_label_tensor(y, what="y")
     if len(xt) != len(yt):
         raise InputDataError(f"x has {len(xt)} rows but y has {len(yt)}")
+    if (x_valid is None) != (y_valid is None):
+        raise InputDataError("give x_valid and y_valid together, or neither")
+    xv = yv = None
+    if x_valid is not None:
+        xv, yv = _tensor(x_valid, "x_valid"), as_label_tensor(y_valid, what="y_valid")
+        if len(xv) != len(yv):
+            raise InputDataError(f"x_valid has {len(xv)} rows but y_valid has {len(yv)}")
+        if xv.shape[1] != xt.shape[1]:
+            raise InputDataError(f"x_valid images have {xv.shape[1]} pixels each but x images {xt.shape[1]}")
     n_classes = int(yt.max()) + 1 if yt.numel() else 0
-    if y_valid is not None:
-        n_classes = max(n_classes, int(as_label_tensor(y_valid).max()) + 1)
+    if yv is not None and yv.numel():
+        n_classes = max(n_classes, int(yv.max()) + 1)
     idx = (balanced_split(yt, n_labels, n_classes=n_classes, seed=seed) if n_labels is not None
            else given_labels(yt, n_classes=n_classes))
     image_shape = tuple(x.shape[1:])
@@ -350,6 +358,5 @@ def fit(
     if workdir is not None:
         rundir = RunDir(workdir, config, seed=seed, device=device)
         save_split(rundir / "labels.csv", idx, yt[idx])
-    data = split_data(xt, yt, idx, x_valid=None if x_valid is None else _tensor(x_valid, "x_valid"),
-                      y_valid=None if y_valid is None else as_label_tensor(y_valid), image_shape=image_shape)
+    data = split_data(xt, yt, idx, x_valid=xv, y_valid=yv, image_shape=image_shape)
     return fit_data(data, config, n_classes=n_classes, device=device, seed=seed, rundir=rundir, progress=progress)

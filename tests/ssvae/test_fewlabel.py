@@ -205,6 +205,14 @@ def test_fit_api_m1m2_and_bad_inputs(fixture_data):
         ssvae.fit(ds.train.x, ds.train.y, n_labels=20, x_valid=ds.valid.x / 0, y_valid=ds.valid.y)
     with pytest.raises(InputDataError, match="x has 1000 rows but y has 999"):
         ssvae.fit(ds.train.x, ds.train.y[:-1], n_labels=20)
+    with pytest.raises(InputDataError, match="give x_valid and y_valid together, or neither"):
+        ssvae.fit(ds.train.x, ds.train.y, n_labels=20, y_valid=ds.valid.y)  # was silently ignored
+    with pytest.raises(InputDataError, match="x_valid has 200 rows but y_valid has 5"):
+        ssvae.fit(ds.train.x, ds.train.y, n_labels=20, x_valid=ds.valid.x, y_valid=ds.valid.y[:5])
+    with pytest.raises(InputDataError, match="x_valid images have 100 pixels each but x images 784"):
+        ssvae.fit(ds.train.x, ds.train.y, n_labels=20, x_valid=ds.valid.x[:, :100], y_valid=ds.valid.y)
+    with pytest.raises(InputDataError, match=r"y_valid must be integers; y_valid\[0\] = "):
+        ssvae.fit(ds.train.x, ds.train.y, n_labels=20, x_valid=ds.valid.x, y_valid=ds.valid.y + 0.5)
     with pytest.raises(InputDataError, match="392 pixels each; the model was trained on 784"):
         clf.predict(ds.test.x[:2, :392])
     # flattened images cannot be translated: refused before M1 trains
