@@ -174,12 +174,15 @@ def read_smiles_csv(path: str | Path, smiles_column: str = "smiles") -> pd.DataF
         The table with that column renamed ``smiles`` and empty cells as ``""``.
 
     Raises:
-        InputDataError: Missing file, or no such column (the message lists the columns).
+        InputDataError: Missing or empty file, or no such column (the message lists the columns).
     """
     path = Path(path)
     if not path.is_file():
         raise InputDataError(f"no data file at {path}")
-    header = pd.read_csv(path, nrows=0).columns
+    try:
+        header = pd.read_csv(path, nrows=0).columns
+    except pd.errors.EmptyDataError as err:
+        raise InputDataError(f"{path} is empty (no header row naming a SMILES column)") from err
     matches = [c for c in header if c.lower() == smiles_column.lower()]
     if not matches:
         raise InputDataError(f"{path} has no SMILES column {smiles_column!r}; its columns are {list(header)}")

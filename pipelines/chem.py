@@ -103,7 +103,7 @@ class ChemEvalConfig:
     Attributes:
         run_dir: A ``vaelab chem train`` run directory.
         n_samples: Prior samples to decode (10,000 for unique@10k).
-        n_recon: Test molecules to reconstruct (seeded subset); None: all.
+        n_recon: Test molecules to reconstruct (seeded subset); None: all; 0: none (recon is NaN).
         sample_method, temperature: How prior samples are decoded (``sample`` or ``greedy``).
         compute_fcd: Compute the Fréchet ChemNet distance.
         batch_size: Molecules per encode/decode pass.
@@ -121,6 +121,17 @@ class ChemEvalConfig:
     n_jobs: int = -1
     seed: int = 0
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        # Checked before the model is loaded; an empty sample would fail later inside a metric.
+        for name, least in (("n_samples", 1), ("batch_size", 1), ("n_recon", 0), ("grid_size", 0)):
+            value = getattr(self, name)
+            if value is not None and value < least:
+                raise InputDataError(f"{name} must be >= {least}, got {value}")
+        if self.sample_method not in ("sample", "greedy"):
+            raise InputDataError(f"sample_method must be 'sample' or 'greedy', got {self.sample_method!r}")
+        if not self.temperature > 0:
+            raise InputDataError(f"temperature must be > 0, got {self.temperature}")
 
 
 # The fields of ChemTrainConfig that name a run's split: all that load_run_splits reads.

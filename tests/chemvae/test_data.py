@@ -89,6 +89,9 @@ def test_read_smiles_csv(tmp_path):
         read_smiles_csv(path, "mol")
     with pytest.raises(InputDataError, match="no data file"):
         read_smiles_csv(tmp_path / "missing.csv")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(InputDataError, match="empty.csv is empty"):
+        read_smiles_csv(tmp_path / "empty.csv")
 
 
 def test_fixture_splits_use_split_column_and_are_deterministic():
