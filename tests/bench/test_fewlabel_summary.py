@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
 
-
-@pytest.fixture(scope="module")
-def fewlabel():
-    sys.path.insert(0, str(BENCH))  # the bench scripts import each other by file name
-    try:
-        spec = importlib.util.spec_from_file_location("bench_fewlabel", BENCH / "fewlabel.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(BENCH))
+@pytest.fixture
+def fewlabel(load_bench):
+    return load_bench("fewlabel")
 
 
 def test_summary_gives_the_first_models_error_of_self_trained_runs(fewlabel):

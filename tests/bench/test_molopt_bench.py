@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import subprocess
 import sys
@@ -34,18 +33,15 @@ def test_a_missing_model_is_refused_in_one_line(tmp_path):
     assert f"error: no checkpoint at {tmp_path / 'none'}" in done.stderr
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_molopt", ROOT / "bench" / "molopt.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture
+def bench(load_bench):
+    return load_bench("molopt")
 
 
-def test_a_run_that_stopped_early_keeps_its_final_best_at_later_checkpoints(tmp_path):
+def test_a_run_that_stopped_early_keeps_its_final_best_at_later_checkpoints(tmp_path, bench):
     # Two initial molecules (not calls), then calls scoring 1, NaN (a failed evaluation), 3 and a duplicate.
     pd.DataFrame({"iteration": [0, 0, 1, 1, 2, 2], "new": [False, False, True, True, True, False],
                   "score": [9.0, 8.0, 1.0, math.nan, 3.0, 3.0]}).to_csv(tmp_path / "history.csv", index=False)
-    bench = _bench()
     trace = bench.best_so_far(tmp_path, 6)
     assert np.array_equal(trace, [1.0, 1.0, 3.0, 3.0, 3.0, 3.0])  # 3 calls made; the last best carried to 6
     assert np.array_equal(bench.best_so_far(tmp_path, 2), [1.0, 1.0])
@@ -53,34 +49,34 @@ def test_a_run_that_stopped_early_keeps_its_final_best_at_later_checkpoints(tmp_
     assert np.isnan(bench.best_so_far(tmp_path, 3)).all()  # no call at all: nothing to carry
 
 
-def test_bo_is_compared_with_each_method_seed_by_seed():
+def test_bo_is_compared_with_each_method_seed_by_seed(bench):
     # BO leads gradient ascent by 1, 2, 3 on seeds 0-2; seed 3 ran only BO and is left out.
     runs = pd.DataFrame({"objective": "qed", "method": ["bo"] * 4 + ["gradient"] * 3,
                          "seed": [0, 1, 2, 3, 0, 1, 2], "best@50": [1.0, 2.0, 3.0, 9.0, 0.0, 0.0, 0.0]})
-    pairs = _bench().paired_differences(runs, (50,))
+    pairs = bench.paired_differences(runs, (50,))
     assert len(pairs) == 1  # no random runs: no row for them
     row = pairs.iloc[0]
     assert (row["other"], row["seeds"], row["mean_diff"], row["bo_ahead"]) == ("gradient", 3, 2.0, 3)
     half = 4.302653 / math.sqrt(3)  # t(0.975, 2 degrees of freedom) * std 1 / sqrt(3)
     assert math.isclose(row["ci_low"], 2.0 - half, rel_tol=1e-5) and math.isclose(row["ci_high"], 2.0 + half, rel_tol=1e-5)
-    assert "ahead on 3/3" in _bench().describe_differences(pairs)[0]
-    alone = _bench().paired_differences(runs[runs["method"] == "gradient"], (50,))  # a baseline-only benchmark
-    assert alone.empty and "mean_diff" in alone.columns and _bench().describe_differences(alone) == []
-    one = _bench().paired_differences(runs[runs["seed"] == 0], (50,))  # one seed: a mean, no interval
+    assert "ahead on 3/3" in bench.describe_differences(pairs)[0]
+    alone = bench.paired_differences(runs[runs["method"] == "gradient"], (50,))  # a baseline-only benchmark
+    assert alone.empty and "mean_diff" in alone.columns and bench.describe_differences(alone) == []
+    one = bench.paired_differences(runs[runs["seed"] == 0], (50,))  # one seed: a mean, no interval
     assert math.isnan(one.iloc[0]["ci_low"])
-    assert "@50 +1 (no interval from one seed), ahead on 1/1" in _bench().describe_differences(one)[0]
+    assert "@50 +1 (no interval from one seed), ahead on 1/1" in bench.describe_differences(one)[0]
 
 
-def test_the_table_keeps_the_decimals_that_tell_seeds_apart():
-    mean_std = _bench()._mean_std
+def test_the_table_keeps_the_decimals_that_tell_seeds_apart(bench):
+    mean_std = bench._mean_std
     assert mean_std(pd.Series([0.94791, 0.94767, 0.94820])) == "0.94793 ± 0.00027"
     assert mean_std(pd.Series([4.0, 5.5, 6.1])) == "5.200 ± 1.082"
     assert mean_std(pd.Series([0.9, 0.9])) == "0.900 ± 0.000" and mean_std(pd.Series([math.nan])) == "n/a"
 
 
 @pytest.mark.filterwarnings("ignore:A not p.d.")  # 40 synthetic points in 4 dimensions: jitter is expected
-def test_the_iteration_timing_runs_on_the_device_asked_for():
-    table = _bench().timing(1, 1, "ts", n=40, d=4, q=2, device="cpu")
+def test_the_iteration_timing_runs_on_the_device_asked_for(bench):
+    table = bench.timing(1, 1, "ts", n=40, d=4, q=2, device="cpu")
     assert list(table["device"]) == ["cpu"] and (table["total_s"] > 0).all() and table["n_train"].iloc[0] == 40
     done = subprocess.run([sys.executable, "bench/molopt.py", "--timing", "--device", "cuda:99"], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)

@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from ssvae.data import load_dataset
 
-ROOT = Path(__file__).resolve().parents[2]
+
+@pytest.fixture
+def bench(load_bench):
+    return load_bench("vae_mnist")
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_vae_mnist", ROOT / "bench" / "vae_mnist.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_rows_name_their_data_and_count_its_training_digits(tmp_path):
+def test_rows_name_their_data_and_count_its_training_digits(tmp_path, bench):
     argv = ["--data", "fixture", "--epochs", "1", "--eval-limit", "20", "--eval-samples", "8", "--threads", "1",
             "--device", "cpu", "--no-progress", "--out", str(tmp_path)]
-    bench = _bench()
     first = bench.main(argv).iloc[0]
     fixture = load_dataset("fixture")
     assert first["data"] == "fixture" and first["train_digits"] == len(fixture.train.x)
@@ -36,8 +29,8 @@ def test_rows_name_their_data_and_count_its_training_digits(tmp_path):
     assert len(pd.read_csv(tmp_path / "bench.csv")) == 2  # appended, not overwritten
 
 
-def test_missing_data_is_one_line_naming_it(tmp_path, capsys):
+def test_missing_data_is_one_line_naming_it(tmp_path, capsys, bench):
     with pytest.raises(SystemExit) as stop:
-        _bench().main(["--data", str(tmp_path / "nope.npz"), "--out", str(tmp_path)])
+        bench.main(["--data", str(tmp_path / "nope.npz"), "--out", str(tmp_path)])
     assert stop.value.code == 2
     assert f"error: data source '{tmp_path / 'nope.npz'}' is neither" in capsys.readouterr().err
