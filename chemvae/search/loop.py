@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
 import time
 import warnings
@@ -152,12 +153,13 @@ def optimize(
         raise InputDataError(f"unknown search method {method!r}; choose from {METHODS}")
     if isinstance(objective, str):
         objective = get_objective(objective)
-    for name, value in (("budget", budget), ("batch_size", batch_size)):
-        if not isinstance(value, int) or value < 1:
-            raise InputDataError(f"{name} must be a positive integer, got {value!r}")
     n_init = DEFAULT_N_INIT if n_init is None else n_init
-    if n_init < 0:
-        raise InputDataError(f"n_init must be >= 0, got {n_init}")
+    # numpy integers are fine (budgets often come from arrays); floats and bools are not.
+    for name, value, least in (("budget", budget, 1), ("batch_size", batch_size, 1), ("n_init", n_init, 0),
+                               ("seed", seed, 0)):
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < least:
+            raise InputDataError(f"{name} must be an integer >= {least}, got {value!r}")
+    budget, batch_size, n_init, seed = int(budget), int(batch_size), int(n_init), int(seed)
     if acquisition is not None:
         if method != "bo":
             raise InputDataError(f"acquisition={acquisition!r} applies to method 'bo' only, not {method!r}")

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -81,8 +82,16 @@ def test_failing_objectives_are_counted_not_fatal(tiny_model, train_smiles, meth
 def test_arguments_are_checked(tiny_model, fast_bo):
     with pytest.raises(InputDataError, match="'annealing'"):
         optimize(tiny_model, objectives.qed, method="annealing")
-    with pytest.raises(InputDataError, match="budget"):
+    with pytest.raises(InputDataError, match="budget must be an integer >= 1, got 0"):
         optimize(tiny_model, objectives.qed, budget=0)
+    for bad in ({"seed": None}, {"seed": -1}, {"batch_size": 2.5}, {"n_init": True}):
+        (name, value), = bad.items()
+        with pytest.raises(InputDataError, match=f"{name} must be an integer >= ., got {value!r}"):
+            optimize(tiny_model, objectives.qed, method="random", **bad)
+    # numpy integers, as a loop over an array gives them, are integers.
+    result = optimize(tiny_model, objectives.qed, method="random", budget=np.int64(4), batch_size=np.int64(4),
+                      seed=np.int64(0))
+    assert result.history["new"].sum() <= 4 and result.history["method"].eq("random").all()
     with pytest.raises(InputDataError, match="method 'bo' only"):
         optimize(tiny_model, objectives.qed, method="random", acquisition="ts")
     with pytest.raises(InputDataError, match="do not apply"):
