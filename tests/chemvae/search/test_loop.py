@@ -10,7 +10,7 @@ import torch
 from chemvae import objectives
 from chemvae.search import SearchResult, optimize
 from chemvae.search.result import HISTORY_COLUMNS
-from vaecore.errors import InputDataError
+from vaecore.errors import InputDataError, SearchWarning
 
 
 def test_random_search_history_budget_and_best(tiny_model):
@@ -105,3 +105,15 @@ def test_prior_samples_are_the_default_initial_data(tiny_model, fast_bo):
                       settings=fast_bo)
     init = result.history[result.history["iteration"] == 0]
     assert len(init) == 12 and (init["method"] == "init").all() and not init["new"].any()
+
+
+def test_a_search_that_stops_finding_new_molecules_ends_early_with_a_warning(tiny_model):
+    with pytest.warns(SearchWarning, match=r"gradient search stopped after 2 iterations without a new molecule "
+                                           r"\((\d+)/50 objective calls used\)") as caught:
+        result = optimize(tiny_model, objectives.qed, method="gradient", budget=50, batch_size=2, n_init=4, seed=0,
+                          max_stalled_rounds=2)
+    message = next(str(w.message) for w in caught if issubclass(w.category, SearchWarning))
+    calls = int(message.split("(")[1].split("/")[0])
+    assert 0 < calls < 50 and result.history["new"].sum() == calls
+    last_two = result.history[result.history["iteration"] > result.history["iteration"].max() - 2]
+    assert not last_two["new"].any()  # the two rounds that ended it found nothing new
