@@ -323,7 +323,11 @@ def _from_args(args: argparse.Namespace) -> tuple[FewLabelRunConfig, Path, bool]
         if not (directory / "config.json").is_file():
             raise InputDataError(f"--resume {args.resume}: no config.json there (not a fewlabel run directory)")
         with open(directory / "config.json", encoding="utf-8") as fh:
-            config = config_from_dict(FewLabelRunConfig, json.load(fh))
+            stored = json.load(fh)
+        try:
+            config = config_from_dict(FewLabelRunConfig, stored)
+        except InputDataError as err:  # another command's run directory, say
+            raise InputDataError(f"--resume {args.resume}: its config.json is not a fewlabel run's ({err})") from err
         # A resumed run keeps its settings; only how long it runs and where may change.
         changes = {"progress": not args.no_progress}
         for name in ("device", "epochs", "m1_epochs", "time_budget_minutes"):

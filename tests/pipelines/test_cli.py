@@ -37,6 +37,8 @@ def test_chemistry_command_without_rdkit_names_the_package(args: tuple[str, ...]
      "setting 'lr' is not KEY=VALUE"),
     (["fewlabel", "--data", "fixture", "--model", "m2"], "--out DIR is required (or --resume DIR)"),
     (["fewlabel", "--resume", "{empty}"], "no config.json there (not a fewlabel run directory)"),
+    (["fewlabel", "--resume", str(ROOT / "data" / "fixtures" / "chemvae_tiny")],
+     "its config.json is not a fewlabel run's (unknown FewLabelRunConfig field(s)"),
     (["chem", "train", "--data", "fixture"], "give --out DIR (or --resume DIR to continue a run in place)"),
     (["chem", "train", "--data", "fixture", "--resume", "{empty}"], "is not a chem run directory (no config.json)"),
     (["chem", "eval", "{empty}"], "holds no model.safetensors or checkpoint.safetensors"),
