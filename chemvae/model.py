@@ -14,6 +14,7 @@ The model speaks SMILES at its boundary: :meth:`MoleculeVAE.encode` takes SMILES
 from __future__ import annotations
 
 import contextlib
+import numbers
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from vaecore.likelihoods import CategoricalSequenceLikelihood
 from vaecore.nets import mlp
 from vaecore.posteriors import DiagonalGaussianHead, StandardNormalPrior
 from vaecore.rundir import config_from_dict, config_to_dict
+from vaecore.runtime import resolve_device
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,13 @@ class ChemVAEConfig:
                 raise InputDataError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise InputDataError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+def _batch_size(value: int) -> int:
+    """``value`` if it is a usable batch size; otherwise an error naming it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise InputDataError(f"batch_size must be an integer >= 1, got {value!r}")
+    return int(value)
 
 
 @contextlib.contextmanager
@@ -232,7 +241,7 @@ class MoleculeVAE(nn.Module):
         tokens = encode_tokens(checked.tokens, self.vocab, self.config.max_length + 1)
         means = []
         with _evaluating(self):
-            for start in range(0, len(checked.smiles), batch_size):
+            for start in range(0, len(checked.smiles), _batch_size(batch_size)):
                 chunk = tokens[start : start + batch_size]
                 lengths = token_lengths(chunk)
                 batch = {"smiles": checked.smiles[start : start + batch_size],
@@ -284,7 +293,7 @@ class MoleculeVAE(nn.Module):
         z = self._latents(z)
         out: list[str] = []
         with _evaluating(self):
-            for start in range(0, z.shape[0], batch_size):
+            for start in range(0, z.shape[0], _batch_size(batch_size)):
                 ids = self._generate(z[start : start + batch_size], method, temperature, generator)
                 out += [self.tokenizer.detokenize(self.vocab.decode(row)) for row in ids.tolist()]
         return out
@@ -326,8 +335,10 @@ class MoleculeVAE(nn.Module):
     def sample(self, n: int, method: str = "greedy", temperature: float = 1.0,
                generator: torch.Generator | None = None, batch_size: int = 1000) -> list[str]:
         """Decode ``n`` draws z ~ p(z) (drawn with ``generator``, then moved to the model)."""
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+            raise InputDataError(f"n must be an integer >= 0, got {n!r}")
         device = generator.device if generator is not None else self.device
-        z = torch.randn(n, self.latent_dim, generator=generator, device=device)
+        z = torch.randn(int(n), self.latent_dim, generator=generator, device=device)
         return self.decode(z, method=method, temperature=temperature, generator=generator, batch_size=batch_size)
 
     # ------------------------------------------------------------------ properties
@@ -381,7 +392,8 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> MoleculeVAE:
     Args:
         path: A run directory (its ``model.safetensors``, else its resumable
             ``checkpoint.safetensors``) or a checkpoint file.
-        device: Where to put the weights.
+        device: Where to put the weights: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto``
+            (a device this machine lacks is an :class:`InputDataError` naming it).
 
     Raises:
         CheckpointError: No checkpoint there, or not a chemvae checkpoint.
@@ -393,5 +405,5 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> MoleculeVAE:
         if not found:
             raise CheckpointError(f"{path} holds no {MODEL_FILE} or {CHECKPOINT_FILE}")
         path = found[0]
-    model = model_from_checkpoint(load_checkpoint(path, device=device))
+    model = model_from_checkpoint(load_checkpoint(path, device=resolve_device(device)))
     return model.eval()

@@ -204,3 +204,19 @@ def test_malformed_latents_are_refused_by_name():
     one = torch.zeros(model.latent_dim)  # one latent `[d]` is a batch of one
     assert model.decode(one) == model.decode(one.unsqueeze(0))
     assert model.predict_properties(one).shape == (1, len(model.property_names))
+
+
+def test_bad_sizes_and_devices_are_refused_by_name():
+    with pytest.raises(InputDataError, match="unknown device 'tpu'"):
+        load(FIXTURE_MODEL, device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputDataError, match="device 'cuda' was asked for but CUDA is not available here"):
+            load(FIXTURE_MODEL, device="cuda")
+    model = load(FIXTURE_MODEL, device="auto")
+    with pytest.raises(InputDataError, match="n must be an integer >= 0, got -1"):
+        model.sample(-1)
+    assert model.sample(0) == []
+    with pytest.raises(InputDataError, match="batch_size must be an integer >= 1, got 0"):
+        model.decode(torch.zeros(2, model.latent_dim), batch_size=0)
+    with pytest.raises(InputDataError, match="batch_size must be an integer >= 1, got 2.5"):
+        model.encode(["CCO"], batch_size=2.5)
