@@ -25,6 +25,7 @@ from vaecore.likelihoods import make_likelihood
 from vaecore.nets import mlp
 from vaecore.posteriors import DiagonalGaussianHead, StandardNormalPrior
 from vaecore.rundir import config_from_dict
+from vaecore.runtime import resolve_device
 
 __all__ = ["OBJECTIVES", "VAE", "VAEConfig", "fit_vae", "load_vae"]
 
@@ -161,7 +162,7 @@ def load_vae(path: str | os.PathLike, *, device: torch.device | str = "cpu") -> 
 
     Args:
         path: A ``checkpoint.safetensors`` file (or the run directory holding one).
-        device: Where to put the model.
+        device: Where to put the model (``auto`` accepted; an absent device is named).
     """
     path = os.fspath(path)
     if os.path.isdir(path):
@@ -169,4 +170,4 @@ def load_vae(path: str | os.PathLike, *, device: torch.device | str = "cpu") -> 
     ckpt = load_checkpoint(path, device="cpu")
     model = VAE(config_from_dict(VAEConfig, ckpt.config))
     model.load_state_dict(ckpt.payload["model"])
-    return model.to(device).eval()
+    return model.to(resolve_device(device)).eval()

@@ -11,7 +11,7 @@ import torch
 from ssvae.data import fixed_binarize, load_dataset
 from ssvae.m1 import VAE, VAEConfig, fit_vae, load_vae
 from ssvae.train import evaluate_log_px, evaluate_terms, learning_rate
-from vaecore.errors import ConfigMismatchError, NonFiniteLossError
+from vaecore.errors import ConfigMismatchError, InputDataError, NonFiniteLossError
 from vaecore.rundir import RunDir
 
 SMALL = VAEConfig(z_dim=4, hidden=(32,))
@@ -102,8 +102,11 @@ def test_resume_matches_an_uninterrupted_run(tmp_path: Path, digits: torch.Tenso
                       resume_from=tmp_path / "run" / "checkpoint.safetensors")
     assert list(resumed["epoch"]) == [1, 2, 3]
     assert torch.allclose(torch.tensor(resumed["train_loss"].to_numpy()), torch.tensor(straight["train_loss"].to_numpy()))
-    reloaded = load_vae(tmp_path / "run")
-    assert torch.allclose(reloaded.posterior_mean(x[:5]), resumed_model.posterior_mean(x[:5]))
+    reloaded = load_vae(tmp_path / "run", device="auto")
+    on = next(reloaded.parameters()).device  # auto: a GPU where there is one
+    assert torch.allclose(reloaded.posterior_mean(x[:5].to(on)).cpu(), resumed_model.posterior_mean(x[:5]), atol=1e-5)
+    with pytest.raises(InputDataError, match="unknown device 'tpu'"):
+        load_vae(tmp_path / "run", device="tpu")
 
 
 def test_resume_refuses_another_architecture(tmp_path: Path, digits: torch.Tensor) -> None:
