@@ -121,6 +121,10 @@ def test_npz_uint8_is_scaled_and_roundtrips(tmp_path: Path) -> None:
         ({"x_test": np.zeros((3, 5, 5), np.float32)}, None, r"x_test images have shape \(5, 5\)"),
         ({"y_train": np.array([0, 1, -3, 1, 0, 1])}, None, "y_train has label -3"),
         ({"x_valid": np.zeros((2, 4, 4), np.float32)}, None, "x_valid and y_valid must be given together"),
+        ({"x_train": np.zeros(6, np.float32)}, None, r"x_train must be \[N, ...\] images, got shape \(6,\)"),
+        ({"x_train": np.full((6, 4, 4), "a")}, None, "x_train must be numeric, got dtype <U1"),
+        ({"y_train": np.zeros((6, 2), np.int64)}, None, r"y_train must be a 1-D label vector, got shape \(6, 2\)"),
+        ({"y_train": np.full(6, -1), "y_test": np.full(3, -1)}, None, "no labelled example in any split"),
     ],
 )
 def test_npz_errors_name_the_problem(tmp_path: Path, override: dict, drop: str | None, match: str) -> None:
@@ -135,6 +139,15 @@ def test_npz_errors_name_the_problem(tmp_path: Path, override: dict, drop: str |
 def test_unknown_source_is_named() -> None:
     with pytest.raises(InputDataError, match="no/such/place"):
         load_dataset("no/such/place")
+
+
+def test_a_file_that_is_not_npz_is_named(tmp_path: Path) -> None:
+    (tmp_path / "digits.csv").write_text("0,1\n")
+    with pytest.raises(InputDataError, match="digits.csv: expected an .npz file or a directory of IDX files"):
+        load_dataset(tmp_path / "digits.csv")
+    (tmp_path / "broken.npz").write_bytes(b"not a zip archive")
+    with pytest.raises(InputDataError, match="broken.npz: not a readable .npz file"):
+        load_dataset(tmp_path / "broken.npz")
 
 
 def _write_idx(path: Path, array: np.ndarray, gz: bool) -> None:
