@@ -86,6 +86,8 @@ class FewLabelClassifier:
     def predict_proba(self, x: Tensor | np.ndarray) -> np.ndarray:
         """Class probabilities `[N, C]`; repeatable (the same input gives the same output), ``bayes_samples`` or not."""
         t = self._inputs(x)
+        if not len(t):  # split() would still hand the model one empty batch
+            return np.zeros((0, self.n_classes), np.float32)
         score, per_pass = self.model.logits, self.batch_size
         if self.bayes_samples:
             k = self.bayes_samples
@@ -105,7 +107,7 @@ class FewLabelClassifier:
             if self.bayes_samples:
                 torch.manual_seed(0)
             out = [score(xb.to(self.device)).softmax(-1).cpu() for xb in t.split(per_pass)]
-        return torch.cat(out).numpy() if out else np.zeros((0, self.n_classes), np.float32)
+        return torch.cat(out).numpy()
 
     def predict(self, x: Tensor | np.ndarray) -> np.ndarray:
         """Most probable class `[N]` (int64)."""
@@ -113,7 +115,10 @@ class FewLabelClassifier:
 
     def error(self, x: Tensor | np.ndarray, y: Tensor | np.ndarray) -> float:
         """Fraction of misclassified examples."""
-        return float((self.predict(x) != as_label_tensor(y).numpy()).mean())
+        predicted, labels = self.predict(x), as_label_tensor(y, what="y").numpy()
+        if len(predicted) != len(labels):
+            raise InputDataError(f"x has {len(predicted)} rows but y has {len(labels)}")
+        return float((predicted != labels).mean())
 
 
 def model_spec(model: nn.Module, config: FitConfig) -> dict[str, Any]:
@@ -287,9 +292,11 @@ def _tensor(x: Tensor | np.ndarray, what: str) -> Tensor:
     would otherwise fail deep inside torch (0-255 floats are the usual case).
     """
     t = torch.as_tensor(np.asarray(x)) if not isinstance(x, Tensor) else x
+    if t.dim() < 2:
+        raise InputDataError(f"{what} must be images [N, ...], got shape {list(t.shape)}")
     if t.dtype == torch.uint8:
         t = t.float() / 255.0
-    t = t.reshape(len(t), -1).float()
+    t = t.flatten(1).float()  # not reshape(N, -1): that cannot size an empty batch
     if not torch.isfinite(t).all():
         raise InputDataError(f"{what} contains NaN or infinite values")
     if t.numel() and (t.min() < 0 or t.max() > 1):

@@ -215,6 +215,13 @@ def test_fit_api_m1m2_and_bad_inputs(fixture_data):
         ssvae.fit(ds.train.x, ds.train.y, n_labels=20, x_valid=ds.valid.x, y_valid=ds.valid.y + 0.5)
     with pytest.raises(InputDataError, match="392 pixels each; the model was trained on 784"):
         clf.predict(ds.test.x[:2, :392])
+    with pytest.raises(InputDataError, match=r"x must be images \[N, ...\], got shape \[784\]"):
+        clf.predict(ds.test.x[0])  # one image without its batch dimension
+    assert clf.predict(ds.test.x[:0]).shape == (0,) and clf.predict_proba(ds.test.x[:0]).shape == (0, 10)
+    wrong = (clf.predict(ds.test.x[:50]) != ds.test.y[:50].numpy()).sum()
+    assert clf.error(ds.test.x[:50], ds.test.y[:50]) == pytest.approx(wrong / 50)
+    with pytest.raises(InputDataError, match="x has 50 rows but y has 5"):
+        clf.error(ds.test.x[:50], ds.test.y[:5])
     # flattened images cannot be translated: refused before M1 trains
     with pytest.raises(InputDataError, match=r"2-D shape .*got \(784,\)"):
         ssvae.fit(ds.train.x, ds.train.y, model="m1m2", n_labels=20, **{**settings, "train.label_shift": 1})
