@@ -35,7 +35,7 @@ from rdkit.Chem import rdFingerprintGenerator
 from rdkit.Chem.Scaffolds import MurckoScaffold
 
 from chemvae.fcd import FCDUnavailableError, Moments, chemnet_moments, chemnet_statistics, fcd, frechet_distance
-from chemvae.rdkit_utils import canonical_smiles, canonicalize_all, mol_from_smiles
+from chemvae.rdkit_utils import canonical_smiles, canonicalize_all, mol_from_smiles, smiles_list
 from vaecore.errors import InputDataError, InputDataWarning
 
 __all__ = [
@@ -62,7 +62,7 @@ _MORGAN = rdFingerprintGenerator.GetMorganGenerator(radius=FP_RADIUS, fpSize=FP_
 
 # --------------------------------------------------------------------------- helpers
 def _nonempty(smiles: Sequence, what: str) -> list:
-    smiles = list(smiles)
+    smiles = smiles_list(smiles, what)
     if not smiles:
         raise InputDataError(f"{what} is empty; a metric needs at least one SMILES")
     return smiles

@@ -27,6 +27,7 @@ from torch.distributions import Distribution
 from chemvae.data import check_molecules, encode_tokens, token_lengths
 from chemvae.decoder import GRUDecoder
 from chemvae.encoders import build_encoder
+from chemvae.rdkit_utils import smiles_list
 from chemvae.tokens import REPRESENTATIONS, Tokenizer, Vocabulary
 from vaecore.bounds import elbo
 from vaecore.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -232,9 +233,7 @@ class MoleculeVAE(nn.Module):
         """
         if errors not in ("raise", "skip"):
             raise InputDataError(f"errors must be 'raise' or 'skip', got {errors!r}")
-        if isinstance(smiles, str):
-            raise InputDataError("encode takes a sequence of SMILES strings, not one string")
-        checked = check_molecules(list(smiles), self.tokenizer, max_length=self.config.max_length,
+        checked = check_molecules(smiles_list(smiles, "encode's input"), self.tokenizer, max_length=self.config.max_length,
                                   vocab=self.vocab, canonicalize=self.config.canonicalize)
         if errors == "raise" and checked.first_issue is not None:
             raise InputDataError(f"cannot encode {checked.first_issue.describe()}")

@@ -37,7 +37,7 @@ from rdkit.Chem import rdFingerprintGenerator
 from torch import Tensor
 
 from chemvae import properties
-from chemvae.rdkit_utils import canonical_smiles, mol_from_smiles
+from chemvae.rdkit_utils import canonical_smiles, mol_from_smiles, smiles_list
 from vaecore.errors import InputDataError
 
 Surrogate = Callable[[Mapping[str, Tensor]], Tensor]
@@ -66,10 +66,8 @@ class MoleculeObjective:
         self.surrogate_properties = tuple(surrogate_properties)
 
     def __call__(self, smiles: Sequence[str]) -> list[float]:
-        if isinstance(smiles, str):
-            raise InputDataError(f"objective {self.name!r} takes a list of SMILES, not one string {smiles!r}")
         out = []
-        for s in smiles:
+        for s in smiles_list(smiles, f"the input of objective {self.name!r}"):
             mol = mol_from_smiles(s)
             out.append(math.nan if mol is None else float(self.score(mol)))
         return out

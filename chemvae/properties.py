@@ -32,7 +32,7 @@ import pandas as pd
 from rdkit import Chem, RDConfig
 from rdkit.Chem import QED, Crippen
 
-from chemvae.rdkit_utils import map_chunks, mol_from_smiles
+from chemvae.rdkit_utils import map_chunks, mol_from_smiles, smiles_list
 
 PROPERTY_COLUMNS = ("logp", "qed", "sa", "ring_penalty", "plogp", "plogp_unnormalized")
 
@@ -193,7 +193,7 @@ def compute_properties(
         DataFrame with ``N`` rows in input order and columns ``smiles``, ``valid`` (bool)
         and :data:`PROPERTY_COLUMNS` (float, NaN where invalid).
     """
-    smiles = [s if isinstance(s, str) else "" for s in smiles]  # None/NaN/numbers: invalid rows
+    smiles = [s if isinstance(s, str) else "" for s in smiles_list(smiles, "smiles")]  # None/NaN/numbers: invalid
     path = _cache_path(cache_dir, smiles) if cache_dir is not None else None
     if path is not None and path.exists():
         cached = read_property_table(path)

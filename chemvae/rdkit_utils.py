@@ -39,6 +39,20 @@ def quiet_rdkit() -> Iterator[None]:
         del block  # BlockLogs restores the previous log state when destroyed
 
 
+def smiles_list(smiles: Sequence[str], what: str) -> list:
+    """``smiles`` as a list, refusing one bare string.
+
+    A string is itself a sequence: ``"CCO"`` would silently become the three molecules
+    ``C``, ``C`` and ``O``.
+
+    Raises:
+        InputDataError: ``smiles`` is a single string (``what`` names the argument).
+    """
+    if isinstance(smiles, str):
+        raise InputDataError(f"{what} must be a sequence of SMILES strings, not one string {smiles!r}")
+    return list(smiles)
+
+
 def mol_from_smiles(smiles: Any) -> Chem.Mol | None:
     """Parse one SMILES string; return ``None`` (never raise) for anything unusable.
 

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from chemvae.objectives import get_objective, objective_name
-from chemvae.rdkit_utils import canonical_smiles
+from chemvae.rdkit_utils import canonical_smiles, smiles_list
 from chemvae.search.bo import BayesOpt, BOSettings
 from chemvae.search.gradient import GradientAscent, GradientSettings
 from chemvae.search.journal import ScoreJournal
@@ -66,9 +66,7 @@ def initial_latents(model: nn.Module, init_smiles: Sequence[str] | None, n_init:
     if init_smiles is None:
         z = model.prior().sample((n_init,))
         return z, model.decode(z, method="greedy")
-    if isinstance(init_smiles, str):
-        raise InputDataError("init_smiles must be a sequence of SMILES strings, not one string")
-    pool = list(init_smiles)
+    pool = smiles_list(init_smiles, "init_smiles")
     if len(pool) > n_init:
         pool = [pool[i] for i in np.sort(generator.choice(len(pool), size=n_init, replace=False))]
     z, kept = model.encode(pool, errors="skip")

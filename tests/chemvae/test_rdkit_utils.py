@@ -53,3 +53,16 @@ def test_quiet_rdkit_blocks_logs_that_are_enabled(capfd) -> None:
         RDLogger.DisableLog("rdApp.*")  # back to what importing chemvae.rdkit_utils set
     assert "C1CC" in loud
     assert quiet == ""
+
+
+def test_one_bare_string_is_never_read_as_its_characters() -> None:
+    from chemvae import metrics, objectives
+    from chemvae.properties import compute_properties
+    from chemvae.rdkit_utils import smiles_list
+
+    assert smiles_list(("CCO", "CCN"), "x") == ["CCO", "CCN"]
+    # Each of these once took "CCO" as the molecules C, C and O (compute_properties gave three rows).
+    for call, what in ((lambda: compute_properties("CCO"), "smiles"), (lambda: metrics.validity("CCO"), "smiles"),
+                       (lambda: objectives.qed("CCO"), "the input of objective 'qed'")):
+        with pytest.raises(InputDataError, match=f"{what} must be a sequence of SMILES strings, not one string 'CCO'"):
+            call()
