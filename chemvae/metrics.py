@@ -185,7 +185,7 @@ def reconstruction_accuracy(inputs: Sequence[str], decoded: Sequence[str | None]
         decoded: ``N`` decoded strings (greedy decoding from the posterior mean); invalid
             or ``None`` entries count as misses.
     """
-    inputs, decoded = _nonempty(inputs, "inputs"), list(decoded)
+    inputs, decoded = _nonempty(inputs, "inputs"), smiles_list(decoded, "decoded")
     if len(inputs) != len(decoded):
         raise InputDataError(f"{len(inputs)} inputs but {len(decoded)} decoded strings")
     hits = 0
@@ -241,7 +241,8 @@ def novelty(
 def _novelty(distinct: set[str], train: Sequence[str], train_is_canonical: bool, n_jobs: int) -> float:
     if not distinct:
         return _nan_with_warning("novelty: no valid molecules")
-    train_set = set(train) if train_is_canonical else set(canonicalize_all(list(train), n_jobs=n_jobs)) - {None}
+    train = smiles_list(train, "train")
+    train_set = set(train) if train_is_canonical else set(canonicalize_all(train, n_jobs=n_jobs)) - {None}
     return len(distinct - train_set) / len(distinct)
 
 

@@ -63,6 +63,8 @@ def test_one_bare_string_is_never_read_as_its_characters() -> None:
     assert smiles_list(("CCO", "CCN"), "x") == ["CCO", "CCN"]
     # Each of these once took "CCO" as the molecules C, C and O (compute_properties gave three rows).
     for call, what in ((lambda: compute_properties("CCO"), "smiles"), (lambda: metrics.validity("CCO"), "smiles"),
-                       (lambda: objectives.qed("CCO"), "the input of objective 'qed'")):
+                       (lambda: objectives.qed("CCO"), "the input of objective 'qed'"),
+                       (lambda: metrics.novelty(["CCN"], "CCO"), "train"),
+                       (lambda: metrics.reconstruction_accuracy(["CCO"], "CCO"), "decoded")):
         with pytest.raises(InputDataError, match=f"{what} must be a sequence of SMILES strings, not one string 'CCO'"):
             call()
