@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from ssvae.data import translations
 from ssvae.fewlabel import MODEL_NAME, FewLabelData, TrainResult, train_m2
-from ssvae.labels import as_label_tensor, balanced_split, given_labels, save_split
+from ssvae.labels import as_label_tensor, balanced_split, check_labels, given_labels, save_split
 from ssvae.m1 import VAE, VAEConfig, fit_vae, load_vae
 from ssvae.m1m2 import M1M2, active_dimensions
 from ssvae.m2_config import M2Config
@@ -242,6 +242,9 @@ def fit_data(data: FewLabelData, config: FitConfig, *, n_classes: int, device: t
     ``clf.seconds`` is the training wall time (M1 included, across resumes).
     """
     seed_everything(seed)
+    for what, labels in (("validation labels", data.y_valid), ("test labels", data.y_test)):
+        if labels is not None:  # every row is scored: an unlabelled (-1) or unknown class would count as an error
+            check_labels(labels, n_classes, what=what, allow_unlabelled=False)
     if config.model != "m1" and config.train.label_shift > 0:
         # Refuse a label shift the images cannot take now, not after M1's training.
         translations(data.x_l[:1], data.image_shape, config.train.label_shift)
@@ -352,9 +355,8 @@ def fit(
             raise InputDataError(f"x_valid has {len(xv)} rows but y_valid has {len(yv)}")
         if xv.shape[1] != xt.shape[1]:
             raise InputDataError(f"x_valid images have {xv.shape[1]} pixels each but x images {xt.shape[1]}")
+    # The classes are the training labels'; a validation label beyond them is refused in fit_data.
     n_classes = int(yt.max()) + 1 if yt.numel() else 0
-    if yv is not None and yv.numel():
-        n_classes = max(n_classes, int(yv.max()) + 1)
     idx = (balanced_split(yt, n_labels, n_classes=n_classes, seed=seed) if n_labels is not None
            else given_labels(yt, n_classes=n_classes))
     image_shape = tuple(x.shape[1:])

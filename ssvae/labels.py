@@ -31,7 +31,13 @@ def as_label_tensor(y: Tensor | np.ndarray | list[int], *, what: str = "labels")
     Raises:
         InputDataError: Not 1-D, not numeric, or a non-integer value (named in the message).
     """
-    t = y if isinstance(y, Tensor) else torch.as_tensor(np.asarray(y))
+    if isinstance(y, Tensor):
+        t = y
+    else:
+        array = np.asarray(y)
+        if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):  # strings, objects
+            raise InputDataError(f"{what} must be integers, got dtype {array.dtype}")
+        t = torch.as_tensor(array)
     if t.dim() != 1:
         raise InputDataError(f"{what} must be a 1-D vector, got shape {tuple(t.shape)}")
     if t.dtype == torch.bool or t.is_complex():

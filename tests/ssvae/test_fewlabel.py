@@ -211,6 +211,12 @@ def test_fit_api_m1m2_and_bad_inputs(fixture_data):
         ssvae.fit(ds.train.x, ds.train.y, n_labels=20, x_valid=ds.valid.x, y_valid=ds.valid.y[:5])
     with pytest.raises(InputDataError, match="x_valid images have 100 pixels each but x images 784"):
         ssvae.fit(ds.train.x, ds.train.y, n_labels=20, x_valid=ds.valid.x[:, :100], y_valid=ds.valid.y)
+    for row, label in ((0, 10), (3, -1)):  # a class the training labels lack; an unlabelled row (scored as wrong)
+        y_valid = ds.valid.y.clone()
+        y_valid[row] = label
+        with pytest.raises(InputDataError, match=rf"validation labels\[{row}\] = {label} is out of range; expected 0..9"):
+            ssvae.fit(ds.train.x, ds.train.y, n_labels=20, x_valid=ds.valid.x, y_valid=y_valid, preset_name="fast",
+                      **settings)
     with pytest.raises(InputDataError, match=r"y_valid must be integers; y_valid\[0\] = "):
         ssvae.fit(ds.train.x, ds.train.y, n_labels=20, x_valid=ds.valid.x, y_valid=ds.valid.y + 0.5)
     with pytest.raises(InputDataError, match="392 pixels each; the model was trained on 784"):

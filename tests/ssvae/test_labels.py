@@ -57,6 +57,10 @@ def test_rejects_out_of_range_and_non_integer_labels(labels):
         as_label_tensor(np.array([0.0, 1.0, 2.5]))
     with pytest.raises(InputDataError, match="integers"):
         as_label_tensor(np.array([True, False]))
+    with pytest.raises(InputDataError, match="labels must be integers, got dtype <U1"):  # was torch's TypeError
+        as_label_tensor(np.array(["3", "1"]))
+    with pytest.raises(InputDataError, match="y must be integers, got dtype object"):
+        as_label_tensor([1, None], what="y")
     with pytest.raises(InputDataError, match=r"\[1\] = -2"):
         check_labels(torch.tensor([0, -2]), 10)
     # -1 (unlabelled) is fine where unlabelled examples are allowed, not in a full split
