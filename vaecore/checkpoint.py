@@ -137,6 +137,8 @@ def _atomic_target(path: Path) -> Iterator[Path]:
     The temporary file lives in the destination's directory (created if missing), so
     the final ``os.replace`` is atomic; it is removed if anything fails.
     """
+    if path.is_dir():  # os.replace would fail only after the whole write, beside the directory
+        raise InputDataError(f"{path} is a directory; give the path of a file to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
     # Created here (exclusively) rather than by ``tempfile.mkstemp`` so that the final

@@ -15,7 +15,7 @@ from torch import nn
 
 import vaecore.checkpoint as checkpoint
 from vaecore.checkpoint import atomic_write_bytes, config_mismatches, load_checkpoint, save_checkpoint
-from vaecore.errors import CheckpointError, ConfigMismatchError
+from vaecore.errors import CheckpointError, ConfigMismatchError, InputDataError
 
 CONFIG = {"x_dim": 4, "z_dim": 2, "hidden": [8, 8], "likelihood": "bernoulli"}
 
@@ -128,6 +128,14 @@ def test_failed_write_keeps_the_old_checkpoint(tmp_path: Path, monkeypatch: pyte
         save_checkpoint(path, {"w": torch.zeros(3)}, CONFIG)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.safetensors"]
     assert torch.equal(load_checkpoint(path).payload["w"], torch.ones(3))
+
+
+def test_a_directory_as_the_destination_is_refused_before_writing(tmp_path: Path) -> None:
+    target = tmp_path / "runs"
+    target.mkdir()
+    with pytest.raises(InputDataError, match="runs is a directory; give the path of a file to write"):
+        save_checkpoint(target, {"w": torch.ones(2)}, CONFIG)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"] and not any(target.iterdir())
 
 
 def test_atomic_write_bytes(tmp_path: Path) -> None:
