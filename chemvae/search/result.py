@@ -16,6 +16,7 @@ the search started, when the row's batch was scored).
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ import torch
 from torch import Tensor
 
 from chemvae.search.oracle import Evaluation
+from vaecore.errors import InputDataError
 
 HISTORY_COLUMNS = ("iteration", "method", "smiles", "canonical_smiles", "score", "valid", "status", "new",
                    "oracle_calls", "seconds")
@@ -122,7 +124,7 @@ class SearchResult:
         """The ``k`` best distinct valid molecules the search scored (highest score first).
 
         Args:
-            k: How many.
+            k: How many (at most; fewer if the search found fewer).
             include_init: Also consider the initial (training) molecules; without it,
                 only molecules new to the search count (not re-found initial ones).
 
@@ -130,6 +132,8 @@ class SearchResult:
             Columns ``rank``, ``smiles`` (canonical), ``score``, ``iteration``,
             ``oracle_calls`` (budget used when it was found), ``seconds``.
         """
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0:  # head(-1) would drop the last
+            raise InputDataError(f"k must be an integer >= 0, got {k!r}")
         table = self.history if include_init else self.searched
         # Scored rows only: a proposal that re-finds a known molecule (a duplicate, maybe of
         # a training molecule) is not a molecule the search found.

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from chemvae.search.result import SearchResult, history_frame
+from vaecore.errors import InputDataError
 
 NAN = math.nan
 
@@ -40,6 +41,10 @@ def test_best_counts_only_molecules_the_search_scored(result):
     assert best["smiles"].tolist() == ["CCS", "CCO"]
     assert best["rank"].tolist() == [1, 2] and best["oracle_calls"].tolist() == [3, 1]
     assert result.best(1, include_init=True)["smiles"].tolist() == ["CCCC"]
+    assert result.best(0).empty and list(result.best(0).columns) == list(best.columns)
+    for bad in (-1, 2.5, True):  # best(-1) gave every molecule but the last (pandas' head(-1))
+        with pytest.raises(InputDataError, match=f"k must be an integer >= 0, got {bad!r}"):
+            result.best(bad)
 
 
 def test_best_so_far_follows_objective_calls(result):
