@@ -97,7 +97,7 @@ class FewLabelRunConfig:
             raise InputDataError(f"unknown model {self.model!r}; choose from {MODELS}")
         if self.preset not in PRESETS:
             raise InputDataError(f"unknown preset {self.preset!r}; choose from {PRESETS}")
-        for name in ("epochs", "m1_epochs"):
+        for name in ("epochs", "m1_epochs", "tsne_points"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise InputDataError(f"{name} must be >= 0, got {value}")

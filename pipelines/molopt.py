@@ -110,6 +110,8 @@ class MoloptConfig:
             raise InputDataError(f"n_init must be >= 0, got {self.n_init}")
         if self.threads is not None and self.threads < 1:
             raise InputDataError(f"threads must be >= 1, got {self.threads}")
+        if not (math.isfinite(self.prior_bound) and self.prior_bound > 0):
+            raise InputDataError(f"prior_bound must be a finite number > 0, got {self.prior_bound}")
         if self.method != "bo":
             # A BO-only setting on another method would otherwise be silently ignored.
             given = {f.name: getattr(self, f.name) for f in fields(self)

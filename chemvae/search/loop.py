@@ -158,6 +158,8 @@ def optimize(
         if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < least:
             raise InputDataError(f"{name} must be an integer >= {least}, got {value!r}")
     budget, batch_size, n_init, seed = int(budget), int(batch_size), int(n_init), int(seed)
+    if not (math.isfinite(prior_bound) and prior_bound > 0):  # 0 would search a box of one point
+        raise InputDataError(f"prior_bound must be a finite number > 0, got {prior_bound!r}")
     if acquisition is not None:
         if method != "bo":
             raise InputDataError(f"acquisition={acquisition!r} applies to method 'bo' only, not {method!r}")

@@ -36,6 +36,7 @@ def test_chemistry_command_without_rdkit_names_the_package(args: tuple[str, ...]
     (["fewlabel", "--data", "fixture", "--model", "m2", "--set", "lr", "--out", "{empty}/o"],
      "setting 'lr' is not KEY=VALUE"),
     (["fewlabel", "--data", "fixture", "--model", "m2"], "--out DIR is required (or --resume DIR)"),
+    (["fewlabel", "--data", "fixture", "--tsne-points", "-1", "--out", "{empty}/o"], "tsne_points must be >= 0, got -1"),
     (["fewlabel", "--resume", "{empty}"], "no config.json there (not a fewlabel run directory)"),
     (["fewlabel", "--resume", str(ROOT / "data" / "fixtures" / "chemvae_tiny")],
      "its config.json is not a fewlabel run's (unknown FewLabelRunConfig field(s)"),

@@ -79,6 +79,7 @@ BAD_INPUT = [  # command-line arguments after --model, and what the one error li
      "tr_restart='elsewhere', head_mean=True"),
     (["--objective", "similarity:CCO", "--bo-head-mean", "--n-init", "5"], "BO with head_mean (--bo-head-mean) needs"),
     (["--tr-hedge", "0"], "hedge_length must satisfy 0 < hedge_length"),
+    (["--prior-bound", "0"], "prior_bound must be a finite number > 0, got 0.0"),  # a box of one point
     (["--tr-hedge", "0.1", "--tr-hedge-points", "10", "--n-init", "5"], "hedge_points < batch_size (10), got 10"),
 ]
 
