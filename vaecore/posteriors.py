@@ -11,6 +11,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal
 
+from vaecore.errors import InputDataError
+
 # Bounds on log sigma: below exp(-7) ~ 1e-3 the KL term's log(sigma) explodes under
 # float32, above exp(5) the sample is noise; both only happen when training diverges.
 LOG_SCALE_MIN = -7.0
@@ -25,8 +27,12 @@ def diagonal_gaussian(loc: Tensor, log_scale: Tensor) -> Independent:
         log_scale: Log standard deviations, `[..., d]`; clamped to
             `[LOG_SCALE_MIN, LOG_SCALE_MAX]`.
     """
+    try:  # shapes only: nothing is read back from the device
+        torch.broadcast_shapes(loc.shape, log_scale.shape)  # a shared log_scale `[d]` is fine
+    except RuntimeError as err:
+        raise InputDataError(f"loc {list(loc.shape)} and log_scale {list(log_scale.shape)} do not broadcast") from err
     scale = log_scale.clamp(LOG_SCALE_MIN, LOG_SCALE_MAX).exp()
-    # No argument validation: a NaN from a diverging network must reach the loss and the
+    # No value validation: a NaN from a diverging network must reach the loss and the
     # NaN guard (which names the step) rather than raise here.
     return Independent(Normal(loc, scale, validate_args=False), 1)
 
@@ -58,6 +64,8 @@ class StandardNormalPrior(nn.Module):
 
     def __init__(self, latent_dim: int) -> None:
         super().__init__()
+        if latent_dim < 1:
+            raise InputDataError(f"latent_dim must be >= 1, got {latent_dim}")
         self.latent_dim = latent_dim
         self.register_buffer("loc", torch.zeros(latent_dim), persistent=False)
         self.register_buffer("scale", torch.ones(latent_dim), persistent=False)

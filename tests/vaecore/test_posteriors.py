@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from torch.distributions import Independent, Normal, kl_divergence
 
+from vaecore.errors import InputDataError
 from vaecore.posteriors import LOG_SCALE_MAX, LOG_SCALE_MIN, DiagonalGaussianHead, StandardNormalPrior, diagonal_gaussian
 
 
@@ -18,6 +20,11 @@ def test_diagonal_gaussian_shapes_and_clamp() -> None:
     scale = q.base_dist.scale[0]
     torch.testing.assert_close(scale.log(), torch.tensor([LOG_SCALE_MIN, 0.0, 1.0, LOG_SCALE_MAX]))
     assert q.rsample((5,)).shape == (5, 3, 4)
+    assert diagonal_gaussian(loc, torch.zeros(4)).batch_shape == (3,)  # one log_scale shared by the batch
+    with pytest.raises(InputDataError, match=r"loc \[3, 4\] and log_scale \[3, 5\] do not broadcast"):
+        diagonal_gaussian(loc, torch.zeros(3, 5))
+    with pytest.raises(InputDataError, match="latent_dim must be >= 1, got 0"):
+        StandardNormalPrior(0)
 
 
 def test_head_and_prior_follow_the_module() -> None:
