@@ -14,7 +14,6 @@ The model speaks SMILES at its boundary: :meth:`MoleculeVAE.encode` takes SMILES
 from __future__ import annotations
 
 import contextlib
-import numbers
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from chemvae.rdkit_utils import smiles_list
 from chemvae.tokens import REPRESENTATIONS, Tokenizer, Vocabulary
 from vaecore.bounds import elbo
 from vaecore.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from vaecore.errors import CheckpointError, InputDataError
+from vaecore.errors import CheckpointError, InputDataError, integer_at_least
 from vaecore.likelihoods import CategoricalSequenceLikelihood
 from vaecore.nets import mlp
 from vaecore.posteriors import DiagonalGaussianHead, StandardNormalPrior
@@ -89,13 +88,6 @@ class ChemVAEConfig:
                 raise InputDataError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise InputDataError(f"dropout must be in [0, 1), got {self.dropout}")
-
-
-def _batch_size(value: int) -> int:
-    """``value`` if it is a usable batch size; otherwise an error naming it."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise InputDataError(f"batch_size must be an integer >= 1, got {value!r}")
-    return int(value)
 
 
 @contextlib.contextmanager
@@ -240,7 +232,7 @@ class MoleculeVAE(nn.Module):
         tokens = encode_tokens(checked.tokens, self.vocab, self.config.max_length + 1)
         means = []
         with _evaluating(self):
-            for start in range(0, len(checked.smiles), _batch_size(batch_size)):
+            for start in range(0, len(checked.smiles), integer_at_least("batch_size", batch_size, 1)):
                 chunk = tokens[start : start + batch_size]
                 lengths = token_lengths(chunk)
                 batch = {"smiles": checked.smiles[start : start + batch_size],
@@ -292,7 +284,7 @@ class MoleculeVAE(nn.Module):
         z = self._latents(z)
         out: list[str] = []
         with _evaluating(self):
-            for start in range(0, z.shape[0], _batch_size(batch_size)):
+            for start in range(0, z.shape[0], integer_at_least("batch_size", batch_size, 1)):
                 ids = self._generate(z[start : start + batch_size], method, temperature, generator)
                 out += [self.tokenizer.detokenize(self.vocab.decode(row)) for row in ids.tolist()]
         return out
@@ -334,10 +326,9 @@ class MoleculeVAE(nn.Module):
     def sample(self, n: int, method: str = "greedy", temperature: float = 1.0,
                generator: torch.Generator | None = None, batch_size: int = 1000) -> list[str]:
         """Decode ``n`` draws z ~ p(z) (drawn with ``generator``, then moved to the model)."""
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
-            raise InputDataError(f"n must be an integer >= 0, got {n!r}")
+        n = integer_at_least("n", n, 0)
         device = generator.device if generator is not None else self.device
-        z = torch.randn(int(n), self.latent_dim, generator=generator, device=device)
+        z = torch.randn(n, self.latent_dim, generator=generator, device=device)
         return self.decode(z, method=method, temperature=temperature, generator=generator, batch_size=batch_size)
 
     # ------------------------------------------------------------------ properties

@@ -7,6 +7,8 @@ exception a caller would naturally catch (``ValueError`` for bad input), so both
 
 from __future__ import annotations
 
+import numbers
+
 
 class VaelabError(Exception):
     """Base class of every error raised by vaelab."""
@@ -42,3 +44,14 @@ class InputDataWarning(VaelabWarning):
 
 class SearchWarning(VaelabWarning):
     """A latent-space search fell back to a simpler strategy (e.g. failed GP fit)."""
+
+
+def integer_at_least(name: str, value: object, least: int) -> int:
+    """``value`` as an ``int`` if it is an integer >= ``least`` (numpy integers included).
+
+    Raises:
+        InputDataError: A float, a bool, anything else, or a value below ``least``, named.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+        raise InputDataError(f"{name} must be an integer >= {least}, got {value!r}")
+    return int(value)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 import os
 import time
 import warnings
@@ -42,7 +41,7 @@ from chemvae.search.random import RandomSearch
 from chemvae.search.result import SearchRecorder, SearchResult, count_failures, history_frame
 from chemvae.search.surrogate import HeadSurrogate
 from chemvae.search.trust_region import search_bounds
-from vaecore.errors import InputDataError, SearchWarning
+from vaecore.errors import InputDataError, SearchWarning, integer_at_least
 
 METHODS = ("bo", "gradient", "random")
 DEFAULT_N_INIT = 500
@@ -153,11 +152,8 @@ def optimize(
         objective = get_objective(objective)
     n_init = DEFAULT_N_INIT if n_init is None else n_init
     # numpy integers are fine (budgets often come from arrays); floats and bools are not.
-    for name, value, least in (("budget", budget, 1), ("batch_size", batch_size, 1), ("n_init", n_init, 0),
-                               ("seed", seed, 0)):
-        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < least:
-            raise InputDataError(f"{name} must be an integer >= {least}, got {value!r}")
-    budget, batch_size, n_init, seed = int(budget), int(batch_size), int(n_init), int(seed)
+    budget, batch_size = integer_at_least("budget", budget, 1), integer_at_least("batch_size", batch_size, 1)
+    n_init, seed = integer_at_least("n_init", n_init, 0), integer_at_least("seed", seed, 0)
     if not (math.isfinite(prior_bound) and prior_bound > 0):  # 0 would search a box of one point
         raise InputDataError(f"prior_bound must be a finite number > 0, got {prior_bound!r}")
     if acquisition is not None:

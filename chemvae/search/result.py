@@ -16,7 +16,6 @@ the search started, when the row's batch was scored).
 from __future__ import annotations
 
 import math
-import numbers
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -29,7 +28,7 @@ import torch
 from torch import Tensor
 
 from chemvae.search.oracle import Evaluation
-from vaecore.errors import InputDataError
+from vaecore.errors import integer_at_least
 
 HISTORY_COLUMNS = ("iteration", "method", "smiles", "canonical_smiles", "score", "valid", "status", "new",
                    "oracle_calls", "seconds")
@@ -132,8 +131,7 @@ class SearchResult:
             Columns ``rank``, ``smiles`` (canonical), ``score``, ``iteration``,
             ``oracle_calls`` (budget used when it was found), ``seconds``.
         """
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0:  # head(-1) would drop the last
-            raise InputDataError(f"k must be an integer >= 0, got {k!r}")
+        k = integer_at_least("k", k, 0)  # head(-1) would drop the last molecule
         table = self.history if include_init else self.searched
         # Scored rows only: a proposal that re-finds a known molecule (a duplicate, maybe of
         # a training molecule) is not a molecule the search found.

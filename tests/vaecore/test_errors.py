@@ -56,3 +56,13 @@ def test_library_code_raises_no_bare_value_error() -> None:
                         and isinstance(node.exc.func, ast.Name) and node.exc.func.id == "ValueError"):
                     bare.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not bare, bare
+
+
+def test_integer_at_least_takes_numpy_integers_and_names_the_rest() -> None:
+    import numpy as np
+
+    assert errors.integer_at_least("n", np.int64(3), 1) == 3 and type(errors.integer_at_least("n", np.int64(3), 1)) is int
+    assert errors.integer_at_least("n", 0, 0) == 0
+    for bad in (0, -1, 2.0, True, None, "3"):
+        with pytest.raises(errors.InputDataError, match=f"n must be an integer >= 1, got {bad!r}"):
+            errors.integer_at_least("n", bad, 1)
