@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ssvae.data import translations
+from ssvae.data import as_pixels, translations
 from ssvae.fewlabel import MODEL_NAME, FewLabelData, TrainResult, train_m2
 from ssvae.labels import as_label_tensor, balanced_split, check_labels, given_labels, save_split
 from ssvae.m1 import VAE, VAEConfig, fit_vae, load_vae
@@ -289,23 +289,11 @@ def fit_data(data: FewLabelData, config: FitConfig, *, n_classes: int, device: t
 
 
 def _tensor(x: Tensor | np.ndarray, what: str) -> Tensor:
-    """Images ``x`` `[N, ...]` as float pixels `[N, D]` in `[0, 1]`; uint8 images are scaled by 1/255.
-
-    Out-of-range pixels are refused here, naming their range: the Bernoulli likelihood
-    would otherwise fail deep inside torch (0-255 floats are the usual case).
-    """
-    t = torch.as_tensor(np.asarray(x)) if not isinstance(x, Tensor) else x
-    if t.dim() < 2:
-        raise InputDataError(f"{what} must be images [N, ...], got shape {list(t.shape)}")
-    if t.dtype == torch.uint8:
-        t = t.float() / 255.0
-    t = t.flatten(1).float()  # not reshape(N, -1): that cannot size an empty batch
-    if not torch.isfinite(t).all():
-        raise InputDataError(f"{what} contains NaN or infinite values")
-    if t.numel() and (t.min() < 0 or t.max() > 1):
-        raise InputDataError(f"{what} values must lie in [0, 1] (or be uint8), got range "
-                             f"[{float(t.min()):.4g}, {float(t.max()):.4g}]")
-    return t
+    """Images ``x`` `[N, ...]` as float pixels `[N, D]`, checked by :func:`ssvae.data.as_pixels`."""
+    if isinstance(x, Tensor):
+        x = x.detach().cpu()
+        x = (x.float() if x.is_floating_point() else x).numpy()  # numpy has no bfloat16
+    return torch.from_numpy(as_pixels(np.asarray(x), what)).flatten(1)  # flatten: an empty batch too
 
 
 def fit(

@@ -150,7 +150,7 @@ def _from_arrays(arrays: dict[str, np.ndarray], origin: str) -> ImageDataset:
         raise InputDataError(f"{origin}: x_train must be [N, ...] images, got shape {arrays['x_train'].shape}")
     splits: dict[str, Split] = {}
     for name in names:
-        x = _pixels(arrays[f"x_{name}"], f"{origin}: x_{name}")
+        x = as_pixels(arrays[f"x_{name}"], f"{origin}: x_{name}")
         y = _labels(arrays[f"y_{name}"], f"{origin}: y_{name}")
         if tuple(x.shape[1:]) != image_shape:
             raise InputDataError(f"{origin}: x_{name} images have shape {tuple(x.shape[1:])}, x_train has {image_shape}")
@@ -163,8 +163,16 @@ def _from_arrays(arrays: dict[str, np.ndarray], origin: str) -> ImageDataset:
     return ImageDataset(splits["train"], splits.get("valid"), splits["test"], image_shape, n_classes)
 
 
-def _pixels(x: np.ndarray, what: str) -> np.ndarray:
-    """float32 pixels in [0, 1]; uint8 arrays are scaled by 1/255."""
+def as_pixels(x: np.ndarray, what: str) -> np.ndarray:
+    """float32 pixels `[N, ...]` in [0, 1]; uint8 arrays are scaled by 1/255.
+
+    Out-of-range pixels are refused here, naming their range: the Bernoulli likelihood
+    would otherwise fail deep inside torch (0-255 floats are the usual case).
+
+    Raises:
+        InputDataError: Not `[N, ...]`, not numeric, non-finite or outside [0, 1]; ``what``
+            names the array.
+    """
     if x.ndim < 2:
         raise InputDataError(f"{what} must be [N, ...] images, got shape {x.shape}")
     if x.dtype == np.uint8:

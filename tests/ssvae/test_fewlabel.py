@@ -221,7 +221,7 @@ def test_fit_api_m1m2_and_bad_inputs(fixture_data):
         ssvae.fit(ds.train.x, ds.train.y, n_labels=20, x_valid=ds.valid.x, y_valid=ds.valid.y + 0.5)
     with pytest.raises(InputDataError, match="392 pixels each; the model was trained on 784"):
         clf.predict(ds.test.x[:2, :392])
-    with pytest.raises(InputDataError, match=r"x must be images \[N, ...\], got shape \[784\]"):
+    with pytest.raises(InputDataError, match=r"x must be \[N, \.\.\.\] images, got shape \(784,\)"):
         clf.predict(ds.test.x[0])  # one image without its batch dimension
     assert clf.predict(ds.test.x[:0]).shape == (0,) and clf.predict_proba(ds.test.x[:0]).shape == (0, 10)
     wrong = (clf.predict(ds.test.x[:50]) != ds.test.y[:50].numpy()).sum()
