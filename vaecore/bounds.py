@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, kl_divergence
 
-from vaecore.errors import InputDataError
+from vaecore.errors import InputDataError, integer_at_least
 
 Encoder = Callable[[Tensor], Distribution]
 Decoder = Callable[[Tensor], Distribution]
@@ -124,10 +124,14 @@ def elbo(
 
     Raises:
         TypeError: If the encoder's distribution has no ``rsample``.
-        InputDataError: If ``n_samples`` < 1, or the decoder's ``log_prob`` is not `[S, B]`.
+        InputDataError: If ``n_samples`` is not an integer >= 1, a number ``beta`` is negative
+            or not finite, or the decoder's ``log_prob`` is not `[S, B]`.
     """
-    if n_samples < 1:
-        raise InputDataError(f"n_samples must be >= 1, got {n_samples}")
+    n_samples = integer_at_least("n_samples", n_samples, 1)
+    # A negative weight would reward a large KL without any error; a tensor beta is left
+    # unchecked because reading it back would synchronize with the device every step.
+    if not isinstance(beta, Tensor) and not 0 <= beta < math.inf:
+        raise InputDataError(f"beta must be a finite number >= 0, got {beta!r}")
     q = _encode(encoder, x)
     p = _resolve_prior(prior)
     z = q.rsample((n_samples,))
@@ -168,8 +172,7 @@ def iwae_bound(
         encoder, decoder, prior: As in :func:`elbo`.
         k: Number of importance samples, drawn in one pass (`[k, B, d]`).
     """
-    if k < 1:
-        raise InputDataError(f"k must be >= 1, got {k}")
+    k = integer_at_least("k", k, 1)
     log_w = log_importance_weights(x, _encode(encoder, x), decoder, _resolve_prior(prior), k)
     return log_w.logsumexp(0) - math.log(k)
 
@@ -198,8 +201,7 @@ def log_marginal_likelihood(
         n_samples: Total importance samples (5000 is the usual MNIST protocol).
         chunk_size: Samples per forward pass; the last chunk may be smaller.
     """
-    if n_samples < 1 or chunk_size < 1:
-        raise InputDataError(f"n_samples and chunk_size must be >= 1, got {n_samples}, {chunk_size}")
+    n_samples, chunk_size = integer_at_least("n_samples", n_samples, 1), integer_at_least("chunk_size", chunk_size, 1)
     q = _encode(encoder, x)
     p = _resolve_prior(prior)
     total: Tensor | None = None

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Categorical, Distribution, Independent, Normal, constraints
 
-from vaecore.errors import InputDataError
+from vaecore.errors import InputDataError, integer_at_least
 
 # Clamp range of the Gaussian log-variance: exp(-9.2) ~ 1e-4 variance keeps log p finite
 # for near-constant pixels/features; exp(4.6) ~ 100 is far beyond unit-scaled data.
@@ -36,7 +36,7 @@ class BernoulliLikelihood(nn.Module):
 
     def __init__(self, event_dims: int = 1) -> None:
         super().__init__()
-        self.event_dims = event_dims
+        self.event_dims = integer_at_least("event_dims", event_dims, 0)
 
     @property
     def params_per_feature(self) -> int:
@@ -61,7 +61,7 @@ class GaussianLikelihood(nn.Module):
 
     def __init__(self, event_dims: int = 1) -> None:
         super().__init__()
-        self.event_dims = event_dims
+        self.event_dims = integer_at_least("event_dims", event_dims, 0)
 
     @property
     def params_per_feature(self) -> int:
@@ -109,6 +109,9 @@ class MaskedSequenceCategorical(Distribution):
         Returns:
             `broadcast(value.shape[:-1], batch_shape)`, e.g. `[S, B]` for value `[B, T]`.
         """
+        if value.is_floating_point() or value.is_complex():
+            # ``long()`` would truncate 2.7 to token 2 without a word.
+            raise InputDataError(f"token ids must be an integer tensor, got dtype {value.dtype}")
         value = value.long()
         if value.shape[-1:] != self.event_shape:
             raise InputDataError(f"sequence length {value.shape[-1:]} does not match the logits' {self.event_shape}")

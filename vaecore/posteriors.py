@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal
 
-from vaecore.errors import InputDataError
+from vaecore.errors import InputDataError, integer_at_least
 
 # Bounds on log sigma: below exp(-7) ~ 1e-3 the KL term's log(sigma) explodes under
 # float32, above exp(5) the sample is noise; both only happen when training diverges.
@@ -47,7 +47,8 @@ class DiagonalGaussianHead(nn.Module):
 
     def __init__(self, in_features: int, latent_dim: int) -> None:
         super().__init__()
-        self.latent_dim = latent_dim
+        self.latent_dim = integer_at_least("latent_dim", latent_dim, 1)
+        integer_at_least("in_features", in_features, 1)
         self.loc = nn.Linear(in_features, latent_dim)
         self.log_scale = nn.Linear(in_features, latent_dim)
 
@@ -64,9 +65,7 @@ class StandardNormalPrior(nn.Module):
 
     def __init__(self, latent_dim: int) -> None:
         super().__init__()
-        if latent_dim < 1:
-            raise InputDataError(f"latent_dim must be >= 1, got {latent_dim}")
-        self.latent_dim = latent_dim
+        self.latent_dim = integer_at_least("latent_dim", latent_dim, 1)
         self.register_buffer("loc", torch.zeros(latent_dim), persistent=False)
         self.register_buffer("scale", torch.ones(latent_dim), persistent=False)
 

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
-from vaecore.errors import InputDataError
+from vaecore.errors import InputDataError, integer_at_least
+
+
+def _weight(name: str, value: float) -> None:
+    # A negative or NaN KL weight trains without any error but optimizes the wrong thing.
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < math.inf:
+        raise InputDataError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -13,6 +20,9 @@ class ConstantSchedule:
     """beta(step) = value."""
 
     value: float = 1.0
+
+    def __post_init__(self) -> None:
+        _weight("value", self.value)
 
     def __call__(self, step: int) -> float:
         return self.value
@@ -32,8 +42,10 @@ class LinearWarmup:
     delay: int = 0
 
     def __post_init__(self) -> None:
-        if self.steps < 0 or self.delay < 0:
-            raise InputDataError(f"steps and delay must be >= 0, got {self.steps}, {self.delay}")
+        integer_at_least("steps", self.steps, 0)
+        integer_at_least("delay", self.delay, 0)
+        _weight("start", self.start)
+        _weight("end", self.end)
 
     def __call__(self, step: int) -> float:
         t = step - self.delay
@@ -53,8 +65,9 @@ class SigmoidWarmup:
     end: float = 1.0
 
     def __post_init__(self) -> None:
-        if not self.slope > 0:
-            raise InputDataError(f"slope must be > 0, got {self.slope}")
+        if not 0 < self.slope < math.inf:
+            raise InputDataError(f"slope must be a finite number > 0, got {self.slope!r}")
+        _weight("end", self.end)
 
     def __call__(self, step: int) -> float:
         # Written to avoid overflow in exp for steps far from the midpoint.
@@ -73,8 +86,7 @@ def make_schedule(kind: str, *, steps: int, end: float = 1.0, delay: int = 0) ->
     ``10 / steps`` makes beta go from ~0.7% to ~99.3% of ``end`` over ``steps``.
     ``none`` is the constant ``end``.
     """
-    if steps < 0 or delay < 0:
-        raise InputDataError(f"steps and delay must be >= 0, got {steps}, {delay}")
+    steps, delay = integer_at_least("steps", steps, 0), integer_at_least("delay", delay, 0)
     if kind == "none":
         return ConstantSchedule(end)
     if kind == "linear":

@@ -374,12 +374,25 @@ def test_likelihood_gradient_flows_through_the_sample() -> None:
 def test_bad_arguments_are_refused() -> None:
     model = PPCA()
     x = model.sample_x(3, seed=11)
-    with pytest.raises(ValueError, match="n_samples must be >= 1, got 0"):
-        elbo(x, model.imperfect_posterior, model.decoder, standard_diag(), n_samples=0)
-    with pytest.raises(ValueError, match="k must be >= 1, got 0"):
-        iwae_bound(x, model.imperfect_posterior, model.decoder, standard_diag(), k=0)
-    with pytest.raises(ValueError, match="chunk_size"):
-        log_marginal_likelihood(x, model.imperfect_posterior, model.decoder, standard_diag(), chunk_size=0)
+    q, dec, prior = model.imperfect_posterior, model.decoder, standard_diag()
+    with pytest.raises(ValueError, match="n_samples must be an integer >= 1, got 0"):
+        elbo(x, q, dec, prior, n_samples=0)
+    with pytest.raises(ValueError, match="n_samples must be an integer >= 1, got 2.5"):
+        elbo(x, q, dec, prior, n_samples=2.5)  # torch.Size() refused it with a TypeError
+    with pytest.raises(ValueError, match="beta must be a finite number >= 0, got -0.5"):
+        elbo(x, q, dec, prior, beta=-0.5)  # would reward a large KL without any error
+    with pytest.raises(ValueError, match="beta must be a finite number >= 0, got nan"):
+        elbo(x, q, dec, prior, beta=math.nan)
+    with pytest.raises(ValueError, match="k must be an integer >= 1, got 0"):
+        iwae_bound(x, q, dec, prior, k=0)
+    with pytest.raises(ValueError, match="k must be an integer >= 1, got True"):
+        iwae_bound(x, q, dec, prior, k=True)
+    with pytest.raises(ValueError, match="chunk_size must be an integer >= 1, got 0"):
+        log_marginal_likelihood(x, q, dec, prior, chunk_size=0)
+    with pytest.raises(ValueError, match="n_samples must be an integer >= 1, got 10.5"):
+        log_marginal_likelihood(x, q, dec, prior, n_samples=10.5)
+    # A tensor beta (a schedule's value on the device) is taken as it is.
+    assert elbo(x, q, dec, prior, beta=torch.tensor(0.5, dtype=F64)).elbo.shape == (3,)
 
 
 def test_decoder_without_event_dims_is_named() -> None:

@@ -148,6 +148,18 @@ def test_masked_categorical_helpers_and_errors() -> None:
     torch.testing.assert_close(acc, torch.tensor([2 / 3, 1.0, 1.0, 1.0]))
     with pytest.raises(ValueError, match="sequence length"):
         dist.log_prob(torch.zeros(B, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="token ids must be an integer tensor, got dtype torch.float32"):
+        dist.log_prob(torch.full((B, 5), 2.7))  # long() would have scored token 2
+    assert dist.log_prob(target.int()).shape == (B,)  # any integer dtype
+
+
+def test_event_dims_are_checked() -> None:
+    with pytest.raises(ValueError, match="event_dims must be an integer >= 0, got -1"):
+        BernoulliLikelihood(event_dims=-1)
+    with pytest.raises(ValueError, match="event_dims must be an integer >= 0, got 1.5"):
+        GaussianLikelihood(event_dims=1.5)
+    # 0 keeps every feature in the batch shape; the bound then names the mismatch.
+    assert BernoulliLikelihood(event_dims=0)(torch.zeros(B, D)).batch_shape == (B, D)
 
 
 def test_make_likelihood_names_unknown_kind() -> None:

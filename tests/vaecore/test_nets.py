@@ -26,6 +26,21 @@ def test_mlp_unknown_activation_is_named() -> None:
         mlp(2, (3,), activation="swish")
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((4, (8, 0), 2), r"hidden\[1\] must be an integer >= 1, got 0"),  # torch accepts a zero-width layer
+        ((4, (-3,), 2), r"hidden\[0\] must be an integer >= 1, got -3"),
+        ((0, (3,), 2), "in_features must be an integer >= 1, got 0"),
+        ((4, (3,), 0), "out_features must be an integer >= 1, got 0"),
+        ((4, (2.5,), 2), r"hidden\[0\] must be an integer >= 1, got 2.5"),
+    ],
+)
+def test_mlp_sizes_are_checked(args: tuple, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        mlp(*args)
+
+
 def test_image_view_puts_channels_first():
     x = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)  # channels last
     out = ImageView((3, 4, 5))(x.reshape(2, -1))

@@ -23,8 +23,12 @@ def test_diagonal_gaussian_shapes_and_clamp() -> None:
     assert diagonal_gaussian(loc, torch.zeros(4)).batch_shape == (3,)  # one log_scale shared by the batch
     with pytest.raises(InputDataError, match=r"loc \[3, 4\] and log_scale \[3, 5\] do not broadcast"):
         diagonal_gaussian(loc, torch.zeros(3, 5))
-    with pytest.raises(InputDataError, match="latent_dim must be >= 1, got 0"):
+    with pytest.raises(InputDataError, match="latent_dim must be an integer >= 1, got 0"):
         StandardNormalPrior(0)
+    with pytest.raises(InputDataError, match="latent_dim must be an integer >= 1, got 0"):
+        DiagonalGaussianHead(8, 0)  # torch builds zero-width layers without complaint
+    with pytest.raises(InputDataError, match="in_features must be an integer >= 1, got 2.0"):
+        DiagonalGaussianHead(2.0, 3)
 
 
 def test_head_and_prior_follow_the_module() -> None:

@@ -54,3 +54,22 @@ def test_make_schedule() -> None:
         make_schedule("cosine", steps=10)
     with pytest.raises(ValueError, match="-5"):
         make_schedule("sigmoid", steps=-5)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: make_schedule("linear", steps=100, end=-1.0), "end must be a finite number >= 0, got -1.0"),
+        (lambda: make_schedule("none", steps=0, end=math.nan), "value must be a finite number >= 0, got nan"),
+        (lambda: make_schedule("sigmoid", steps=10, end=math.inf), "end must be a finite number >= 0, got inf"),
+        (lambda: LinearWarmup(steps=10, start=-0.1), "start must be a finite number >= 0, got -0.1"),
+        (lambda: LinearWarmup(steps=2.5), "steps must be an integer >= 0, got 2.5"),
+        (lambda: make_schedule("linear", steps=10, delay=1.5), "delay must be an integer >= 0, got 1.5"),
+        (lambda: SigmoidWarmup(midpoint=10, slope=math.nan), "slope must be a finite number > 0, got nan"),
+        (lambda: ConstantSchedule("1"), "value must be a finite number >= 0, got '1'"),
+    ],
+)
+def test_weights_and_step_counts_are_checked(build, message: str) -> None:
+    # A negative or NaN KL weight trains without error while optimizing the wrong objective.
+    with pytest.raises(ValueError, match=message):
+        build()
