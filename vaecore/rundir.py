@@ -46,7 +46,10 @@ def _dataclass_in(hint: Any) -> type | None:
 
 
 def _from_json(value: Any, hint: Any) -> Any:
-    """JSON lists back to the tuples frozen configs hold (unless the field is a list)."""
+    """JSON lists back to the tuples frozen configs hold (unless the field is a list), and
+    strings back to the paths that :func:`config_to_dict` wrote as strings."""
+    if isinstance(value, str) and Path in (hint, *typing.get_args(hint)):
+        return Path(value)
     if isinstance(value, list):
         items = [_from_json(v, None) for v in value]
         return items if typing.get_origin(hint) is list or hint is list else tuple(items)
@@ -80,7 +83,10 @@ def check_field_value(cls: type, name: str, value: Any) -> None:
     Raises:
         InputDataError: Naming the field, the expected type and the value.
     """
-    hint = typing.get_type_hints(cls).get(name)
+    _refuse_unfit(cls, name, typing.get_type_hints(cls).get(name), value)
+
+
+def _refuse_unfit(cls: type, name: str, hint: Any, value: Any) -> None:
     if not _fits(value, hint):
         plain = isinstance(hint, type) and not typing.get_args(hint)
         expected = hint.__name__ if plain else str(hint).replace("typing.", "")
@@ -94,7 +100,8 @@ def config_from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
     become tuples.
 
     Raises:
-        InputDataError: Naming any unknown or missing field (nested configs too).
+        InputDataError: Naming any unknown or missing field, or a value of the wrong type
+            (a hand-edited ``"epochs": "10"``), nested configs too.
     """
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(fields))
@@ -115,6 +122,7 @@ def config_from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
             value = config_from_dict(nested, value)
         else:
             value = _from_json(value, hint)
+            _refuse_unfit(cls, name, hint, value)
         kwargs[name] = value
     return cls(**kwargs)
 

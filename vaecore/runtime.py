@@ -29,10 +29,11 @@ def seed_everything(seed: int) -> torch.Generator:
     """Seed python, numpy and torch (CPU and CUDA); return a seeded CPU generator.
 
     Raises:
-        InputDataError: If ``seed`` is not a non-negative integer (numpy ints are fine).
+        InputDataError: If ``seed`` is not an integer in `[0, 2**64)` (numpy ints are fine);
+            torch's generators hold 64 bits.
     """
-    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:
-        raise InputDataError(f"seed must be a non-negative integer, got {seed!r}")
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or not 0 <= seed < 2**64:
+        raise InputDataError(f"seed must be a non-negative integer below 2**64, got {seed!r}")
     seed = int(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)

@@ -8,6 +8,7 @@ fixed-shape training step in ``torch.compile`` so that CUDA graphs can replay it
 from __future__ import annotations
 
 import copy
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -32,8 +33,8 @@ class WeightAverage:
     """
 
     def __init__(self, module: nn.Module, decay: float) -> None:
-        if not 0.0 <= decay < 1.0:
-            raise InputDataError(f"ema_decay must be in [0, 1), got {decay}")
+        if isinstance(decay, bool) or not isinstance(decay, numbers.Real) or not 0.0 <= decay < 1.0:
+            raise InputDataError(f"ema_decay must be a number in [0, 1), got {decay!r}")
         self.module = copy.deepcopy(module).requires_grad_(False)
         self.decay, self.updates = decay, 0
 

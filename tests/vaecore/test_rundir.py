@@ -42,11 +42,12 @@ def test_nested_frozen_config_round_trip() -> None:
     )
     data = config_to_dict(config)
     assert data["encoder"] == {"hidden": [64, 32], "activation": "softplus"}
-    assert data["out"] == "runs/x"  # paths become strings
+    assert data["out"] == "runs/x"  # paths become strings, and paths again on the way back
     back = config_from_dict(RunConfig, json.loads(json.dumps(data)))
     assert back.encoder == config.encoder and back.train == config.train
     assert back.train.schedule == ((0, 0.0), (10, 1.0))  # nested tuples, hashable again
     assert isinstance(back.tags, list) and back.tags == ["a", "b"]
+    assert back == config and isinstance(back.out, Path)
     hash(back.encoder)
     assert config_from_dict(RunConfig, {"name": "x", "train": None}).train is None
 
@@ -83,6 +84,16 @@ def test_values_that_match_their_field_are_accepted(cls: type, name: str, value:
 def test_values_of_the_wrong_type_are_named(cls: type, name: str, value: object, match: str) -> None:
     with pytest.raises(InputDataError, match=match):
         check_field_value(cls, name, value)
+
+
+def test_values_read_back_are_checked_against_their_fields() -> None:
+    # A hand-edited config.json, or one from another version, is named on loading rather
+    # than failing later inside the model it configures.
+    with pytest.raises(InputDataError, match="TrainConfig.epochs expects int, got '10'"):
+        config_from_dict(RunConfig, {"name": "x", "train": {"epochs": "10"}})
+    with pytest.raises(InputDataError, match=r"EncoderConfig.hidden expects tuple\[int, \.\.\.\], got \(300, 2.5\)"):
+        config_from_dict(RunConfig, {"name": "x", "encoder": {"hidden": [300, 2.5]}})
+    assert config_from_dict(TrainConfig, {"lr": 1}).lr == 1  # an int stands for a float
 
 
 def test_run_dir_files(tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ def test_seed_everything_is_reproducible() -> None:
     assert _draw(seed_everything(2**40)) is not None  # beyond numpy's 32-bit range
 
 
-@pytest.mark.parametrize("bad", [-1, 1.5, True, "3", None])
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "3", None, 2**64])  # 2**64: torch's "Overflow when unpacking long long"
 def test_bad_seed_is_named(bad: object) -> None:
     with pytest.raises(InputDataError, match=repr(bad).replace(".", r"\.")):
         seed_everything(bad)  # type: ignore[arg-type]

@@ -41,3 +41,9 @@ def test_weight_average_update_is_a_lerp_of_every_float_tensor():
         mine = average.module.state_dict()[name]
         expected = theirs if not theirs.is_floating_point() else before[name] + 0.9 * (theirs - before[name])
         assert torch.allclose(mine, expected, atol=1e-6), name
+
+
+@pytest.mark.parametrize("decay", [1.0, -0.1, float("nan"), "0.9", True])
+def test_weight_average_decay_is_checked(decay: object) -> None:
+    with pytest.raises(InputDataError, match="ema_decay must be a number in"):
+        WeightAverage(torch.nn.Linear(2, 2), decay)  # type: ignore[arg-type]
