@@ -36,7 +36,7 @@ from rdkit.Chem.Scaffolds import MurckoScaffold
 
 from chemvae.fcd import FCDUnavailableError, Moments, chemnet_moments, chemnet_statistics, fcd, frechet_distance
 from chemvae.rdkit_utils import canonical_smiles, canonicalize_all, mol_from_smiles, smiles_list
-from vaecore.errors import InputDataError, InputDataWarning
+from vaecore.errors import InputDataError, InputDataWarning, integer_at_least
 
 __all__ = [
     "FCDUnavailableError",
@@ -208,8 +208,7 @@ def unique_at_k(smiles: Sequence[str | None], k: int) -> float:
 
     Warns (:class:`InputDataWarning`) and uses what there is when fewer than ``k`` are valid.
     """
-    if k < 1:
-        raise InputDataError(f"k must be >= 1, got {k}")
+    k = integer_at_least("k", k, 1)  # a fractional k failed as a slice index
     return _unique_fraction(_valid_canonical(_nonempty(smiles, "smiles")), k)
 
 
@@ -247,7 +246,13 @@ def _novelty(distinct: set[str], train: Sequence[str], train_is_canonical: bool,
 
 
 def internal_diversity(gen: Sequence[str | None], p: int = 1, *, device: str = "cpu") -> float:
-    """IntDiv_p = ``1 - mean_i (mean_j T(i, j)^p)^(1/p)`` over the valid generated molecules."""
+    """IntDiv_p = ``1 - mean_i (mean_j T(i, j)^p)^(1/p)`` over the valid generated molecules.
+
+    Raises:
+        InputDataError: ``p`` is not a finite number > 0 (MOSES reports p = 1 and 2).
+    """
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p < math.inf:
+        raise InputDataError(f"p must be a finite number > 0, got {p!r}")  # p = 0 divided by zero
     valid = _as_mols(_nonempty(gen, "gen"))
     if not valid:
         return _nan_with_warning("internal diversity: no valid molecules")
@@ -353,6 +358,9 @@ def generation_metrics(
         ``validity``, ``unique@1k``, ``unique@10k``, ``novelty``, ``intdiv``, ``intdiv2`` and
         ``FCD/Test``, ``SNN/Test``, ``Frag/Test``, ``Scaf/Test`` (plus ``/TestSF``).
     """
+    if isinstance(ks, (str, int)):  # a bare 10000 is not a list of them
+        raise InputDataError(f"ks must be a sequence of integers, got {ks!r}")
+    ks = [integer_at_least("k in ks", k, 1) for k in ks]
     gen = _nonempty(gen, "gen")
     valid, mols = _valid_mols(gen)
     metrics = {"validity": len(valid) / len(gen)}

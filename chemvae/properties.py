@@ -33,6 +33,7 @@ from rdkit import Chem, RDConfig
 from rdkit.Chem import QED, Crippen
 
 from chemvae.rdkit_utils import map_chunks, mol_from_smiles, smiles_list
+from vaecore.errors import InputDataError
 
 PROPERTY_COLUMNS = ("logp", "qed", "sa", "ring_penalty", "plogp", "plogp_unnormalized")
 
@@ -72,20 +73,29 @@ def _load_sa_fragment_scores() -> None:
     sascorer._fscores = scores
 
 
+def _mol(mol: Chem.Mol) -> Chem.Mol:
+    # RDKit's own message for a string or None is a Boost.Python signature dump.
+    if not isinstance(mol, Chem.Mol):
+        raise InputDataError(
+            f"expected an RDKit molecule (chemvae.rdkit_utils.mol_from_smiles(smiles)), got {type(mol).__name__} {mol!r}"
+        )
+    return mol
+
+
 def logp(mol: Chem.Mol) -> float:
     """Wildman-Crippen logP (``Crippen.MolLogP``)."""
-    return float(Crippen.MolLogP(mol))
+    return float(Crippen.MolLogP(_mol(mol)))
 
 
 def qed(mol: Chem.Mol) -> float:
     """Quantitative estimate of drug-likeness in ``[0, 1]`` (``rdkit.Chem.QED.qed``)."""
-    return float(QED.qed(mol))
+    return float(QED.qed(_mol(mol)))
 
 
 def sa_score(mol: Chem.Mol) -> float:
     """Synthetic accessibility score in ``[1, 10]`` (1 = easy), Ertl & Schuffenhauer 2009."""
     _load_sa_fragment_scores()
-    score = sascorer.calculateScore(mol)
+    score = sascorer.calculateScore(_mol(mol))
     return float("nan") if score is None else float(score)
 
 
@@ -95,7 +105,7 @@ def ring_penalty(mol: Chem.Mol) -> float:
     Ring sizes come from RDKit's smallest set of smallest rings, which matches the
     cycle basis JT-VAE used for the molecules in ZINC/MOSES.
     """
-    rings = mol.GetRingInfo().AtomRings()
+    rings = _mol(mol).GetRingInfo().AtomRings()
     largest = max((len(ring) for ring in rings), default=0)
     return float(max(largest - 6, 0))
 

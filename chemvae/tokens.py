@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import selfies as sf
 
-from vaecore.errors import InputDataError
+from vaecore.errors import InputDataError, integer_at_least
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIAL_TOKENS: tuple[str, ...] = (PAD, BOS, EOS, UNK)
@@ -58,8 +58,11 @@ def tokenize_smiles(smiles: str) -> list[str]:
 
     Raises:
         TokenizationError: If some character is not covered by any token (reason
-            ``untokenizable``); the message names the position and the character.
+            ``untokenizable``); the message names the position and the character. A
+            non-string has the reason ``empty``, as a non-string cell does in a data file.
     """
+    if not isinstance(smiles, str):
+        raise TokenizationError(f"a SMILES must be a string, got {type(smiles).__name__} {smiles!r}", "empty")
     tokens: list[str] = []
     pos = 0
     for match in _SMILES_TOKEN.finditer(smiles):
@@ -154,9 +157,18 @@ class Vocabulary:
 
     @classmethod
     def build(cls, token_lists: Iterable[Sequence[str]], min_count: int = 1) -> Vocabulary:
-        """Vocabulary of every token seen at least ``min_count`` times, most frequent first."""
+        """Vocabulary of every token seen at least ``min_count`` times, most frequent first.
+
+        Raises:
+            InputDataError: ``min_count`` is not an integer >= 1, or an item of
+                ``token_lists`` is a string (it would be split into characters) rather
+                than its tokens (``tokenize_smiles(smiles)``).
+        """
+        min_count = integer_at_least("min_count", min_count, 1)
         counts: Counter[str] = Counter()
         for tokens in token_lists:
+            if isinstance(tokens, str):
+                raise InputDataError(f"token_lists must hold lists of tokens, got the string {tokens!r}; tokenize it first")
             counts.update(tokens)
         # Sort by (-count, token) so that the same data always gives the same ids.
         kept = sorted((t for t, c in counts.items() if c >= min_count), key=lambda t: (-counts[t], t))
@@ -207,7 +219,16 @@ class Vocabulary:
 
     @classmethod
     def from_dict(cls, data: dict) -> Vocabulary:
-        itos = list(data["itos"])
+        """The vocabulary :meth:`to_dict` stored.
+
+        Raises:
+            InputDataError: ``data`` has no ``itos`` list of strings starting with the
+                special tokens, or repeats a token.
+        """
+        stored = data.get("itos") if isinstance(data, dict) else None
+        if not isinstance(stored, list) or not all(isinstance(t, str) for t in stored):
+            raise InputDataError(f"a stored vocabulary needs an 'itos' list of token strings, got {data!r:.200}")
+        itos = list(stored)
         if tuple(itos[: len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS:
             raise InputDataError(f"stored vocabulary does not start with the special tokens {SPECIAL_TOKENS}")
         return cls(itos[len(SPECIAL_TOKENS):])

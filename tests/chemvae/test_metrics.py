@@ -58,6 +58,17 @@ def test_unique_at_k_uses_first_k_valid_molecules():
         assert metrics.unique_at_k(gen, 1000) == pytest.approx(4 / 5)
 
 
+def test_k_and_p_are_checked():
+    with pytest.raises(InputDataError, match="k must be an integer >= 1, got 1.5"):
+        metrics.unique_at_k(["CCO"], 1.5)  # was a slice-index TypeError
+    with pytest.raises(InputDataError, match="p must be a finite number > 0, got 0"):
+        metrics.internal_diversity(["CCO", "CCN"], p=0)  # was a ZeroDivisionError
+    with pytest.raises(InputDataError, match=r"k in ks must be an integer >= 1, got 0"):
+        metrics.generation_metrics(["CCO"], train=["CC"], test=["CCO"], compute_fcd=False, ks=(1000, 0))
+    with pytest.raises(InputDataError, match="ks must be a sequence of integers, got 10000"):
+        metrics.generation_metrics(["CCO"], train=["CC"], test=["CCO"], compute_fcd=False, ks=10000)
+
+
 def test_novelty_is_fraction_of_distinct_valid_molecules_not_in_train():
     gen = ["OCC", "CCO", "c1ccccc1", "CCN", "bad"]
     train = ["C(C)O", "CCCC"]  # same molecule as CCO, written differently

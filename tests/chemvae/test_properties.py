@@ -47,6 +47,14 @@ def test_known_values_of_simple_molecules():
     assert 1.0 <= sa_score(mol_from_smiles("CC(C)(C)c1ccc(O)cc1")) <= 10.0
 
 
+@pytest.mark.parametrize("function", [logp, qed, sa_score, ring_penalty, penalized_logp])
+@pytest.mark.parametrize("bad", ["CCO", None])
+def test_descriptors_name_what_is_not_a_molecule(function, bad):
+    # RDKit's own error for these is a Boost.Python signature dump.
+    with pytest.raises(ValueError, match=f"expected an RDKit molecule .*got {type(bad).__name__} {bad!r}"):
+        function(bad)
+
+
 @pytest.mark.parametrize("smiles", ["CCOC(=O)C1CCN(C(=O)c2ccccc2Cl)CC1", "C1CCCCCCCCCC1O"])
 def test_penalized_logp_forms(smiles):
     mol = mol_from_smiles(smiles)

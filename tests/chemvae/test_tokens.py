@@ -122,3 +122,27 @@ def test_vocabulary_is_deterministic_and_serializable():
     assert Vocabulary.from_dict(a.to_dict()) == a
     with pytest.raises(InputDataError, match="special tokens"):
         Vocabulary.from_dict({"itos": ["C", "O"]})
+    with pytest.raises(InputDataError, match="needs an 'itos' list of token strings"):
+        Vocabulary.from_dict({"tokens": ["C", "O"]})  # a damaged checkpoint: was KeyError 'itos'
+    with pytest.raises(InputDataError, match="needs an 'itos' list of token strings"):
+        Vocabulary.from_dict({"itos": [*SPECIAL_TOKENS, 6]})
+    with pytest.raises(InputDataError, match="must be unique"):
+        Vocabulary.from_dict({"itos": [*SPECIAL_TOKENS, "C", "C"]})
+
+
+def test_vocabulary_build_refuses_strings_and_bad_counts():
+    # A list of SMILES strings would be counted character by character ("Cl" as C and l).
+    with pytest.raises(InputDataError, match="got the string 'CCl'; tokenize it first"):
+        Vocabulary.build(["CCl"])
+    with pytest.raises(InputDataError, match="min_count must be an integer >= 1, got 2.5"):
+        Vocabulary.build([["C"]], min_count=2.5)  # would have dropped every token silently
+    with pytest.raises(InputDataError, match="min_count must be an integer >= 1, got 0"):
+        Vocabulary.build([["C"]], min_count=0)
+    assert Vocabulary.build([["C", "C", "O"]], min_count=2).itos[len(SPECIAL_TOKENS):] == ["C"]
+
+
+@pytest.mark.parametrize("bad", [None, 5, b"CCO"])
+def test_a_non_string_is_a_tokenization_error_with_the_empty_reason(bad):
+    with pytest.raises(TokenizationError, match=f"a SMILES must be a string, got {type(bad).__name__}") as info:
+        tokenize_smiles(bad)
+    assert info.value.reason == "empty"  # the reason a non-string cell of a data file gets
