@@ -24,10 +24,10 @@ import torch
 from rdkit import Chem
 from torch import Tensor
 
-from chemvae.rdkit_utils import map_chunks, quiet_rdkit
+from chemvae.rdkit_utils import map_chunks, quiet_rdkit, smiles_list
 from chemvae.tokens import TokenizationError, Tokenizer, Vocabulary
 from vaecore.datasets import REPO_DATA_DIR, fetch_member
-from vaecore.errors import InputDataError
+from vaecore.errors import InputDataError, integer_at_least
 
 FIXTURE_CSV = REPO_DATA_DIR / "fixtures" / "moses_small.csv"
 
@@ -148,8 +148,13 @@ def check_molecules(
 
     Returns:
         :class:`CheckedMolecules`, in input order; never raises for bad molecules.
+
+    Raises:
+        InputDataError: ``smiles`` is one string rather than a sequence of them, or
+            ``max_length`` is not an integer >= 1.
     """
-    smiles = list(smiles)
+    smiles = smiles_list(smiles, "smiles")
+    max_length = integer_at_least("max_length", max_length, 1)
     check = functools.partial(_check_items, tokenizer=tokenizer, max_length=max_length, vocab=vocab,
                               canonicalize=canonicalize)
     results = map_chunks(check, smiles, n_jobs=n_jobs, chunk_size=chunk_size, desc="checking molecules")

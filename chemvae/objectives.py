@@ -38,7 +38,7 @@ from torch import Tensor
 
 from chemvae import properties
 from chemvae.rdkit_utils import canonical_smiles, mol_from_smiles, smiles_list
-from vaecore.errors import InputDataError
+from vaecore.errors import InputDataError, integer_at_least
 
 Surrogate = Callable[[Mapping[str, Tensor]], Tensor]
 
@@ -118,8 +118,11 @@ def similarity(target_smiles: str, *, radius: int = 2, n_bits: int = 2048) -> Mo
     """Tanimoto similarity to ``target_smiles`` on Morgan bit fingerprints, in ``[0, 1]``.
 
     Raises:
-        InputDataError: If the target does not parse.
+        InputDataError: If the target does not parse, ``radius`` is not an integer >= 0 or
+            ``n_bits`` not one >= 1 (RDKit's errors for those are an overflow, an index
+            error and a Boost signature dump).
     """
+    radius, n_bits = integer_at_least("radius", radius, 0), integer_at_least("n_bits", n_bits, 1)
     target = mol_from_smiles(target_smiles)
     if target is None:
         raise InputDataError(f"similarity target {target_smiles!r} is not a valid SMILES")
@@ -153,6 +156,8 @@ def get_objective(spec: str) -> MoleculeObjective:
     Raises:
         InputDataError: Unknown name or invalid similarity target.
     """
+    if not isinstance(spec, str):
+        raise InputDataError(f"an objective is named by a string, got {spec!r}")
     if spec.startswith("similarity:"):
         return similarity(spec.split(":", 1)[1])
     if spec not in _BY_NAME:

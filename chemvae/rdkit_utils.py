@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import numbers
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 from rdkit import Chem, RDLogger, rdBase
 from tqdm.auto import tqdm
 
-from vaecore.errors import InputDataError
+from vaecore.errors import InputDataError, integer_at_least
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -99,7 +100,8 @@ def canonicalize_all(smiles: Sequence[Any], *, n_jobs: int = 1, chunk_size: int 
             as the 1.6M MOSES training SMILES (about 0.5 ms per molecule on one core).
         chunk_size: Strings per worker task.
     """
-    return map_chunks(_canonical_chunk, list(smiles), n_jobs=n_jobs, chunk_size=chunk_size, desc="canonicalize")
+    return map_chunks(_canonical_chunk, smiles_list(smiles, "smiles"), n_jobs=n_jobs, chunk_size=chunk_size,
+                      desc="canonicalize")
 
 
 def _worker_context() -> multiprocessing.context.BaseContext:
@@ -135,12 +137,11 @@ def map_chunks(
     Returns:
         ``[r for chunk in chunks for r in fn(chunk)]``.
     """
-    if chunk_size < 1:
-        raise InputDataError(f"chunk_size must be >= 1, got {chunk_size}")
+    chunk_size = integer_at_least("chunk_size", chunk_size, 1)
     if n_jobs == -1:
         n_jobs = os.cpu_count() or 1
-    if n_jobs < 1:
-        raise InputDataError(f"n_jobs must be >= 1 or -1, got {n_jobs}")
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or n_jobs < 1:
+        raise InputDataError(f"n_jobs must be an integer >= 1 or -1, got {n_jobs!r}")
     chunks = [items[i : i + chunk_size] for i in range(0, len(items), chunk_size)]
     progress = dict(total=len(chunks), desc=desc, unit="chunk", disable=desc is None or len(chunks) < 2)
     out: list[R] = []

@@ -31,9 +31,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from chemvae.rdkit_utils import canonical_smiles
+from chemvae.rdkit_utils import canonical_smiles, smiles_list
 from chemvae.search.journal import ScoreJournal
-from vaecore.errors import InputDataError
+from vaecore.errors import InputDataError, integer_at_least
 
 Objective = Callable[[Sequence[str]], Sequence[Any]]
 
@@ -99,10 +99,8 @@ class Oracle:
     def __init__(self, objective: Objective, budget: int | None = None, journal: ScoreJournal | None = None) -> None:
         if not callable(objective):
             raise InputDataError(f"objective must be callable (list of SMILES -> list of floats), got {objective!r}")
-        if budget is not None and budget < 0:
-            raise InputDataError(f"budget must be >= 0, got {budget}")
         self.objective = objective
-        self.budget = budget
+        self.budget = None if budget is None else integer_at_least("budget", budget, 0)  # NaN passed a < 0 test
         self.journal = journal
         self.calls = 0
         self.failures: Counter[str] = Counter()
@@ -127,6 +125,7 @@ class Oracle:
         Returns:
             ``N`` :class:`Evaluation` in input order.
         """
+        smiles = smiles_list(smiles, "smiles")  # one string would be scored letter by letter
         canon = [canonical_smiles(s) for s in smiles]
         status: list[str] = [""] * len(smiles)
         fresh: list[int] = []  # positions of molecules to score now (first occurrences)

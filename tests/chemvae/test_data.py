@@ -72,6 +72,13 @@ def test_parallel_checking_matches_serial():
     assert parallel.skipped == serial.skipped and parallel.first_issue == serial.first_issue
 
 
+def test_checking_refuses_one_string_and_a_bad_max_length():
+    with pytest.raises(InputDataError, match="not one string 'CCO'"):
+        check_molecules("CCO", Tokenizer("smiles"), max_length=20)  # was kept as C, C and O
+    with pytest.raises(InputDataError, match="max_length must be an integer >= 1, got 2.5"):
+        check_molecules(["CCO"], Tokenizer("smiles"), max_length=2.5)  # skipped all as too_long
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.one_of(st.text(max_size=30), st.none(), st.floats()), max_size=8))
 def test_checking_never_raises_and_accounts_for_everything(items):

@@ -48,6 +48,13 @@ def test_similarity_is_one_for_the_target_and_rejects_bad_targets():
     assert sim.surrogate is None
     with pytest.raises(InputDataError, match="not a valid SMILES"):
         objectives.similarity("C1CC")
+    # RDKit's own errors: an OverflowError, an IndexError at scoring, a Boost signature dump.
+    with pytest.raises(InputDataError, match="radius must be an integer >= 0, got -1"):
+        objectives.similarity(ASPIRIN, radius=-1)
+    with pytest.raises(InputDataError, match="n_bits must be an integer >= 1, got 0"):
+        objectives.similarity(ASPIRIN, n_bits=0)
+    with pytest.raises(InputDataError, match="n_bits must be an integer >= 1, got 2.5"):
+        objectives.similarity(ASPIRIN, n_bits=2.5)
 
 
 def test_get_objective_parses_names_and_names_unknown_ones():
@@ -57,6 +64,8 @@ def test_get_objective_parses_names_and_names_unknown_ones():
     assert objectives.get_objective("similarity:CCO").name == "similarity:CCO"
     with pytest.raises(InputDataError, match="'logp_typo'"):
         objectives.get_objective("logp_typo")
+    with pytest.raises(InputDataError, match="an objective is named by a string, got None"):
+        objectives.get_objective(None)  # was AttributeError: no attribute 'startswith'
     with pytest.raises(InputDataError):
         objectives.qed("CCO")  # one string, not a list
 

@@ -33,12 +33,19 @@ def test_canonicalize_all_keeps_order_across_workers() -> None:
     assert canonicalize_all(smiles, n_jobs=2, chunk_size=2) == serial
 
 
-@pytest.mark.parametrize(("kwargs", "named"), [({"chunk_size": 0}, "chunk_size must be >= 1, got 0"),
-                                               ({"n_jobs": 0}, "n_jobs must be >= 1 or -1, got 0"),
-                                               ({"n_jobs": -2}, "got -2")])
+@pytest.mark.parametrize(("kwargs", "named"), [({"chunk_size": 0}, "chunk_size must be an integer >= 1, got 0"),
+                                               ({"n_jobs": 0}, "n_jobs must be an integer >= 1 or -1, got 0"),
+                                               ({"n_jobs": -2}, "got -2"),
+                                               ({"n_jobs": 2.5}, "got 2.5"),
+                                               ({"chunk_size": 2.5}, "got 2.5")])
 def test_map_chunks_rejects_bad_settings(kwargs, named) -> None:
     with pytest.raises(InputDataError, match=named):
         map_chunks(list, [1, 2, 3], **kwargs)
+
+
+def test_canonicalize_all_refuses_one_string() -> None:
+    with pytest.raises(InputDataError, match="not one string 'CCO'"):
+        canonicalize_all("CCO")  # was ['C', 'C', 'O']
 
 
 def test_quiet_rdkit_blocks_logs_that_are_enabled(capfd) -> None:

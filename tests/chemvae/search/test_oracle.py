@@ -91,3 +91,7 @@ def test_bad_arguments_are_named():
         Oracle("qed")
     with pytest.raises(InputDataError, match="-1"):
         Oracle(len, budget=-1)
+    with pytest.raises(InputDataError, match="budget must be an integer >= 0, got nan"):
+        Oracle(len, budget=float("nan"))  # passed the old `budget < 0` test: no budget at all
+    with pytest.raises(InputDataError, match="not one string 'CCO'"):
+        Oracle(len).evaluate("CCO")  # was scored as the three molecules C, C and O
