@@ -179,20 +179,24 @@ def read_smiles_csv(path: str | Path, smiles_column: str = "smiles") -> pd.DataF
         The table with that column renamed ``smiles`` and empty cells as ``""``.
 
     Raises:
-        InputDataError: Missing or empty file, or no such column (the message lists the columns).
+        InputDataError: Missing, empty or unreadable file (binary, a damaged ``.gz``, ragged
+            rows), or no such column (the message lists the columns).
     """
     path = Path(path)
     if not path.is_file():
         raise InputDataError(f"no data file at {path}")
     try:
         header = pd.read_csv(path, nrows=0).columns
+        matches = [c for c in header if str(c).lower() == smiles_column.lower()]
+        if not matches:
+            raise InputDataError(f"{path} has no SMILES column {smiles_column!r}; its columns are {list(header)}")
+        # Read SMILES verbatim: pandas would turn strings such as "NA" into NaN.
+        table = pd.read_csv(path, dtype={matches[0]: str}, keep_default_na=False, na_values={})
     except pd.errors.EmptyDataError as err:
         raise InputDataError(f"{path} is empty (no header row naming a SMILES column)") from err
-    matches = [c for c in header if c.lower() == smiles_column.lower()]
-    if not matches:
-        raise InputDataError(f"{path} has no SMILES column {smiles_column!r}; its columns are {list(header)}")
-    # Read SMILES verbatim: pandas would turn strings such as "NA" into NaN.
-    table = pd.read_csv(path, dtype={matches[0]: str}, keep_default_na=False, na_values={})
+    except (UnicodeDecodeError, pd.errors.ParserError, OSError, EOFError) as err:
+        # A binary file, a damaged .gz (BadGzipFile is an OSError) or ragged rows.
+        raise InputDataError(f"{path} cannot be read as a CSV table: {err}") from err
     return table.rename(columns={matches[0]: "smiles"})
 
 

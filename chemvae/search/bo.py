@@ -49,7 +49,7 @@ from chemvae.search.gp import conditioned_gp, fit_hyperparameters, lengthscales,
 from chemvae.search.oracle import Evaluation
 from chemvae.search.surrogate import HeadSurrogate, frozen
 from chemvae.search.trust_region import TrustRegion
-from vaecore.errors import InputDataError, SearchWarning
+from vaecore.errors import InputDataError, SearchWarning, integer_at_least
 
 ACQUISITIONS = ("logei", "ts")
 RESTARTS = ("incumbent", "elsewhere")
@@ -150,9 +150,15 @@ class BOSettings:
             raise InputDataError(f"unknown acquisition {self.acquisition!r}; choose from {ACQUISITIONS}")
         if self.restart not in RESTARTS:
             raise InputDataError(f"unknown restart {self.restart!r}; choose from {RESTARTS}")
-        for name in ("max_train", "fit_points", "num_restarts", "raw_samples", "mc_samples", "ts_candidates"):
-            if getattr(self, name) < 1:
-                raise InputDataError(f"BOSettings.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_train", "fit_points", "fit_maxiter", "num_restarts", "raw_samples", "acq_maxiter",
+                     "mc_samples", "ts_candidates", "success_tolerance"):
+            integer_at_least(f"BOSettings.{name}", getattr(self, name), 1)
+        for name in ("failure_tolerance", "hedge_points"):  # None: derived from d and q
+            if getattr(self, name) is not None:
+                integer_at_least(f"BOSettings.{name}", getattr(self, name), 1)
+        if self.radius_quantile is not None and not 0 < self.radius_quantile <= 1:
+            # chi2.ppf outside (0, 1] is NaN, which silently disabled the bound.
+            raise InputDataError(f"radius_quantile must satisfy 0 < radius_quantile <= 1, got {self.radius_quantile}")
         if not 0 < self.length_min < self.length_init <= self.length_max:
             raise InputDataError("trust-region lengths must satisfy 0 < length_min < length_init <= length_max, "
                                  f"got {self.length_min}, {self.length_init}, {self.length_max}")

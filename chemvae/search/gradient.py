@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from chemvae.search.oracle import Evaluation
 from chemvae.search.surrogate import HeadSurrogate, frozen
-from vaecore.errors import InputDataError
+from vaecore.errors import InputDataError, integer_at_least
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,12 @@ class GradientSettings:
     patience: int = 3
 
     def __post_init__(self) -> None:
-        if self.prior_weight < 0 or self.lr <= 0 or self.steps_per_round < 1 or self.patience < 1:
-            raise InputDataError(f"invalid GradientSettings {self}")
+        if not 0 <= self.prior_weight < math.inf:
+            raise InputDataError(f"GradientSettings.prior_weight must be a finite number >= 0, got {self.prior_weight}")
+        if not 0 < self.lr < math.inf:  # a NaN step size passed `lr <= 0`
+            raise InputDataError(f"GradientSettings.lr must be a finite number > 0, got {self.lr}")
+        integer_at_least("GradientSettings.steps_per_round", self.steps_per_round, 1)
+        integer_at_least("GradientSettings.patience", self.patience, 1)
 
 
 class GradientAscent:

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from vaecore.errors import InputDataError, integer_at_least
+
 
 @dataclass
 class TrustRegion:
@@ -59,6 +61,19 @@ class TrustRegion:
     restarts: int = 0
 
     def __post_init__(self) -> None:
+        for name in ("dim", "batch_size", "success_tolerance"):
+            integer_at_least(f"TrustRegion.{name}", getattr(self, name), 1)
+        if self.failure_tolerance is not None:
+            integer_at_least("TrustRegion.failure_tolerance", self.failure_tolerance, 1)
+        if not (0 < self.length_min < self.length_init <= self.length_max < math.inf
+                and self.length_min <= self.length <= self.length_max):
+            raise InputDataError(
+                "trust-region lengths must satisfy 0 < length_min < length_init <= length_max and "
+                f"length_min <= length <= length_max, got length {self.length}, length_init {self.length_init}, "
+                f"length_min {self.length_min}, length_max {self.length_max}"
+            )
+        if not 0 <= self.improvement < math.inf:
+            raise InputDataError(f"TrustRegion.improvement must be a finite number >= 0, got {self.improvement}")
         if self.failure_tolerance is None:
             self.failure_tolerance = math.ceil(max(4.0 / self.batch_size, self.dim / self.batch_size))
 

@@ -99,6 +99,14 @@ def test_read_smiles_csv(tmp_path):
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(InputDataError, match="empty.csv is empty"):
         read_smiles_csv(tmp_path / "empty.csv")
+    # Each of these was a raw UnicodeDecodeError, BadGzipFile or ParserError.
+    (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00smiles\x00")
+    (tmp_path / "damaged.csv.gz").write_bytes(b"not gzip at all")
+    (tmp_path / "ragged.csv").write_text("smiles,x\nCCO,1\nCCN,2,3,4\n")
+    for name, detail in [("binary.csv", "codec can't decode"), ("damaged.csv.gz", "Not a gzipped file"),
+                         ("ragged.csv", "Expected 2 fields in line 3, saw 4")]:
+        with pytest.raises(InputDataError, match=f"{name} cannot be read as a CSV table: .*{detail}"):
+            read_smiles_csv(tmp_path / name)
 
 
 def test_fixture_splits_use_split_column_and_are_deterministic():

@@ -147,9 +147,24 @@ def test_bad_hedge_settings_are_named():
         BayesOpt(box, 1, BOSettings(hedge_length=0.1))
     with pytest.raises(InputDataError, match=r"hedge_points \(2\) needs a hedge region"):
         BOSettings(hedge_points=2)
-    for points in (0, 10):
-        with pytest.raises(InputDataError, match=rf"hedge_points < batch_size \(10\), got {points}"):
-            BayesOpt(box, 10, BOSettings(hedge_length=0.1, hedge_points=points))
+    with pytest.raises(InputDataError, match=r"hedge_points < batch_size \(10\), got 10"):
+        BayesOpt(box, 10, BOSettings(hedge_length=0.1, hedge_points=10))
+    with pytest.raises(InputDataError, match="BOSettings.hedge_points must be an integer >= 1, got 0"):
+        BOSettings(hedge_length=0.1, hedge_points=0)  # refused with the settings, before any search
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"fit_maxiter": 0}, "BOSettings.fit_maxiter must be an integer >= 1, got 0"),
+    ({"acq_maxiter": -1}, "BOSettings.acq_maxiter must be an integer >= 1, got -1"),
+    ({"success_tolerance": 0}, "BOSettings.success_tolerance must be an integer >= 1, got 0"),
+    ({"failure_tolerance": 0}, "BOSettings.failure_tolerance must be an integer >= 1, got 0"),
+    ({"raw_samples": 64.5}, "BOSettings.raw_samples must be an integer >= 1, got 64.5"),
+    ({"radius_quantile": 2.0}, r"0 < radius_quantile <= 1, got 2.0"),  # chi2.ppf gave NaN: no bound at all
+    ({"radius_quantile": 0.0}, r"0 < radius_quantile <= 1, got 0.0"),
+])
+def test_bad_bo_settings_are_named(kwargs, message):
+    with pytest.raises(InputDataError, match=message):
+        BOSettings(**kwargs)
 
 
 def test_hedge_points_split_the_batch():

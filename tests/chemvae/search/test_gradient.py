@@ -52,3 +52,15 @@ def test_objectives_without_a_head_surrogate_are_refused(tiny_model):
         optimize(tiny_model, objectives.similarity("CCO"), method="gradient", budget=5)
     with pytest.raises(InputDataError, match="no head surrogate"):
         optimize(tiny_model, lambda smiles: [1.0] * len(smiles), method="gradient", budget=5)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"lr": float("nan")}, "GradientSettings.lr must be a finite number > 0, got nan"),  # passed `lr <= 0`
+    ({"lr": 0.0}, "GradientSettings.lr must be a finite number > 0, got 0.0"),
+    ({"prior_weight": -1.0}, "GradientSettings.prior_weight must be a finite number >= 0, got -1.0"),
+    ({"steps_per_round": 2.5}, "GradientSettings.steps_per_round must be an integer >= 1, got 2.5"),
+    ({"patience": 0}, "GradientSettings.patience must be an integer >= 1, got 0"),
+])
+def test_bad_gradient_settings_name_the_field(kwargs, message):
+    with pytest.raises(InputDataError, match=message):
+        GradientSettings(**kwargs)

@@ -64,3 +64,18 @@ def test_search_box_is_the_prior_bulk_widened_to_the_data():
     assert torch.equal(search_bounds(loc, scale, 3.0), torch.tensor([[-3.0, -3.0], [3.0, 3.0]]))
     wide = search_bounds(loc, scale, 3.0, torch.tensor([[4.0, 0.0], [0.0, -5.0]]))
     assert torch.equal(wide, torch.tensor([[-3.0, -5.0], [4.0, 3.0]]))
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"batch_size": 0}, "TrustRegion.batch_size must be an integer >= 1, got 0"),  # was a ZeroDivisionError
+    ({"dim": 0}, "TrustRegion.dim must be an integer >= 1, got 0"),
+    ({"success_tolerance": 0}, "TrustRegion.success_tolerance must be an integer >= 1, got 0"),
+    ({"failure_tolerance": 0}, "TrustRegion.failure_tolerance must be an integer >= 1, got 0"),
+    ({"length": float("nan")}, "got length nan"),
+    ({"length": -1.0}, "got length -1.0"),
+    ({"length_min": 2.0, "length_max": 1.0}, "length_min 2.0, length_max 1.0"),
+    ({"improvement": -0.1}, "TrustRegion.improvement must be a finite number >= 0, got -0.1"),
+])
+def test_bad_trust_region_state_is_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TrustRegion(**{"dim": 4, "batch_size": 2, **kwargs})
