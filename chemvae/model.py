@@ -14,6 +14,7 @@ The model speaks SMILES at its boundary: :meth:`MoleculeVAE.encode` takes SMILES
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +89,12 @@ class ChemVAEConfig:
                 raise InputDataError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise InputDataError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name in ("cnn_channels", "cnn_kernels", "property_hidden"):
+            # torch's errors for a zero width or kernel come only at the first batch.
+            if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in getattr(self, name)):
+                raise InputDataError(f"{name} must be integers >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.property_weight < math.inf:
+            raise InputDataError(f"property_weight must be a finite number >= 0, got {self.property_weight}")
 
 
 @contextlib.contextmanager

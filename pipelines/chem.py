@@ -92,8 +92,13 @@ class ChemTrainConfig:
             raise InputDataError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.epochs < 0:
             raise InputDataError(f"epochs must be >= 0, got {self.epochs}")
-        if self.lr <= 0 or self.beta < 0:
-            raise InputDataError(f"lr must be > 0 and beta >= 0, got {self.lr}, {self.beta}")
+        if not 0 < self.lr < math.inf or not 0 <= self.beta < math.inf:  # NaN fails both comparisons
+            raise InputDataError(f"lr must be > 0 and beta >= 0 (finite), got {self.lr}, {self.beta}")
+        if not 0 < self.grad_clip < math.inf:  # as chemvae.train checks, but before the data load
+            raise InputDataError(f"grad_clip must be a finite number > 0, got {self.grad_clip}")
+        for name in ("kl_warmup_fraction", "kl_delay_fraction"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise InputDataError(f"{name} must be in [0, 1] (a fraction of all steps), got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)

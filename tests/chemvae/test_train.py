@@ -49,6 +49,18 @@ TINY = ChemVAEConfig(latent_dim=4, embedding_dim=8, encoder_hidden=8, decoder_hi
                      property_hidden=(8,), max_length=40)
 
 
+@pytest.mark.parametrize("grad_clip", [-1.0, 0.0, float("nan")])
+def test_a_clip_norm_that_is_not_positive_is_refused(grad_clip):
+    # clip_grad_norm_ with a negative norm multiplies every gradient by a negative number.
+    data, vocab = _data(10, TINY)
+    model = MoleculeVAE(TINY, vocab)
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match=f"grad_clip must be a finite number > 0 or None, got {grad_clip}"):
+        train_epoch(model, data, torch.optim.Adam(model.parameters()), ConstantSchedule(1.0), step=0, batch_size=5,
+                    generator=torch.Generator().manual_seed(0), grad_clip=grad_clip, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # refused before any step
+
+
 def test_fit_logs_checkpoints_and_resumes(tmp_path):
     torch.manual_seed(0)
     data, vocab = _data(30, TINY)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -80,6 +81,21 @@ def test_a_file_without_usable_molecules_is_an_error(tmp_path, capsys):
 def test_missing_smiles_column_names_the_columns(messy_csv, tmp_path, capsys):
     assert main(["chem", "train", "--data", str(messy_csv), "--out", str(tmp_path / "r"), *TINY_ARGS]) == 2
     assert "no SMILES column 'smiles'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    # A negative clip norm made clip_grad_norm_ flip every gradient, so the loss climbed.
+    (["--grad-clip", "-1"], "grad_clip must be a finite number > 0, got -1.0"),
+    (["--lr", "nan"], r"lr must be > 0 and beta >= 0 \(finite\), got nan"),
+    (["--kl-warmup-fraction", "2"], r"kl_warmup_fraction must be in \[0, 1\]"),
+    (["--kl-delay-fraction", "-0.5"], r"kl_delay_fraction must be in \[0, 1\]"),
+    (["--property-weight", "nan"], "property_weight must be a finite number >= 0, got nan"),
+])
+def test_bad_training_settings_are_named_before_the_data_is_read(flags, message, tmp_path, capsys):
+    missing = tmp_path / "not_there.csv"  # the settings are refused first, so this is never read
+    assert main(["chem", "train", "--data", str(missing), "--out", str(tmp_path / "r"), *TINY_ARGS, *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(message, err)
 
 
 def test_chem_needs_a_subcommand():
