@@ -36,7 +36,7 @@ from rdkit.Chem.Scaffolds import MurckoScaffold
 
 from chemvae.fcd import FCDUnavailableError, Moments, chemnet_moments, chemnet_statistics, fcd, frechet_distance
 from chemvae.rdkit_utils import canonical_smiles, canonicalize_all, mol_from_smiles, smiles_list
-from vaecore.errors import InputDataError, InputDataWarning, integer_at_least
+from vaecore.errors import InputDataError, InputDataWarning, finite_at_least, integer_at_least
 
 __all__ = [
     "FCDUnavailableError",
@@ -251,8 +251,7 @@ def internal_diversity(gen: Sequence[str | None], p: int = 1, *, device: str = "
     Raises:
         InputDataError: ``p`` is not a finite number > 0 (MOSES reports p = 1 and 2).
     """
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p < math.inf:
-        raise InputDataError(f"p must be a finite number > 0, got {p!r}")  # p = 0 divided by zero
+    finite_at_least("p", p, 0, strict=True)  # p = 0 divided by zero
     valid = _as_mols(_nonempty(gen, "gen"))
     if not valid:
         return _nan_with_warning("internal diversity: no valid molecules")

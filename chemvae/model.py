@@ -14,7 +14,6 @@ The model speaks SMILES at its boundary: :meth:`MoleculeVAE.encode` takes SMILES
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from chemvae.rdkit_utils import smiles_list
 from chemvae.tokens import REPRESENTATIONS, Tokenizer, Vocabulary
 from vaecore.bounds import elbo
 from vaecore.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from vaecore.errors import CheckpointError, InputDataError, integer_at_least
+from vaecore.errors import CheckpointError, InputDataError, finite_at_least, integer_at_least
 from vaecore.likelihoods import CategoricalSequenceLikelihood
 from vaecore.nets import mlp
 from vaecore.posteriors import DiagonalGaussianHead, StandardNormalPrior
@@ -93,8 +92,7 @@ class ChemVAEConfig:
             # torch's errors for a zero width or kernel come only at the first batch.
             if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in getattr(self, name)):
                 raise InputDataError(f"{name} must be integers >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.property_weight < math.inf:
-            raise InputDataError(f"property_weight must be a finite number >= 0, got {self.property_weight}")
+        finite_at_least("property_weight", self.property_weight, 0)
 
 
 @contextlib.contextmanager

@@ -7,7 +7,6 @@ resumable checkpoint after every epoch, and stops cleanly on Ctrl-C.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -18,7 +17,7 @@ from tqdm.auto import tqdm
 from chemvae.data import MoleculeTensors, iterate_batches
 from chemvae.model import MoleculeVAE, save_model
 from vaecore.checkpoint import load_checkpoint
-from vaecore.errors import InputDataError
+from vaecore.errors import finite_at_least
 from vaecore.rundir import RunDir, config_to_dict
 from vaecore.runtime import check_finite
 
@@ -80,9 +79,8 @@ def train_epoch(
         The new global step and the epoch's mean terms (``train_*``), ``beta``,
         ``train_seconds`` and ``train_molecules_per_s``.
     """
-    if grad_clip is not None and not 0 < grad_clip < math.inf:
-        # clip_grad_norm_ with a negative norm flips every gradient: the loss would climb.
-        raise InputDataError(f"grad_clip must be a finite number > 0 or None, got {grad_clip}")
+    if grad_clip is not None:  # clip_grad_norm_ with a negative norm flips every gradient
+        finite_at_least("grad_clip", grad_clip, 0, strict=True)
     model.train()
     means = _Means()
     start = time.perf_counter()

@@ -41,7 +41,7 @@ from chemvae.model import CHECKPOINT_FILE, MODEL_FILE, ChemVAEConfig, MoleculeVA
 from chemvae.tokens import REPRESENTATIONS, Tokenizer, Vocabulary
 from chemvae.train import fit, load_training_state
 from vaecore.datasets import cache_dir
-from vaecore.errors import InputDataError
+from vaecore.errors import InputDataError, finite_at_least
 from vaecore.rundir import RunDir, config_from_dict
 from vaecore.runtime import flush_denormals, interruptible, resolve_device, seed_everything
 from vaecore.schedules import make_schedule
@@ -92,10 +92,9 @@ class ChemTrainConfig:
             raise InputDataError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.epochs < 0:
             raise InputDataError(f"epochs must be >= 0, got {self.epochs}")
-        if not 0 < self.lr < math.inf or not 0 <= self.beta < math.inf:  # NaN fails both comparisons
-            raise InputDataError(f"lr must be > 0 and beta >= 0 (finite), got {self.lr}, {self.beta}")
-        if not 0 < self.grad_clip < math.inf:  # as chemvae.train checks, but before the data load
-            raise InputDataError(f"grad_clip must be a finite number > 0, got {self.grad_clip}")
+        finite_at_least("lr", self.lr, 0, strict=True)
+        finite_at_least("beta", self.beta, 0)
+        finite_at_least("grad_clip", self.grad_clip, 0, strict=True)  # as chemvae.train, before the data load
         for name in ("kl_warmup_fraction", "kl_delay_fraction"):
             if not 0 <= getattr(self, name) <= 1:
                 raise InputDataError(f"{name} must be in [0, 1] (a fraction of all steps), got {getattr(self, name)}")

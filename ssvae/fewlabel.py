@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from ssvae.data import translations
 from vaecore.checkpoint import load_checkpoint, save_checkpoint
-from vaecore.errors import InputDataError
+from vaecore.errors import InputDataError, finite_at_least, integer_at_least
 from vaecore.rundir import RunDir
 from vaecore.runtime import check_finite, flush_denormals, interruptible
 from vaecore.training import WeightAverage, compiled_step
@@ -122,6 +122,19 @@ class TrainConfig:
             raise InputDataError(f"entropy_weight must be >= 0, got {self.entropy_weight}")
         if self.compile_mode is not None and self.compile_mode not in COMPILE_MODES:
             raise InputDataError(f"unknown compile_mode {self.compile_mode!r}; choose from {COMPILE_MODES} or None")
+        # NaN or negative values here trained without any error: a negative clip norm flips
+        # every gradient, a negative KL weight rewards a large KL.
+        finite_at_least("lr", self.lr, 0, strict=True)
+        finite_at_least("lr_decay", self.lr_decay, 0, strict=True)
+        finite_at_least("lr_min_factor", self.lr_min_factor, 0)
+        finite_at_least("warmup_epochs", self.warmup_epochs, 0)
+        finite_at_least("kl_weight", self.kl_weight, 0)
+        if self.grad_clip is not None:
+            finite_at_least("grad_clip", self.grad_clip, 0, strict=True)
+        if not all(0 <= b < 1 for b in self.betas):
+            raise InputDataError(f"betas must both lie in [0, 1), got {self.betas}")
+        integer_at_least("log_every", self.log_every, 1)
+        integer_at_least("eval_batch_size", self.eval_batch_size, 1)
 
     def learning_rate(self, epoch: int) -> float:
         return self.lr * max(self.lr_decay**epoch, self.lr_min_factor)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from vaecore.errors import InputDataError
+from vaecore.errors import InputDataError, integer_at_least
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,9 @@ class M2Config:
     context_dim: int = 0
 
     def __post_init__(self) -> None:
+        # Named here: the layers would otherwise report "latent_dim" or a torch shape error.
+        for name in ("x_dim", "n_classes", "z_dim"):
+            integer_at_least(name, getattr(self, name), 1)
         if self.aux_dim < 0:
             raise InputDataError(f"aux_dim must be >= 0, got {self.aux_dim}")
         if self.context_dim < 0:

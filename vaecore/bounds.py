@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, kl_divergence
 
-from vaecore.errors import InputDataError, integer_at_least
+from vaecore.errors import InputDataError, finite_at_least, integer_at_least
 
 Encoder = Callable[[Tensor], Distribution]
 Decoder = Callable[[Tensor], Distribution]
@@ -130,8 +130,8 @@ def elbo(
     n_samples = integer_at_least("n_samples", n_samples, 1)
     # A negative weight would reward a large KL without any error; a tensor beta is left
     # unchecked because reading it back would synchronize with the device every step.
-    if not isinstance(beta, Tensor) and not 0 <= beta < math.inf:
-        raise InputDataError(f"beta must be a finite number >= 0, got {beta!r}")
+    if not isinstance(beta, Tensor):
+        finite_at_least("beta", beta, 0)
     q = _encode(encoder, x)
     p = _resolve_prior(prior)
     z = q.rsample((n_samples,))

@@ -7,6 +7,7 @@ exception a caller would naturally catch (``ValueError`` for bad input), so both
 
 from __future__ import annotations
 
+import math
 import numbers
 
 
@@ -55,3 +56,18 @@ def integer_at_least(name: str, value: object, least: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
         raise InputDataError(f"{name} must be an integer >= {least}, got {value!r}")
     return int(value)
+
+
+def finite_at_least(name: str, value: object, least: float, *, strict: bool = False) -> float:
+    """``value`` as a ``float`` if it is a finite real number >= ``least`` (> if ``strict``).
+
+    NaN fails every comparison, so a plain ``value < least`` test lets it through; this
+    one does not.
+
+    Raises:
+        InputDataError: A bool, a non-number, NaN, an infinity or a value out of range, named.
+    """
+    ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+    if not ok or (value <= least if strict else value < least):
+        raise InputDataError(f"{name} must be a finite number {'>' if strict else '>='} {least:g}, got {value!r}")
+    return float(value)

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
-from vaecore.errors import InputDataError, integer_at_least
+from vaecore.errors import InputDataError, finite_at_least, integer_at_least
 
-
-def _weight(name: str, value: float) -> None:
-    # A negative or NaN KL weight trains without any error but optimizes the wrong thing.
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < math.inf:
-        raise InputDataError(f"{name} must be a finite number >= 0, got {value!r}")
+# Weights are checked with finite_at_least(..., 0): a negative or NaN KL weight trains
+# without any error but optimizes the wrong objective.
 
 
 @dataclass(frozen=True)
@@ -22,7 +18,7 @@ class ConstantSchedule:
     value: float = 1.0
 
     def __post_init__(self) -> None:
-        _weight("value", self.value)
+        finite_at_least("value", self.value, 0)
 
     def __call__(self, step: int) -> float:
         return self.value
@@ -44,8 +40,8 @@ class LinearWarmup:
     def __post_init__(self) -> None:
         integer_at_least("steps", self.steps, 0)
         integer_at_least("delay", self.delay, 0)
-        _weight("start", self.start)
-        _weight("end", self.end)
+        finite_at_least("start", self.start, 0)
+        finite_at_least("end", self.end, 0)
 
     def __call__(self, step: int) -> float:
         t = step - self.delay
@@ -65,9 +61,8 @@ class SigmoidWarmup:
     end: float = 1.0
 
     def __post_init__(self) -> None:
-        if not 0 < self.slope < math.inf:
-            raise InputDataError(f"slope must be a finite number > 0, got {self.slope!r}")
-        _weight("end", self.end)
+        finite_at_least("slope", self.slope, 0, strict=True)
+        finite_at_least("end", self.end, 0)
 
     def __call__(self, step: int) -> float:
         # Written to avoid overflow in exp for steps far from the midpoint.

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from chemvae.search.oracle import Evaluation
 from chemvae.search.surrogate import HeadSurrogate, frozen
-from vaecore.errors import InputDataError, integer_at_least
+from vaecore.errors import finite_at_least, integer_at_least
 
 
 @dataclass(frozen=True)
@@ -63,10 +63,8 @@ class GradientSettings:
     patience: int = 3
 
     def __post_init__(self) -> None:
-        if not 0 <= self.prior_weight < math.inf:
-            raise InputDataError(f"GradientSettings.prior_weight must be a finite number >= 0, got {self.prior_weight}")
-        if not 0 < self.lr < math.inf:  # a NaN step size passed `lr <= 0`
-            raise InputDataError(f"GradientSettings.lr must be a finite number > 0, got {self.lr}")
+        finite_at_least("GradientSettings.prior_weight", self.prior_weight, 0)
+        finite_at_least("GradientSettings.lr", self.lr, 0, strict=True)  # a NaN step passed `lr <= 0`
         integer_at_least("GradientSettings.steps_per_round", self.steps_per_round, 1)
         integer_at_least("GradientSettings.patience", self.patience, 1)
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from vaecore.errors import InputDataError, integer_at_least
+from vaecore.errors import InputDataError, finite_at_least, integer_at_least
 
 
 @dataclass
@@ -72,8 +72,7 @@ class TrustRegion:
                 f"length_min <= length <= length_max, got length {self.length}, length_init {self.length_init}, "
                 f"length_min {self.length_min}, length_max {self.length_max}"
             )
-        if not 0 <= self.improvement < math.inf:
-            raise InputDataError(f"TrustRegion.improvement must be a finite number >= 0, got {self.improvement}")
+        finite_at_least("TrustRegion.improvement", self.improvement, 0)
         if self.failure_tolerance is None:
             self.failure_tolerance = math.ceil(max(4.0 / self.batch_size, self.dim / self.batch_size))
 

@@ -86,7 +86,8 @@ def test_missing_smiles_column_names_the_columns(messy_csv, tmp_path, capsys):
 @pytest.mark.parametrize(("flags", "message"), [
     # A negative clip norm made clip_grad_norm_ flip every gradient, so the loss climbed.
     (["--grad-clip", "-1"], "grad_clip must be a finite number > 0, got -1.0"),
-    (["--lr", "nan"], r"lr must be > 0 and beta >= 0 \(finite\), got nan"),
+    (["--lr", "nan"], "lr must be a finite number > 0, got nan"),
+    (["--beta", "-1"], "beta must be a finite number >= 0, got -1.0"),
     (["--kl-warmup-fraction", "2"], r"kl_warmup_fraction must be in \[0, 1\]"),
     (["--kl-delay-fraction", "-0.5"], r"kl_delay_fraction must be in \[0, 1\]"),
     (["--property-weight", "nan"], "property_weight must be a finite number >= 0, got nan"),

@@ -276,6 +276,24 @@ def test_train_config_rejects_bad_settings():
     assert isinstance(M2Config(), M2Config)
 
 
+@pytest.mark.parametrize(("kwargs", "message"), [
+    # Each of these trained without any error: a negative clip norm flips every gradient
+    # (the loss climbs), a negative KL weight rewards a large KL, a NaN rate gives NaN weights.
+    ({"grad_clip": -1.0}, "grad_clip must be a finite number > 0, got -1.0"),
+    ({"kl_weight": -1.0}, "kl_weight must be a finite number >= 0, got -1.0"),
+    ({"lr": float("nan")}, "lr must be a finite number > 0, got nan"),
+    ({"lr_decay": 0.0}, "lr_decay must be a finite number > 0, got 0.0"),
+    ({"warmup_epochs": -2.0}, "warmup_epochs must be a finite number >= 0, got -2.0"),
+    ({"betas": (0.9, 1.5)}, r"betas must both lie in \[0, 1\), got \(0.9, 1.5\)"),
+    ({"log_every": 0}, "log_every must be an integer >= 1, got 0"),
+    ({"eval_batch_size": 0}, "eval_batch_size must be an integer >= 1, got 0"),
+])
+def test_train_config_rejects_settings_that_would_train_silently_wrong(kwargs, message):
+    with pytest.raises(InputDataError, match=message):
+        TrainConfig(**kwargs)
+    assert TrainConfig(grad_clip=None).grad_clip is None  # None: no clipping
+
+
 def test_moving_average_is_what_gets_scored_and_kept(fixture_data, tmp_path):
     _, data = fixture_data
     rundir = RunDir(tmp_path, TrainConfig(), seed=0, device="cpu")

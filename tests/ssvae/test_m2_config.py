@@ -13,6 +13,13 @@ def test_config_rejects_a_negative_auxiliary_size() -> None:
         M2Config(aux_dim=-1)
 
 
+@pytest.mark.parametrize("name", ["x_dim", "n_classes", "z_dim"])
+def test_config_names_a_zero_size(name: str) -> None:
+    # Without this, z_dim=0 was reported by the layers as "latent_dim must be ...".
+    with pytest.raises(InputDataError, match=f"{name} must be an integer >= 1, got 0"):
+        M2Config(**{name: 0})
+
+
 @pytest.mark.parametrize(("image_shape", "context_dim", "ok"), [
     ((3, 4), 0, True),       # x_dim 12 pixels as a 3 x 4 image
     ((2, 3, 2), 0, True),    # channels last
