@@ -21,13 +21,13 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from fewlabel import to_markdown
 from ssvae.api import FewLabelClassifier, load_classifier
 from ssvae.data import ImageDataset, load_dataset
 from ssvae.fewlabel import MODEL_NAME
 from vaecore.errors import InputDataError
+from vaecore.runtime import set_threads
 
 
 def score(run: Path, dataset: ImageDataset, samples: list[int], device: str) -> dict[str, object]:
@@ -58,8 +58,10 @@ def main() -> None:
     args = p.parse_args()
     if any(k < 1 for k in args.samples):
         p.error(f"--samples must all be >= 1, got {args.samples}")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    try:
+        set_threads(args.threads)
+    except InputDataError as err:
+        p.error(str(err))
     datasets: dict[str, ImageDataset] = {}
     rows = []
     for run in args.runs:

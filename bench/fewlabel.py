@@ -43,6 +43,7 @@ import torch
 from pipelines.fewlabel import FewLabelRunConfig, run
 from ssvae.fewlabel import COMPILE_MODES
 from vaecore.errors import VaelabError
+from vaecore.runtime import set_threads
 from vaecore.training import compiled_step
 
 # Test-error targets (%), from the issue; the paper's figures for reference.
@@ -246,10 +247,9 @@ def main() -> None:
     p.add_argument("--weights", default=None, metavar="RUN_DIR",
                    help="with --step-timing: time the trained M2 of this finished m2 run on real images")
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     began = time.perf_counter()
     try:
+        set_threads(args.threads)
         if args.step_timing:
             print(to_markdown(step_timing(args)))
             return

@@ -45,6 +45,7 @@ import torch
 
 from pipelines.molopt import add_bo_arguments, bo_options
 from vaecore.errors import InputDataError, VaelabError
+from vaecore.runtime import set_threads
 
 CHECKPOINTS = (50, 100, 250, 500)
 TARGETS = {"qed": 0.94, "plogp": 5.30}
@@ -70,7 +71,7 @@ def timing(threads: int, repeats: int, acquisition: str, n: int = 1000, d: int =
     from chemvae.search.trust_region import search_bounds
     from vaecore.runtime import resolve_device
 
-    torch.set_num_threads(threads)
+    set_threads(threads)
     dev = resolve_device(device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     g = torch.Generator().manual_seed(0)
@@ -104,7 +105,7 @@ def _slug(name: str) -> str:
 
 def _run_one(job: dict) -> str:
     """Run one search (in a worker process); returns its directory."""
-    torch.set_num_threads(job.pop("threads"))
+    set_threads(job.pop("threads"))
     from pipelines.molopt import MoloptConfig, run
 
     out = job.pop("out")

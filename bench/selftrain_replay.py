@@ -34,7 +34,7 @@ from ssvae.labels import load_split
 from ssvae.selftrain import pseudo_labels
 from vaecore.errors import InputDataError
 from vaecore.rundir import config_from_dict, write_json
-from vaecore.runtime import resolve_device
+from vaecore.runtime import resolve_device, set_threads
 
 
 def replay(run_dir: Path, per_class: list[int], out: Path, *, device: torch.device, progress: bool) -> list[dict]:
@@ -80,10 +80,9 @@ def main() -> None:
     p.add_argument("--progress", action="store_true")
     p.add_argument("--out", type=Path, default=Path("runs/selftrain_replay"))
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
     try:
+        set_threads(args.threads)
+        device = resolve_device(args.device)
         rows = [row for run_dir in args.runs
                 for row in replay(run_dir, args.per_class, args.out, device=device, progress=args.progress)]
     except InputDataError as err:

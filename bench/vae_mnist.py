@@ -21,6 +21,7 @@ import torch
 
 from pipelines.vae import VAERunConfig, run
 from vaecore.errors import VaelabError
+from vaecore.runtime import set_threads
 
 # Burda et al. 2016, Table 1: one stochastic layer (z = 50), two deterministic hidden layers of 500 units,
 # trained for 3,280 epochs: test NLL in nats (VAE k = 1, IWAE k = 50).
@@ -46,11 +47,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     k = args.k if args.k is not None else (50 if args.objective == "iwae" else 1)
     out = Path(args.out) / f"{args.objective}_k{k}"
     try:
+        set_threads(args.threads)
         config = VAERunConfig(
             data=args.data, epochs=args.epochs, objective=args.objective, k=k, lr_schedule=args.lr_schedule,
             lr_decay=args.lr_decay, train_on_valid=args.train_on_valid, eval_samples=args.eval_samples,

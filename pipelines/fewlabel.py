@@ -46,7 +46,7 @@ from ssvae.labels import balanced_split, given_labels, load_split, save_split
 from ssvae.selftrain import labels_with, pseudo_labels
 from vaecore.errors import InputDataError
 from vaecore.rundir import RunDir, config_from_dict, config_to_dict, write_json
-from vaecore.runtime import resolve_device
+from vaecore.runtime import resolve_device, set_threads
 
 SELF_TRAIN_DIR = "self_train"  # --self-train's second stage, a run directory of its own
 STAGE1_METRICS = "stage1_metrics.json"
@@ -346,8 +346,7 @@ def _from_args(args: argparse.Namespace) -> tuple[FewLabelRunConfig, Path, bool]
 
 
 def _main(args: argparse.Namespace) -> None:
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     config, workdir, resume = _from_args(args)
     metrics = run(config, workdir, resume=resume)
     # Say which epoch the figures come from and why training ended, so that a run cut short

@@ -33,11 +33,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-import torch
 
 from vaecore.errors import InputDataError
 from vaecore.rundir import RunDir
-from vaecore.runtime import resolve_device
+from vaecore.runtime import resolve_device, set_threads
 
 if TYPE_CHECKING:  # imported lazily at run time: BoTorch is slow to import for `--help`
     from chemvae.search.bo import BOSettings
@@ -185,8 +184,7 @@ def run(config: MoloptConfig, workdir: str | os.PathLike) -> dict[str, Any]:
     from pipelines.chem_plots import save_molecule_grid
     from vaecore.checkpoint import atomic_write_bytes
 
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
+    set_threads(config.threads)
     device = resolve_device(config.device)
     objective = get_objective(config.objective)
     model = load(config.model, device=device)  # = chemvae.load

@@ -32,7 +32,7 @@ from ssvae.m2_config import M2Config
 from ssvae.pixel_m2 import PixelM2
 from ssvae.presets import FitConfig, M1Settings, override, preset
 from vaecore.checkpoint import load_checkpoint
-from vaecore.errors import InputDataError
+from vaecore.errors import CheckpointError, InputDataError
 from vaecore.rundir import RunDir, config_from_dict, config_to_dict
 from vaecore.runtime import resolve_device, seed_everything
 from vaecore.schedules import LinearWarmup
@@ -158,6 +158,9 @@ def load_classifier(path: str | os.PathLike, *, device: str | torch.device = "cp
     if bayes_samples is None:
         bayes_samples = _stored_bayes_samples(path.parent)
     ckpt = load_checkpoint(path, device="cpu")
+    if not {"kind", "m2"} <= set(ckpt.config):  # e.g. a `vaelab chem train` run's model.safetensors
+        raise CheckpointError(f"{path} is not a few-label classifier: its config has {sorted(ckpt.config)}, "
+                              "not the 'kind' and 'm2' of a vaelab fewlabel / ssvae.fit model")
     model = build_model(ckpt.config)
     model.load_state_dict(ckpt.payload["model"])
     return FewLabelClassifier(model.to(resolve_device(device)), n_classes=model.m2.config.n_classes,

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from vaecore.checkpoint import atomic_write_bytes
-from vaecore.errors import InputDataError
+from vaecore.errors import InputDataError, integer_at_least
 
 UNLABELLED = -1
 LABELS_FILE = "labels.csv"
@@ -91,6 +91,7 @@ def balanced_split(y: Tensor | np.ndarray, n_labels: int, *, n_classes: int, see
     """
     if isinstance(n_labels, bool) or not isinstance(n_labels, (int, np.integer)) or n_labels <= 0:
         raise InputDataError(f"number of labels must be a positive integer, got {n_labels!r}")
+    integer_at_least("n_classes", n_classes, 1)  # 0 was a ZeroDivisionError just below
     if n_labels % n_classes:
         raise InputDataError(f"{n_labels} labels cannot be split evenly over {n_classes} classes; "
                              f"use a multiple of {n_classes}")

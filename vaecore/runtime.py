@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vaecore.errors import InputDataError, NonFiniteLossError
+from vaecore.errors import InputDataError, NonFiniteLossError, integer_at_least
 
 _VERSIONED = ("torch", "numpy", "pandas", "scikit-learn", "botorch", "gpytorch", "rdkit",
               "torch-geometric", "selfies", "safetensors", "vaelab")
@@ -67,6 +67,17 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise InputDataError(f"device {spec!r} was asked for but MPS is not available here")
     return device
+
+
+def set_threads(threads: int | None) -> None:
+    """``torch.set_num_threads(threads)`` once ``threads`` is checked; ``None`` keeps torch's choice.
+
+    Raises:
+        InputDataError: ``threads`` is not an integer >= 1 (torch's own error for 0 is a
+            ``RuntimeError``, and a script's ``if threads:`` ignored 0 silently).
+    """
+    if threads is not None:
+        torch.set_num_threads(integer_at_least("threads", threads, 1))
 
 
 def check_finite(loss: Tensor | float, step: int) -> None:

@@ -48,6 +48,12 @@ def test_chemistry_command_without_rdkit_names_the_package(args: tuple[str, ...]
     (["molopt", "--model", "{empty}", "--objective", "qed", "--out", "{empty}/o"],
      "holds no model.safetensors or checkpoint.safetensors"),
     (["vae", "--data", "{empty}/nope.npz", "--out", "{empty}/o"], "is neither 'mnist', 'fixture' nor an existing path"),
+    # torch.set_num_threads(0) raised a RuntimeError, which the command printed as a traceback.
+    (["fewlabel", "--data", "fixture", "--threads", "0", "--out", "{empty}/o"], "threads must be an integer >= 1, got 0"),
+    (["chem", "train", "--data", "fixture", "--grad-clip", "-1", "--out", "{empty}/o"],
+     "grad_clip must be a finite number > 0, got -1.0"),
+    (["fewlabel", "--data", "fixture", "--set", "train.grad_clip=-1", "--out", "{empty}/o"],
+     "grad_clip must be a finite number > 0, got -1"),
 ])
 def test_a_bad_invocation_is_one_line_naming_what_is_wrong(tmp_path, capsys, args, message) -> None:
     from pipelines.cli import main

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 from dataclasses import replace
 
 import numpy as np
@@ -18,7 +19,7 @@ from ssvae.labels import balanced_split
 from ssvae.m1 import VAEConfig
 from ssvae.m2_config import M2Config
 from ssvae.pixel_m2 import PixelM2
-from vaecore.errors import InputDataError
+from vaecore.errors import CheckpointError, InputDataError
 from vaecore.rundir import RunDir
 
 
@@ -354,3 +355,9 @@ def test_a_trained_m1_is_reused_with_its_training_time(fixture_data, tmp_path):
     with pytest.raises(InputDataError, match="models 196 inputs, the data has 10"):
         train_m1(data.x_u[:, :10], replace(settings, checkpoint=str(tmp_path)), x_valid=None,
                  device=torch.device("cpu"), workdir=None, seed=1, progress=False)
+
+
+def test_loading_another_kind_of_run_as_a_classifier_is_named():
+    chem_run = Path(__file__).resolve().parents[2] / "data" / "fixtures" / "chemvae_tiny"
+    with pytest.raises(CheckpointError, match="is not a few-label classifier: its config has"):
+        load_classifier(chem_run)  # its model.safetensors was read, then KeyError: 'm2'

@@ -41,6 +41,11 @@ def test_split_rejects_bad_counts(labels, n, match):
         balanced_split(labels, n, n_classes=10, seed=0)
 
 
+def test_split_names_zero_classes(labels):
+    with pytest.raises(InputDataError, match="n_classes must be an integer >= 1, got 0"):
+        balanced_split(labels, 20, n_classes=0, seed=0)  # was a ZeroDivisionError
+
+
 def test_split_rejects_missing_class(labels):
     y = labels.clone()
     y[y == 4] = 3

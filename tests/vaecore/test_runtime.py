@@ -17,6 +17,7 @@ from vaecore.runtime import (
     library_versions,
     resolve_device,
     seed_everything,
+    set_threads,
 )
 
 
@@ -43,6 +44,25 @@ def test_seed_everything_is_reproducible() -> None:
 def test_bad_seed_is_named(bad: object) -> None:
     with pytest.raises(InputDataError, match=repr(bad).replace(".", r"\.")):
         seed_everything(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_bad_thread_counts_are_named_and_change_nothing(bad: object) -> None:
+    before = torch.get_num_threads()
+    with pytest.raises(InputDataError, match=f"threads must be an integer >= 1, got {bad!r}"):
+        set_threads(bad)  # type: ignore[arg-type]
+    assert torch.get_num_threads() == before
+
+
+def test_set_threads_sets_them_and_none_keeps_them() -> None:
+    before = torch.get_num_threads()
+    try:
+        set_threads(1)
+        assert torch.get_num_threads() == 1
+        set_threads(None)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_resolve_device() -> None:
