@@ -284,8 +284,7 @@ class MoleculeVAE(nn.Module):
         """
         if method not in ("greedy", "sample"):
             raise InputDataError(f"method must be 'greedy' or 'sample', got {method!r}")
-        if not temperature > 0:
-            raise InputDataError(f"temperature must be > 0, got {temperature}")
+        finite_at_least("temperature", temperature, 0, strict=True)  # inf decoded every molecule as ""
         z = self._latents(z)
         out: list[str] = []
         with _evaluating(self):

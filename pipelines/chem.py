@@ -134,8 +134,7 @@ class ChemEvalConfig:
                 raise InputDataError(f"{name} must be >= {least}, got {value}")
         if self.sample_method not in ("sample", "greedy"):
             raise InputDataError(f"sample_method must be 'sample' or 'greedy', got {self.sample_method!r}")
-        if not self.temperature > 0:
-            raise InputDataError(f"temperature must be > 0, got {self.temperature}")
+        finite_at_least("temperature", self.temperature, 0, strict=True)
 
 
 # The fields of ChemTrainConfig that name a run's split: all that load_run_splits reads.

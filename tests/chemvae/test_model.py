@@ -120,6 +120,8 @@ def test_decode_sampling_is_reproducible(molecules):
     assert a == b and a != c
     with pytest.raises(InputDataError, match="temperature"):
         model.decode(z, method="sample", temperature=0)
+    with pytest.raises(InputDataError, match="temperature must be a finite number > 0, got inf"):
+        model.decode(z, method="sample", temperature=float("inf"))  # decoded every molecule as ""
     with pytest.raises(InputDataError, match="method"):
         model.decode(z, method="beam")
     with pytest.raises(InputDataError, match=r"shape \[N, 8\]"):

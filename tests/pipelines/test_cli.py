@@ -44,7 +44,8 @@ def test_chemistry_command_without_rdkit_names_the_package(args: tuple[str, ...]
     (["chem", "train", "--data", "fixture", "--resume", "{empty}"], "is not a chem run directory (no config.json)"),
     (["chem", "eval", "{empty}"], "holds no model.safetensors or checkpoint.safetensors"),
     (["chem", "eval", "{empty}", "--n-samples", "0"], "n_samples must be >= 1, got 0"),  # before the model
-    (["chem", "eval", "{empty}", "--temperature", "0"], "temperature must be > 0, got 0.0"),
+    (["chem", "eval", "{empty}", "--temperature", "0"], "temperature must be a finite number > 0, got 0.0"),
+    (["chem", "eval", "{empty}", "--temperature", "inf"], "temperature must be a finite number > 0, got inf"),
     (["molopt", "--model", "{empty}", "--objective", "qed", "--out", "{empty}/o"],
      "holds no model.safetensors or checkpoint.safetensors"),
     (["vae", "--data", "{empty}/nope.npz", "--out", "{empty}/o"], "is neither 'mnist', 'fixture' nor an existing path"),
