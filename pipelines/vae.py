@@ -30,7 +30,7 @@ from pipelines.plots import grid_shape, save_image_grid, save_reconstruction_gri
 from ssvae.data import fixed_binarize, load_dataset
 from ssvae.m1 import OBJECTIVES, VAE, VAEConfig
 from ssvae.train import BINARIZE_MODES, CHECKPOINT_NAME, LR_SCHEDULES, evaluate_log_px, evaluate_terms, fit_vae
-from vaecore.errors import InputDataError
+from vaecore.errors import InputDataError, finite_at_least
 from vaecore.rundir import RunDir
 from vaecore.runtime import resolve_device, seed_everything
 
@@ -97,8 +97,10 @@ class VAERunConfig:
                 raise InputDataError(f"{name} must be >= {0 if name == 'epochs' else 1}, got {value}")
         if self.eval_limit is not None and self.eval_limit < 1:
             raise InputDataError(f"eval_limit must be >= 1 (or omitted for all), got {self.eval_limit}")
-        if self.lr <= 0:
-            raise InputDataError(f"lr must be > 0, got {self.lr}")
+        finite_at_least("lr", self.lr, 0, strict=True)  # NaN passed `lr <= 0`
+        finite_at_least("lr_decay", self.lr_decay, 0, strict=True)  # 0 or NaN stopped training after epoch 1
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise InputDataError(f"unknown lr_schedule {self.lr_schedule!r}; choose from {LR_SCHEDULES}")
 
 
 def _resume_checkpoint(resume: str) -> Path:

@@ -20,7 +20,7 @@ from torch.distributions import Distribution, kl_divergence
 from ssvae.train import fit_vae
 from vaecore.bounds import elbo, iwae_bound, log_marginal_likelihood
 from vaecore.checkpoint import load_checkpoint
-from vaecore.errors import InputDataError
+from vaecore.errors import InputDataError, integer_at_least
 from vaecore.likelihoods import make_likelihood
 from vaecore.nets import mlp
 from vaecore.posteriors import DiagonalGaussianHead, StandardNormalPrior
@@ -51,8 +51,10 @@ class VAEConfig:
     likelihood: str = "bernoulli"
 
     def __post_init__(self) -> None:
-        if self.x_dim < 1 or self.z_dim < 1 or any(h < 1 for h in self.hidden):
-            raise InputDataError(f"x_dim, z_dim and hidden widths must be >= 1, got {self}")
+        integer_at_least("x_dim", self.x_dim, 1)
+        integer_at_least("z_dim", self.z_dim, 1)
+        for i, width in enumerate(self.hidden):
+            integer_at_least(f"hidden[{i}]", width, 1)
 
 
 class VAE(nn.Module):

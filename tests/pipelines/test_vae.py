@@ -68,3 +68,10 @@ def test_config_validation() -> None:
         VAERunConfig(objective="vimco")
     with pytest.raises(InputDataError, match="eval_limit"):
         VAERunConfig(eval_limit=0)
+    # Both trained without error: a NaN rate gave NaN weights, a zero decay stopped learning after epoch 1.
+    with pytest.raises(InputDataError, match="lr must be a finite number > 0, got nan"):
+        VAERunConfig(lr=float("nan"))
+    with pytest.raises(InputDataError, match="lr_decay must be a finite number > 0, got 0.0"):
+        VAERunConfig(lr_decay=0.0)
+    with pytest.raises(InputDataError, match="unknown lr_schedule 'cosine'"):
+        VAERunConfig(lr_schedule="cosine")

@@ -30,6 +30,16 @@ def test_default_config_is_burda_architecture() -> None:
     assert model.decoder_net[-1].out_features == 784 and model.encoder_head.latent_dim == 50
 
 
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"z_dim": 0}, "z_dim must be an integer >= 1, got 0"),
+    ({"hidden": (500, 0)}, r"hidden\[1\] must be an integer >= 1, got 0"),  # the message named the whole config
+    ({"x_dim": 2.5}, "x_dim must be an integer >= 1, got 2.5"),
+])
+def test_bad_sizes_name_the_field(kwargs: dict, message: str) -> None:
+    with pytest.raises(InputDataError, match=message):
+        VAEConfig(**kwargs)
+
+
 def test_encoder_decoder_shapes() -> None:
     torch.manual_seed(0)
     model = VAE(SMALL)
