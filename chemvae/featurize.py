@@ -23,7 +23,7 @@ from rdkit import Chem
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
-from chemvae.rdkit_utils import quiet_rdkit
+from chemvae.rdkit_utils import quiet_rdkit, smiles_list
 from vaecore.errors import InputDataError
 
 # Every element in MOSES plus H (a molecule such as "[H][H]" keeps its hydrogens);
@@ -191,7 +191,7 @@ def featurize(
     graphs: list[Data] = []
     kept: list[int] = []
     skipped: Counter[str] = Counter()
-    for index, item in enumerate(smiles):
+    for index, item in enumerate(smiles_list(smiles, "smiles")):  # "CCO" would be three one-atom graphs
         mol, reason = _parse(item)
         if mol is None:
             skipped[reason] += 1

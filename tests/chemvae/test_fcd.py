@@ -33,3 +33,5 @@ def test_fcd_is_zero_for_a_set_with_itself_and_positive_otherwise():
 def test_fcd_needs_two_valid_molecules():
     with pytest.raises(InputDataError, match="at least 2"):
         fcd(["CCO", "bad"], ["CCO", "CCN"])
+    with pytest.raises(InputDataError, match="not one string 'CCOCCN'"):
+        chemnet_statistics("CCOCCN")  # was the six one-atom molecules of its letters

@@ -122,6 +122,8 @@ def test_featurize_skips_and_counts() -> None:
         smiles_to_graph("C1CC")
     with pytest.raises(InputDataError, match="no atoms"):
         mol_to_graph(Chem.Mol())
+    with pytest.raises(InputDataError, match="not one string 'CCO'"):
+        featurize("CCO")  # was three one-atom graphs: C, C and O
 
 
 def test_dtype_and_batching() -> None:
