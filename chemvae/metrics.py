@@ -99,6 +99,7 @@ def morgan_fingerprints(smiles: Sequence[str | Chem.Mol]) -> np.ndarray:
     Returns:
         `[N, 1024]` ``uint8`` array; invalid SMILES raise :class:`InputDataError`.
     """
+    smiles = smiles_list(smiles, "smiles")  # one string would be fingerprinted letter by letter
     rows = np.zeros((len(smiles), FP_BITS), dtype=np.uint8)
     for i, s in enumerate(smiles):
         mol = s if isinstance(s, Chem.Mol) else mol_from_smiles(s)

@@ -58,6 +58,12 @@ def test_unique_at_k_uses_first_k_valid_molecules():
         assert metrics.unique_at_k(gen, 1000) == pytest.approx(4 / 5)
 
 
+def test_fingerprints_refuse_one_string():
+    with pytest.raises(InputDataError, match="not one string 'CCO'"):
+        metrics.morgan_fingerprints("CCO")  # was three rows: C, C and O
+    assert metrics.morgan_fingerprints(["CCO", mol_from_smiles("CCN")]).shape == (2, 1024)
+
+
 def test_k_and_p_are_checked():
     with pytest.raises(InputDataError, match="k must be an integer >= 1, got 1.5"):
         metrics.unique_at_k(["CCO"], 1.5)  # was a slice-index TypeError
