@@ -21,7 +21,7 @@ from ssvae.train import fit_vae
 from vaecore.bounds import elbo, iwae_bound, log_marginal_likelihood
 from vaecore.checkpoint import load_checkpoint
 from vaecore.errors import InputDataError, integer_at_least
-from vaecore.likelihoods import make_likelihood
+from vaecore.likelihoods import check_feature_likelihood, make_likelihood
 from vaecore.nets import mlp
 from vaecore.posteriors import DiagonalGaussianHead, StandardNormalPrior
 from vaecore.rundir import config_from_dict
@@ -51,6 +51,7 @@ class VAEConfig:
     likelihood: str = "bernoulli"
 
     def __post_init__(self) -> None:
+        check_feature_likelihood(self.likelihood)  # "categorical" failed in the model's constructor
         integer_at_least("x_dim", self.x_dim, 1)
         integer_at_least("z_dim", self.z_dim, 1)
         for i, width in enumerate(self.hidden):

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from vaecore.errors import InputDataError, integer_at_least
+from vaecore.likelihoods import check_feature_likelihood
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class M2Config:
         # Named here: the layers would otherwise report "latent_dim" or a torch shape error.
         for name in ("x_dim", "n_classes", "z_dim"):
             integer_at_least(name, getattr(self, name), 1)
+        check_feature_likelihood(self.likelihood)  # "categorical" failed in M2's constructor
         if self.aux_dim < 0:
             raise InputDataError(f"aux_dim must be >= 0, got {self.aux_dim}")
         if self.context_dim < 0:

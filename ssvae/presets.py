@@ -16,7 +16,7 @@ from typing import Any
 from ssvae.fewlabel import TrainConfig
 from ssvae.m1 import VAEConfig
 from ssvae.m2_config import M2Config
-from vaecore.errors import InputDataError
+from vaecore.errors import InputDataError, finite_at_least, integer_at_least
 from vaecore.rundir import check_field_value
 
 MODELS = ("m1", "m2", "m1m2")
@@ -44,6 +44,14 @@ class M1Settings:
     warmup_epochs: float = 0.0
     vae: VAEConfig = field(default_factory=VAEConfig)
     checkpoint: str | None = None
+
+    def __post_init__(self) -> None:
+        # batch_size 0 was a ZeroDivisionError; lr_decay 0 or a negative warm-up trained silently wrong.
+        integer_at_least("epochs", self.epochs, 0)
+        integer_at_least("batch_size", self.batch_size, 1)
+        finite_at_least("lr", self.lr, 0, strict=True)
+        finite_at_least("lr_decay", self.lr_decay, 0, strict=True)
+        finite_at_least("warmup_epochs", self.warmup_epochs, 0)
 
 
 @dataclass(frozen=True)

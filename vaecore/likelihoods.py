@@ -157,6 +157,21 @@ _BY_NAME: dict[str, type[nn.Module]] = {
 }
 
 
+# The likelihoods of fixed-size feature vectors (pixels, features): "categorical" is over
+# token sequences and needs a pad index, so a model of vectors cannot use it.
+FEATURE_LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+def check_feature_likelihood(name: str) -> None:
+    """Refuse a likelihood name that a model of feature vectors cannot use.
+
+    Raises:
+        InputDataError: ``name`` is not in :data:`FEATURE_LIKELIHOODS`.
+    """
+    if name not in FEATURE_LIKELIHOODS:
+        raise InputDataError(f"likelihood must be one of {FEATURE_LIKELIHOODS} for feature vectors, got {name!r}")
+
+
 def make_likelihood(name: str, **kwargs: int) -> nn.Module:
     """The one place a config string becomes a likelihood object.
 

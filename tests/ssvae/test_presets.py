@@ -2,7 +2,10 @@
 
 import pytest
 
-from ssvae.presets import preset
+from ssvae.m1 import VAEConfig
+from ssvae.m2_config import M2Config
+from ssvae.presets import M1Settings, preset
+from vaecore.errors import InputDataError
 
 
 @pytest.mark.parametrize("name", ["fast", "default"])
@@ -45,3 +48,21 @@ def test_preset_translates_labelled_images_and_convolves_them_when_they_are_2d(n
     assert preset("paper", model="m1m2", n_labels=600, image_shape=(28, 28)).m2.classifier_channels == ()
     assert preset("paper", model="m1m2", image_shape=(28, 28)).train.label_shift == 0
     assert preset(name, model="m1", image_shape=(28, 28)).train.label_shift == 0
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),  # was a ZeroDivisionError
+    ({"lr_decay": 0.0}, "lr_decay must be a finite number > 0, got 0.0"),  # learning stopped after epoch 1
+    ({"warmup_epochs": -1.0}, "warmup_epochs must be a finite number >= 0, got -1.0"),
+    ({"epochs": 2.5}, "epochs must be an integer >= 0, got 2.5"),
+])
+def test_m1_settings_are_checked(kwargs, message):
+    with pytest.raises(InputDataError, match=message):
+        M1Settings(**kwargs)
+
+
+@pytest.mark.parametrize("config", [M2Config, VAEConfig])
+def test_a_sequence_likelihood_is_refused_for_images(config):
+    # "categorical" needs a pad index: the models' constructors failed with a TypeError.
+    with pytest.raises(InputDataError, match=r"likelihood must be one of \('bernoulli', 'gaussian'\)"):
+        config(likelihood="categorical")

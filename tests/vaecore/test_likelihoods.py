@@ -16,6 +16,8 @@ from vaecore.likelihoods import (
     CategoricalSequenceLikelihood,
     GaussianLikelihood,
     MaskedSequenceCategorical,
+    FEATURE_LIKELIHOODS,
+    check_feature_likelihood,
     make_likelihood,
 )
 
@@ -168,3 +170,11 @@ def test_make_likelihood_names_unknown_kind() -> None:
     assert isinstance(make_likelihood("bernoulli"), BernoulliLikelihood)
     with pytest.raises(TypeError):
         make_likelihood("categorical")  # needs pad_index
+
+
+def test_feature_likelihoods_are_the_vector_ones() -> None:
+    for name in FEATURE_LIKELIHOODS:
+        check_feature_likelihood(name)
+        assert make_likelihood(name).params_per_feature in (1, 2)
+    with pytest.raises(ValueError, match="for feature vectors, got 'categorical'"):
+        check_feature_likelihood("categorical")
