@@ -90,8 +90,8 @@ class ChemVAEConfig:
             raise InputDataError(f"dropout must be in [0, 1), got {self.dropout}")
         for name in ("cnn_channels", "cnn_kernels", "property_hidden"):
             # torch's errors for a zero width or kernel come only at the first batch.
-            if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in getattr(self, name)):
-                raise InputDataError(f"{name} must be integers >= 1, got {getattr(self, name)}")
+            for i, size in enumerate(getattr(self, name)):
+                integer_at_least(f"{name}[{i}]", size, 1)
         finite_at_least("property_weight", self.property_weight, 0)
 
 
