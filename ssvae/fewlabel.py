@@ -126,7 +126,8 @@ class TrainConfig:
         # every gradient, a negative KL weight rewards a large KL.
         finite_at_least("lr", self.lr, 0, strict=True)
         finite_at_least("lr_decay", self.lr_decay, 0, strict=True)
-        finite_at_least("lr_min_factor", self.lr_min_factor, 0)
+        if not 0 <= self.lr_min_factor <= 1:  # a floor above 1 would raise the rate from the first epoch
+            raise InputDataError(f"lr_min_factor must be in [0, 1], got {self.lr_min_factor}")
         finite_at_least("warmup_epochs", self.warmup_epochs, 0)
         finite_at_least("kl_weight", self.kl_weight, 0)
         if self.grad_clip is not None:

@@ -285,6 +285,8 @@ def test_train_config_rejects_bad_settings():
     ({"lr": float("nan")}, "lr must be a finite number > 0, got nan"),
     ({"lr_decay": 0.0}, "lr_decay must be a finite number > 0, got 0.0"),
     ({"warmup_epochs": -2.0}, "warmup_epochs must be a finite number >= 0, got -2.0"),
+    ({"lr_min_factor": 2.0}, r"lr_min_factor must be in \[0, 1\], got 2.0"),
+    ({"lr_min_factor": float("nan")}, r"lr_min_factor must be in \[0, 1\], got nan"),
     ({"betas": (0.9, 1.5)}, r"betas must both lie in \[0, 1\), got \(0.9, 1.5\)"),
     ({"log_every": 0}, "log_every must be an integer >= 1, got 0"),
     ({"eval_batch_size": 0}, "eval_batch_size must be an integer >= 1, got 0"),
