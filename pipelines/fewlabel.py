@@ -102,6 +102,8 @@ class FewLabelRunConfig:
             if value is not None and value < 0:
                 raise InputDataError(f"{name} must be >= 0, got {value}")
         TrainConfig(time_budget_minutes=self.time_budget_minutes)  # its check, before any data or M1
+        if self.epochs == 0 and self.model != "m1":  # refused here too, so that no M1 is trained for nothing
+            raise InputDataError(f"epochs must be >= 1 for model {self.model!r}: 0 trains no M2 to keep and score")
         if isinstance(self.self_train, int):  # one round, as configs before rounds stored it
             object.__setattr__(self, "self_train", (self.self_train,) if self.self_train else ())
         if any(n < 1 for n in self.self_train) or (self.self_train and self.model == "m1"):

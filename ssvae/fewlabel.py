@@ -70,7 +70,9 @@ class TrainConfig:
             :class:`~vaecore.training.WeightAverage`; ``None`` = the raw weights, as in
             the paper).
         time_budget_minutes: Stop after the epoch in which the run's total wall time
-            (including M1's training) exceeds this; ``None`` = train all epochs.
+            (including M1's training) exceeds this; ``None`` = train all epochs. M2
+            always trains at least one epoch, even when M1 used up the budget, so that
+            the run has a model to keep and score.
         patience: Stop once the best-validation epoch (ties count as best) lies this many
             epochs back: early stopping. Without a validation set it does nothing; the best
             epoch's weights are kept either way. ``None`` = no such stop.
@@ -312,13 +314,17 @@ def train_m2(
             payload["ema"] = ema.state_dict()
         save_checkpoint(ckpt_path, payload, model_spec)
 
+    if start == 0 and config.epochs == 0:
+        raise InputDataError("train.epochs is 0: a new M2 run must train at least one epoch to have a model")
     stopped_by_budget = stopped_by_patience = False
     done, last_valid, logged = start, math.nan, []
     model.train()
     with interruptible() as flag, flush_denormals():
         for epoch in range(start, config.epochs):
-            if config.out_of_time(seconds_before + elapsed):
-                stopped_by_budget = True  # checked between epochs: the last one is finished
+            # Checked between epochs (the last one is finished), and only once there is a
+            # model to keep: an M1 that used up the budget left M2 untrained and unscored.
+            if best_state is not None and config.out_of_time(seconds_before + elapsed):
+                stopped_by_budget = True
                 break
             # Checked before each epoch, like the budget, so that a resumed run that had
             # already run out of patience stops at once.

@@ -51,6 +51,9 @@ def test_chemistry_command_without_rdkit_names_the_package(args: tuple[str, ...]
     (["vae", "--data", "{empty}/nope.npz", "--out", "{empty}/o"], "is neither 'mnist', 'fixture' nor an existing path"),
     # torch.set_num_threads(0) raised a RuntimeError, which the command printed as a traceback.
     (["fewlabel", "--data", "fixture", "--threads", "0", "--out", "{empty}/o"], "threads must be an integer >= 1, got 0"),
+    # It trained M1, then no M2 epoch, and reported a NaN test error.
+    (["fewlabel", "--data", "fixture", "--epochs", "0", "--out", "{empty}/o"],
+     "epochs must be >= 1 for model 'm1m2': 0 trains no M2 to keep and score"),
     (["chem", "train", "--data", "fixture", "--grad-clip", "-1", "--out", "{empty}/o"],
      "grad_clip must be a finite number > 0, got -1.0"),
     (["fewlabel", "--data", "fixture", "--set", "train.grad_clip=-1", "--out", "{empty}/o"],

@@ -42,12 +42,12 @@ def fixture_data():
                           x_test=_pooled(ds.test.x), y_test=ds.test.y, image_shape=(14, 14))
 
 
-def _train(data, rundir=None, resume=False, **changes):
+def _train(data, rundir=None, resume=False, seconds_before=0.0, **changes):
     torch.manual_seed(0)
     config = override(preset("fast", model="m2", n_labels=100, n_total=1000), **{**TINY, **changes})
     model = PixelM2(replace(config.m2, x_dim=data.x_l.shape[1]))
     return train_m2(model, data, config.train, device=torch.device("cpu"), model_spec=SPEC, rundir=rundir,
-                    progress=False, resume=resume)
+                    progress=False, resume=resume, seconds_before=seconds_before)
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +84,22 @@ def test_time_budget_stops_after_the_epoch_that_exceeds_it(fixture_data):
     _, data = fixture_data
     result = _train(data, **{"train.epochs": 50, "train.time_budget_minutes": 1e-6})
     assert result.stopped_by_budget and result.epochs_done == 1 and len(result.history) == 1
+
+
+def test_a_budget_that_m1_used_up_still_trains_and_keeps_one_m2_epoch(fixture_data, tmp_path):
+    # It stopped before the first M2 epoch: valid error inf, test error NaN, no model file.
+    _, data = fixture_data
+    rundir = RunDir(tmp_path, TrainConfig(), seed=0, device="cpu")
+    result = _train(data, rundir=rundir, seconds_before=3600.0, **{"train.epochs": 50, "train.time_budget_minutes": 1.0})
+    assert result.stopped_by_budget and result.epochs_done == result.best_epoch == 1
+    assert 0.0 <= result.test_error <= 1.0 and 0.0 <= result.valid_error <= 1.0
+    assert (tmp_path / "model.safetensors").exists()
+
+
+def test_a_new_run_of_zero_epochs_is_refused(fixture_data):
+    _, data = fixture_data
+    with pytest.raises(InputDataError, match="train.epochs is 0: a new M2 run must train at least one epoch"):
+        _train(data, **{"train.epochs": 0})
 
 
 def test_patience_stops_once_the_best_validation_epoch_lies_that_far_back(fixture_data):
