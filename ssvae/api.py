@@ -114,8 +114,15 @@ class FewLabelClassifier:
         return self.predict_proba(x).argmax(1).astype(np.int64)
 
     def error(self, x: Tensor | np.ndarray, y: Tensor | np.ndarray) -> float:
-        """Fraction of misclassified examples."""
-        predicted, labels = self.predict(x), as_label_tensor(y, what="y").numpy()
+        """Fraction of misclassified examples.
+
+        Raises:
+            InputDataError: ``y`` holds a label outside ``0..n_classes - 1`` (a -1 or an
+                unseen class would count as an error of the model), or a count of rows
+                other than ``x``'s.
+        """
+        labels = check_labels(as_label_tensor(y, what="y"), self.n_classes, what="y", allow_unlabelled=False).numpy()
+        predicted = self.predict(x)
         if len(predicted) != len(labels):
             raise InputDataError(f"x has {len(predicted)} rows but y has {len(labels)}")
         return float((predicted != labels).mean())

@@ -245,6 +245,9 @@ def test_fit_api_m1m2_and_bad_inputs(fixture_data):
     assert clf.error(ds.test.x[:50], ds.test.y[:50]) == pytest.approx(wrong / 50)
     with pytest.raises(InputDataError, match="x has 50 rows but y has 5"):
         clf.error(ds.test.x[:50], ds.test.y[:5])
+    for bad in (-1, 10):  # counted as errors of the model, silently
+        with pytest.raises(InputDataError, match=rf"y\[0\] = {bad} is out of range; expected 0..9"):
+            clf.error(ds.test.x[:2], torch.tensor([bad, 0]))
     # flattened images cannot be translated: refused before M1 trains
     with pytest.raises(InputDataError, match=r"2-D shape .*got \(784,\)"):
         ssvae.fit(ds.train.x, ds.train.y, model="m1m2", n_labels=20, **{**settings, "train.label_shift": 1})
