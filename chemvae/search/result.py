@@ -16,6 +16,7 @@ the search started, when the row's batch was scored).
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -28,7 +29,7 @@ import torch
 from torch import Tensor
 
 from chemvae.search.oracle import Evaluation
-from vaecore.errors import integer_at_least
+from vaecore.errors import InputDataError, integer_at_least
 
 HISTORY_COLUMNS = ("iteration", "method", "smiles", "canonical_smiles", "score", "valid", "status", "new",
                    "oracle_calls", "seconds")
@@ -156,7 +157,14 @@ class SearchResult:
         return pd.DataFrame({"oracle_calls": np.arange(1, len(scores) + 1), "best_score": best})
 
     def best_at(self, checkpoints: Sequence[int] = DEFAULT_CHECKPOINTS) -> dict[int, float]:
-        """Best score after ``c`` objective calls for each checkpoint ``c`` (NaN if fewer)."""
+        """Best score after ``c`` objective calls for each checkpoint ``c`` (NaN if fewer).
+
+        Raises:
+            InputDataError: ``checkpoints`` is one number, or holds one that is not an integer >= 1.
+        """
+        if isinstance(checkpoints, numbers.Number):
+            raise InputDataError(f"checkpoints must be a sequence of call counts, got {checkpoints!r}")
+        checkpoints = [integer_at_least("checkpoint", c, 1) for c in checkpoints]
         trace = self.best_so_far()["best_score"].to_numpy()
         return {int(c): float(trace[c - 1]) if 0 < c <= len(trace) else math.nan for c in checkpoints}
 

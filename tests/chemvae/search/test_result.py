@@ -52,6 +52,10 @@ def test_best_so_far_follows_objective_calls(result):
     assert trace["oracle_calls"].tolist() == [1, 2, 3]
     assert trace["best_score"].tolist() == [0.5, 0.5, 0.7]
     assert result.best_at((1, 3, 50)) == {1: 0.5, 3: 0.7, 50: pytest.approx(NAN, nan_ok=True)}
+    # 0 and -5 read NaN, 2.5 an IndexError, a bare 10 a TypeError.
+    for bad, message in [((0,), "got 0"), ((-5,), "got -5"), ((2.5,), "got 2.5"), (10, "sequence of call counts, got 10")]:
+        with pytest.raises(InputDataError, match=message):
+            result.best_at(bad)
 
 
 def test_summary_is_strict_json(result):
