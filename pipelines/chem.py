@@ -42,7 +42,7 @@ from chemvae.tokens import REPRESENTATIONS, Tokenizer, Vocabulary
 from chemvae.train import fit, load_training_state
 from vaecore.datasets import cache_dir
 from vaecore.errors import InputDataError, finite_at_least
-from vaecore.rundir import RunDir, config_from_dict
+from vaecore.rundir import RunDir, config_from_dict, resume_conflicts
 from vaecore.runtime import flush_denormals, interruptible, resolve_device, seed_everything
 from vaecore.schedules import make_schedule
 
@@ -137,6 +137,9 @@ class ChemEvalConfig:
         finite_at_least("temperature", self.temperature, 0, strict=True)
 
 
+# The fields of ChemTrainConfig that a resumed run takes from the resuming call.
+RESUME_SETTINGS = ("epochs", "device", "progress", "resume", "n_jobs")
+
 # The fields of ChemTrainConfig that name a run's split: all that load_run_splits reads.
 SPLIT_FIELDS = ("data", "smiles_column", "max_molecules", "valid_fraction", "test_fraction", "seed")
 
@@ -176,8 +179,12 @@ def train(config: ChemTrainConfig, workdir: str | os.PathLike) -> dict[str, Any]
     began = time.perf_counter()
     if config.resume is not None:  # keep the stored data/model settings, take the new run settings
         stored = stored_config(config.resume)
-        config = dataclasses.replace(stored, epochs=config.epochs, device=config.device,
-                                     progress=config.progress, resume=config.resume, n_jobs=config.n_jobs)
+        conflicts = resume_conflicts(config, stored, ChemTrainConfig(), keep=RESUME_SETTINGS)
+        if conflicts:  # they would be ignored without a word
+            raise InputDataError(f"--resume {config.resume} continues the run with its stored settings, but these "
+                                 f"were given otherwise: {'; '.join(conflicts)}. Drop them, or train a new run "
+                                 "with --out")
+        config = dataclasses.replace(stored, **{name: getattr(config, name) for name in RESUME_SETTINGS})
     device = resolve_device(config.device)
     generator = seed_everything(config.seed)
     splits = load_run_splits(config)

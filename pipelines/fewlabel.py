@@ -45,7 +45,7 @@ from ssvae.fewlabel import TrainConfig
 from ssvae.labels import balanced_split, given_labels, load_split, save_split
 from ssvae.selftrain import labels_with, pseudo_labels
 from vaecore.errors import InputDataError
-from vaecore.rundir import RunDir, config_from_dict, config_to_dict, write_json
+from vaecore.rundir import RunDir, config_from_dict, config_to_dict, resume_conflicts, write_json
 from vaecore.runtime import resolve_device, set_threads
 
 SELF_TRAIN_DIR = "self_train"  # --self-train's second stage, a run directory of its own
@@ -330,7 +330,14 @@ def _from_args(args: argparse.Namespace) -> tuple[FewLabelRunConfig, Path, bool]
             config = config_from_dict(FewLabelRunConfig, stored)
         except InputDataError as err:  # another command's run directory, say
             raise InputDataError(f"--resume {args.resume}: its config.json is not a fewlabel run's ({err})") from err
-        # A resumed run keeps its settings; only how long it runs and where may change.
+        # A resumed run keeps its settings; only how long it runs and where may change. Any
+        # other flag set otherwise than the run's own would be ignored: refuse it instead.
+        defaults = vars(add_parser(argparse.ArgumentParser().add_subparsers()).parse_args([]))
+        conflicts = resume_conflicts(_config(args), config, _config(argparse.Namespace(**defaults)),
+                                     keep=RESUME_SETTINGS)
+        if conflicts:
+            raise InputDataError(f"--resume {args.resume} continues the run with its stored settings, but these were "
+                                 f"given otherwise: {'; '.join(conflicts)}. Drop them, or start a new run with --out")
         changes = {"progress": not args.no_progress}
         for name in ("device", "epochs", "m1_epochs", "time_budget_minutes"):
             if getattr(args, name) is not None:
@@ -338,13 +345,20 @@ def _from_args(args: argparse.Namespace) -> tuple[FewLabelRunConfig, Path, bool]
         return replace(config, **changes), directory, True
     if args.out is None:
         raise InputDataError("--out DIR is required (or --resume DIR)")
-    config = FewLabelRunConfig(
+    return _config(args), Path(args.out), False
+
+
+# The fields of FewLabelRunConfig that a resumed run takes from the resuming call.
+RESUME_SETTINGS = ("device", "epochs", "m1_epochs", "time_budget_minutes", "progress")
+
+
+def _config(args: argparse.Namespace) -> FewLabelRunConfig:
+    return FewLabelRunConfig(
         data=args.data, labels=args.labels, model=args.model, preset=args.preset, seed=args.seed,
         device=args.device or "auto", epochs=args.epochs, m1_epochs=args.m1_epochs,
         time_budget_minutes=args.time_budget_minutes, settings=tuple(args.set), self_train=tuple(args.self_train),
         tsne_points=args.tsne_points,
         plots=not args.no_plots, progress=not args.no_progress)
-    return config, Path(args.out), False
 
 
 def _main(args: argparse.Namespace) -> None:

@@ -14,7 +14,7 @@ import sys
 import time
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -125,6 +125,35 @@ def config_from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
             _refuse_unfit(cls, name, hint, value)
         kwargs[name] = value
     return cls(**kwargs)
+
+
+def resume_conflicts(given: Any, stored: Any, baseline: Any, *, keep: Collection[str] = ()) -> list[str]:
+    """The settings a resumed run would ignore: set in ``given`` away from ``baseline``, unlike ``stored``.
+
+    A resumed run continues with the settings stored in its directory; a setting the user
+    changed for the resume (``given`` differs from the command's ``baseline`` defaults and
+    from ``stored``) would otherwise be dropped without a word. Repeating the original
+    command's values is fine. Nested dataclass configs are compared field by field.
+
+    Args:
+        given: The config the resuming call asked for.
+        stored: The run's stored config (same class).
+        baseline: What ``given`` holds when nothing is set (the command's defaults).
+        keep: Fields a resume may change (how long and where it runs), not compared.
+
+    Returns:
+        ``"name (stored S, given G)"`` for each conflict, nested names dotted.
+    """
+    out: list[str] = []
+    for f in dataclasses.fields(given):
+        if f.name in keep:
+            continue
+        g, s, b = getattr(given, f.name), getattr(stored, f.name), getattr(baseline, f.name)
+        if all(dataclasses.is_dataclass(v) for v in (g, s, b)):
+            out += [f"{f.name}.{item}" for item in resume_conflicts(g, s, b)]
+        elif g != b and g != s:
+            out.append(f"{f.name} (stored {s!r}, given {g!r})")
+    return out
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:

@@ -52,6 +52,11 @@ def test_train_skips_bad_molecules_counts_them_and_resumes(messy_csv, tmp_path, 
     assert main(["chem", "train", "--resume", str(out), "--epochs", "2", "--device", "cpu", "--no-progress"]) == 0
     assert pd.read_csv(out / "history.csv")["epoch"].tolist() == [1, 2]
     assert chemvae.load(out).vocab == model.vocab
+    capsys.readouterr()
+    # A changed setting would be ignored by the resume (it keeps the stored ones): refused.
+    assert main(["chem", "train", "--resume", str(out), "--epochs", "3", "--latent-dim", "6", "--no-progress"]) == 2
+    assert "given otherwise: model.latent_dim (stored 4, given 6)" in capsys.readouterr().err
+    assert pd.read_csv(out / "history.csv")["epoch"].tolist() == [1, 2]
 
 
 def test_selfies_cnn_run_through_the_python_api(tmp_path):

@@ -101,6 +101,12 @@ def test_fewlabel_resume_continues_the_run(tmp_path, capsys):
     assert json.loads((out / "config.json").read_text())["epochs"] == 2
     resumed = json.loads((out / "fit_config.json").read_text())["train"]
     assert resumed["alpha"] == 7.5 and resumed["epochs"] == 2
+    # The run's own flags may be repeated; a changed one would be ignored, so it is refused.
+    assert main([*args, "--epochs", "2", "--resume", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["fewlabel", "--resume", str(out), "--labels", "30", "--seed", "4", "--no-progress"]) == 2
+    assert ("given otherwise: labels (stored 20, given 30); seed (stored 0, given 4)"
+            in capsys.readouterr().err)
 
 
 def test_fewlabel_on_a_user_npz_with_given_labels(tmp_path):

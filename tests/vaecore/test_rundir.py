@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from vaecore.errors import InputDataError
-from vaecore.rundir import RunDir, check_field_value, config_from_dict, config_to_dict, write_json
+from vaecore.rundir import RunDir, check_field_value, config_from_dict, config_to_dict, resume_conflicts, write_json
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,17 @@ def test_values_read_back_are_checked_against_their_fields() -> None:
     with pytest.raises(InputDataError, match=r"EncoderConfig.hidden expects tuple\[int, \.\.\.\], got \(300, 2.5\)"):
         config_from_dict(RunConfig, {"name": "x", "encoder": {"hidden": [300, 2.5]}})
     assert config_from_dict(TrainConfig, {"lr": 1}).lr == 1  # an int stands for a float
+
+
+def test_resume_conflicts_name_what_a_resume_would_ignore() -> None:
+    stored = RunConfig(name="a", encoder=EncoderConfig(hidden=(64,)), train=TrainConfig(epochs=5))
+    baseline = RunConfig(name="a")
+    # Repeating the run's own values, or leaving the defaults, is no conflict.
+    assert resume_conflicts(stored, stored, baseline) == []
+    assert resume_conflicts(baseline, stored, baseline) == []
+    given = RunConfig(name="a", encoder=EncoderConfig(hidden=(32,)), train=TrainConfig(epochs=9), tags=["x"])
+    assert resume_conflicts(given, stored, baseline, keep=("train",)) == [
+        "encoder.hidden (stored (64,), given (32,))", "tags (stored [], given ['x'])"]
 
 
 def test_run_dir_files(tmp_path: Path) -> None:
