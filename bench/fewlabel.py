@@ -40,7 +40,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from pipelines.fewlabel import FewLabelRunConfig, run
+from pipelines.fewlabel import FewLabelRunConfig, is_m2_setting, run
 from ssvae.fewlabel import COMPILE_MODES
 from vaecore.errors import VaelabError
 from vaecore.runtime import set_threads
@@ -60,10 +60,13 @@ def run_one(args: argparse.Namespace, model: str, labels: int, seed: int, out: P
     settings = list(args.set)
     if m1_dir is not None:
         settings.append(f"m1.checkpoint={str(m1_dir / 'm1')!r}")
+    m2 = model != "m1"  # the grid's M2 options are for its M2 models: M1's classifier has none
     config = FewLabelRunConfig(data=args.data, labels=labels, model=model, preset=args.preset, seed=seed,
-                               device=args.device, epochs=args.epochs, m1_epochs=args.m1_epochs,
-                               time_budget_minutes=args.time_budget_minutes, settings=tuple(settings),
-                               self_train=tuple(args.self_train), plots=not args.no_plots, progress=not args.no_progress)
+                               device=args.device, epochs=args.epochs if m2 else None, m1_epochs=args.m1_epochs,
+                               time_budget_minutes=args.time_budget_minutes if m2 else None,
+                               settings=tuple(s for s in settings if m2 or not is_m2_setting(s)),
+                               self_train=tuple(args.self_train) if m2 else (), plots=not args.no_plots,
+                               progress=not args.no_progress)
     return run(config, out, resume=(out / "checkpoint.safetensors").exists())
 
 

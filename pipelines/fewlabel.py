@@ -106,9 +106,22 @@ class FewLabelRunConfig:
             raise InputDataError(f"epochs must be >= 1 for model {self.model!r}: 0 trains no M2 to keep and score")
         if isinstance(self.self_train, int):  # one round, as configs before rounds stored it
             object.__setattr__(self, "self_train", (self.self_train,) if self.self_train else ())
+        if self.model == "m1":  # M1's classifier is fitted once: M2's settings would be ignored
+            ignored = [f"--{flag} {value}" for flag, value in (("epochs", self.epochs),
+                                                              ("time-budget-minutes", self.time_budget_minutes))
+                       if value is not None]
+            ignored += [f"--set {item}" for item in self.settings if is_m2_setting(item)]
+            if ignored:
+                raise InputDataError(f"model 'm1' trains no M2, so {', '.join(ignored)} would be ignored; "
+                                     "drop it (M1's own settings are --m1-epochs and --set m1.*)")
         if any(n < 1 for n in self.self_train) or (self.self_train and self.model == "m1"):
             raise InputDataError(f"self_train needs counts >= 1, and none for model 'm1' (its classifier is "
                                  f"fitted once on M1's features), got {self.self_train} for {self.model!r}")
+
+
+def is_m2_setting(item: str) -> bool:
+    """Whether a ``--set KEY=VALUE`` item configures M2 or its training (``train.*``, ``m2.*``)."""
+    return item.split(".", 1)[0] in ("train", "m2")
 
 
 def parse_settings(settings: tuple[str, ...]) -> dict[str, Any]:

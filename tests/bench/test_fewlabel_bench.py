@@ -21,3 +21,21 @@ def test_a_bad_setting_is_one_line_on_stderr(tmp_path, bad, message):
                            *bad, "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert message in done.stderr
+
+
+def test_the_grids_m2_options_are_left_out_of_its_m1_runs(tmp_path, load_bench):
+    # `vaelab fewlabel --model m1` refuses M2 options (they would be ignored); a grid over
+    # m1 and M2 models gives them to its M2 runs only.
+    import argparse
+    import json
+
+    fewlabel = load_bench("fewlabel")
+    args = argparse.Namespace(
+        data="fixture", preset="fast", device="cpu", epochs=3, m1_epochs=1, time_budget_minutes=30.0,
+        set=["m1.vae.hidden=(16,)", "m1.vae.z_dim=4", "m2.hidden=(16,)", "train.lr=0.01"], self_train=(10,),
+        no_plots=True, no_progress=True)
+    metrics = fewlabel.run_one(args, "m1", 20, 0, tmp_path / "m1_run", None)
+    assert metrics["model"] == "m1" and 0.0 <= metrics["test_error"] <= 1.0
+    config = json.loads((tmp_path / "m1_run" / "config.json").read_text())
+    assert config["epochs"] is None and config["time_budget_minutes"] is None and config["self_train"] == []
+    assert config["settings"] == ["m1.vae.hidden=(16,)", "m1.vae.z_dim=4"]

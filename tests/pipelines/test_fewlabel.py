@@ -14,10 +14,11 @@ from pipelines.cli import main
 from ssvae.data import load_dataset
 
 
+TINY_M1 = ["--set", "m1.vae.hidden=(32,)", "--set", "m1.vae.z_dim=6", "--m1-epochs", "1",
+           "--device", "cpu", "--no-progress", "--tsne-points", "0"]
 TINY = ["--set", "m2.hidden=(16,)", "--set", "m2.z_dim=4", "--set", "m2.batch_norm=False",
         "--set", "train.labelled_batch=50", "--set", "train.ema_decay=None", "--set", "train.unlabelled_batch=100", "--set", "train.alpha=5.0",
-        "--set", "m1.vae.hidden=(32,)", "--set", "m1.vae.z_dim=6", "--m1-epochs", "1",
-        "--device", "cpu", "--no-progress", "--tsne-points", "0"]
+        *TINY_M1]
 METRIC_KEYS = {"test_error", "valid_error", "n_labels", "model", "seed", "device", "wall_seconds"}
 
 
@@ -70,8 +71,9 @@ def test_fewlabel_stops_early_and_says_so(tmp_path, capsys):
 
 def test_fewlabel_m1_features_with_sklearn_classifiers(tmp_path):
     out = tmp_path / "run"
+    # M2's settings are refused for m1 (they would be ignored): M1's and the run's own only.
     assert main(["fewlabel", "--data", "fixture", "--labels", "100", "--model", "m1", "--preset", "fast",
-                 *TINY, "--m1-epochs", "2", "--out", str(out)]) == 0
+                 *TINY_M1, "--m1-epochs", "2", "--out", str(out)]) == 0
     metrics = _metrics(out)
     assert METRIC_KEYS <= set(metrics) and metrics["model"] == "m1"
     assert metrics["m1_classifier"].startswith(("svc_rbf", "logistic"))
