@@ -40,8 +40,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from pipelines.fewlabel import FewLabelRunConfig, is_m2_setting, run
+from pipelines.fewlabel import FewLabelRunConfig, run
 from ssvae.fewlabel import COMPILE_MODES
+from ssvae.presets import is_m2_setting
 from vaecore.errors import VaelabError
 from vaecore.runtime import set_threads
 from vaecore.training import compiled_step

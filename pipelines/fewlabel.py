@@ -39,7 +39,7 @@ from typing import Any
 import torch
 
 from ssvae.api import FewLabelClassifier, fit_data, split_data
-from ssvae.presets import MODELS, PRESETS, FitConfig, override, preset
+from ssvae.presets import MODELS, PRESETS, FitConfig, is_m2_setting, override, preset
 from ssvae.data import ImageDataset, load_dataset
 from ssvae.fewlabel import TrainConfig
 from ssvae.labels import balanced_split, given_labels, load_split, save_split
@@ -117,11 +117,6 @@ class FewLabelRunConfig:
         if any(n < 1 for n in self.self_train) or (self.self_train and self.model == "m1"):
             raise InputDataError(f"self_train needs counts >= 1, and none for model 'm1' (its classifier is "
                                  f"fitted once on M1's features), got {self.self_train} for {self.model!r}")
-
-
-def is_m2_setting(item: str) -> bool:
-    """Whether a ``--set KEY=VALUE`` item configures M2 or its training (``train.*``, ``m2.*``)."""
-    return item.split(".", 1)[0] in ("train", "m2")
 
 
 def parse_settings(settings: tuple[str, ...]) -> dict[str, Any]:

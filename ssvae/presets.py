@@ -81,6 +81,12 @@ class FitConfig:
                                  f"classifier), got {self.bayes_samples} for {self.model!r}")
 
 
+def is_m2_setting(key: str) -> bool:
+    """Whether a dotted setting (``"train.lr"``, or ``"train.lr=0.01"`` as ``--set`` gives it)
+    configures M2 or its training: ``train.*`` and ``m2.*``, which model ``m1`` has no use for."""
+    return key.split(".", 1)[0] in ("train", "m2")
+
+
 def preset(name: str, *, model: str = "m1m2", n_labels: int = 100, n_total: int = 50_000,
            image_shape: tuple[int, ...] | None = (28, 28)) -> FitConfig:
     """The named setting for ``model`` at ``n_labels`` labels out of ``n_total`` images.

@@ -205,6 +205,8 @@ def test_fit_api_m1m2_and_bad_inputs(fixture_data):
     assert np.abs(proba - alone).max() > 0.01  # the generative factor changes the probabilities
     with pytest.raises(InputDataError, match="bayes_samples must be >= 0, and 0 for model 'm1'"):
         ssvae.fit(ds.train.x, ds.train.y, model="m1", n_labels=20, **{"bayes_samples": 4})
+    with pytest.raises(InputDataError, match=r"model 'm1' trains no M2, so \['m2.hidden', 'train.epochs'\] would be ignored"):
+        ssvae.fit(ds.train.x, ds.train.y, model="m1", n_labels=20, **{"train.epochs": 5, "m2.hidden": (8,)})
     with pytest.raises(InputDataError, match="got -1"):
         FitConfig(bayes_samples=-1)
     with pytest.raises(InputDataError, match="multiple of 10"):
