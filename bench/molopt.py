@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipelines.molopt import add_bo_arguments, bo_options
+from pipelines.molopt import INIT_METHODS, add_bo_arguments, bo_options
 from vaecore.errors import InputDataError, VaelabError
 from vaecore.runtime import set_threads
 
@@ -123,9 +123,10 @@ def run_all(args: argparse.Namespace) -> list[Path]:
                 if (out / "summary.json").is_file():
                     continue  # finished earlier: reuse
                 job = {"model": args.model, "objective": objective, "method": method, "budget": args.budget,
-                       "batch_size": args.batch_size, "n_init": args.n_init, "init_data": args.init_data,
-                       "seed": seed, "device": args.device, "progress": args.jobs == 1,
-                       "threads": args.threads, "out": str(out)}
+                       "batch_size": args.batch_size, "seed": seed, "device": args.device,
+                       "progress": args.jobs == 1, "threads": args.threads, "out": str(out)}
+                if method in INIT_METHODS:  # random search refuses initial-molecule settings
+                    job |= {"n_init": args.n_init, "init_data": args.init_data}
                 if method == "bo":  # the other methods reject BO settings
                     job |= bo_options(args)
                 jobs.append(job)

@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # imported lazily at run time: BoTorch is slow to import for 
 
 METHODS = ("bo", "gradient", "random")
 BO_ONLY = ("acquisition", "tr_length", "tr_length_min", "tr_hedge", "tr_hedge_points", "tr_restart", "head_mean")  # MoloptConfig fields that only method "bo" reads
+INIT_METHODS = ("bo", "gradient")  # the methods that start from initial molecules (their proposers' uses_init)
 
 
 @dataclass(frozen=True)
@@ -111,13 +112,16 @@ class MoloptConfig:
             raise InputDataError(f"threads must be >= 1, got {self.threads}")
         if not (math.isfinite(self.prior_bound) and self.prior_bound > 0):
             raise InputDataError(f"prior_bound must be a finite number > 0, got {self.prior_bound}")
+        defaults = {f.name: f.default for f in fields(self)}
         if self.method != "bo":
             # A BO-only setting on another method would otherwise be silently ignored.
-            given = {f.name: getattr(self, f.name) for f in fields(self)
-                     if f.name in BO_ONLY and getattr(self, f.name) != f.default}
+            given = {name: getattr(self, name) for name in BO_ONLY if getattr(self, name) != defaults[name]}
             if given:
                 raise InputDataError(f"settings for method 'bo' only, given with method {self.method!r}: "
                                      + ", ".join(f"{k}={v!r}" for k, v in given.items()))
+        if self.method not in INIT_METHODS and (self.n_init != defaults["n_init"] or self.init_data is not None):
+            raise InputDataError(f"method {self.method!r} starts from no initial molecules, so n_init={self.n_init} "
+                                 f"and init_data={self.init_data!r} would be ignored; drop them")
         self.bo_settings()  # bad trust-region settings fail here, before the model is loaded
 
     def bo_settings(self) -> BOSettings | None:

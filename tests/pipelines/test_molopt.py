@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from pipelines import cli
-from pipelines.molopt import BO_ONLY, MoloptConfig, add_bo_arguments, bo_options, initial_pool
+from pipelines.molopt import BO_ONLY, INIT_METHODS, MoloptConfig, add_bo_arguments, bo_options, initial_pool
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "data" / "fixtures" / "chemvae_tiny"
@@ -81,7 +81,18 @@ BAD_INPUT = [  # command-line arguments after --model, and what the one error li
     (["--tr-hedge", "0"], "hedge_length must satisfy 0 < hedge_length"),
     (["--prior-bound", "0"], "prior_bound must be a finite number > 0, got 0.0"),  # a box of one point
     (["--tr-hedge", "0.1", "--tr-hedge-points", "10", "--n-init", "5"], "hedge_points < batch_size (10), got 10"),
+    # Random search starts from no initial molecules: these were ignored without a word.
+    (["--method", "random", "--n-init", "100"], "method 'random' starts from no initial molecules, so n_init=100"),
+    (["--method", "random", "--init-data", "fixture"], "init_data='fixture' would be ignored"),
 ]
+
+
+def test_init_methods_are_those_whose_proposer_uses_initial_molecules():
+    from chemvae.search import METHODS, BayesOpt, GradientAscent, RandomSearch
+
+    proposers = {"bo": BayesOpt, "gradient": GradientAscent, "random": RandomSearch}
+    assert set(proposers) == set(METHODS)
+    assert {method for method, cls in proposers.items() if cls.uses_init} == set(INIT_METHODS)
 
 
 @pytest.mark.parametrize(("args", "message"), BAD_INPUT)
