@@ -95,6 +95,21 @@ class ChemVAEConfig:
         finite_at_least("property_weight", self.property_weight, 0)
 
 
+def check_decoding(method: str, temperature: float) -> None:
+    """Refuse a decoding ``method`` other than ``greedy`` / ``sample``, or a ``temperature``
+    that is not a finite number > 0 (inf decoded every molecule as ``""``), or one other than 1
+    with ``greedy``, which takes the argmax and would ignore it.
+
+    Raises:
+        InputDataError: Naming the value.
+    """
+    if method not in ("greedy", "sample"):
+        raise InputDataError(f"method must be 'greedy' or 'sample', got {method!r}")
+    finite_at_least("temperature", temperature, 0, strict=True)
+    if method == "greedy" and temperature != 1.0:
+        raise InputDataError(f"temperature {temperature} has no effect on greedy decoding; use method 'sample'")
+
+
 @contextlib.contextmanager
 def _evaluating(module: nn.Module) -> Iterator[None]:
     """Eval mode and no gradients inside the block; the previous mode is restored."""
@@ -282,9 +297,7 @@ class MoleculeVAE(nn.Module):
         Returns:
             ``N`` SMILES strings (SELFIES models decode to SMILES).
         """
-        if method not in ("greedy", "sample"):
-            raise InputDataError(f"method must be 'greedy' or 'sample', got {method!r}")
-        finite_at_least("temperature", temperature, 0, strict=True)  # inf decoded every molecule as ""
+        check_decoding(method, temperature)
         z = self._latents(z)
         out: list[str] = []
         with _evaluating(self):

@@ -37,7 +37,7 @@ import torch
 from chemvae.data import (DataSplits, MoleculeTensors, check_molecules, encode_tokens, load_splits, property_stats,
                           standardize)
 from chemvae.encoders import ENCODERS
-from chemvae.model import CHECKPOINT_FILE, MODEL_FILE, ChemVAEConfig, MoleculeVAE, load, save_model
+from chemvae.model import CHECKPOINT_FILE, MODEL_FILE, ChemVAEConfig, MoleculeVAE, check_decoding, load, save_model
 from chemvae.tokens import REPRESENTATIONS, Tokenizer, Vocabulary
 from chemvae.train import fit, load_training_state
 from vaecore.datasets import cache_dir
@@ -132,9 +132,7 @@ class ChemEvalConfig:
             value = getattr(self, name)
             if value is not None and value < least:
                 raise InputDataError(f"{name} must be >= {least}, got {value}")
-        if self.sample_method not in ("sample", "greedy"):
-            raise InputDataError(f"sample_method must be 'sample' or 'greedy', got {self.sample_method!r}")
-        finite_at_least("temperature", self.temperature, 0, strict=True)
+        check_decoding(self.sample_method, self.temperature)
 
 
 # The fields of ChemTrainConfig that a resumed run takes from the resuming call.

@@ -122,6 +122,8 @@ def test_decode_sampling_is_reproducible(molecules):
         model.decode(z, method="sample", temperature=0)
     with pytest.raises(InputDataError, match="temperature must be a finite number > 0, got inf"):
         model.decode(z, method="sample", temperature=float("inf"))  # decoded every molecule as ""
+    with pytest.raises(InputDataError, match="temperature 0.5 has no effect on greedy decoding"):
+        model.decode(z, temperature=0.5)  # greedy takes the argmax: it was ignored without a word
     with pytest.raises(InputDataError, match="method"):
         model.decode(z, method="beam")
     with pytest.raises(InputDataError, match=r"shape \[N, 8\]"):
