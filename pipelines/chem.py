@@ -135,6 +135,26 @@ class ChemEvalConfig:
         check_decoding(self.sample_method, self.temperature)
 
 
+# Architecture settings that only one encoder reads.
+ENCODER_ONLY = {"cnn_channels": "cnn", "cnn_kernels": "cnn", "encoder_layers": "gru", "graph_layers": "graph"}
+
+
+def unused_settings(config: ChemTrainConfig) -> list[str]:
+    """Settings changed from their defaults that this run would not read.
+
+    The CNN's channels and kernels, the GRU's layers and the graph encoder's layers are read
+    by their own encoder only, and the KL warm-up and delay by a schedule other than ``none``.
+    """
+    default_model, default = ChemVAEConfig(), ChemTrainConfig()
+    unused = [f"{name}={getattr(config.model, name)!r} (read by the {encoder} encoder only)"
+              for name, encoder in ENCODER_ONLY.items()
+              if config.model.encoder != encoder and getattr(config.model, name) != getattr(default_model, name)]
+    if config.kl_schedule == "none":
+        unused += [f"{name}={getattr(config, name)!r} (kl_schedule 'none' has no warm-up)"
+                   for name in ("kl_warmup_fraction", "kl_delay_fraction") if getattr(config, name) != getattr(default, name)]
+    return unused
+
+
 # The fields of ChemTrainConfig that a resumed run takes from the resuming call.
 RESUME_SETTINGS = ("epochs", "device", "progress", "resume", "n_jobs")
 
@@ -183,6 +203,8 @@ def train(config: ChemTrainConfig, workdir: str | os.PathLike) -> dict[str, Any]
                                  f"were given otherwise: {'; '.join(conflicts)}. Drop them, or train a new run "
                                  "with --out")
         config = dataclasses.replace(stored, **{name: getattr(config, name) for name in RESUME_SETTINGS})
+    elif unused := unused_settings(config):  # a new run: settings it would ignore without a word
+        raise InputDataError(f"these settings would be ignored by this run: {'; '.join(unused)}. Drop them")
     device = resolve_device(config.device)
     generator = seed_everything(config.seed)
     splits = load_run_splits(config)

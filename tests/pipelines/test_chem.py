@@ -104,6 +104,18 @@ def test_bad_training_settings_are_named_before_the_data_is_read(flags, message,
     assert len(err.splitlines()) == 1 and re.search(message, err)
 
 
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--encoder", "gru", "--cnn-kernels", "7", "7", "7"], "cnn_kernels=(7, 7, 7) (read by the cnn encoder only)"),
+    (["--encoder", "cnn", "--encoder-layers", "3"], "encoder_layers=3 (read by the gru encoder only)"),
+    (["--kl-schedule", "none", "--kl-delay-fraction", "0.2"], "kl_delay_fraction=0.2 (kl_schedule 'none' has no warm-up)"),
+])
+def test_settings_a_new_run_would_not_read_are_refused(flags, message, tmp_path, capsys):
+    # They were ignored without a word.
+    assert main(["chem", "train", "--data", "fixture", "--out", str(tmp_path / "r"), *TINY_ARGS, *flags]) == 2
+    err = capsys.readouterr().err
+    assert "these settings would be ignored by this run: " + message in err and not (tmp_path / "r").exists()
+
+
 def test_chem_needs_a_subcommand():
     with pytest.raises(SystemExit):
         main(["chem"])
