@@ -101,6 +101,8 @@ class VAERunConfig:
         finite_at_least("lr_decay", self.lr_decay, 0, strict=True)  # 0 or NaN stopped training after epoch 1
         if self.lr_schedule not in LR_SCHEDULES:
             raise InputDataError(f"unknown lr_schedule {self.lr_schedule!r}; choose from {LR_SCHEDULES}")
+        if self.lr_schedule == "burda" and self.lr_decay != 1.0:  # Burda's stages fix the rates
+            raise InputDataError(f"lr_decay {self.lr_decay} would be ignored by the 'burda' schedule; drop it")
 
 
 def _resume_checkpoint(resume: str) -> Path:

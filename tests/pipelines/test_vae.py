@@ -75,3 +75,5 @@ def test_config_validation() -> None:
         VAERunConfig(lr_decay=0.0)
     with pytest.raises(InputDataError, match="unknown lr_schedule 'cosine'"):
         VAERunConfig(lr_schedule="cosine")
+    with pytest.raises(InputDataError, match="lr_decay 0.97 would be ignored by the 'burda' schedule"):
+        VAERunConfig(lr_schedule="burda", lr_decay=0.97)
