@@ -22,8 +22,24 @@ def _unavailable(command: str, package: str) -> Callable[[argparse.Namespace], N
     return fail
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: vaelab's version and those of the libraries a run records in ``run.json``."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show the versions of vaelab and its libraries")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        from vaecore.runtime import library_versions  # only when asked: it reads every package's metadata
+
+        versions = library_versions()  # vaelab's own among them
+        print("\n".join(f"{name} {version}" for name, version in versions.items()))
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vaelab", description=__doc__)
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in _COMMANDS.items():
         try:

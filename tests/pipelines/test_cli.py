@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,3 +72,15 @@ def test_a_bad_invocation_is_one_line_naming_what_is_wrong(tmp_path, capsys, arg
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1, err
     assert err.startswith(f"vaelab {args[0]}: error: ") and message in err
+
+
+def test_version_lists_vaelab_and_its_libraries(capsys) -> None:
+    import importlib.metadata
+
+    from pipelines.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    lines = dict(line.split(" ", 1) for line in capsys.readouterr().out.strip().splitlines())
+    assert lines["vaelab"] == importlib.metadata.version("vaelab") and lines["torch"] == torch.__version__
