@@ -84,8 +84,7 @@ class ChemVAEConfig:
             raise InputDataError(f"unknown representation {self.representation!r}; choose from {REPRESENTATIONS}")
         for name in ("latent_dim", "max_length", "embedding_dim", "encoder_hidden", "encoder_layers",
                      "graph_layers", "decoder_hidden", "decoder_layers"):
-            if getattr(self, name) < 1:
-                raise InputDataError(f"{name} must be >= 1, got {getattr(self, name)}")
+            integer_at_least(name, getattr(self, name), 1)
         if not 0.0 <= self.dropout < 1.0:
             raise InputDataError(f"dropout must be in [0, 1), got {self.dropout}")
         for name in ("cnn_channels", "cnn_kernels", "property_hidden"):

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from vaecore.errors import InputDataError
+from vaecore.errors import InputDataError, finite_at_least, integer_at_least
 from vaecore.rundir import RunDir
 from vaecore.runtime import resolve_device, set_threads
 
@@ -108,10 +108,9 @@ class MoloptConfig:
                 raise InputDataError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.n_init < 0:
             raise InputDataError(f"n_init must be >= 0, got {self.n_init}")
-        if self.threads is not None and self.threads < 1:
-            raise InputDataError(f"threads must be >= 1, got {self.threads}")
-        if not (math.isfinite(self.prior_bound) and self.prior_bound > 0):
-            raise InputDataError(f"prior_bound must be a finite number > 0, got {self.prior_bound}")
+        if self.threads is not None:  # set_threads' own check, before the model is loaded
+            integer_at_least("threads", self.threads, 1)
+        finite_at_least("prior_bound", self.prior_bound, 0, strict=True)
         defaults = {f.name: f.default for f in fields(self)}
         if self.method != "bo":
             # A BO-only setting on another method would otherwise be silently ignored.

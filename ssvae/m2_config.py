@@ -54,10 +54,8 @@ class M2Config:
         for name in ("x_dim", "n_classes", "z_dim"):
             integer_at_least(name, getattr(self, name), 1)
         check_feature_likelihood(self.likelihood)  # "categorical" failed in M2's constructor
-        if self.aux_dim < 0:
-            raise InputDataError(f"aux_dim must be >= 0, got {self.aux_dim}")
-        if self.context_dim < 0:
-            raise InputDataError(f"context_dim must be >= 0, got {self.context_dim}")
+        for name in ("aux_dim", "context_dim"):  # 0: none
+            integer_at_least(name, getattr(self, name), 0)
         if any(c < 1 for c in self.classifier_channels):
             raise InputDataError(f"classifier_channels must be positive, got {self.classifier_channels}")
 

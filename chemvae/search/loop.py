@@ -41,7 +41,7 @@ from chemvae.search.random import RandomSearch
 from chemvae.search.result import SearchRecorder, SearchResult, count_failures, history_frame
 from chemvae.search.surrogate import HeadSurrogate
 from chemvae.search.trust_region import search_bounds
-from vaecore.errors import InputDataError, SearchWarning, integer_at_least
+from vaecore.errors import InputDataError, SearchWarning, finite_at_least, integer_at_least
 
 METHODS = ("bo", "gradient", "random")
 DEFAULT_N_INIT = 500
@@ -154,8 +154,7 @@ def optimize(
     # numpy integers are fine (budgets often come from arrays); floats and bools are not.
     budget, batch_size = integer_at_least("budget", budget, 1), integer_at_least("batch_size", batch_size, 1)
     n_init, seed = integer_at_least("n_init", n_init, 0), integer_at_least("seed", seed, 0)
-    if not (math.isfinite(prior_bound) and prior_bound > 0):  # 0 would search a box of one point
-        raise InputDataError(f"prior_bound must be a finite number > 0, got {prior_bound!r}")
+    finite_at_least("prior_bound", prior_bound, 0, strict=True)  # 0 would search a box of one point
     if acquisition is not None:
         if method != "bo":
             raise InputDataError(f"acquisition={acquisition!r} applies to method 'bo' only, not {method!r}")

@@ -166,7 +166,7 @@ class SearchResult:
             raise InputDataError(f"checkpoints must be a sequence of call counts, got {checkpoints!r}")
         checkpoints = [integer_at_least("checkpoint", c, 1) for c in checkpoints]
         trace = self.best_so_far()["best_score"].to_numpy()
-        return {int(c): float(trace[c - 1]) if 0 < c <= len(trace) else math.nan for c in checkpoints}
+        return {c: float(trace[c - 1]) if c <= len(trace) else math.nan for c in checkpoints}
 
     @property
     def best_init_score(self) -> float:

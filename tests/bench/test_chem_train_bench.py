@@ -40,4 +40,4 @@ def test_a_bad_setting_is_one_line_on_stderr(tmp_path):
     done = subprocess.run([sys.executable, "bench/chem_train.py", "--data", "fixture", "--decoder-layers", "0",
                            "--out", str(tmp_path / "b")], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert "error: decoder_layers must be >= 1, got 0" in done.stderr
+    assert "error: decoder_layers must be an integer >= 1, got 0" in done.stderr

@@ -225,7 +225,7 @@ def test_a_context_reaches_the_classifier_only(channels):
 def test_a_context_must_match_the_image_shape():
     with pytest.raises(InputDataError, match=r"image_shape=\(3, 5\) for x_dim=5, context_dim=12"):
         M2(M2Config(x_dim=5, n_classes=C, classifier_channels=(4,), image_shape=(3, 5), context_dim=D))
-    with pytest.raises(InputDataError, match="context_dim must be >= 0, got -1"):
+    with pytest.raises(InputDataError, match="context_dim must be an integer >= 0, got -1"):
         M2Config(context_dim=-1)
 
 

@@ -9,7 +9,7 @@ from vaecore.errors import InputDataError
 
 
 def test_config_rejects_a_negative_auxiliary_size() -> None:
-    with pytest.raises(InputDataError, match="aux_dim must be >= 0, got -1"):
+    with pytest.raises(InputDataError, match="aux_dim must be an integer >= 0, got -1"):
         M2Config(aux_dim=-1)
 
 
