@@ -243,8 +243,8 @@ def load_splits(
     """
     if not 0 <= valid_fraction < 1 or not 0 <= test_fraction < 1:
         raise InputDataError(f"fractions must be in [0, 1), got {valid_fraction}, {test_fraction}")
-    if max_molecules is not None and max_molecules < 1:
-        raise InputDataError(f"max_molecules must be >= 1, got {max_molecules}")
+    if max_molecules is not None:  # None: all
+        integer_at_least("max_molecules", max_molecules, 1)
     rng = np.random.default_rng(seed)
     if data == "moses":
         pool = moses_smiles("train")

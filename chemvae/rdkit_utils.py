@@ -116,6 +116,17 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
+def worker_count(n_jobs: int) -> int:
+    """``n_jobs`` as a number of worker processes: ``-1`` means every core.
+
+    Raises:
+        InputDataError: ``n_jobs`` is not an integer >= 1 or -1 (named).
+    """
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or not (n_jobs >= 1 or n_jobs == -1):
+        raise InputDataError(f"n_jobs must be an integer >= 1 or -1, got {n_jobs!r}")
+    return (os.cpu_count() or 1) if n_jobs == -1 else int(n_jobs)
+
+
 def map_chunks(
     fn: Callable[[Sequence[T]], list[R]],
     items: Sequence[T],
@@ -138,10 +149,7 @@ def map_chunks(
         ``[r for chunk in chunks for r in fn(chunk)]``.
     """
     chunk_size = integer_at_least("chunk_size", chunk_size, 1)
-    if n_jobs == -1:
-        n_jobs = os.cpu_count() or 1
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or n_jobs < 1:
-        raise InputDataError(f"n_jobs must be an integer >= 1 or -1, got {n_jobs!r}")
+    n_jobs = worker_count(n_jobs)
     chunks = [items[i : i + chunk_size] for i in range(0, len(items), chunk_size)]
     progress = dict(total=len(chunks), desc=desc, unit="chunk", disable=desc is None or len(chunks) < 2)
     out: list[R] = []

@@ -38,11 +38,12 @@ from chemvae.data import (DataSplits, MoleculeTensors, check_molecules, encode_t
                           standardize)
 from chemvae.encoders import ENCODERS
 from chemvae.model import CHECKPOINT_FILE, MODEL_FILE, ChemVAEConfig, MoleculeVAE, check_decoding, load, save_model
+from chemvae.rdkit_utils import worker_count
 from chemvae.tokens import REPRESENTATIONS, Tokenizer, Vocabulary
 from chemvae.train import fit, load_training_state
 from vaecore.datasets import cache_dir
-from vaecore.errors import InputDataError, finite_at_least
-from vaecore.rundir import RunDir, config_from_dict, resume_conflicts
+from vaecore.errors import InputDataError, finite_at_least, integer_at_least
+from vaecore.rundir import RunDir, check_resume, config_from_dict
 from vaecore.runtime import flush_denormals, interruptible, resolve_device, seed_everything
 from vaecore.schedules import make_schedule
 
@@ -88,13 +89,12 @@ class ChemTrainConfig:
     resume: str | None = None
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise InputDataError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.epochs < 0:
-            raise InputDataError(f"epochs must be >= 0, got {self.epochs}")
+        integer_at_least("batch_size", self.batch_size, 1)  # Python callers' 2.5 or NaN passed `< 1`
+        integer_at_least("epochs", self.epochs, 0)
         finite_at_least("lr", self.lr, 0, strict=True)
         finite_at_least("beta", self.beta, 0)
         finite_at_least("grad_clip", self.grad_clip, 0, strict=True)  # as chemvae.train, before the data load
+        worker_count(self.n_jobs)  # checked here too: it is first read after the data load
         for name in ("kl_warmup_fraction", "kl_delay_fraction"):
             if not 0 <= getattr(self, name) <= 1:
                 raise InputDataError(f"{name} must be in [0, 1] (a fraction of all steps), got {getattr(self, name)}")
@@ -129,9 +129,9 @@ class ChemEvalConfig:
     def __post_init__(self) -> None:
         # Checked before the model is loaded; an empty sample would fail later inside a metric.
         for name, least in (("n_samples", 1), ("batch_size", 1), ("n_recon", 0), ("grid_size", 0)):
-            value = getattr(self, name)
-            if value is not None and value < least:
-                raise InputDataError(f"{name} must be >= {least}, got {value}")
+            if getattr(self, name) is not None:
+                integer_at_least(name, getattr(self, name), least)
+        worker_count(self.n_jobs)  # first read once every sample is decoded
         check_decoding(self.sample_method, self.temperature)
 
 
@@ -197,11 +197,7 @@ def train(config: ChemTrainConfig, workdir: str | os.PathLike) -> dict[str, Any]
     began = time.perf_counter()
     if config.resume is not None:  # keep the stored data/model settings, take the new run settings
         stored = stored_config(config.resume)
-        conflicts = resume_conflicts(config, stored, ChemTrainConfig(), keep=RESUME_SETTINGS)
-        if conflicts:  # they would be ignored without a word
-            raise InputDataError(f"--resume {config.resume} continues the run with its stored settings, but these "
-                                 f"were given otherwise: {'; '.join(conflicts)}. Drop them, or train a new run "
-                                 "with --out")
+        check_resume(config, stored, ChemTrainConfig(), keep=RESUME_SETTINGS, resume=config.resume)
         config = dataclasses.replace(stored, **{name: getattr(config, name) for name in RESUME_SETTINGS})
     elif unused := unused_settings(config):  # a new run: settings it would ignore without a word
         raise InputDataError(f"these settings would be ignored by this run: {'; '.join(unused)}. Drop them")

@@ -44,8 +44,8 @@ from ssvae.data import ImageDataset, load_dataset
 from ssvae.fewlabel import TrainConfig
 from ssvae.labels import balanced_split, given_labels, load_split, save_split
 from ssvae.selftrain import labels_with, pseudo_labels
-from vaecore.errors import InputDataError
-from vaecore.rundir import RunDir, config_from_dict, config_to_dict, resume_conflicts, write_json
+from vaecore.errors import InputDataError, integer_at_least
+from vaecore.rundir import RunDir, check_resume, config_from_dict, config_to_dict, write_json
 from vaecore.runtime import resolve_device, set_threads
 
 SELF_TRAIN_DIR = "self_train"  # --self-train's second stage, a run directory of its own
@@ -98,9 +98,8 @@ class FewLabelRunConfig:
         if self.preset not in PRESETS:
             raise InputDataError(f"unknown preset {self.preset!r}; choose from {PRESETS}")
         for name in ("epochs", "m1_epochs", "tsne_points"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise InputDataError(f"{name} must be >= 0, got {value}")
+            if getattr(self, name) is not None:  # Python callers' 2.5 or NaN passed `< 0`
+                integer_at_least(name, getattr(self, name), 0)
         TrainConfig(time_budget_minutes=self.time_budget_minutes)  # its check, before any data or M1
         if self.epochs == 0 and self.model != "m1":  # refused here too, so that no M1 is trained for nothing
             raise InputDataError(f"epochs must be >= 1 for model {self.model!r}: 0 trains no M2 to keep and score")
@@ -114,9 +113,11 @@ class FewLabelRunConfig:
             if ignored:
                 raise InputDataError(f"model 'm1' trains no M2, so {', '.join(ignored)} would be ignored; "
                                      "drop it (M1's own settings are --m1-epochs and --set m1.*)")
-        if any(n < 1 for n in self.self_train) or (self.self_train and self.model == "m1"):
-            raise InputDataError(f"self_train needs counts >= 1, and none for model 'm1' (its classifier is "
-                                 f"fitted once on M1's features), got {self.self_train} for {self.model!r}")
+        for n in self.self_train:
+            integer_at_least("each self_train count", n, 1)
+        if self.self_train and self.model == "m1":
+            raise InputDataError(f"self_train needs no counts for model 'm1' (its classifier is fitted once "
+                                 f"on M1's features), got {self.self_train} for {self.model!r}")
 
 
 def parse_settings(settings: tuple[str, ...]) -> dict[str, Any]:
@@ -341,11 +342,8 @@ def _from_args(args: argparse.Namespace) -> tuple[FewLabelRunConfig, Path, bool]
         # A resumed run keeps its settings; only how long it runs and where may change. Any
         # other flag set otherwise than the run's own would be ignored: refuse it instead.
         defaults = vars(add_parser(argparse.ArgumentParser().add_subparsers()).parse_args([]))
-        conflicts = resume_conflicts(_config(args), config, _config(argparse.Namespace(**defaults)),
-                                     keep=RESUME_SETTINGS)
-        if conflicts:
-            raise InputDataError(f"--resume {args.resume} continues the run with its stored settings, but these were "
-                                 f"given otherwise: {'; '.join(conflicts)}. Drop them, or start a new run with --out")
+        check_resume(_config(args), config, _config(argparse.Namespace(**defaults)), keep=RESUME_SETTINGS,
+                     resume=args.resume)
         changes = {"progress": not args.no_progress}
         for name in ("device", "epochs", "m1_epochs", "time_budget_minutes"):
             if getattr(args, name) is not None:

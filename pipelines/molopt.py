@@ -103,11 +103,9 @@ class MoloptConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise InputDataError(f"unknown method {self.method!r}; choose from {METHODS}")
-        for name in ("budget", "batch_size", "top_k"):
-            if getattr(self, name) < 1:
-                raise InputDataError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.n_init < 0:
-            raise InputDataError(f"n_init must be >= 0, got {self.n_init}")
+        for name in ("budget", "batch_size", "top_k"):  # Python callers' 2.5 or NaN passed `< 1`
+            integer_at_least(name, getattr(self, name), 1)
+        integer_at_least("n_init", self.n_init, 0)
         if self.threads is not None:  # set_threads' own check, before the model is loaded
             integer_at_least("threads", self.threads, 1)
         finite_at_least("prior_bound", self.prior_bound, 0, strict=True)

@@ -11,12 +11,17 @@ first ``eval_limit`` of them.
 A run directory holds ``config.json``, ``run.json``, ``history.csv`` (one row an epoch),
 ``checkpoint.safetensors`` (rewritten atomically every epoch and on Ctrl-C),
 ``metrics.json``, ``samples.png`` (decoded prior samples) and ``reconstructions.png``.
-``--resume DIR`` continues the run in DIR up to ``--epochs`` in total.
+``--resume DIR`` continues the run in DIR up to ``--epochs`` in total, with the settings
+stored in its ``config.json``; only the epochs, the device, the progress bars and the
+evaluation settings may change (a bare checkpoint file, with no ``config.json`` beside
+it, continues with the settings given).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -30,12 +35,16 @@ from pipelines.plots import grid_shape, save_image_grid, save_reconstruction_gri
 from ssvae.data import fixed_binarize, load_dataset
 from ssvae.m1 import OBJECTIVES, VAE, VAEConfig
 from ssvae.train import BINARIZE_MODES, CHECKPOINT_NAME, LR_SCHEDULES, evaluate_log_px, evaluate_terms, fit_vae
-from vaecore.errors import InputDataError, finite_at_least
-from vaecore.rundir import RunDir
+from vaecore.errors import InputDataError, finite_at_least, integer_at_least
+from vaecore.rundir import RunDir, check_resume, config_from_dict
 from vaecore.runtime import resolve_device, seed_everything
 
 N_GRID = 100  # prior samples in samples.png
 N_RECON = 50  # test digits in reconstructions.png
+# What a resumed run may change: how long and where it trains (always the values given)...
+RUN_SETTINGS = ("epochs", "device", "progress", "resume")
+# ...and how it is evaluated (the values given where set, the stored ones otherwise).
+EVAL_SETTINGS = ("eval_samples", "eval_limit", "eval_batch_size", "eval_chunk")
 
 
 @dataclass(frozen=True)
@@ -92,11 +101,9 @@ class VAERunConfig:
         if self.binarize not in BINARIZE_MODES:
             raise InputDataError(f"unknown binarize mode {self.binarize!r}; choose from {BINARIZE_MODES}")
         for name in ("epochs", "latent", "k", "batch_size", "eval_samples", "eval_batch_size", "eval_chunk"):
-            value = getattr(self, name)
-            if value < (0 if name == "epochs" else 1):
-                raise InputDataError(f"{name} must be >= {0 if name == 'epochs' else 1}, got {value}")
-        if self.eval_limit is not None and self.eval_limit < 1:
-            raise InputDataError(f"eval_limit must be >= 1 (or omitted for all), got {self.eval_limit}")
+            integer_at_least(name, getattr(self, name), 0 if name == "epochs" else 1)
+        if self.eval_limit is not None:  # None: all test images
+            integer_at_least("eval_limit", self.eval_limit, 1)
         finite_at_least("lr", self.lr, 0, strict=True)  # NaN passed `lr <= 0`
         finite_at_least("lr_decay", self.lr_decay, 0, strict=True)  # 0 or NaN stopped training after epoch 1
         if self.lr_schedule not in LR_SCHEDULES:
@@ -113,12 +120,34 @@ def _resume_checkpoint(resume: str) -> Path:
     return path
 
 
+def _resumed_config(config: VAERunConfig, checkpoint: Path) -> VAERunConfig:
+    """The run's stored config with ``config``'s :data:`RUN_SETTINGS` and the :data:`EVAL_SETTINGS` it sets.
+
+    Without it a resume trained on with the defaults of every flag not repeated: another
+    dataset (``mnist``) if the architecture matched, say.
+    """
+    path = checkpoint.parent / "config.json"
+    if not path.is_file():  # a bare checkpoint: the settings given are all there is
+        return config
+    try:
+        stored = config_from_dict(VAERunConfig, json.loads(path.read_text()))
+    except (InputDataError, json.JSONDecodeError) as err:  # another command's run directory, say
+        raise InputDataError(f"--resume {config.resume}: {path} is not a vae run's config ({err})") from err
+    default = VAERunConfig()
+    check_resume(config, stored, default, keep=RUN_SETTINGS + EVAL_SETTINGS, resume=config.resume)
+    changes = {name: getattr(config, name) for name in RUN_SETTINGS}
+    changes |= {name: getattr(config, name) for name in EVAL_SETTINGS if getattr(config, name) != getattr(default, name)}
+    return dataclasses.replace(stored, **changes)
+
+
 def run(config: VAERunConfig, workdir: str | os.PathLike) -> dict[str, Any]:
     """Train, evaluate and plot; returns the metrics also written to ``metrics.json``."""
     began = time.perf_counter()
+    resume_from = _resume_checkpoint(config.resume) if config.resume else None
+    if resume_from is not None:
+        config = _resumed_config(config, resume_from)
     device = resolve_device(config.device)
     seed_everything(config.seed)
-    resume_from = _resume_checkpoint(config.resume) if config.resume else None
     dataset = load_dataset(config.data)
     x_train = dataset.train.x
     if config.train_on_valid and dataset.valid is not None:

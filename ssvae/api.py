@@ -32,7 +32,7 @@ from ssvae.m2_config import M2Config
 from ssvae.pixel_m2 import PixelM2
 from ssvae.presets import FitConfig, M1Settings, is_m2_setting, override, preset
 from vaecore.checkpoint import load_checkpoint
-from vaecore.errors import CheckpointError, InputDataError
+from vaecore.errors import CheckpointError, InputDataError, integer_at_least
 from vaecore.rundir import RunDir, config_from_dict, config_to_dict
 from vaecore.runtime import resolve_device, seed_everything
 from vaecore.schedules import LinearWarmup
@@ -55,8 +55,9 @@ class FewLabelClassifier:
 
     def __init__(self, model: nn.Module, *, n_classes: int, result: TrainResult | None = None,
                  batch_size: int = 2000, bayes_samples: int = 0) -> None:
-        if bayes_samples < 0 or (bayes_samples and not hasattr(model, "bayes_logits")):
-            raise InputDataError(f"bayes_samples must be >= 0, and 0 for a model without a generative "
+        integer_at_least("bayes_samples", bayes_samples, 0)
+        if bayes_samples and not hasattr(model, "bayes_logits"):
+            raise InputDataError(f"bayes_samples must be 0 for a model without a generative "
                                  f"classifier ({type(model).__name__}), got {bayes_samples}")
         self.model = model.eval()
         self.n_classes = n_classes

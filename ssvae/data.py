@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from vaecore.datasets import REPO_DATA_DIR, fetch_member
-from vaecore.errors import InputDataError
+from vaecore.errors import InputDataError, integer_at_least
 
 # Real MNIST digits for tests: ``balanced_subset`` (seed 0, one generator in turn) of 100
 # train, 20 valid and 20 test digits per class, written by ``save_npz`` (uint8, ~230 kB).
@@ -286,8 +286,7 @@ def translations(x: Tensor, image_shape: tuple[int, ...] | None, shift: int) -> 
         InputDataError: ``shift`` is negative or not smaller than the image, or the
             images are not at least 2-D.
     """
-    if shift < 0:
-        raise InputDataError(f"shift must be >= 0, got {shift}")
+    integer_at_least("shift", shift, 0)  # 1.5 would fail inside range() below
     if image_shape is None or len(image_shape) < 2:
         raise InputDataError(f"translating images needs their 2-D shape (rows, columns, ...), got {image_shape}")
     h, w = image_shape[0], image_shape[1]

@@ -109,19 +109,18 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.weighting not in WEIGHTINGS:
             raise InputDataError(f"unknown weighting {self.weighting!r}; choose from {WEIGHTINGS}")
-        if self.epochs < 0 or self.labelled_batch < 1 or self.unlabelled_batch < 1:
-            raise InputDataError(f"epochs must be >= 0 and batch sizes >= 1, got {self.epochs}, "
-                                 f"{self.labelled_batch}, {self.unlabelled_batch}")
-        if self.label_shift < 0:
-            raise InputDataError(f"label_shift must be >= 0, got {self.label_shift}")
-        if not self.alpha >= 0:  # a negative weight would reward misclassifying the labels
-            raise InputDataError(f"alpha must be >= 0, got {self.alpha}")
+        # Python callers reach these fields unparsed: 2.5 epochs or NaN passed `< 0` and
+        # failed later inside range() or the loss.
+        integer_at_least("epochs", self.epochs, 0)
+        integer_at_least("labelled_batch", self.labelled_batch, 1)
+        integer_at_least("unlabelled_batch", self.unlabelled_batch, 1)
+        integer_at_least("label_shift", self.label_shift, 0)
+        finite_at_least("alpha", self.alpha, 0)  # a negative weight would reward misclassifying the labels
         if self.time_budget_minutes is not None and not self.time_budget_minutes > 0:  # NaN too
             raise InputDataError(f"time_budget_minutes must be > 0 or None, got {self.time_budget_minutes}")
-        if self.patience is not None and self.patience < 1:
-            raise InputDataError(f"patience must be >= 1 epoch or None, got {self.patience}")
-        if not self.entropy_weight >= 0:
-            raise InputDataError(f"entropy_weight must be >= 0, got {self.entropy_weight}")
+        if self.patience is not None:
+            integer_at_least("patience", self.patience, 1)
+        finite_at_least("entropy_weight", self.entropy_weight, 0)
         if self.compile_mode is not None and self.compile_mode not in COMPILE_MODES:
             raise InputDataError(f"unknown compile_mode {self.compile_mode!r}; choose from {COMPILE_MODES} or None")
         # NaN or negative values here trained without any error: a negative clip norm flips

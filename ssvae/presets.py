@@ -76,8 +76,9 @@ class FitConfig:
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise InputDataError(f"unknown model {self.model!r}; choose from {MODELS}")
-        if self.bayes_samples < 0 or (self.bayes_samples and self.model == "m1"):
-            raise InputDataError(f"bayes_samples must be >= 0, and 0 for model 'm1' (no generative "
+        integer_at_least("bayes_samples", self.bayes_samples, 0)
+        if self.bayes_samples and self.model == "m1":
+            raise InputDataError(f"bayes_samples must be 0 for model 'm1' (no generative "
                                  f"classifier), got {self.bayes_samples} for {self.model!r}")
 
 

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from ssvae.data import dynamic_binarize, fixed_binarize
 from vaecore.checkpoint import load_checkpoint, save_checkpoint
-from vaecore.errors import InputDataError
+from vaecore.errors import InputDataError, integer_at_least
 from vaecore.rundir import RunDir, config_to_dict
 from vaecore.runtime import check_finite, flush_denormals, interruptible
 
@@ -176,9 +176,10 @@ def fit_vae(
     """
     if binarize not in BINARIZE_MODES:
         raise InputDataError(f"unknown binarize mode {binarize!r}; choose from {BINARIZE_MODES}")
-    if epochs < 0 or batch_size < 1 or len(x_train) == 0:
-        raise InputDataError(f"need epochs >= 0, batch_size >= 1 and training data, got {epochs}, "
-                             f"{batch_size}, {len(x_train)} examples")
+    integer_at_least("epochs", epochs, 0)  # 2.5 or NaN passed `< 0` and failed inside range()
+    integer_at_least("batch_size", batch_size, 1)
+    if len(x_train) == 0:
+        raise InputDataError("x_train holds no examples: there is nothing to train on")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device)
     x_train = _prepare(x_train.to(device), binarize, seed)

@@ -156,6 +156,17 @@ def resume_conflicts(given: Any, stored: Any, baseline: Any, *, keep: Collection
     return out
 
 
+def check_resume(given: Any, stored: Any, baseline: Any, *, keep: Collection[str], resume: str | os.PathLike) -> None:
+    """Refuse a resume that was given settings it would ignore (see :func:`resume_conflicts`).
+
+    Raises:
+        InputDataError: Naming each conflicting setting with its stored and given value.
+    """
+    if conflicts := resume_conflicts(given, stored, baseline, keep=keep):
+        raise InputDataError(f"--resume {resume} continues the run with its stored settings, but these were "
+                             f"given otherwise: {'; '.join(conflicts)}. Drop them, or start a new run with --out")
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Atomically write ``obj`` as indented JSON."""
     return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())

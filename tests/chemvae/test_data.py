@@ -119,6 +119,8 @@ def test_fixture_splits_use_split_column_and_are_deterministic():
     capped = load_splits("fixture", seed=3, max_molecules=100)
     assert len(capped.train) == 100 and len(capped.valid) == 5  # valid_fraction of the molecules used
     assert not set(capped.valid) & set(capped.train)
+    with pytest.raises(InputDataError, match="max_molecules must be an integer >= 1, got 2.5"):
+        load_splits("fixture", seed=3, max_molecules=2.5)
 
 
 def test_random_split_of_a_plain_csv(tmp_path):

@@ -37,14 +37,15 @@ def test_chemistry_command_without_rdkit_names_the_package(args: tuple[str, ...]
     (["fewlabel", "--data", "fixture", "--model", "m2", "--set", "lr", "--out", "{empty}/o"],
      "setting 'lr' is not KEY=VALUE"),
     (["fewlabel", "--data", "fixture", "--model", "m2"], "--out DIR is required (or --resume DIR)"),
-    (["fewlabel", "--data", "fixture", "--tsne-points", "-1", "--out", "{empty}/o"], "tsne_points must be >= 0, got -1"),
+    (["fewlabel", "--data", "fixture", "--tsne-points", "-1", "--out", "{empty}/o"], "tsne_points must be an integer >= 0, got -1"),
     (["fewlabel", "--resume", "{empty}"], "no config.json there (not a fewlabel run directory)"),
     (["fewlabel", "--resume", str(ROOT / "data" / "fixtures" / "chemvae_tiny")],
      "its config.json is not a fewlabel run's (unknown FewLabelRunConfig field(s)"),
     (["chem", "train", "--data", "fixture"], "give --out DIR (or --resume DIR to continue a run in place)"),
     (["chem", "train", "--data", "fixture", "--resume", "{empty}"], "is not a chem run directory (no config.json)"),
     (["chem", "eval", "{empty}"], "holds no model.safetensors or checkpoint.safetensors"),
-    (["chem", "eval", "{empty}", "--n-samples", "0"], "n_samples must be >= 1, got 0"),  # before the model
+    (["chem", "eval", "{empty}", "--n-samples", "0"], "n_samples must be an integer >= 1, got 0"),  # before the model
+    (["chem", "eval", "{empty}", "--n-jobs", "-2"], "n_jobs must be an integer >= 1 or -1, got -2"),  # not after decoding
     (["chem", "eval", "{empty}", "--temperature", "0"], "temperature must be a finite number > 0, got 0.0"),
     (["chem", "eval", "{empty}", "--temperature", "inf"], "temperature must be a finite number > 0, got inf"),
     (["chem", "eval", "{empty}", "--sample-method", "greedy", "--temperature", "0.5"],

@@ -11,6 +11,8 @@ import pytest
 import torch
 
 from pipelines.cli import main
+from pipelines.fewlabel import FewLabelRunConfig
+from vaecore.errors import InputDataError
 from ssvae.data import load_dataset
 
 
@@ -129,6 +131,17 @@ def test_fewlabel_on_a_user_npz_with_given_labels(tmp_path):
     assert (out / "samples.png").exists() and not (out / "tsne.png").exists()
 
 
+@pytest.mark.parametrize(("kwargs", "message"), [
+    # Python callers' values reach the config unparsed: these passed `< 0` / `< 1` and failed later.
+    ({"epochs": 2.5}, "epochs must be an integer >= 0, got 2.5"),
+    ({"m1_epochs": float("nan")}, "m1_epochs must be an integer >= 0, got nan"),
+    ({"self_train": (100, 2.5)}, "each self_train count must be an integer >= 1, got 2.5"),
+])
+def test_python_config_names_counts_that_are_not_integers(kwargs, message):
+    with pytest.raises(InputDataError, match=message):
+        FewLabelRunConfig(**kwargs)
+
+
 def test_fewlabel_rejects_bad_label_requests(tmp_path, capsys):
     assert main(["fewlabel", "--data", "fixture", "--labels", "95", "--out", str(tmp_path / "a")]) == 2
     assert "multiple of 10" in capsys.readouterr().err
@@ -152,9 +165,9 @@ def test_fewlabel_rejects_bad_label_requests(tmp_path, capsys):
     assert not (tmp_path / "f").exists()
     # self-training: a count below 1, or any for M1, is refused before anything trains
     assert main(["fewlabel", "--data", "fixture", "--self-train", "-5", "--out", str(tmp_path / "g")]) == 2
-    assert "self_train needs counts >= 1" in capsys.readouterr().err
+    assert "each self_train count must be an integer >= 1, got -5" in capsys.readouterr().err
     assert main(["fewlabel", "--data", "fixture", "--self-train", "10", "0", "--out", str(tmp_path / "g")]) == 2
-    assert "got (10, 0)" in capsys.readouterr().err
+    assert "self_train count must be an integer >= 1, got 0" in capsys.readouterr().err
     assert main(["fewlabel", "--data", "fixture", "--model", "m1", "--self-train", "10",
                  "--out", str(tmp_path / "h")]) == 2
     assert "got (10,) for 'm1'" in capsys.readouterr().err

@@ -117,8 +117,13 @@ def test_initial_molecules_come_from_the_models_training_split():
     pool, source = initial_pool(MoloptConfig(model=str(MODEL)))
     train = pd.read_csv(ROOT / "data" / "fixtures" / "moses_small.csv").query("split == 'train'")["smiles"]
     assert pool and set(pool) <= set(train) and "fixture" in source
-    with pytest.raises(ValueError, match="budget"):
+    with pytest.raises(ValueError, match="budget must be an integer >= 1, got 0"):
         MoloptConfig(model=str(MODEL), budget=0)
+    # Python callers' values reach the config unparsed: NaN passed `< 1` and `< 0`.
+    with pytest.raises(ValueError, match="budget must be an integer >= 1, got nan"):
+        MoloptConfig(model=str(MODEL), budget=float("nan"))
+    with pytest.raises(ValueError, match="n_init must be an integer >= 0, got 2.5"):
+        MoloptConfig(model=str(MODEL), n_init=2.5)
 
 
 def test_the_initial_pool_reads_a_config_of_another_version(tmp_path):

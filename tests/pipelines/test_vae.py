@@ -60,14 +60,45 @@ def test_resume_with_another_architecture_is_refused(tmp_path: Path, capsys: pyt
              "--device", "cpu", "--no-progress", "--epochs", "1"]
     assert main([*small, "--latent", "3", "--out", str(tmp_path)]) == 0
     assert main([*small, "--latent", "4", "--epochs", "2", "--resume", str(tmp_path)]) == 2
-    assert "z_dim" in capsys.readouterr().err
+    assert "latent (stored 3, given 4)" in capsys.readouterr().err
+    assert json.loads((tmp_path / "config.json").read_text())["latent"] == 3  # the refused resume wrote nothing
+
+
+def test_resume_continues_with_the_stored_settings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A resume that repeats no flag trained with every default (z = 50 against a z = 3
+    # checkpoint, or MNIST for a fixture run had the architecture matched) and rewrote
+    # config.json with them; it continues the stored run now.
+    out = tmp_path / "run"
+    assert main(["vae", "--data", "fixture", "--hidden", "16", "--latent", "3", "--eval-samples", "5",
+                 "--eval-limit", "5", "--device", "cpu", "--no-progress", "--epochs", "1", "--out", str(out)]) == 0
+    assert main(["vae", "--resume", str(out), "--epochs", "2", "--eval-samples", "7", "--device", "cpu",
+                 "--no-progress"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert (config["data"], config["latent"], config["hidden"], config["epochs"]) == ("fixture", 3, [16], 2)
+    assert (config["eval_limit"], config["eval_samples"]) == (5, 7)  # evaluation: stored unless given
+    assert list(pd.read_csv(out / "history.csv")["epoch"]) == [1, 2]
+    assert main(["vae", "--resume", str(out), "--epochs", "3", "--lr", "0.01", "--k", "5"]) == 2
+    assert "k (stored 1, given 5); lr (stored 0.001, given 0.01)" in capsys.readouterr().err
+    # A bare checkpoint file, with no config.json beside it, continues with the settings given.
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "ckpt.safetensors").write_bytes((out / "checkpoint.safetensors").read_bytes())
+    assert main(["vae", "--data", "fixture", "--hidden", "16", "--latent", "3", "--eval-samples", "5",
+                 "--eval-limit", "5", "--device", "cpu", "--no-progress", "--epochs", "3",
+                 "--resume", str(bare / "ckpt.safetensors")]) == 0
+    assert list(pd.read_csv(bare / "history.csv")["epoch"]) == [3]
 
 
 def test_config_validation() -> None:
     with pytest.raises(InputDataError, match="objective"):
         VAERunConfig(objective="vimco")
-    with pytest.raises(InputDataError, match="eval_limit"):
+    with pytest.raises(InputDataError, match="eval_limit must be an integer >= 1, got 0"):
         VAERunConfig(eval_limit=0)
+    # Python callers' values reach the config unparsed: these passed `< 1` and failed later.
+    with pytest.raises(InputDataError, match="eval_limit must be an integer >= 1, got 2.5"):
+        VAERunConfig(eval_limit=2.5)
+    with pytest.raises(InputDataError, match="epochs must be an integer >= 0, got nan"):
+        VAERunConfig(epochs=float("nan"))
     # Both trained without error: a NaN rate gave NaN weights, a zero decay stopped learning after epoch 1.
     with pytest.raises(InputDataError, match="lr must be a finite number > 0, got nan"):
         VAERunConfig(lr=float("nan"))

@@ -242,7 +242,8 @@ def test_translations_move_every_image_and_fill_with_zeros() -> None:
 @pytest.mark.parametrize(("shape", "shift", "message"), [
     ((12,), 1, r"2-D shape .*got \(12,\)"),
     (None, 1, "2-D shape"),
-    ((3, 4), -1, "shift must be >= 0, got -1"),
+    ((3, 4), -1, "shift must be an integer >= 0, got -1"),
+    ((3, 4), 1.5, "shift must be an integer >= 0, got 1.5"),  # failed inside range()
     ((3, 4), 3, "shift 3 must be smaller than the image's 3 x 4"),
     ((4, 4), 1, "images have 12 pixels, image shape"),
 ])

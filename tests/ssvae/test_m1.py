@@ -40,6 +40,19 @@ def test_bad_sizes_name_the_field(kwargs: dict, message: str) -> None:
         VAEConfig(**kwargs)
 
 
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"epochs": 2.5}, "epochs must be an integer >= 0, got 2.5"),  # passed `< 0`, failed inside range()
+    ({"epochs": float("nan")}, "epochs must be an integer >= 0, got nan"),
+    ({"epochs": 1, "batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
+    ({"epochs": 1, "batch_size": 2.5}, "batch_size must be an integer >= 1, got 2.5"),
+])
+def test_fit_vae_names_bad_counts(kwargs: dict, message: str) -> None:
+    with pytest.raises(InputDataError, match=message):
+        fit_vae(VAE(SMALL), torch.rand(8, SMALL.x_dim), progress=False, **kwargs)
+    with pytest.raises(InputDataError, match="x_train holds no examples"):
+        fit_vae(VAE(SMALL), torch.rand(0, SMALL.x_dim), epochs=1, progress=False)
+
+
 def test_encoder_decoder_shapes() -> None:
     torch.manual_seed(0)
     model = VAE(SMALL)

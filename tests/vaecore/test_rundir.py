@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from vaecore.errors import InputDataError
-from vaecore.rundir import RunDir, check_field_value, config_from_dict, config_to_dict, resume_conflicts, write_json
+from vaecore.rundir import (RunDir, check_field_value, check_resume, config_from_dict, config_to_dict, resume_conflicts,
+                            write_json)
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,10 @@ def test_resume_conflicts_name_what_a_resume_would_ignore() -> None:
     given = RunConfig(name="a", encoder=EncoderConfig(hidden=(32,)), train=TrainConfig(epochs=9), tags=["x"])
     assert resume_conflicts(given, stored, baseline, keep=("train",)) == [
         "encoder.hidden (stored (64,), given (32,))", "tags (stored [], given ['x'])"]
+    check_resume(baseline, stored, baseline, keep=(), resume="runs/a")  # nothing to refuse
+    with pytest.raises(InputDataError, match=r"--resume runs/a continues the run with its stored settings, but "
+                                             r"these were given otherwise: encoder.hidden \(stored \(64,\), given"):
+        check_resume(given, stored, baseline, keep=("train",), resume="runs/a")
 
 
 def test_run_dir_files(tmp_path: Path) -> None:
