@@ -118,11 +118,15 @@ def similarity(target_smiles: str, *, radius: int = 2, n_bits: int = 2048) -> Mo
     """Tanimoto similarity to ``target_smiles`` on Morgan bit fingerprints, in ``[0, 1]``.
 
     Raises:
-        InputDataError: If the target does not parse, ``radius`` is not an integer >= 0 or
-            ``n_bits`` not one >= 1 (RDKit's errors for those are an overflow, an index
-            error and a Boost signature dump).
+        InputDataError: If the target does not parse or holds a blank, ``radius`` is
+            not an integer >= 0 or ``n_bits`` not one >= 1 (RDKit's errors for those are
+            an overflow, an index error and a Boost signature dump).
     """
     radius, n_bits = integer_at_least("radius", radius, 0), integer_at_least("n_bits", n_bits, 1)
+    if isinstance(target_smiles, str) and len(target_smiles.split()) > 1:
+        # RDKit reads what follows the first blank as the molecule's name: 'CC O' was 'CC'.
+        raise InputDataError(f"similarity target {target_smiles!r} holds a blank; RDKit would read only "
+                             f"{target_smiles.split()[0]!r}")
     target = mol_from_smiles(target_smiles)
     if target is None:
         raise InputDataError(f"similarity target {target_smiles!r} is not a valid SMILES")

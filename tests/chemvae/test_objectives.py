@@ -48,6 +48,10 @@ def test_similarity_is_one_for_the_target_and_rejects_bad_targets():
     assert sim.surrogate is None
     with pytest.raises(InputDataError, match="not a valid SMILES"):
         objectives.similarity("C1CC")
+    # RDKit reads what follows a blank as a name: 'CC O' targeted ethane without a word.
+    with pytest.raises(InputDataError, match="similarity target 'CC O' holds a blank; RDKit would read only 'CC'"):
+        objectives.get_objective("similarity:CC O")
+    assert objectives.similarity(" CCO ").name == "similarity:CCO"  # surrounding blanks are harmless
     # RDKit's own errors: an OverflowError, an IndexError at scoring, a Boost signature dump.
     with pytest.raises(InputDataError, match="radius must be an integer >= 0, got -1"):
         objectives.similarity(ASPIRIN, radius=-1)
