@@ -27,6 +27,7 @@ from torch import Tensor
 
 from vaecore.datasets import REPO_DATA_DIR, fetch_member
 from vaecore.errors import InputDataError, integer_at_least
+from vaecore.runtime import check_seed
 
 # Real MNIST digits for tests: ``balanced_subset`` (seed 0, one generator in turn) of 100
 # train, 20 valid and 20 test digits per class, written by ``save_npz`` (uint8, ~230 kB).
@@ -262,7 +263,7 @@ def fixed_binarize(x: Tensor, seed: int = 0) -> Tensor:
         x: Pixel intensities in `[0, 1]`, `[N, D]`.
         seed: Seed of the draw.
     """
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(check_seed(seed))  # it took -1 without a word
     u = torch.rand(x.shape, generator=generator, dtype=torch.float32)
     return (u < x.detach().float().cpu()).to(device=x.device, dtype=x.dtype)
 

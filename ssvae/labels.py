@@ -18,6 +18,7 @@ from torch import Tensor
 
 from vaecore.checkpoint import atomic_write_bytes
 from vaecore.errors import InputDataError, integer_at_least
+from vaecore.runtime import check_seed
 
 UNLABELLED = -1
 LABELS_FILE = "labels.csv"
@@ -104,7 +105,7 @@ def balanced_split(y: Tensor | np.ndarray, n_labels: int, *, n_classes: int, see
         c, have = short[0]
         raise InputDataError(f"{n_labels} labels need {per_class} per class but class {c} has only "
                              f"{have} training examples (at most {n_classes * int(counts.min())} labels possible)")
-    generator = torch.Generator().manual_seed(int(seed))
+    generator = torch.Generator().manual_seed(check_seed(seed))  # int() made 2.5 seed 2
     chosen = []
     for c in range(n_classes):  # C is small (10): a loop over classes is clearer than tricks
         members = (y == c).nonzero().flatten()

@@ -26,7 +26,7 @@ from ssvae.data import dynamic_binarize, fixed_binarize
 from vaecore.checkpoint import load_checkpoint, save_checkpoint
 from vaecore.errors import InputDataError, integer_at_least
 from vaecore.rundir import RunDir, config_to_dict
-from vaecore.runtime import check_finite, flush_denormals, interruptible
+from vaecore.runtime import check_finite, check_seed, flush_denormals, interruptible
 
 BINARIZE_MODES = ("dynamic", "fixed", "none")
 LR_SCHEDULES = ("exponential", "burda")
@@ -178,6 +178,7 @@ def fit_vae(
         raise InputDataError(f"unknown binarize mode {binarize!r}; choose from {BINARIZE_MODES}")
     integer_at_least("epochs", epochs, 0)  # 2.5 or NaN passed `< 0` and failed inside range()
     integer_at_least("batch_size", batch_size, 1)
+    seed = check_seed(seed)  # torch's generator names 2.5 as 'expected a long' after the data moved
     if len(x_train) == 0:
         raise InputDataError("x_train holds no examples: there is nothing to train on")
     device = torch.device(device) if device is not None else next(model.parameters()).device

@@ -25,16 +25,27 @@ _VERSIONED = ("torch", "numpy", "pandas", "scikit-learn", "botorch", "gpytorch",
               "torch-geometric", "selfies", "safetensors", "vaelab")
 
 
+def check_seed(seed: int) -> int:
+    """``seed`` as an ``int`` if it is an integer in `[0, 2**64)` (numpy ints are fine).
+
+    torch's generators hold 64 bits; they take -1 without a word (and 2.5 through
+    ``torch.manual_seed``), which numpy's refuse.
+
+    Raises:
+        InputDataError: Naming the seed otherwise.
+    """
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or not 0 <= seed < 2**64:
+        raise InputDataError(f"seed must be a non-negative integer below 2**64, got {seed!r}")
+    return int(seed)
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed python, numpy and torch (CPU and CUDA); return a seeded CPU generator.
 
     Raises:
-        InputDataError: If ``seed`` is not an integer in `[0, 2**64)` (numpy ints are fine);
-            torch's generators hold 64 bits.
+        InputDataError: If ``seed`` is not an integer in `[0, 2**64)` (see :func:`check_seed`).
     """
-    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or not 0 <= seed < 2**64:
-        raise InputDataError(f"seed must be a non-negative integer below 2**64, got {seed!r}")
-    seed = int(seed)
+    seed = check_seed(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

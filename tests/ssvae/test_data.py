@@ -205,6 +205,8 @@ def test_fixed_binarize_is_repeatable_and_seeded() -> None:
     assert torch.equal(a, b) and set(a.unique().tolist()) == {0.0, 1.0}
     assert not torch.equal(a, fixed_binarize(x, 1))
     assert abs(a.mean().item() - x.mean().item()) < 0.01
+    with pytest.raises(InputDataError, match="seed must be a non-negative integer below 2"):
+        fixed_binarize(x, -1)  # torch's generator took it without a word
 
 
 def test_split_and_dataset_are_frozen() -> None:

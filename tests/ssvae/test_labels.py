@@ -41,6 +41,12 @@ def test_split_rejects_bad_counts(labels, n, match):
         balanced_split(labels, n, n_classes=10, seed=0)
 
 
+@pytest.mark.parametrize("seed", [2.5, -1])  # int() drew 2.5 as seed 2; torch's generator took -1
+def test_split_names_a_bad_seed(labels, seed):
+    with pytest.raises(InputDataError, match=f"seed must be a non-negative integer below 2\\*\\*64, got {seed}"):
+        balanced_split(labels, 20, n_classes=10, seed=seed)
+
+
 def test_split_names_zero_classes(labels):
     with pytest.raises(InputDataError, match="n_classes must be an integer >= 1, got 0"):
         balanced_split(labels, 20, n_classes=0, seed=0)  # was a ZeroDivisionError

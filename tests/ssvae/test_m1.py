@@ -45,6 +45,7 @@ def test_bad_sizes_name_the_field(kwargs: dict, message: str) -> None:
     ({"epochs": float("nan")}, "epochs must be an integer >= 0, got nan"),
     ({"epochs": 1, "batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
     ({"epochs": 1, "batch_size": 2.5}, "batch_size must be an integer >= 1, got 2.5"),
+    ({"epochs": 1, "seed": 2.5}, "seed must be a non-negative integer below 2"),  # torch's 'expected a long'
 ])
 def test_fit_vae_names_bad_counts(kwargs: dict, message: str) -> None:
     with pytest.raises(InputDataError, match=message):
