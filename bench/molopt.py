@@ -44,7 +44,7 @@ import pandas as pd
 import torch
 
 from pipelines.molopt import INIT_METHODS, add_bo_arguments, bo_options
-from vaecore.errors import InputDataError, VaelabError
+from vaecore.errors import InputDataError, VaelabError, integer_at_least
 from vaecore.runtime import set_threads
 
 CHECKPOINTS = (50, 100, 250, 500)
@@ -314,6 +314,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--jobs", type=int, default=1, help="searches run in parallel processes")
     args = p.parse_args(argv)
+    try:  # 0 was a KeyError from an empty timing table, or the process pool's ValueError
+        integer_at_least("repeats", args.repeats, 1)
+        integer_at_least("jobs", args.jobs, 1)
+    except InputDataError as err:
+        p.error(str(err))
 
     if args.timing:
         try:

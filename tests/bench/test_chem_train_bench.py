@@ -41,3 +41,11 @@ def test_a_bad_setting_is_one_line_on_stderr(tmp_path):
                            "--out", str(tmp_path / "b")], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "error: decoder_layers must be an integer >= 1, got 0" in done.stderr
+
+
+def test_a_bad_evaluation_setting_is_refused_before_training(tmp_path):
+    # It was refused only once every epoch had trained (hours on MOSES).
+    done = subprocess.run([sys.executable, "bench/chem_train.py", "--data", "fixture", "--n-samples", "0",
+                           "--out", str(tmp_path / "b")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "error: n_samples must be an integer >= 1, got 0" in done.stderr
+    assert not (tmp_path / "b").exists()

@@ -82,3 +82,13 @@ def test_the_iteration_timing_runs_on_the_device_asked_for(bench):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "error: device 'cuda:99' was asked for but" in done.stderr
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--timing", "--repeats", "0"], "repeats must be an integer >= 1, got 0"),  # a KeyError from an empty table
+    (["--model", "m", "--jobs", "0"], "jobs must be an integer >= 1, got 0"),  # the process pool's ValueError
+])
+def test_counts_below_one_are_refused_in_one_line(bench, flags, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        bench.main(flags)
+    assert stop.value.code == 2 and message in capsys.readouterr().err
