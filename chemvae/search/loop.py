@@ -154,6 +154,8 @@ def optimize(
     # numpy integers are fine (budgets often come from arrays); floats and bools are not.
     budget, batch_size = integer_at_least("budget", budget, 1), integer_at_least("batch_size", batch_size, 1)
     n_init, seed = integer_at_least("n_init", n_init, 0), integer_at_least("seed", seed, 0)
+    # 0 stopped the search before its first objective call, with a result and a warning only
+    max_stalled_rounds = integer_at_least("max_stalled_rounds", max_stalled_rounds, 1)
     finite_at_least("prior_bound", prior_bound, 0, strict=True)  # 0 would search a box of one point
     if acquisition is not None:
         if method != "bo":

@@ -86,7 +86,8 @@ def test_arguments_are_checked(tiny_model, fast_bo):
         optimize(tiny_model, objectives.qed, budget=0)
     with pytest.raises(InputDataError, match="prior_bound must be a finite number > 0, got nan"):
         optimize(tiny_model, objectives.qed, method="random", prior_bound=float("nan"))
-    for bad in ({"seed": None}, {"seed": -1}, {"batch_size": 2.5}, {"n_init": True}):
+    # max_stalled_rounds 0 stopped before the first objective call, with a warning only
+    for bad in ({"seed": None}, {"seed": -1}, {"batch_size": 2.5}, {"n_init": True}, {"max_stalled_rounds": 0}):
         (name, value), = bad.items()
         with pytest.raises(InputDataError, match=f"{name} must be an integer >= ., got {value!r}"):
             optimize(tiny_model, objectives.qed, method="random", **bad)
