@@ -153,9 +153,22 @@ class MoleculeVAE(nn.Module):
         return self.property_mean.device
 
     def set_property_stats(self, mean: Sequence[float], std: Sequence[float]) -> None:
-        """Store the training set's property mean and std `[P]` used for z-scoring."""
-        self.property_mean.copy_(torch.as_tensor(mean, dtype=self.property_mean.dtype))
-        self.property_std.copy_(torch.as_tensor(std, dtype=self.property_std.dtype))
+        """Store the training set's property mean and std `[P]` used for z-scoring.
+
+        Raises:
+            InputDataError: Not `[P]` values each (``copy_`` broadcast one value to every
+                property), not finite, or a std that is not positive.
+        """
+        mean_t = torch.as_tensor(mean, dtype=self.property_mean.dtype)
+        std_t = torch.as_tensor(std, dtype=self.property_std.dtype)
+        for name, values in (("mean", mean_t), ("std", std_t)):
+            if values.shape != self.property_mean.shape or not torch.isfinite(values).all():
+                raise InputDataError(f"property {name} must be {len(self.property_names)} finite values (one per "
+                                     f"property {list(self.property_names)}), got {values.tolist()}")
+        if not (std_t > 0).all():  # predictions would all be the mean
+            raise InputDataError(f"property std must be > 0 for every property, got {std_t.tolist()}")
+        self.property_mean.copy_(mean_t)
+        self.property_std.copy_(std_t)
 
     # ------------------------------------------------------------------ training
     def posterior(self, batch: dict) -> Distribution:

@@ -168,6 +168,14 @@ def test_predict_properties_is_destandardized(molecules):
     assert list(table.columns) == ["logp", "qed", "sa"] and table.shape == (4, 3)
     raw = model.property_head(z).detach()
     torch.testing.assert_close(torch.tensor(table["logp"].to_numpy(), dtype=torch.float32), raw[:, 0] * 2 + 1)
+    # One value was broadcast to every property, and a zero std made every prediction the mean.
+    with pytest.raises(InputDataError, match=r"property mean must be 3 finite values .*got \[0.0\]"):
+        model.set_property_stats([0.0], [1.0, 1.0, 1.0])
+    with pytest.raises(InputDataError, match="property std must be 3 finite values"):
+        model.set_property_stats([0.0, 0.0, 0.0], [1.0, float("nan"), 1.0])
+    with pytest.raises(InputDataError, match=r"property std must be > 0 for every property, got \[2.0, 0.0, 1.0\]"):
+        model.set_property_stats([0.0, 0.0, 0.0], [2.0, 0.0, 1.0])
+    assert model.property_std.tolist() == pytest.approx([2.0, 0.1, 1.0])  # the refused values were not stored
 
 
 def test_checkpoint_round_trip_keeps_vocabulary(molecules, tmp_path):
