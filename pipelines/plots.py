@@ -19,35 +19,51 @@ from torch import Tensor  # noqa: E402
 from vaecore.errors import InputDataError  # noqa: E402
 
 
-def grid_shape(image_shape: Sequence[int], x_dim: int) -> tuple[int, int]:
-    """`(H, W)` to draw images of ``image_shape`` with; flat data of square size is drawn square."""
-    if len(image_shape) == 2:
-        return int(image_shape[0]), int(image_shape[1])
+CHANNELS = (1, 3, 4)  # grey, RGB, RGBA: the channel counts an image axis can be drawn from
+
+
+def grid_shape(image_shape: Sequence[int], x_dim: int) -> tuple[int, ...]:
+    """The shape to draw images of ``image_shape`` with (see :func:`tile_images`).
+
+    `(H, W)` as it is; `(H, W, C)` or `(C, H, W)` with ``C`` in :data:`CHANNELS` as it is
+    (grey or colour); anything else is drawn flat: square if its size is a square, else
+    as one row.
+    """
+    shape = tuple(int(s) for s in image_shape)
+    if len(shape) == 2 or (len(shape) == 3 and (shape[-1] in CHANNELS or shape[0] in CHANNELS)):
+        return shape
     side = math.isqrt(x_dim)
     return (side, side) if side * side == x_dim else (1, x_dim)
 
 
 def tile_images(images: Tensor | np.ndarray, image_shape: Sequence[int], *, ncols: int | None = None, pad: int = 1) -> np.ndarray:
-    """Arrange grey images into one mosaic array.
+    """Arrange images into one mosaic array.
 
     Args:
-        images: `[N, H*W]` or `[N, H, W]`, values in `[0, 1]`.
-        image_shape: ``(H, W)`` of one image.
+        images: `[N, prod(image_shape)]` or `[N, *image_shape]`, values in `[0, 1]`.
+        image_shape: ``(H, W)`` of one grey image, or ``(H, W, C)`` / ``(C, H, W)`` with
+            ``C`` in :data:`CHANNELS` (channels last when the last axis can be one).
         ncols: Images per row (default: about sqrt(N)).
-        pad: Pixels of white-ish padding between images.
+        pad: Pixels of grey padding between images.
 
     Returns:
-        The mosaic, float array `[rows*(H+pad)+pad, ncols*(W+pad)+pad]`.
+        The mosaic, float array `[rows*(H+pad)+pad, ncols*(W+pad)+pad]`, with a last axis
+        of 3 or 4 for colour images.
     """
     arr = images.detach().float().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images, dtype=np.float32)
-    h, w = int(image_shape[0]), int(image_shape[1])
     n = arr.shape[0]
     if n == 0:
         raise InputDataError("no images to tile")
-    arr = arr.reshape(n, h, w)
+    arr = arr.reshape(n, *(int(s) for s in image_shape))
+    if arr.ndim == 4:
+        if arr.shape[-1] not in CHANNELS:  # channels first, as torch stores images
+            arr = arr.transpose(0, 2, 3, 1)
+        if arr.shape[-1] == 1:
+            arr = arr[..., 0]
+    h, w = arr.shape[1], arr.shape[2]
     ncols = ncols or math.ceil(math.sqrt(n))
     nrows = math.ceil(n / ncols)
-    grid = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad), 0.5, dtype=np.float32)
+    grid = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad, *arr.shape[3:]), 0.5, dtype=np.float32)
     for i in range(n):
         r, c = divmod(i, ncols)
         top, left = pad + r * (h + pad), pad + c * (w + pad)
@@ -63,24 +79,25 @@ def save_image_grid(
     ncols: int | None = None,
     title: str | None = None,
 ) -> Path:
-    """Write a grid of grey images (e.g. prior samples) as a PNG.
+    """Write a grid of grey or colour images (e.g. prior samples) as a PNG.
 
     Args:
-        images: `[N, H*W]` or `[N, H, W]`, values in `[0, 1]`.
+        images: `[N, prod(image_shape)]` or `[N, *image_shape]`, values in `[0, 1]`.
         path: Output ``.png`` path.
-        image_shape: ``(H, W)`` of one image.
+        image_shape: The shape of one image, as :func:`tile_images` takes it.
         ncols: Images per row (default: about sqrt(N)).
         title: Optional figure title.
     """
     grid = tile_images(images, image_shape, ncols=ncols)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    scale = 6.0 / max(grid.shape)
+    scale = 6.0 / max(grid.shape[:2])
     fig, ax = plt.subplots(figsize=(grid.shape[1] * scale + 0.2, grid.shape[0] * scale + (0.5 if title else 0.2)))
-    ax.imshow(grid, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    # cmap, vmin and vmax apply to grey mosaics; colour ones must lie in [0, 1] themselves.
+    ax.imshow(np.clip(grid, 0.0, 1.0), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_axis_off()
     if title:
-        ax.set_title(title)
+        ax.set_title(title, wrap=True)  # a narrow grid (few classes) cut a long title off
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -99,9 +116,9 @@ def save_reconstruction_grid(
     """Write originals and their reconstructions as alternating rows of a PNG grid.
 
     Args:
-        originals, reconstructions: `[N, H*W]` each, values in `[0, 1]`.
+        originals, reconstructions: `[N, prod(image_shape)]` each, values in `[0, 1]`.
         path: Output ``.png`` path.
-        image_shape: ``(H, W)`` of one image.
+        image_shape: The shape of one image, as :func:`tile_images` takes it.
         ncols: Images per row; row pairs show ``ncols`` originals then their reconstructions.
         title: Optional figure title.
     """
