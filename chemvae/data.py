@@ -173,23 +173,27 @@ def check_molecules(
 
 
 def read_smiles_csv(path: str | Path, smiles_column: str = "smiles") -> pd.DataFrame:
-    """Read a CSV whose SMILES column is matched case-insensitively.
+    """Read a CSV whose SMILES column is matched exactly, else case-insensitively.
 
     Returns:
         The table with that column renamed ``smiles`` and empty cells as ``""``.
 
     Raises:
         InputDataError: Missing, empty or unreadable file (binary, a damaged ``.gz``, ragged
-            rows), or no such column (the message lists the columns).
+            rows), no such column (the message lists the columns) or more than one.
     """
     path = Path(path)
     if not path.is_file():
         raise InputDataError(f"no data file at {path}")
     try:
         header = pd.read_csv(path, nrows=0).columns
-        matches = [c for c in header if str(c).lower() == smiles_column.lower()]
+        matches = [c for c in header if str(c) == smiles_column]  # an exact match wins...
+        matches = matches or [c for c in header if str(c).lower() == smiles_column.lower()]
         if not matches:
             raise InputDataError(f"{path} has no SMILES column {smiles_column!r}; its columns are {list(header)}")
+        if len(matches) > 1:  # ...else which of 'Smiles' and 'SMILES' was meant? The first was taken.
+            raise InputDataError(f"{path} has {len(matches)} columns that match {smiles_column!r} only "
+                                 f"case-insensitively: {matches}; rename the one to read {smiles_column!r}")
         # Read SMILES verbatim: pandas would turn strings such as "NA" into NaN.
         table = pd.read_csv(path, dtype={matches[0]: str}, keep_default_na=False, na_values={})
     except pd.errors.EmptyDataError as err:

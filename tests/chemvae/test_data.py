@@ -94,6 +94,12 @@ def test_read_smiles_csv(tmp_path):
     assert table["smiles"].tolist() == ["CCO", "", "NA"]  # verbatim, empty cell as ""
     with pytest.raises(InputDataError, match=r"no SMILES column 'mol'.*\['id', 'SMILES'\]"):
         read_smiles_csv(path, "mol")
+    # Two columns that match only case-insensitively: the first was read without a word.
+    (tmp_path / "two.csv").write_text("Smiles,SMILES\nCCO,CCN\n")
+    with pytest.raises(InputDataError, match=r"2 columns that match 'smiles' only case-insensitively: \['Smiles', 'SMILES'\]"):
+        read_smiles_csv(tmp_path / "two.csv")
+    (tmp_path / "exact.csv").write_text("SMILES,smiles\nCCN,CCO\n")
+    assert read_smiles_csv(tmp_path / "exact.csv")["smiles"].tolist() == ["CCO"]  # an exact match is no doubt
     with pytest.raises(InputDataError, match="no data file"):
         read_smiles_csv(tmp_path / "missing.csv")
     (tmp_path / "empty.csv").write_text("")
