@@ -234,6 +234,13 @@ def _self_train(config: FewLabelRunConfig, dataset: ImageDataset, idx: torch.Ten
     if len(idx) == len(dataset.train):
         raise InputDataError(f"--self-train {' '.join(map(str, config.self_train))}: every training example is "
                              "labelled, none is left to pseudo-label")
+    n_unlabelled, most = len(dataset.train) - len(idx), max(config.self_train)
+    if most * dataset.n_classes >= n_unlabelled:
+        # Refused now: after the first stage's training, pseudo-labels that took every
+        # unlabelled example left the next model nothing to learn from without labels.
+        raise InputDataError(f"--self-train {most} pseudo-labels up to {most} x {dataset.n_classes} classes = "
+                             f"{most * dataset.n_classes} examples, which could be all {n_unlabelled} unlabelled ones; "
+                             f"use at most {(n_unlabelled - 1) // dataset.n_classes} per class")
     dirs = [workdir]
     for _ in config.self_train:
         dirs.append(dirs[-1] / SELF_TRAIN_DIR)

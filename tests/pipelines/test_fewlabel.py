@@ -168,6 +168,12 @@ def test_fewlabel_rejects_bad_label_requests(tmp_path, capsys):
     assert "each self_train count must be an integer >= 1, got -5" in capsys.readouterr().err
     assert main(["fewlabel", "--data", "fixture", "--self-train", "10", "0", "--out", str(tmp_path / "g")]) == 2
     assert "self_train count must be an integer >= 1, got 0" in capsys.readouterr().err
+    # 90 per class could take all 900 unlabelled fixture digits: that failed only after the first stage trained.
+    assert main(["fewlabel", "--data", "fixture", "--labels", "100", "--self-train", "20", "90",
+                 "--out", str(tmp_path / "i")]) == 2
+    assert "--self-train 90 pseudo-labels up to 90 x 10 classes = 900 examples, which could be all 900 unlabelled " \
+           "ones; use at most 89 per class" in capsys.readouterr().err
+    assert not (tmp_path / "i").exists()
     assert main(["fewlabel", "--data", "fixture", "--model", "m1", "--self-train", "10",
                  "--out", str(tmp_path / "h")]) == 2
     assert "got (10,) for 'm1'" in capsys.readouterr().err
