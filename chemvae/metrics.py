@@ -332,7 +332,7 @@ def generation_metrics(
     gen: Sequence[str | None],
     *,
     train: Sequence[str],
-    test: Sequence[str] | ReferenceStats,
+    test: Sequence[str] | ReferenceStats | None,
     test_scaffolds: Sequence[str] | ReferenceStats | None = None,
     compute_fcd: bool = True,
     device: str = "cpu",
@@ -345,7 +345,8 @@ def generation_metrics(
     Args:
         gen: Generated SMILES, invalid ones included (they lower ``validity`` only).
         train: Training SMILES, for novelty (see :func:`novelty` for ``train_is_canonical``).
-        test: Test SMILES or their precomputed :class:`ReferenceStats`.
+        test: Test SMILES or their precomputed :class:`ReferenceStats`; ``None``: there are
+            no test molecules (a small data set's split), and the ``/Test`` entries are NaN.
         test_scaffolds: Optional scaffold-split test set, giving the ``/TestSF`` entries.
         compute_fcd: Compute FCD (slow on CPU: ChemNet and a 512 x 512 matrix square root).
             When off, FCD entries are NaN; when fcd_torch is missing or fewer than two
@@ -380,6 +381,9 @@ def generation_metrics(
 
     references = {"Test": test} if test_scaffolds is None else {"Test": test, "TestSF": test_scaffolds}
     for label, ref in references.items():
+        if ref is None:
+            metrics.update({f"{name}/{label}": math.nan for name in ("FCD", "SNN", "Frag", "Scaf")})
+            continue
         if not isinstance(ref, ReferenceStats):
             ref = reference_stats(ref, compute_fcd=gen_chemnet is not None, device=device, n_jobs=n_jobs)
         have_fcd = gen_chemnet is not None and ref.chemnet is not None

@@ -98,7 +98,8 @@ def evaluate(config: ChemEvalConfig, workdir: str | os.PathLike | None = None) -
     decode_seconds = time.perf_counter() - start
     reference = _canonical_reference(train_config.data, splits.reference, config.n_jobs)
     # The test sets' statistics (176k molecules each for MOSES) are computed once per machine.
-    test_stats = [None if ref is None else
+    # An empty test split (a small CSV) has no statistics: its metrics are NaN, not an error.
+    test_stats = [None if not ref else
                   cached_reference_stats(ref, cache_dir=cache_dir() / "chemvae-reference", device=str(device),
                                          compute_fcd=config.compute_fcd, n_jobs=config.n_jobs)
                   for ref in (splits.test, splits.test_scaffolds)]

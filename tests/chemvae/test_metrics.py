@@ -75,6 +75,13 @@ def test_k_and_p_are_checked():
         metrics.generation_metrics(["CCO"], train=["CC"], test=["CCO"], compute_fcd=False, ks=10000)
 
 
+@pytest.mark.filterwarnings("ignore::vaecore.errors.InputDataWarning")  # unique@k on few molecules
+def test_without_test_molecules_the_test_entries_are_nan():
+    result = metrics.generation_metrics(["CCO", "c1ccccc1"], train=["CC"], test=None, compute_fcd=False, ks=(10,))
+    assert result["validity"] == 1.0 and result["novelty"] == 1.0
+    assert all(math.isnan(result[f"{name}/Test"]) for name in ("FCD", "SNN", "Frag", "Scaf"))
+
+
 def test_novelty_is_fraction_of_distinct_valid_molecules_not_in_train():
     gen = ["OCC", "CCO", "c1ccccc1", "CCN", "bad"]
     train = ["C(C)O", "CCCC"]  # same molecule as CCO, written differently

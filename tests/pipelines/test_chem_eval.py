@@ -41,3 +41,18 @@ def test_eval_of_the_fixture_model(tmp_path):
 def test_eval_of_a_directory_that_is_no_run_names_it(tmp_path, capsys):
     assert main(["chem", "eval", str(tmp_path), "--device", "cpu"]) == 2
     assert f"{tmp_path} holds no model.safetensors or checkpoint.safetensors" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore::vaecore.errors.InputDataWarning")  # few valid samples: expected
+def test_eval_of_a_run_without_test_molecules(tmp_path, capsys):
+    # Five molecules hold none out for testing; eval failed with 'ref is empty' once every sample was decoded.
+    (tmp_path / "five.csv").write_text("smiles\nCCO\nc1ccccc1\nCC(=O)O\nCCN\nCCCl\n")
+    tiny = ["--latent-dim", "4", "--embedding-dim", "8", "--encoder-hidden", "8", "--decoder-hidden", "16",
+            "--decoder-layers", "1", "--property-hidden", "8", "--batch-size", "4", "--n-jobs", "1"]
+    assert main(["chem", "train", "--data", str(tmp_path / "five.csv"), "--epochs", "1", *tiny, "--device", "cpu",
+                 "--no-progress", "--out", str(tmp_path / "run")]) == 0
+    assert main(["chem", "eval", str(tmp_path / "run"), "--n-samples", "20", "--no-fcd", "--n-jobs", "1",
+                 "--device", "cpu"]) == 0
+    stored = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert stored["n_recon"] == 0 and stored["recon_accuracy"] is None and stored["SNN/Test"] is None
+    assert 0 <= stored["validity"] <= 1 and "properties.png" not in capsys.readouterr().out
