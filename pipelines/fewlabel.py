@@ -391,9 +391,11 @@ def _main(args: argparse.Namespace) -> None:
              if "classifier_test_error" in metrics else "")
     pseudo = (f" and {metrics['n_pseudo_labels']} pseudo-labels (before self-training: test error "
               f"{100 * metrics['stage1_test_error']:.2f}%)" if "n_pseudo_labels" in metrics else "")
+    valid = ("no validation set" if math.isnan(metrics["valid_error"])  # it printed 'valid nan%'
+             else f"valid {100 * metrics['valid_error']:.2f}%")
     print(f"{metrics['model']} with {metrics['n_labels']} labels{pseudo}: test error {100 * metrics['test_error']:.2f}% "
-          f"(valid {100 * metrics['valid_error']:.2f}%{alone}){epoch} in {metrics['wall_seconds']:.0f} s{took} on "
-          f"{metrics['device']}; results in {workdir}")
+          f"({valid}{alone}){epoch} in {metrics['wall_seconds']:.0f} s{took} on {metrics['device']}; "
+          f"results in {workdir}")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -113,7 +113,7 @@ def test_fewlabel_resume_continues_the_run(tmp_path, capsys):
             in capsys.readouterr().err)
 
 
-def test_fewlabel_on_a_user_npz_with_given_labels(tmp_path):
+def test_fewlabel_on_a_user_npz_with_given_labels(tmp_path, capsys):
     ds = load_dataset("fixture")
     # 14x14 images (any shape is fine), -1 = unlabelled, no validation split
     small = torch.nn.functional.avg_pool2d(ds.train.x.reshape(-1, 1, 28, 28), 2).reshape(-1, 14, 14)
@@ -128,6 +128,7 @@ def test_fewlabel_on_a_user_npz_with_given_labels(tmp_path):
                  "--set", "train.label_shift=1", "--out", str(out)]) == 0
     metrics = _metrics(out)
     assert metrics["n_labels"] == 30 and np.isnan(metrics["valid_error"]) and 0 <= metrics["test_error"] <= 1
+    assert "(no validation set)" in capsys.readouterr().out  # it printed 'valid nan%'
     assert (out / "samples.png").exists() and not (out / "tsne.png").exists()
 
 
