@@ -17,6 +17,7 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from vaecore.errors import InputDataError  # noqa: E402
+from vaecore.nets import looks_channels_first  # noqa: E402
 
 
 CHANNELS = (1, 3, 4)  # grey, RGB, RGBA: the channel counts an image axis can be drawn from
@@ -25,12 +26,12 @@ CHANNELS = (1, 3, 4)  # grey, RGB, RGBA: the channel counts an image axis can be
 def grid_shape(image_shape: Sequence[int], x_dim: int) -> tuple[int, ...]:
     """The shape to draw images of ``image_shape`` with (see :func:`tile_images`).
 
-    `(H, W)` as it is; `(H, W, C)` or `(C, H, W)` with ``C`` in :data:`CHANNELS` as it is
-    (grey or colour); anything else is drawn flat: square if its size is a square, else
-    as one row.
+    `(H, W)` as it is; `(H, W, C)` with ``C`` in :data:`CHANNELS`, or `(C, H, W)` where it
+    :func:`~vaecore.nets.looks_channels_first`, as it is (grey or colour); anything else
+    is drawn flat: square if its size is a square, else as one row.
     """
     shape = tuple(int(s) for s in image_shape)
-    if len(shape) == 2 or (len(shape) == 3 and (shape[-1] in CHANNELS or shape[0] in CHANNELS)):
+    if len(shape) == 2 or (len(shape) == 3 and (shape[-1] in CHANNELS or looks_channels_first(shape))):
         return shape
     side = math.isqrt(x_dim)
     return (side, side) if side * side == x_dim else (1, x_dim)

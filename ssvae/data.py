@@ -27,6 +27,7 @@ from torch import Tensor
 
 from vaecore.datasets import REPO_DATA_DIR, fetch_member
 from vaecore.errors import InputDataError, integer_at_least
+from vaecore.nets import warn_if_channels_first
 from vaecore.runtime import check_seed
 
 # Real MNIST digits for tests: ``balanced_subset`` (seed 0, one generator in turn) of 100
@@ -290,6 +291,7 @@ def translations(x: Tensor, image_shape: tuple[int, ...] | None, shift: int) -> 
     integer_at_least("shift", shift, 0)  # 1.5 would fail inside range() below
     if image_shape is None or len(image_shape) < 2:
         raise InputDataError(f"translating images needs their 2-D shape (rows, columns, ...), got {image_shape}")
+    warn_if_channels_first(image_shape)
     h, w = image_shape[0], image_shape[1]
     if int(np.prod(image_shape)) != x.shape[1]:
         raise InputDataError(f"images have {x.shape[1]} pixels, image shape {tuple(image_shape)} "

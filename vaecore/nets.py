@@ -8,13 +8,14 @@ computed once.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vaecore.errors import InputDataError, integer_at_least
+from vaecore.errors import InputDataError, InputDataWarning, integer_at_least
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "softplus": nn.Softplus,
@@ -72,6 +73,33 @@ def mlp(
     return nn.Sequential(*layers)
 
 
+def looks_channels_first(image_shape: Sequence[int]) -> bool:
+    """Whether a 3-D ``image_shape`` looks like `(channels, rows, columns)`, torch's layout.
+
+    True when the first axis holds 1, 3 or 4 values (grey, RGB, RGBA) and the other two
+    more than 4 each, as images do and channels do not.
+    """
+    shape = tuple(int(s) for s in image_shape)
+    return len(shape) == 3 and shape[0] in (1, 3, 4) and min(shape[1:]) > 4
+
+
+def warn_if_channels_first(image_shape: Sequence[int]) -> None:
+    """Warn when ``image_shape`` :func:`looks_channels_first`.
+
+    Images are read channels last, `(rows, columns, channels)`, as arrays of images are
+    usually stored; torch's `(3, 32, 32)` would be read as 3 rows of 32 columns with 32
+    channels, and convolutions and translations would run along the wrong axes.
+
+    Warns:
+        InputDataWarning: Naming the shape and how it is read.
+    """
+    shape = tuple(int(s) for s in image_shape)
+    if looks_channels_first(shape):
+        warnings.warn(f"image shape {shape} looks channels-first; it is read as {shape[0]} rows x {shape[1]} "
+                      f"columns x {shape[2]} channels. Store images as [N, rows, columns, channels] "
+                      "(np.moveaxis(x, 1, -1))", InputDataWarning, stacklevel=3)
+
+
 class ImageView(nn.Module):
     """Flat rows `[B, D]` as images `[B, channels, rows, columns]`.
 
@@ -84,6 +112,7 @@ class ImageView(nn.Module):
         super().__init__()
         if len(image_shape) not in (2, 3):
             raise InputDataError(f"image_shape must be (rows, columns) or (rows, columns, channels), got {tuple(image_shape)}")
+        warn_if_channels_first(image_shape)
         self.image_shape = tuple(image_shape)
 
     def forward(self, x: Tensor) -> Tensor:

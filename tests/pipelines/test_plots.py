@@ -13,6 +13,7 @@ def test_grid_shape_keeps_2d_images_and_squares_flat_ones_when_it_can():
     # colour images are drawn in colour (they were drawn as one grey row of 588 pixels)
     assert grid_shape((14, 14, 3), 588) == (14, 14, 3) and grid_shape((3, 14, 14), 588) == (3, 14, 14)
     assert grid_shape((2, 7, 14), 196) == (14, 14)  # no axis holds channels: drawn flat
+    assert grid_shape((3, 4, 5), 60) == (1, 60)  # read as 5 channels, which cannot be drawn: flat
 
 
 def test_colour_images_tile_alike_with_channels_last_or_first(tmp_path):

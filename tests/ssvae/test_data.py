@@ -252,3 +252,9 @@ def test_translations_move_every_image_and_fill_with_zeros() -> None:
 def test_translations_refuse_what_cannot_be_shifted(shape, shift, message) -> None:
     with pytest.raises(InputDataError, match=message):
         translations(torch.zeros(2, 12), shape, shift)
+
+
+def test_translations_warn_of_channels_first_images() -> None:
+    # (3, 8, 8) would be shifted along its channels and rows, not its rows and columns.
+    with pytest.warns(InputDataWarning, match=r"image shape \(3, 8, 8\) looks channels-first"):
+        translations(torch.rand(2, 3 * 8 * 8), (3, 8, 8), 1)

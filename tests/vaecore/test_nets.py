@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
 from torch import nn
 
+from vaecore.errors import InputDataWarning
 from vaecore.nets import ConvNet, ImageView, apply_flat, finish_first_layer, first_layer_share, mlp
 
 
@@ -47,6 +49,14 @@ def test_image_view_puts_channels_first():
     assert out.shape == (2, 5, 3, 4)
     assert out[1, 2, 0, 3] == x[1, 0, 3, 2]
     assert ImageView((3, 4))(x[:, :, :, 0].reshape(2, -1)).shape == (2, 1, 3, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # channels last, or no channel axis: no warning
+        for shape in ((3, 4), (32, 32, 3), (3, 3, 3), (28, 28, 1), (3, 4, 5), (4, 30, 3)):
+            ImageView(shape)
+    for shape in ((3, 32, 32), (1, 28, 28)):  # torch's layout would be read as 32 or 28 channels
+        with pytest.warns(InputDataWarning, match=rf"image shape \({shape[0]}, {shape[1]}, {shape[2]}\) looks "
+                                                  rf"channels-first; it is read as {shape[0]} rows"):
+            ImageView(shape)
 
 
 @pytest.mark.parametrize("shape,flat", [((28, 28), 32 * 7 * 7), ((7, 9, 3), 32 * 2 * 3)])
