@@ -33,6 +33,7 @@ from ssvae.pixel_m2 import PixelM2
 from ssvae.presets import FitConfig, M1Settings, is_m2_setting, override, preset
 from vaecore.checkpoint import load_checkpoint
 from vaecore.errors import CheckpointError, InputDataError, integer_at_least
+from vaecore.nets import without_single_channel
 from vaecore.rundir import RunDir, config_from_dict, config_to_dict
 from vaecore.runtime import resolve_device, seed_everything
 from vaecore.schedules import LinearWarmup
@@ -361,7 +362,7 @@ def fit(
     if model == "m1" and any(is_m2_setting(key) for key in overrides):
         raise InputDataError(f"model 'm1' trains no M2, so {sorted(k for k in overrides if is_m2_setting(k))} would "
                              "be ignored; drop them (M1's own settings are m1.*)")
-    image_shape = tuple(x.shape[1:])
+    image_shape = without_single_channel(x.shape[1:])  # [N, 1, 28, 28], torch's layout, are 28 x 28 images
     config = override(preset(preset_name, model=model, n_labels=len(idx), n_total=len(xt), image_shape=image_shape),
                       **overrides)
     device = resolve_device(device)

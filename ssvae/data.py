@@ -27,7 +27,7 @@ from torch import Tensor
 
 from vaecore.datasets import REPO_DATA_DIR, fetch_member
 from vaecore.errors import InputDataError, integer_at_least
-from vaecore.nets import warn_if_channels_first
+from vaecore.nets import warn_if_channels_first, without_single_channel
 from vaecore.runtime import check_seed
 
 # Real MNIST digits for tests: ``balanced_subset`` (seed 0, one generator in turn) of 100
@@ -147,22 +147,23 @@ def _from_arrays(arrays: dict[str, np.ndarray], origin: str) -> ImageDataset:
     if has_valid and not ("x_valid" in arrays and "y_valid" in arrays):
         raise InputDataError(f"{origin}: x_valid and y_valid must be given together")
     names = ("train", "valid", "test") if has_valid else ("train", "test")
-    image_shape = tuple(arrays["x_train"].shape[1:])
-    if not image_shape:
+    stored_shape = tuple(arrays["x_train"].shape[1:])
+    if not stored_shape:
         raise InputDataError(f"{origin}: x_train must be [N, ...] images, got shape {arrays['x_train'].shape}")
     splits: dict[str, Split] = {}
     for name in names:
         x = as_pixels(arrays[f"x_{name}"], f"{origin}: x_{name}")
         y = _labels(arrays[f"y_{name}"], f"{origin}: y_{name}")
-        if tuple(x.shape[1:]) != image_shape:
-            raise InputDataError(f"{origin}: x_{name} images have shape {tuple(x.shape[1:])}, x_train has {image_shape}")
+        if tuple(x.shape[1:]) != stored_shape:
+            raise InputDataError(f"{origin}: x_{name} images have shape {tuple(x.shape[1:])}, x_train has {stored_shape}")
         if len(x) != len(y):
             raise InputDataError(f"{origin}: x_{name} has {len(x)} rows but y_{name} has {len(y)}")
         splits[name] = Split(torch.from_numpy(x.reshape(len(x), -1)), torch.from_numpy(y))
     n_classes = int(max(int(s.y.max()) if len(s) else -1 for s in splits.values())) + 1
     if n_classes < 1:
         raise InputDataError(f"{origin}: no labelled example in any split")
-    return ImageDataset(splits["train"], splits.get("valid"), splits["test"], image_shape, n_classes)
+    return ImageDataset(splits["train"], splits.get("valid"), splits["test"], without_single_channel(stored_shape),
+                        n_classes)
 
 
 def as_pixels(x: np.ndarray, what: str) -> np.ndarray:

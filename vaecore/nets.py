@@ -73,6 +73,20 @@ def mlp(
     return nn.Sequential(*layers)
 
 
+def without_single_channel(image_shape: Sequence[int]) -> tuple[int, ...]:
+    """``image_shape`` without a one-value channel axis: `(1, 28, 28)` and `(28, 28, 1)` -> `(28, 28)`.
+
+    The flat pixels are the same in either layout, so nothing moves; read as `(H, W)`,
+    convolutions and translations run along rows and columns whichever end held it.
+    """
+    shape = tuple(int(s) for s in image_shape)
+    if len(shape) == 3 and shape[0] == 1 and min(shape[1:]) > 1:
+        return shape[1:]
+    if len(shape) == 3 and shape[2] == 1:
+        return shape[:2]
+    return shape
+
+
 def looks_channels_first(image_shape: Sequence[int]) -> bool:
     """Whether a 3-D ``image_shape`` looks like `(channels, rows, columns)`, torch's layout.
 

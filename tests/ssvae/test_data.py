@@ -99,6 +99,13 @@ def test_npz_user_file_with_unlabelled_rows(tmp_path: Path) -> None:
     assert ds.train.x.shape == (6, 16)
     assert ds.train.y.tolist() == [0, 1, 2, -1, -1, 1]
     assert len(ds.train.labelled()) == 4
+    # A one-value channel axis, first (torch's layout) or last, holds the same 4 x 4 images:
+    # (1, 4, 4) was read as one row of 4 columns with 4 channels.
+    for axis in (1, 3):
+        arrays = {k: (np.expand_dims(v, axis) if k.startswith("x") else v) for k, v in _arrays().items()}
+        np.savez(tmp_path / "channel.npz", **arrays)
+        again = load_dataset(tmp_path / "channel.npz")
+        assert again.image_shape == (4, 4) and torch.equal(again.train.x, ds.train.x)
 
 
 def test_npz_uint8_is_scaled_and_roundtrips(tmp_path: Path) -> None:

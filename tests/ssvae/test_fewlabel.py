@@ -169,6 +169,10 @@ def test_convolutional_classifier_learns_and_reloads(fixture_data, tmp_path):
     with pytest.raises(InputDataError, match="needs inputs that are images"):
         ssvae.fit(ds.train.x, ds.train.y, model="m2", n_labels=100, preset_name="fast",  # flat rows
                   **{**TINY, "m2.classifier_channels": (4,), "train.epochs": 1})
+    # torch's [N, 1, 28, 28] are 28 x 28 images: they were read as one row of 28 columns with 28 channels.
+    torch_layout = ssvae.fit(ds.train.x.reshape(-1, 1, 28, 28), ds.train.y, model="m2", n_labels=100,
+                             preset_name="fast", **{**TINY, "m2.classifier_channels": (4,), "train.epochs": 1})
+    assert torch_layout.model.m2.config.image_shape == (28, 28)
 
 
 def test_label_shift_teaches_the_classifier_the_translated_labelled_digits(fixture_data):

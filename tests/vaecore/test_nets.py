@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from vaecore.errors import InputDataWarning
-from vaecore.nets import ConvNet, ImageView, apply_flat, finish_first_layer, first_layer_share, mlp
+from vaecore.nets import (ConvNet, ImageView, apply_flat, finish_first_layer, first_layer_share, mlp,
+                          without_single_channel)
 
 
 def test_mlp_layers_and_shapes() -> None:
@@ -41,6 +42,12 @@ def test_mlp_unknown_activation_is_named() -> None:
 def test_mlp_sizes_are_checked(args: tuple, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         mlp(*args)
+
+
+def test_a_single_channel_axis_is_dropped():
+    assert without_single_channel((1, 28, 28)) == (28, 28) == without_single_channel((28, 28, 1))
+    assert without_single_channel((28, 28, 3)) == (28, 28, 3) and without_single_channel((28, 28)) == (28, 28)
+    assert without_single_channel((1, 1, 5)) == (1, 1, 5)  # no image axes to keep: as it is
 
 
 def test_image_view_puts_channels_first():
