@@ -123,8 +123,8 @@ def _resume_checkpoint(resume: str) -> Path:
 def _resumed_config(config: VAERunConfig, checkpoint: Path) -> VAERunConfig:
     """The run's stored config with ``config``'s :data:`RUN_SETTINGS` and the :data:`EVAL_SETTINGS` it sets.
 
-    Without it a resume trained on with the defaults of every flag not repeated: another
-    dataset (``mnist``) if the architecture matched, say.
+    A resume used to train with the defaults of every flag it did not repeat (on ``mnist``
+    instead of the run's own data, had the architecture matched).
     """
     path = checkpoint.parent / "config.json"
     if not path.is_file():  # a bare checkpoint: the settings given are all there is
