@@ -30,6 +30,7 @@ from fewlabel import to_markdown
 from pipelines.fewlabel import FewLabelRunConfig, train_on_pseudo_labels
 from ssvae.api import load_classifier
 from ssvae.data import load_dataset
+from ssvae.fewlabel import MODEL_NAME
 from ssvae.labels import load_split
 from ssvae.selftrain import pseudo_labels
 from vaecore.errors import InputDataError
@@ -57,7 +58,8 @@ def replay(run_dir: Path, per_class: list[int], out: Path, *, device: torch.devi
             # Its checks (an M1 run, a count below 0) before any scoring.
             stage = replace(config, self_train=n, device=str(device), plots=False, progress=progress)
             if proba is None:
-                proba = load_classifier(run_dir, device=device).predict_proba(dataset.train.x)
+                # The run's own first model (a directory would give a self-trained run's last stage).
+                proba = load_classifier(run_dir / MODEL_NAME, device=device).predict_proba(dataset.train.x)
             pseudo_idx, pseudo_y = pseudo_labels(proba, n, exclude=idx)
             _, metrics = train_on_pseudo_labels(stage, dataset, idx, pseudo_idx, pseudo_y, first=first,
                                                 first_dir=run_dir, workdir=cell, device=device,

@@ -16,7 +16,8 @@ writes into ``--out``:
   the pseudo-labels with the preset for that label count; ``metrics.json`` and the plots
   are then the second model's. ``--self-train N1 N2`` adds a round: ``self_train/`` then
   holds its own ``pseudo_labels.csv`` (the second model's N2 surest) and ``self_train/``
-  (the third model), and so on; each stage directory has its ``metrics.json``;
+  (the third model), and so on; each stage directory has its ``metrics.json``, and
+  ``ssvae.load_classifier(DIR)`` loads the last stage's model;
 * ``samples.png`` (one column per class, the same z along each row), ``tsne.png``
   (t-SNE of the latent codes of test digits, coloured by class), ``reconstructions.png``
   and ``curves.png`` (training curves).
@@ -43,12 +44,11 @@ from ssvae.presets import MODELS, PRESETS, FitConfig, is_m2_setting, override, p
 from ssvae.data import ImageDataset, load_dataset
 from ssvae.fewlabel import TrainConfig
 from ssvae.labels import balanced_split, given_labels, load_split, save_split
-from ssvae.selftrain import labels_with, pseudo_labels
+from ssvae.selftrain import SELF_TRAIN_DIR, labels_with, pseudo_labels
 from vaecore.errors import InputDataError, integer_at_least
 from vaecore.rundir import RunDir, check_resume, config_from_dict, config_to_dict, write_json
 from vaecore.runtime import resolve_device, set_threads
 
-SELF_TRAIN_DIR = "self_train"  # --self-train's second stage, a run directory of its own
 STAGE1_METRICS = "stage1_metrics.json"
 PSEUDO_LABELS = "pseudo_labels.csv"
 

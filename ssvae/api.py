@@ -15,6 +15,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,9 @@ from ssvae.m1m2 import M1M2, active_dimensions
 from ssvae.m2_config import M2Config
 from ssvae.pixel_m2 import PixelM2
 from ssvae.presets import FitConfig, M1Settings, is_m2_setting, override, preset
+from ssvae.selftrain import SELF_TRAIN_DIR
 from vaecore.checkpoint import load_checkpoint
-from vaecore.errors import CheckpointError, InputDataError, integer_at_least
+from vaecore.errors import CheckpointError, InputDataError, InputDataWarning, integer_at_least
 from vaecore.nets import without_single_channel
 from vaecore.rundir import RunDir, config_from_dict, config_to_dict
 from vaecore.runtime import resolve_device, seed_everything
@@ -153,17 +155,39 @@ def build_model(spec: dict[str, Any]) -> nn.Module:
     raise InputDataError(f"cannot rebuild a model of kind {spec['kind']!r} from a checkpoint")
 
 
+def final_stage(directory: str | os.PathLike) -> Path:
+    """The directory of a run's final model: the deepest finished self-training stage.
+
+    A ``vaelab fewlabel --self-train`` run keeps each later model in a ``self_train/``
+    directory inside the previous one, and its ``metrics.json`` gives the last one's
+    figures; a stage has finished once its own ``metrics.json`` is written.
+
+    Warns:
+        InputDataWarning: A later stage has begun but not finished (its model is not used).
+    """
+    stage = Path(directory)
+    while (stage / SELF_TRAIN_DIR / "metrics.json").is_file():
+        stage = stage / SELF_TRAIN_DIR
+    if (stage / SELF_TRAIN_DIR).is_dir():
+        warnings.warn(f"{stage / SELF_TRAIN_DIR} has not finished (no metrics.json; resume the run to finish it): "
+                      f"using the model of {stage}", InputDataWarning, stacklevel=3)
+    return stage
+
+
 def load_classifier(path: str | os.PathLike, *, device: str | torch.device = "cpu",
                     bayes_samples: int | None = None) -> FewLabelClassifier:
     """Load the best model of a run (``DIR/model.safetensors`` or that file) as a classifier.
 
-    ``bayes_samples`` (see :class:`~ssvae.presets.FitConfig`) defaults to the run's own
-    setting, read from its ``FitConfig`` beside the file (``fit_config.json`` of a ``vaelab
-    fewlabel`` run, ``config.json`` of an ``ssvae.fit`` workdir), and to 0 without one.
+    For a run directory with self-training stages this is the final stage's model, whose
+    figures the run's ``metrics.json`` gives (see :func:`final_stage`); name a stage's
+    ``model.safetensors`` to load another. ``bayes_samples`` (see
+    :class:`~ssvae.presets.FitConfig`) defaults to the run's own setting, read from its
+    ``FitConfig`` beside the file (``fit_config.json`` of a ``vaelab fewlabel`` run,
+    ``config.json`` of an ``ssvae.fit`` workdir), and to 0 without one.
     """
     path = Path(path)
-    if path.is_dir():
-        path = path / MODEL_NAME
+    if path.is_dir():  # a self-trained run's own model.safetensors is its first stage's
+        path = final_stage(path) / MODEL_NAME
     if bayes_samples is None:
         bayes_samples = _stored_bayes_samples(path.parent)
     ckpt = load_checkpoint(path, device="cpu")

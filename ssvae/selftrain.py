@@ -17,6 +17,8 @@ from torch import Tensor
 
 from vaecore.errors import InputDataError
 
+SELF_TRAIN_DIR = "self_train"  # a self-training stage's run directory, inside the previous stage's
+
 
 def pseudo_labels(proba: Tensor | np.ndarray, per_class: int, *,
                   exclude: Tensor | None = None) -> tuple[Tensor, Tensor]:

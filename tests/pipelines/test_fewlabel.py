@@ -12,8 +12,9 @@ import torch
 
 from pipelines.cli import main
 from pipelines.fewlabel import FewLabelRunConfig
-from vaecore.errors import InputDataError
+from ssvae.api import load_classifier
 from ssvae.data import load_dataset
+from vaecore.errors import InputDataError, InputDataWarning
 
 
 TINY_M1 = ["--set", "m1.vae.hidden=(32,)", "--set", "m1.vae.z_dim=6", "--m1-epochs", "1",
@@ -240,6 +241,16 @@ def test_fewlabel_self_training_rounds_nest_and_resume_between_them(tmp_path):
     assert metrics["stage_test_errors"] == [m["test_error"] for m in stages] and metrics["self_train"] == [20, 30]
     assert metrics["train_seconds"] == pytest.approx(stages[0]["train_seconds"] + stages[1]["m2_seconds"]
                                                      + stages[2]["m2_seconds"])
+    # load_classifier(run) is the last stage's model, whose figures metrics.json gives (it loaded the first).
+    x = load_dataset("fixture").test.x[:20]
+    final = load_classifier(out).predict_proba(x)
+    assert np.array_equal(final, load_classifier(third / "model.safetensors").predict_proba(x))
+    assert not np.array_equal(final, load_classifier(out / "model.safetensors").predict_proba(x))
+    (third / "metrics.json").rename(third / "metrics.bak")  # as if the third stage had been cut short
+    with pytest.warns(InputDataWarning, match="has not finished"):
+        cut_short = load_classifier(out).predict_proba(x)
+    assert np.array_equal(cut_short, load_classifier(second / "model.safetensors").predict_proba(x))
+    (third / "metrics.bak").rename(third / "metrics.json")
     # Interrupted between the rounds: the second model is kept and labels again, as before.
     shutil.rmtree(third)
     (second / "pseudo_labels.csv").unlink()
