@@ -398,7 +398,8 @@ def save_model(model: MoleculeVAE, path: str | Path, **payload: object) -> Path:
 def model_from_checkpoint(ckpt: Checkpoint) -> MoleculeVAE:
     """Rebuild a model from a loaded checkpoint (weights on the checkpoint's device)."""
     if ckpt.extra.get("kind") != "chemvae.MoleculeVAE" or "vocab" not in ckpt.extra:
-        raise CheckpointError("not a chemvae model checkpoint (no vocabulary stored)")
+        raise CheckpointError("not a chemvae model checkpoint (no vocabulary stored; a model of vaelab chem "
+                              "train is meant)")
     config = config_from_dict(ChemVAEConfig, ckpt.config)
     model = MoleculeVAE(config, Vocabulary.from_dict(ckpt.extra["vocab"]))
     model.load_state_dict(ckpt.payload["model"])
@@ -424,5 +425,9 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> MoleculeVAE:
         if not found:
             raise CheckpointError(f"{path} holds no {MODEL_FILE} or {CHECKPOINT_FILE}")
         path = found[0]
-    model = model_from_checkpoint(load_checkpoint(path, device=resolve_device(device)))
+    checkpoint = load_checkpoint(path, device=resolve_device(device))
+    try:
+        model = model_from_checkpoint(checkpoint)
+    except CheckpointError as err:  # name the file: it may be another command's run
+        raise CheckpointError(f"{path}: {err}") from err
     return model.eval()

@@ -189,7 +189,10 @@ def stored_config(run_dir: str | os.PathLike) -> ChemTrainConfig:
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise InputDataError(f"{run_dir} is not a chem run directory (no config.json)")
-    return config_from_dict(ChemTrainConfig, json.loads(path.read_text()))
+    try:
+        return config_from_dict(ChemTrainConfig, json.loads(path.read_text()))
+    except (InputDataError, json.JSONDecodeError) as err:  # another command's run directory, say
+        raise InputDataError(f"{run_dir}: its config.json is not a chem train run's ({err})") from err
 
 
 def train(config: ChemTrainConfig, workdir: str | os.PathLike) -> dict[str, Any]:

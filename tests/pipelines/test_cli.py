@@ -85,3 +85,22 @@ def test_version_lists_vaelab_and_its_libraries(capsys) -> None:
     assert done.value.code == 0
     lines = dict(line.split(" ", 1) for line in capsys.readouterr().out.strip().splitlines())
     assert lines["vaelab"] == importlib.metadata.version("vaelab") and lines["torch"] == torch.__version__
+
+
+def test_another_commands_run_is_named_by_the_chemistry_commands(tmp_path, capsys) -> None:
+    # A few-label run's directory: chem train --resume raised the bare field list, chem eval and
+    # molopt said 'not a chemvae model checkpoint' without naming the file.
+    from pipelines.cli import main
+    from vaecore.checkpoint import save_checkpoint
+
+    (tmp_path / "config.json").write_text('{"labels": 100, "model": "m2", "self_train": []}')
+    save_checkpoint(tmp_path / "model.safetensors", {"model": {"w": torch.zeros(2)}}, {"kind": "m2"})
+    for args, message in (
+        (["chem", "train", "--resume", str(tmp_path)], f"{tmp_path}: its config.json is not a chem train run's"),
+        (["chem", "eval", str(tmp_path)], f"{tmp_path / 'model.safetensors'}: not a chemvae model checkpoint"),
+        (["molopt", "--model", str(tmp_path), "--out", str(tmp_path / "o")],
+         f"{tmp_path / 'model.safetensors'}: not a chemvae model checkpoint"),
+    ):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
