@@ -20,7 +20,7 @@ from torch.distributions import Distribution, kl_divergence
 from ssvae.train import fit_vae
 from vaecore.bounds import elbo, iwae_bound, log_marginal_likelihood
 from vaecore.checkpoint import load_checkpoint
-from vaecore.errors import InputDataError, integer_at_least
+from vaecore.errors import CheckpointError, InputDataError, integer_at_least
 from vaecore.likelihoods import check_feature_likelihood, make_likelihood
 from vaecore.nets import mlp
 from vaecore.posteriors import DiagonalGaussianHead, StandardNormalPrior
@@ -171,6 +171,10 @@ def load_vae(path: str | os.PathLike, *, device: torch.device | str = "cpu") -> 
     if os.path.isdir(path):
         path = os.path.join(path, "checkpoint.safetensors")
     ckpt = load_checkpoint(path, device="cpu")
-    model = VAE(config_from_dict(VAEConfig, ckpt.config))
+    try:
+        config = config_from_dict(VAEConfig, ckpt.config)
+    except InputDataError as err:  # a chem or few-label model: name the file and what it is not
+        raise CheckpointError(f"{path} is not an M1 VAE checkpoint of vaelab vae / fit_vae ({err})") from err
+    model = VAE(config)
     model.load_state_dict(ckpt.payload["model"])
     return model.to(resolve_device(device)).eval()

@@ -11,7 +11,8 @@ import torch
 from ssvae.data import fixed_binarize, load_dataset
 from ssvae.m1 import VAE, VAEConfig, fit_vae, load_vae
 from ssvae.train import evaluate_log_px, evaluate_terms, learning_rate
-from vaecore.errors import ConfigMismatchError, InputDataError, NonFiniteLossError
+from vaecore.datasets import REPO_DATA_DIR
+from vaecore.errors import CheckpointError, ConfigMismatchError, InputDataError, NonFiniteLossError
 from vaecore.rundir import RunDir
 
 SMALL = VAEConfig(z_dim=4, hidden=(32,))
@@ -131,6 +132,10 @@ def test_resume_matches_an_uninterrupted_run(tmp_path: Path, digits: torch.Tenso
     assert torch.allclose(reloaded.posterior_mean(x[:5].to(on)).cpu(), resumed_model.posterior_mean(x[:5]), atol=1e-5)
     with pytest.raises(InputDataError, match="unknown device 'tpu'"):
         load_vae(tmp_path / "run", device="tpu")
+    # The committed chem model: it raised VAEConfig's bare field lists, naming no file.
+    chem = REPO_DATA_DIR / "fixtures" / "chemvae_tiny" / "model.safetensors"
+    with pytest.raises(CheckpointError, match=f"{chem} is not an M1 VAE checkpoint of vaelab vae / fit_vae"):
+        load_vae(chem)
 
 
 def test_resume_refuses_another_architecture(tmp_path: Path, digits: torch.Tensor) -> None:
