@@ -165,7 +165,10 @@ def plot_best_so_far(result: Any, path: Path) -> None:
     calls = result.searched[result.searched["new"]]
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     ax.scatter(range(1, len(calls) + 1), calls["score"], s=6, alpha=0.35, color="gray", label="each call")
-    ax.plot(trace["oracle_calls"], trace["best_score"], color="C0", lw=2, label=f"best so far ({result.method})")
+    # A step: the best holds until a call beats it (a line drew rises between calls that never happened).
+    ax.step(trace["oracle_calls"], trace["best_score"], where="post", color="C0", lw=2,
+            label=f"best so far ({result.method})")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # calls are whole
     if math.isfinite(result.best_init_score):
         ax.axhline(result.best_init_score, color="C3", ls="--", lw=1, label="best initial molecule")
     ax.set_xlabel("objective calls (new molecules)")
