@@ -36,7 +36,7 @@ def save_training_curves(history: pd.DataFrame, path: str | os.PathLike) -> Path
             if column in history:
                 ax.plot(history["epoch"], history[column], marker="o", label=split)
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # whole epochs, even just one
         ax.set_ylabel(label)
         if ax.has_data():
             ax.legend()

@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.ticker import LogFormatter, MaxNLocator  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
@@ -81,6 +82,10 @@ def save_curves(history: pd.DataFrame, path: str | os.PathLike) -> Path:
     right.set_xlabel("epoch")
     right.set_ylabel("error (%)")
     right.set_yscale("log")
+    for axis in (right.yaxis.set_major_formatter, right.yaxis.set_minor_formatter):
+        axis(LogFormatter())  # 20, 30 instead of 2 x 10^1
+    for ax in (left, right):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # whole epochs, even just one
     right.legend()
     fig.tight_layout()
     path = Path(path)
