@@ -56,6 +56,9 @@ class M2Config:
         check_feature_likelihood(self.likelihood)  # "categorical" failed in M2's constructor
         for name in ("aux_dim", "context_dim"):  # 0: none
             integer_at_least(name, getattr(self, name), 0)
+        if not self.hidden:  # () was an IndexError in M2's constructor
+            raise InputDataError("M2Config.hidden needs at least one layer width: the Gaussian head of q(z|x,y) "
+                                 "(and those of the auxiliary a) sit on the last hidden layer")
         if any(c < 1 for c in self.classifier_channels):
             raise InputDataError(f"classifier_channels must be positive, got {self.classifier_channels}")
 

@@ -20,6 +20,13 @@ def test_config_names_a_zero_size(name: str) -> None:
         M2Config(**{name: 0})
 
 
+def test_config_needs_a_hidden_layer() -> None:
+    # () was an IndexError traceback from M2's constructor ('--set m2.hidden=()').
+    with pytest.raises(InputDataError, match="M2Config.hidden needs at least one layer width"):
+        M2Config(hidden=())
+    assert M2Config(hidden=(8,), classifier_hidden=()).classifier_hidden == ()  # a linear q(y|x) is fine
+
+
 @pytest.mark.parametrize(("image_shape", "context_dim", "ok"), [
     ((3, 4), 0, True),       # x_dim 12 pixels as a 3 x 4 image
     ((2, 3, 2), 0, True),    # channels last
