@@ -142,16 +142,27 @@ def fit_config_for(config: FewLabelRunConfig, *, n_labels: int, n_total: int,
     return override(fit, **{**_length_changes(config), **parse_settings(config.settings)})
 
 
+def _check_length_settings(config: FewLabelRunConfig) -> None:
+    """Refuse ``--epochs`` and the like beside a ``--set`` of the same setting to another value.
+
+    The ``--set`` was applied last, so ``--epochs 5 --set train.epochs=2`` trained 2 epochs
+    and ignored the flag without a word.
+    """
+    settings = parse_settings(config.settings)
+    for name, key in LENGTH_SETTINGS.items():
+        value = getattr(config, name)
+        if value is not None and key in settings and settings[key] != value:
+            raise InputDataError(f"--{name.replace('_', '-')} {value} and --set {key}={settings[key]} set the same "
+                                 "thing two ways; give one")
+
+
+# The command line's epochs and time budget, and the dotted settings they stand for.
+LENGTH_SETTINGS = {"epochs": "train.epochs", "m1_epochs": "m1.epochs", "time_budget_minutes": "train.time_budget_minutes"}
+
+
 def _length_changes(config: FewLabelRunConfig) -> dict[str, Any]:
     """The command line's epochs and time budget as dotted settings."""
-    changes: dict[str, Any] = {}
-    if config.epochs is not None:
-        changes["train.epochs"] = config.epochs
-    if config.m1_epochs is not None:
-        changes["m1.epochs"] = config.m1_epochs
-    if config.time_budget_minutes is not None:
-        changes["train.time_budget_minutes"] = config.time_budget_minutes
-    return changes
+    return {key: getattr(config, name) for name, key in LENGTH_SETTINGS.items() if getattr(config, name) is not None}
 
 
 def _labelled_indices(config: FewLabelRunConfig, dataset: ImageDataset) -> torch.Tensor:
@@ -317,6 +328,8 @@ def train_on_pseudo_labels(config: FewLabelRunConfig, dataset: ImageDataset, idx
 def run(config: FewLabelRunConfig, workdir: str | os.PathLike, *, resume: bool = False) -> dict[str, Any]:
     """Train, select on validation, evaluate, plot; returns what ``metrics.json`` holds."""
     began = time.perf_counter()
+    if not resume:  # a resume's new --epochs rightly replaces a stored --set train.epochs
+        _check_length_settings(config)
     device = resolve_device(config.device)
     dataset = load_dataset(config.data)
     idx = _labelled_indices(config, dataset)

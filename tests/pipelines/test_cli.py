@@ -65,6 +65,9 @@ def test_chemistry_command_without_rdkit_names_the_package(args: tuple[str, ...]
      "grad_clip must be a finite number > 0, got -1.0"),
     (["fewlabel", "--data", "fixture", "--set", "train.grad_clip=-1", "--out", "{empty}/o"],
      "grad_clip must be a finite number > 0, got -1"),
+    # The --set was applied last: 2 epochs trained, and --epochs 5 was ignored without a word.
+    (["fewlabel", "--data", "fixture", "--epochs", "5", "--set", "train.epochs=2", "--out", "{empty}/o"],
+     "--epochs 5 and --set train.epochs=2 set the same thing two ways; give one"),
 ])
 def test_a_bad_invocation_is_one_line_naming_what_is_wrong(tmp_path, capsys, args, message) -> None:
     from pipelines.cli import main
