@@ -40,7 +40,7 @@ from typing import Any
 import torch
 
 from ssvae.api import FewLabelClassifier, fit_data, split_data
-from ssvae.presets import MODELS, PRESETS, FitConfig, is_m2_setting, override, preset
+from ssvae.presets import MODELS, PRESETS, FitConfig, check_settings_keys, is_m2_setting, override, preset
 from ssvae.data import ImageDataset, load_dataset
 from ssvae.fewlabel import TrainConfig
 from ssvae.labels import balanced_split, given_labels, load_split, save_split
@@ -105,6 +105,7 @@ class FewLabelRunConfig:
             raise InputDataError(f"epochs must be >= 1 for model {self.model!r}: 0 trains no M2 to keep and score")
         if isinstance(self.self_train, int):  # one round, as configs before rounds stored it
             object.__setattr__(self, "self_train", (self.self_train,) if self.self_train else ())
+        check_settings_keys(parse_settings(self.settings))
         if self.model == "m1":  # M1's classifier is fitted once: M2's settings would be ignored
             ignored = [f"--{flag} {value}" for flag, value in (("epochs", self.epochs),
                                                               ("time-budget-minutes", self.time_budget_minutes))

@@ -31,7 +31,7 @@ from ssvae.m1 import VAE, VAEConfig, fit_vae, load_vae
 from ssvae.m1m2 import M1M2, active_dimensions
 from ssvae.m2_config import M2Config
 from ssvae.pixel_m2 import PixelM2
-from ssvae.presets import FitConfig, M1Settings, is_m2_setting, override, preset
+from ssvae.presets import FitConfig, M1Settings, check_settings_keys, is_m2_setting, override, preset
 from ssvae.selftrain import SELF_TRAIN_DIR
 from vaecore.checkpoint import load_checkpoint
 from vaecore.errors import CheckpointError, InputDataError, InputDataWarning, integer_at_least
@@ -383,6 +383,7 @@ def fit(
     n_classes = int(yt.max()) + 1 if yt.numel() else 0
     idx = (balanced_split(yt, n_labels, n_classes=n_classes, seed=seed) if n_labels is not None
            else given_labels(yt, n_classes=n_classes))
+    check_settings_keys(overrides)
     if model == "m1" and any(is_m2_setting(key) for key in overrides):
         raise InputDataError(f"model 'm1' trains no M2, so {sorted(k for k in overrides if is_m2_setting(k))} would "
                              "be ignored; drop them (M1's own settings are m1.*)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field, replace
+from collections.abc import Iterable
 from typing import Any
 
 from ssvae.fewlabel import TrainConfig
@@ -86,6 +87,21 @@ def is_m2_setting(key: str) -> bool:
     """Whether a dotted setting (``"train.lr"``, or ``"train.lr=0.01"`` as ``--set`` gives it)
     configures M2 or its training: ``train.*`` and ``m2.*``, which model ``m1`` has no use for."""
     return key.split(".", 1)[0] in ("train", "m2")
+
+
+# Sizes the data decide (and M1+M2 its M2's own): a setting of them was ignored without a word.
+DATA_SETTINGS = ("m1.vae.x_dim", "m2.x_dim", "m2.n_classes", "m2.image_shape", "m2.context_dim")
+
+
+def check_settings_keys(keys: Iterable[str]) -> None:
+    """Refuse dotted settings of :data:`DATA_SETTINGS` (``--set m2.n_classes=5``, say).
+
+    Raises:
+        InputDataError: Naming them.
+    """
+    if fixed := sorted(key for key in keys if key in DATA_SETTINGS):
+        raise InputDataError(f"{', '.join(fixed)} come from the data (the images' size and the labels' classes), "
+                             "whatever a setting says; drop them")
 
 
 def preset(name: str, *, model: str = "m1m2", n_labels: int = 100, n_total: int = 50_000,

@@ -68,6 +68,8 @@ def test_chemistry_command_without_rdkit_names_the_package(args: tuple[str, ...]
     # The --set was applied last: 2 epochs trained, and --epochs 5 was ignored without a word.
     (["fewlabel", "--data", "fixture", "--epochs", "5", "--set", "train.epochs=2", "--out", "{empty}/o"],
      "--epochs 5 and --set train.epochs=2 set the same thing two ways; give one"),
+    (["fewlabel", "--data", "fixture", "--set", "m2.n_classes=5", "--out", "{empty}/o"],
+     "m2.n_classes come from the data (the images' size and the labels' classes), whatever a setting says"),
 ])
 def test_a_bad_invocation_is_one_line_naming_what_is_wrong(tmp_path, capsys, args, message) -> None:
     from pipelines.cli import main

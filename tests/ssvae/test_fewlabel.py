@@ -217,6 +217,8 @@ def test_fit_api_m1m2_and_bad_inputs(fixture_data):
         ssvae.fit(ds.train.x, ds.train.y, n_labels=25)
     with pytest.raises(InputDataError, match="unknown setting"):
         ssvae.fit(ds.train.x, ds.train.y, n_labels=20, **{"train.nonsense": 1})
+    with pytest.raises(InputDataError, match="m2.x_dim come from the data"):  # ignored without a word
+        ssvae.fit(ds.train.x, ds.train.y, n_labels=20, **{"m2.x_dim": 10})
     with pytest.raises(InputDataError, match=r"x values must lie in \[0, 1\] \(or be uint8\), got range \[0, 2\.9"):
         clf.predict(ds.test.x[:2] * 3)
     assert np.array_equal(clf.predict((ds.test.x[:20] * 255).round().to(torch.uint8)),  # uint8: scaled by 1/255

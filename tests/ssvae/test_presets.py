@@ -4,7 +4,7 @@ import pytest
 
 from ssvae.m1 import VAEConfig
 from ssvae.m2_config import M2Config
-from ssvae.presets import M1Settings, preset
+from ssvae.presets import M1Settings, check_settings_keys, preset
 from vaecore.errors import InputDataError
 
 
@@ -66,3 +66,10 @@ def test_a_sequence_likelihood_is_refused_for_images(config):
     # "categorical" needs a pad index: the models' constructors failed with a TypeError.
     with pytest.raises(InputDataError, match=r"likelihood must be one of \('bernoulli', 'gaussian'\)"):
         config(likelihood="categorical")
+
+
+def test_settings_of_what_the_data_decide_are_refused():
+    # '--set m2.n_classes=5' and the like trained on without a word: the data set them.
+    with pytest.raises(InputDataError, match=r"m1.vae.x_dim, m2.n_classes come from the data"):
+        check_settings_keys(["train.lr", "m2.n_classes", "m1.vae.x_dim"])
+    check_settings_keys(["train.lr", "m2.hidden", "m1.vae.z_dim"])  # the model's own sizes are settings
