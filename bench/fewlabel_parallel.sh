@@ -36,6 +36,8 @@ fi
 echo "smoke ok at $(el)s"
 M1_SET=(--set m1.lr_decay=0.97)
 M2_ARGS=(); for KV in ${M2_SET:-}; do M2_ARGS+=(--set "$KV"); done  # extra M1+M2 settings, space-separated
+# The time budget ends phase B; an M2_SET train.epochs stands in for --epochs (both are refused).
+M2_EPOCHS=(--epochs 1000); for KV in ${M2_SET:-}; do [[ $KV == train.epochs=* ]] && M2_EPOCHS=(); done
 [ -n "${SELF_TRAIN:-}" ] && M2_ARGS+=(--self-train $SELF_TRAIN)  # unquoted: "4000 4500" is two rounds
 declare -A PIDS
 for S in $SEEDS; do
@@ -57,7 +59,7 @@ for S in $SEEDS; do
   for L in $LABELS; do
     BUDGET=$(awk -v m="$M1_SECONDS" -v t="$T_END" -v e="$(el)" 'BEGIN { printf "%.2f", (m + t - e) / 60 }')
     PLOTS=(--no-plots); [ "$L" = 100 ] && PLOTS=(--tsne-points 1000)
-    $PY -m pipelines.cli fewlabel --data "$DATA" --model m1m2 --labels "$L" --seed "$S" --epochs 1000 \
+    $PY -m pipelines.cli fewlabel --data "$DATA" --model m1m2 --labels "$L" --seed "$S" "${M2_EPOCHS[@]}" \
         --set "m1.checkpoint='$M1'" "${M2_ARGS[@]}" --time-budget-minutes "$BUDGET" --device "$DEV" --threads 1 \
         "${PLOTS[@]}" --no-progress --out "$B/runs/m1m2_${L}_s$S" > "$B/logs/m1m2_${L}_s$S.log" 2>&1 &
   done
