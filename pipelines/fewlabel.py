@@ -132,7 +132,10 @@ def parse_settings(settings: tuple[str, ...]) -> dict[str, Any]:
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError):
             value = text  # a bare word: a string setting such as weighting=paper
-        out[key.strip()] = tuple(value) if isinstance(value, list) else value
+        key, value = key.strip(), tuple(value) if isinstance(value, list) else value
+        if key in out and out[key] != value:  # the last one won without a word
+            raise InputDataError(f"{key} is set twice, to {out[key]!r} and {value!r}; give it once")
+        out[key] = value
     return out
 
 

@@ -70,6 +70,8 @@ def test_chemistry_command_without_rdkit_names_the_package(args: tuple[str, ...]
      "--epochs 5 and --set train.epochs=2 set the same thing two ways; give one"),
     (["fewlabel", "--data", "fixture", "--set", "m2.n_classes=5", "--out", "{empty}/o"],
      "m2.n_classes come from the data (the images' size and the labels' classes), whatever a setting says"),
+    (["fewlabel", "--data", "fixture", "--set", "train.epochs=2", "--set", "train.epochs=3", "--out", "{empty}/o"],
+     "train.epochs is set twice, to 2 and 3; give it once"),  # the last one won without a word
 ])
 def test_a_bad_invocation_is_one_line_naming_what_is_wrong(tmp_path, capsys, args, message) -> None:
     from pipelines.cli import main
