@@ -146,6 +146,10 @@ def fit_config_for(config: FewLabelRunConfig, *, n_labels: int, n_total: int,
     return override(fit, **{**_length_changes(config), **parse_settings(config.settings)})
 
 
+# The command line's epochs and time budget, and the dotted settings they stand for.
+LENGTH_SETTINGS = {"epochs": "train.epochs", "m1_epochs": "m1.epochs", "time_budget_minutes": "train.time_budget_minutes"}
+
+
 def _check_length_settings(config: FewLabelRunConfig) -> None:
     """Refuse ``--epochs`` and the like beside a ``--set`` of the same setting to another value.
 
@@ -158,10 +162,6 @@ def _check_length_settings(config: FewLabelRunConfig) -> None:
         if value is not None and key in settings and settings[key] != value:
             raise InputDataError(f"--{name.replace('_', '-')} {value} and --set {key}={settings[key]} set the same "
                                  "thing two ways; give one")
-
-
-# The command line's epochs and time budget, and the dotted settings they stand for.
-LENGTH_SETTINGS = {"epochs": "train.epochs", "m1_epochs": "m1.epochs", "time_budget_minutes": "train.time_budget_minutes"}
 
 
 def _length_changes(config: FewLabelRunConfig) -> dict[str, Any]:
