@@ -73,7 +73,7 @@ def main() -> None:
         # Built (and so checked) before training: '--n-samples 0' was refused only after every epoch.
         eval_config = ChemEvalConfig(run_dir=args.out, n_samples=args.n_samples, n_recon=args.n_recon,
                                      sample_method=args.sample_method, compute_fcd=not args.no_fcd,
-                                     n_jobs=args.n_jobs, device=args.device)
+                                     n_jobs=args.n_jobs, device=args.device, progress=not args.no_progress)
         trained = train(config, args.out)
         evaluated = evaluate(eval_config)
     except VaelabError as err:  # bad data or settings: one line, as vaelab chem train gives it

@@ -112,6 +112,7 @@ class ChemEvalConfig:
         compute_fcd: Compute the Fréchet ChemNet distance.
         batch_size: Molecules per encode/decode pass.
         grid_size: Valid samples drawn in ``prior_samples.png``.
+        progress: Show which stage the evaluation is in (a bar of its stages, on stderr).
     """
 
     run_dir: str
@@ -125,6 +126,7 @@ class ChemEvalConfig:
     n_jobs: int = -1
     seed: int = 0
     device: str = "auto"
+    progress: bool = True
 
     def __post_init__(self) -> None:
         # Checked before the model is loaded; an empty sample would fail later inside a metric.
@@ -313,7 +315,7 @@ def _eval_main(args: argparse.Namespace) -> None:
     config = ChemEvalConfig(run_dir=args.run_dir, n_samples=args.n_samples, n_recon=args.n_recon,
                             sample_method=args.sample_method, temperature=args.temperature,
                             compute_fcd=not args.no_fcd, batch_size=args.batch_size, n_jobs=args.n_jobs,
-                            seed=args.seed, device=args.device)
+                            seed=args.seed, device=args.device, progress=not args.no_progress)
     result = run(config, args.out or args.run_dir)
     keys = ("recon_accuracy", "validity", "unique@10k", "novelty", "FCD/Test", "decoded_molecules_per_s")
     print(pd.DataFrame([{k: result.get(k) for k in keys}]).to_string(index=False))
@@ -375,5 +377,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="auto")
     e.add_argument("--out", default=None, help="where to write (default: DIR)")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.set_defaults(func=_eval_main)
     return p

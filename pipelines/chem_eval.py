@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from chemvae.model import load
 from chemvae.train import reconstruct
@@ -86,9 +87,14 @@ def evaluate(config: ChemEvalConfig, workdir: str | os.PathLike | None = None) -
     test = splits.test
     if config.n_recon is not None and config.n_recon < len(test):
         test = [test[i] for i in rng.choice(len(test), config.n_recon, replace=False)]
+    # Minutes on a CPU with MOSES and FCD, and nothing printed until the end: say which stage runs.
+    stages = tqdm(total=5, desc="chem eval", unit="stage", disable=not config.progress)
+    stages.set_postfix_str(f"reconstructing {len(test)} test molecules")
     inputs, decoded = reconstruct(model, test, batch_size=config.batch_size)
     recon = reconstruction_accuracy(inputs, decoded) if inputs else math.nan
 
+    stages.update()
+    stages.set_postfix_str(f"decoding {config.n_samples} prior samples")
     generator = torch.Generator(device=device).manual_seed(config.seed)
     start = time.perf_counter()
     samples = model.sample(config.n_samples, method=config.sample_method, temperature=config.temperature,
@@ -96,6 +102,8 @@ def evaluate(config: ChemEvalConfig, workdir: str | os.PathLike | None = None) -
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     decode_seconds = time.perf_counter() - start
+    stages.update()
+    stages.set_postfix_str("reference statistics (cached after the first run)")
     reference = _canonical_reference(train_config.data, splits.reference, config.n_jobs)
     # The test sets' statistics (176k molecules each for MOSES) are computed once per machine.
     # An empty test split (a small CSV) has no statistics: its metrics are NaN, not an error.
@@ -103,9 +111,13 @@ def evaluate(config: ChemEvalConfig, workdir: str | os.PathLike | None = None) -
                   cached_reference_stats(ref, cache_dir=cache_dir() / "chemvae-reference", device=str(device),
                                          compute_fcd=config.compute_fcd, n_jobs=config.n_jobs)
                   for ref in (splits.test, splits.test_scaffolds)]
+    stages.update()
+    stages.set_postfix_str("generation metrics" + (" and FCD" if config.compute_fcd else ""))
     generation = generation_metrics(samples, train=reference, train_is_canonical=True, test=test_stats[0],
                                     test_scaffolds=test_stats[1], compute_fcd=config.compute_fcd,
                                     device=str(device), n_jobs=config.n_jobs)
+    stages.update()
+    stages.set_postfix_str("the samples' properties and plots")
     out.mkdir(parents=True, exist_ok=True)
     properties = compute_properties(samples, n_jobs=config.n_jobs)
     properties.to_csv(out / "samples.csv", index=False)
@@ -114,6 +126,8 @@ def evaluate(config: ChemEvalConfig, workdir: str | os.PathLike | None = None) -
                                out / "prior_samples.png")
     distances = _property_distances(properties, splits.test, out / "properties.png", seed=config.seed,
                                     n_jobs=config.n_jobs)
+    stages.update()
+    stages.close()
     result = {
         "recon_accuracy": recon,
         "n_recon": len(inputs),

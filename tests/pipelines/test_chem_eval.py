@@ -16,9 +16,11 @@ pytestmark = pytest.mark.usefixtures("private_data_cache")
 
 
 @pytest.mark.filterwarnings("ignore::vaecore.errors.InputDataWarning")  # few valid samples: expected
-def test_eval_of_the_fixture_model(tmp_path):
-    config = ChemEvalConfig(run_dir=str(FIXTURE_MODEL), n_samples=60, n_recon=20, compute_fcd=False, device="cpu")
+def test_eval_of_the_fixture_model(tmp_path, capsys):
+    config = ChemEvalConfig(run_dir=str(FIXTURE_MODEL), n_samples=60, n_recon=20, compute_fcd=False, device="cpu",
+                            progress=False)
     result = run(config, tmp_path)
+    assert "chem eval" not in capsys.readouterr().err  # no stage bar
     stored = json.loads((tmp_path / "eval.json").read_text())
     for key in ("recon_accuracy", "validity", "unique@10k", "novelty", "SNN/Test", "decoded_molecules_per_s"):
         assert key in stored
@@ -55,4 +57,6 @@ def test_eval_of_a_run_without_test_molecules(tmp_path, capsys):
                  "--device", "cpu"]) == 0
     stored = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert stored["n_recon"] == 0 and stored["recon_accuracy"] is None and stored["SNN/Test"] is None
-    assert 0 <= stored["validity"] <= 1 and "properties.png" not in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert 0 <= stored["validity"] <= 1 and "properties.png" not in out
+    assert "chem eval: 100%" in err and "5/5" in err  # the stage bar ran through its five stages
