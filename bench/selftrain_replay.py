@@ -59,7 +59,8 @@ def replay(run_dir: Path, per_class: list[int], out: Path, *, device: torch.devi
             stage = replace(config, self_train=n, device=str(device), plots=False, progress=progress)
             if proba is None:
                 # The run's own first model (a directory would give a self-trained run's last stage).
-                proba = load_classifier(run_dir / MODEL_NAME, device=device).predict_proba(dataset.train.x)
+                proba = load_classifier(run_dir / MODEL_NAME, device=device).predict_proba(dataset.train.x,
+                                                                                          progress=progress)
             pseudo_idx, pseudo_y = pseudo_labels(proba, n, exclude=idx)
             _, metrics = train_on_pseudo_labels(stage, dataset, idx, pseudo_idx, pseudo_y, first=first,
                                                 first_dir=run_dir, workdir=cell, device=device,

@@ -276,7 +276,8 @@ def _self_train(config: FewLabelRunConfig, dataset: ImageDataset, idx: torch.Ten
         if r == begun:
             pseudo_idx, pseudo_y = load_split(dirs[r - 1] / PSEUDO_LABELS)
         else:
-            pseudo_idx, pseudo_y = pseudo_labels(clf.predict_proba(dataset.train.x), n, exclude=idx)
+            proba = clf.predict_proba(dataset.train.x, progress=config.progress)
+            pseudo_idx, pseudo_y = pseudo_labels(proba, n, exclude=idx)
             save_split(dirs[r - 1] / PSEUDO_LABELS, pseudo_idx, pseudo_y)
         clf, metrics = train_on_pseudo_labels(config, dataset, idx, pseudo_idx, pseudo_y, first=first,
                                               first_dir=workdir, workdir=dirs[r], device=device,

@@ -189,7 +189,7 @@ def test_label_shift_teaches_the_classifier_the_translated_labelled_digits(fixtu
     assert errors[1] < errors[0] - 0.1, errors  # measured: 0.25 against 0.47
 
 
-def test_fit_api_m1m2_and_bad_inputs(fixture_data):
+def test_fit_api_m1m2_and_bad_inputs(fixture_data, capsys):
     ds, _ = fixture_data
     settings = {"m1.epochs": 1, "m1.vae": ssvae.VAEConfig(z_dim=6, hidden=(32,)), "train.epochs": 1,
                 **{k: v for k, v in TINY.items() if k.startswith("train.")}, "m2.hidden": (16,), "m2.z_dim": 4}
@@ -200,6 +200,9 @@ def test_fit_api_m1m2_and_bad_inputs(fixture_data):
     # Below 600 labels the preset predicts by Bayes' rule: q(y|z1) times p(y|z1).
     assert clf.bayes_samples == 64
     proba = clf.predict_proba(ds.test.x[:50])
+    capsys.readouterr()
+    assert np.array_equal(clf.predict_proba(ds.test.x[:50], progress=True), proba)  # the bar changes nothing
+    assert "scoring images" in capsys.readouterr().err
     assert proba.shape == (50, 10) and np.allclose(proba.sum(1), 1, atol=1e-5)
     state = torch.get_rng_state()
     assert np.array_equal(clf.predict_proba(ds.test.x[:50]), proba)  # the bounds' draws are seeded...
