@@ -34,7 +34,7 @@ from ssvae.fewlabel import MODEL_NAME
 from ssvae.labels import load_split
 from ssvae.selftrain import pseudo_labels
 from vaecore.errors import InputDataError
-from vaecore.rundir import config_from_dict, write_json
+from vaecore.rundir import read_run_config, write_json
 from vaecore.runtime import resolve_device, set_threads
 
 
@@ -45,7 +45,7 @@ def replay(run_dir: Path, per_class: list[int], out: Path, *, device: torch.devi
     # A self-trained run's model.safetensors and labels.csv are its first model's.
     first_file = run_dir / "stage1_metrics.json"
     first = json.loads((first_file if first_file.is_file() else run_dir / "metrics.json").read_text(encoding="utf-8"))
-    config = config_from_dict(FewLabelRunConfig, json.loads((run_dir / "config.json").read_text(encoding="utf-8")))
+    config = read_run_config(FewLabelRunConfig, run_dir / "config.json", command="fewlabel", source=str(run_dir))
     dataset = load_dataset(config.data)
     idx, _ = load_split(run_dir / "labels.csv")
     proba = None  # scored once, and only if some cell is not finished

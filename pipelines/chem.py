@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import os
 import time
@@ -43,7 +42,7 @@ from chemvae.tokens import REPRESENTATIONS, Tokenizer, Vocabulary
 from chemvae.train import fit, load_training_state
 from vaecore.datasets import cache_dir
 from vaecore.errors import InputDataError, finite_at_least, integer_at_least
-from vaecore.rundir import RunDir, check_resume, config_from_dict
+from vaecore.rundir import RunDir, check_resume, read_run_config
 from vaecore.runtime import flush_denormals, interruptible, resolve_device, seed_everything
 from vaecore.schedules import make_schedule
 
@@ -191,10 +190,7 @@ def stored_config(run_dir: str | os.PathLike) -> ChemTrainConfig:
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise InputDataError(f"{run_dir} is not a chem run directory (no config.json)")
-    try:
-        return config_from_dict(ChemTrainConfig, json.loads(path.read_text()))
-    except (InputDataError, json.JSONDecodeError) as err:  # another command's run directory, say
-        raise InputDataError(f"{run_dir}: its config.json is not a chem train run's ({err})") from err
+    return read_run_config(ChemTrainConfig, path, command="chem train", source=str(run_dir))
 
 
 def train(config: ChemTrainConfig, workdir: str | os.PathLike) -> dict[str, Any]:

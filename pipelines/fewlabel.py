@@ -46,7 +46,7 @@ from ssvae.fewlabel import TrainConfig
 from ssvae.labels import balanced_split, given_labels, load_split, save_split
 from ssvae.selftrain import SELF_TRAIN_DIR, labels_with, pseudo_labels
 from vaecore.errors import InputDataError, integer_at_least
-from vaecore.rundir import RunDir, check_resume, config_from_dict, config_to_dict, write_json
+from vaecore.rundir import RunDir, check_resume, config_from_dict, config_to_dict, read_run_config, write_json
 from vaecore.runtime import resolve_device, set_threads
 
 STAGE1_METRICS = "stage1_metrics.json"
@@ -358,12 +358,8 @@ def _from_args(args: argparse.Namespace) -> tuple[FewLabelRunConfig, Path, bool]
         directory = Path(args.resume).expanduser()
         if not (directory / "config.json").is_file():
             raise InputDataError(f"--resume {args.resume}: no config.json there (not a fewlabel run directory)")
-        with open(directory / "config.json", encoding="utf-8") as fh:
-            stored = json.load(fh)
-        try:
-            config = config_from_dict(FewLabelRunConfig, stored)
-        except InputDataError as err:  # another command's run directory, say
-            raise InputDataError(f"--resume {args.resume}: its config.json is not a fewlabel run's ({err})") from err
+        config = read_run_config(FewLabelRunConfig, directory / "config.json", command="fewlabel",
+                                 source=f"--resume {args.resume}")
         # A resumed run keeps its settings; only how long it runs and where may change. Any
         # other flag set otherwise than the run's own would be ignored: refuse it instead.
         defaults = vars(add_parser(argparse.ArgumentParser().add_subparsers()).parse_args([]))

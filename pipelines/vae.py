@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from ssvae.data import fixed_binarize, load_dataset
 from ssvae.m1 import OBJECTIVES, VAE, VAEConfig
 from ssvae.train import BINARIZE_MODES, CHECKPOINT_NAME, LR_SCHEDULES, evaluate_log_px, evaluate_terms, fit_vae
 from vaecore.errors import InputDataError, finite_at_least, integer_at_least
-from vaecore.rundir import RunDir, check_resume, config_from_dict
+from vaecore.rundir import RunDir, check_resume, read_run_config
 from vaecore.runtime import resolve_device, seed_everything
 
 N_GRID = 100  # prior samples in samples.png
@@ -129,10 +128,7 @@ def _resumed_config(config: VAERunConfig, checkpoint: Path) -> VAERunConfig:
     path = checkpoint.parent / "config.json"
     if not path.is_file():  # a bare checkpoint: the settings given are all there is
         return config
-    try:
-        stored = config_from_dict(VAERunConfig, json.loads(path.read_text()))
-    except (InputDataError, json.JSONDecodeError) as err:  # another command's run directory, say
-        raise InputDataError(f"--resume {config.resume}: {path} is not a vae run's config ({err})") from err
+    stored = read_run_config(VAERunConfig, path, command="vae", source=f"--resume {config.resume}")
     default = VAERunConfig()
     check_resume(config, stored, default, keep=RUN_SETTINGS + EVAL_SETTINGS, resume=config.resume)
     changes = {name: getattr(config, name) for name in RUN_SETTINGS}

@@ -127,6 +127,26 @@ def config_from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
     return cls(**kwargs)
 
 
+def read_run_config(cls: type[C], path: str | os.PathLike, *, command: str, source: str) -> C:
+    """The ``cls`` config stored in a run's ``config.json`` at ``path``.
+
+    Args:
+        cls: The run config's dataclass.
+        path: The ``config.json`` file (its existence is the caller's to check: what its
+            absence means differs by command).
+        command: The command whose runs store ``cls``, for the message (``"chem train"``).
+        source: What the user named, for the message (``"--resume DIR"``).
+
+    Raises:
+        InputDataError: The file is not JSON, or not a ``cls`` (another command's run,
+            a hand-edited value of the wrong type), naming ``source`` and ``command``.
+    """
+    try:
+        return config_from_dict(cls, json.loads(Path(path).read_text(encoding="utf-8")))
+    except (InputDataError, json.JSONDecodeError, UnicodeDecodeError) as err:  # another command's run, say
+        raise InputDataError(f"{source}: its config.json is not a {command} run's ({err})") from err
+
+
 def resume_conflicts(given: Any, stored: Any, baseline: Any, *, keep: Collection[str] = ()) -> list[str]:
     """The settings a resumed run would ignore: set in ``given`` away from ``baseline``, unlike ``stored``.
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from vaecore.errors import InputDataError
-from vaecore.rundir import (RunDir, check_field_value, check_resume, config_from_dict, config_to_dict, resume_conflicts,
-                            write_json)
+from vaecore.rundir import (RunDir, check_field_value, check_resume, config_from_dict, config_to_dict, read_run_config,
+                            resume_conflicts, write_json)
 
 
 @dataclass(frozen=True)
@@ -146,3 +146,16 @@ def test_resume_keeps_history_and_truncates(tmp_path: Path) -> None:
 def test_write_json_is_sorted_and_handles_paths(tmp_path: Path) -> None:
     path = write_json(tmp_path / "sub" / "x.json", {"b": Path("p"), "a": 1})
     assert path.read_text() == '{\n  "a": 1,\n  "b": "p"\n}\n'
+
+
+def test_read_run_config_names_what_is_not_a_runs_config(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    write_json(path, config_to_dict(RunConfig(name="a")))
+    assert read_run_config(RunConfig, path, command="demo", source="--resume d") == RunConfig(name="a")
+    # Damaged JSON (fewlabel's resume raised the bare JSONDecodeError) and another class's config.
+    path.write_text("{bad")
+    with pytest.raises(InputDataError, match=r"--resume d: its config.json is not a demo run's \(Expecting property"):
+        read_run_config(RunConfig, path, command="demo", source="--resume d")
+    write_json(path, {"lr": 0.1, "epochs": 3})
+    with pytest.raises(InputDataError, match=r"its config.json is not a demo run's \(unknown RunConfig field"):
+        read_run_config(RunConfig, path, command="demo", source="--resume d")
