@@ -31,6 +31,10 @@ class ConfigMismatchError(CheckpointError, ValueError):
     """A checkpoint whose stored config differs from the model it is loaded into."""
 
 
+class ObjectiveError(VaelabError, RuntimeError):
+    """A user's objective that gave no score for any of the first molecules it was called on."""
+
+
 class NonFiniteLossError(VaelabError, FloatingPointError):
     """Training produced a NaN or infinite loss; the message names the step."""
 

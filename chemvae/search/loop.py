@@ -145,6 +145,9 @@ def optimize(
     Raises:
         InputDataError: Unknown method, bad sizes, ``gradient`` with an objective the
             property head cannot predict, or a journal of another objective.
+        ObjectiveError: The objective gave no score for any of the first molecules it was
+            called on (:data:`~chemvae.search.oracle.GIVE_UP_AFTER`); a warning names the
+            first exception of an objective that raised for some molecules only.
     """
     if method not in METHODS:
         raise InputDataError(f"unknown search method {method!r}; choose from {METHODS}")
@@ -238,6 +241,9 @@ def _run(model: nn.Module, objective: Any, *, method: str, budget: int, batch_si
                 break
     finally:
         bar.close()
+    if oracle.first_exception is not None:  # counted failures alone would hide what went wrong
+        warnings.warn(f"the objective raised for {oracle.failures['exception']} molecule(s); the first time "
+                      f"{oracle.exception_note()}", SearchWarning, stacklevel=3)
 
     history = history_frame(recorder.rows)
     latents = torch.cat(recorder.latents) if recorder.latents else torch.zeros(0, loc.shape[-1],

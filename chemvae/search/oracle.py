@@ -21,6 +21,11 @@ status             meaning
 
 Only ``scored`` rows have a finite score; failures never reach the GP. The budget
 counts objective calls on new molecules (``scored`` plus the failed ones).
+
+An objective that gives no score for any of the first :data:`GIVE_UP_AFTER` molecules it
+is called on is broken, not choosy (a typo raising ``NameError``, a wrong return type):
+the oracle raises :class:`~vaecore.errors.ObjectiveError` from the first exception
+instead of spending the budget on counted failures.
 """
 
 from __future__ import annotations
@@ -33,12 +38,17 @@ from typing import Any
 
 from chemvae.rdkit_utils import canonical_smiles, smiles_list
 from chemvae.search.journal import ScoreJournal
-from vaecore.errors import InputDataError, integer_at_least
+from vaecore.errors import InputDataError, ObjectiveError, integer_at_least
 
 Objective = Callable[[Sequence[str]], Sequence[Any]]
 
 FAILURE_STATUSES = ("invalid_smiles", "none", "nan", "inf", "exception", "bad_output")
 STATUSES = ("scored", "duplicate", "over_budget") + FAILURE_STATUSES
+
+# Objective calls, none of them scored, after which the objective is taken to be broken.
+# Built-in objectives score every valid molecule; a user's that fails for 20 molecules in
+# a row from its very first call would most likely fail for all 500 of a budget.
+GIVE_UP_AFTER = 20
 
 
 @dataclass(frozen=True)
@@ -94,6 +104,8 @@ class Oracle:
         calls: Molecules the objective has been called on within the budget.
         failures: ``Counter`` of failure statuses (invalid SMILES included).
         cache: Canonical SMILES -> score (NaN for a molecule whose scoring failed).
+        first_exception: The first molecule the objective raised for, with the exception
+            (``None`` if it never raised); shown with the failure counts.
     """
 
     def __init__(self, objective: Objective, budget: int | None = None, journal: ScoreJournal | None = None) -> None:
@@ -105,6 +117,8 @@ class Oracle:
         self.calls = 0
         self.failures: Counter[str] = Counter()
         self.cache: dict[str, float] = {}
+        self.first_exception: tuple[str, Exception] | None = None
+        self._live: Counter[str] = Counter()  # statuses of this oracle's own objective calls (not replayed)
 
     @property
     def remaining(self) -> float:
@@ -172,7 +186,11 @@ class Oracle:
         return [k if k is not None else scored[s] for s, k in zip(smiles, known)]
 
     def _score(self, smiles: list[str]) -> list[tuple[float, str]]:
-        """``(score, status)`` per molecule; a failing batch is retried one at a time."""
+        """``(score, status)`` per molecule; a failing batch is retried one at a time.
+
+        Raises:
+            ObjectiveError: None of the first :data:`GIVE_UP_AFTER` molecules was scored.
+        """
         if not smiles:
             return []
         try:
@@ -180,14 +198,41 @@ class Oracle:
             if len(values) != len(smiles):
                 raise InputDataError(f"objective returned {len(values)} values for {len(smiles)} molecules")
         except Exception:  # noqa: BLE001 - any failure of user code: isolate the culprit
-            return [self._score_one(s) for s in smiles]
-        return [_as_score(v) for v in values]
+            results = []
+            for s in smiles:  # checked after each call: each may be an expensive one
+                results.append(self._score_one(s))
+                self._tally([results[-1]])
+            return results
+        results = [_as_score(v) for v in values]
+        self._tally(results)
+        return results
 
     def _score_one(self, smiles: str) -> tuple[float, str]:
         try:
             values = list(self.objective([smiles]))
-        except Exception:  # noqa: BLE001 - the objective failed for this molecule
+        except Exception as err:  # noqa: BLE001 - the objective failed for this molecule
+            if self.first_exception is None:
+                self.first_exception = (smiles, err)
             return math.nan, "exception"
         if len(values) != 1:
             return math.nan, "bad_output"
         return _as_score(values[0])
+
+    def _tally(self, results: list[tuple[float, str]]) -> None:
+        """Count outcomes of objective calls; give up on an objective that has scored nothing."""
+        self._live.update(status for _, status in results)
+        called = sum(self._live.values())
+        if self._live["scored"] or called < GIVE_UP_AFTER:
+            return
+        counts = ", ".join(f"{n} {status}" for status, n in self._live.most_common())
+        message = f"the objective gave no score for any of the first {called} molecules it was called on ({counts})"
+        if self.first_exception is None:
+            raise ObjectiveError(f"{message}; it must return one float per molecule")
+        raise ObjectiveError(f"{message}; the first exception, {self.exception_note()}") from self.first_exception[1]
+
+    def exception_note(self) -> str | None:
+        """The first exception the objective raised and its molecule, as ``for 'CCO': NameError: ...``."""
+        if self.first_exception is None:
+            return None
+        smiles, err = self.first_exception
+        return f"for {smiles!r}: {type(err).__name__}: {err}"

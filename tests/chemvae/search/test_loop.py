@@ -10,7 +10,7 @@ import torch
 from chemvae import objectives
 from chemvae.search import SearchResult, optimize
 from chemvae.search.result import HISTORY_COLUMNS
-from vaecore.errors import InputDataError, SearchWarning
+from vaecore.errors import InputDataError, ObjectiveError, SearchWarning
 
 
 def test_random_search_history_budget_and_best(tiny_model):
@@ -64,8 +64,10 @@ def crashy(smiles):
 @pytest.mark.parametrize("method", ["random", "bo"])
 def test_failing_objectives_are_counted_not_fatal(tiny_model, train_smiles, method, fast_bo):
     budget = 30 if method == "random" else 15
-    result = optimize(tiny_model, crashy, method=method, budget=budget, batch_size=10, n_init=30,
-                      init_smiles=train_smiles, seed=0, settings=fast_bo if method == "bo" else None)
+    with pytest.warns(SearchWarning, match=r"the objective raised for \d+ molecule\(s\); the first time for '.+': "
+                                           r"ValueError: no score for"):
+        result = optimize(tiny_model, crashy, method=method, budget=budget, batch_size=10, n_init=30,
+                          init_smiles=train_smiles, seed=0, settings=fast_bo if method == "bo" else None)
     failures = result.failures
     if method == "random":
         assert {"none", "nan", "inf", "exception"} <= set(failures)
@@ -77,6 +79,14 @@ def test_failing_objectives_are_counted_not_fatal(tiny_model, train_smiles, meth
     assert result.oracle_calls == budget
     assert searched.loc[searched["status"] == "scored", "score"].map(math.isfinite).all()
     assert math.isfinite(result.summary()["best_score"])
+
+
+def test_an_objective_that_scores_nothing_stops_the_search(tiny_model):
+    def typo(smiles):
+        return [undefined_name for _ in smiles]  # noqa: F821 - the user's bug under test
+
+    with pytest.raises(ObjectiveError, match="no score for any of the first 20 molecules.*NameError"):
+        optimize(tiny_model, typo, method="random", budget=200, batch_size=10, seed=0)
 
 
 def test_arguments_are_checked(tiny_model, fast_bo):

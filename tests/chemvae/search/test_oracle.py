@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from chemvae.search.oracle import Oracle
-from vaecore.errors import InputDataError
+from chemvae.search.oracle import GIVE_UP_AFTER, Oracle
+from vaecore.errors import InputDataError, ObjectiveError
 
 
 class CountingObjective:
@@ -59,6 +59,41 @@ def test_failures_are_isolated_and_counted_by_reason():
     assert oracle.calls == 7  # failed evaluations are objective calls too
     again = oracle.evaluate(["OCC"])  # a failed molecule is not retried
     assert again[0].status == "duplicate" and not again[0].ok and oracle.calls == 7
+
+
+# Distinct molecules (alkanes, alcohols) for tests that need more than GIVE_UP_AFTER of them.
+MANY = ["C" * n for n in range(1, 31)] + ["C" * n + "O" for n in range(1, 31)]
+
+
+def test_an_objective_that_scores_nothing_is_given_up_with_its_first_exception():
+    seen = []
+
+    def typo(smiles):
+        seen.append(len(smiles))
+        return [undefined_name for _ in smiles]  # noqa: F821 - the user's bug under test
+
+    oracle = Oracle(typo, budget=100)
+    with pytest.raises(ObjectiveError, match=rf"no score for any of the first {GIVE_UP_AFTER} molecules .*"
+                                             rf"\({GIVE_UP_AFTER} exception\).* for 'C': NameError") as info:
+        oracle.evaluate(MANY)
+    assert isinstance(info.value.__cause__, NameError)
+    assert seen == [len(MANY)] + [1] * GIVE_UP_AFTER  # the batch, then one at a time until it gave up
+    with pytest.raises(ObjectiveError, match="it must return one float per molecule"):
+        Oracle(lambda smiles: ["high"] * len(smiles)).evaluate(MANY)
+
+
+def test_an_objective_that_scored_once_keeps_going_and_keeps_its_first_exception():
+    def first_only(smiles):
+        if smiles != ["C"]:
+            raise KeyError(smiles[0])
+        return [1.0]
+
+    oracle = Oracle(first_only)
+    oracle.evaluate(["C"])
+    out = oracle.evaluate(MANY[1:])
+    assert all(e.status == "exception" for e in out) and oracle.failures["exception"] == len(MANY) - 1
+    assert oracle.exception_note() == "for 'CC': KeyError: 'CC'"
+    assert Oracle(len).exception_note() is None
 
 
 def test_wrong_length_output_falls_back_to_one_at_a_time():
