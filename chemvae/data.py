@@ -219,6 +219,8 @@ class DataSplits:
         test_scaffolds: MOSES scaffold-split test set, or ``None``.
         reference: Molecules generated ones are compared with for novelty (the full
             training file for MOSES, the training split otherwise).
+        test_source: Where ``test`` came from: ``"moses"`` (the official test file),
+            ``"split column"`` (a CSV's rows marked ``test``) or ``"test_fraction"``.
     """
 
     train: list[str]
@@ -226,6 +228,7 @@ class DataSplits:
     test: list[str]
     test_scaffolds: list[str] | None
     reference: list[str]
+    test_source: str = "test_fraction"
 
 
 def load_splits(
@@ -253,6 +256,7 @@ def load_splits(
     if data == "moses":
         pool = moses_smiles("train")
         test, scaffolds, reference = moses_smiles("test"), moses_smiles("test_scaffolds"), pool
+        test_source = "moses"
     else:
         table = read_smiles_csv(FIXTURE_CSV if data == "fixture" else data, smiles_column)
         if len(table) == 0:
@@ -260,11 +264,13 @@ def load_splits(
         if "split" in table and table["split"].astype(str).str.lower().eq("test").any():
             is_test = table["split"].astype(str).str.lower().eq("test").to_numpy()
             pool, test = table["smiles"][~is_test].tolist(), table["smiles"][is_test].tolist()
+            test_source = "split column"
         else:
             order = rng.permutation(len(table))
             n_test = int(round(test_fraction * len(table)))
             smiles = table["smiles"].to_numpy()
             test, pool = smiles[order[:n_test]].tolist(), smiles[order[n_test:]].tolist()
+            test_source = "test_fraction"
         scaffolds, reference = None, None
     order = rng.permutation(len(pool))
     # The validation set scales with the molecules used (capped at 10k): a 2k-molecule
@@ -278,7 +284,7 @@ def load_splits(
         raise InputDataError(f"{data}: no molecule left to train on: {len(pool) + len(test)} rows, {len(test)} "
                              f"held out for test and {n_valid} for validation; lower --test-fraction / "
                              "--valid-fraction or use a larger file")
-    return DataSplits(train, valid, test, scaffolds, train if reference is None else reference)
+    return DataSplits(train, valid, test, scaffolds, train if reference is None else reference, test_source)
 
 
 @dataclass

@@ -92,6 +92,9 @@ class ChemVAEConfig:
             for i, size in enumerate(getattr(self, name)):
                 integer_at_least(f"{name}[{i}]", size, 1)
         finite_at_least("property_weight", self.property_weight, 0)
+        # A name given twice was a second head output for the same property, weighted twice.
+        if twice := sorted({n for n in self.property_names if list(self.property_names).count(n) > 1}):
+            raise InputDataError(f"property_names {list(self.property_names)} name {twice} more than once")
 
 
 def check_decoding(method: str, temperature: float) -> None:

@@ -205,6 +205,11 @@ def train(config: ChemTrainConfig, workdir: str | os.PathLike) -> dict[str, Any]
     device = resolve_device(config.device)
     generator = seed_everything(config.seed)
     splits = load_run_splits(config)
+    if (config.resume is None and splits.test_source != "test_fraction"
+            and config.test_fraction != ChemTrainConfig.test_fraction):
+        where = "the official MOSES test file" if splits.test_source == "moses" else "the rows its split column marks test"
+        raise InputDataError(f"--test-fraction {config.test_fraction} would be ignored: the test set of {config.data} "
+                             f"is {where}. Drop it")
     tokenizer = Tokenizer(config.model.representation)
     resume_path = Path(config.resume) / CHECKPOINT_FILE if config.resume else None
     if resume_path is not None and not resume_path.is_file():
@@ -332,7 +337,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     t.add_argument("--smiles-column", default=d.smiles_column)
     t.add_argument("--max-molecules", type=int, default=None, help="cap on training molecules")
     t.add_argument("--valid-fraction", type=float, default=d.valid_fraction)
-    t.add_argument("--test-fraction", type=float, default=d.test_fraction)
+    t.add_argument("--test-fraction", type=float, default=d.test_fraction,
+                   help="held out for test from a CSV without a split column (moses and CSVs with one have their own test set)")
     t.add_argument("--representation", choices=REPRESENTATIONS, default=m.representation)
     t.add_argument("--encoder", choices=sorted(ENCODERS), default=m.encoder)
     t.add_argument("--epochs", type=int, default=d.epochs, help="total training epochs")

@@ -121,7 +121,7 @@ def test_fixture_splits_use_split_column_and_are_deterministic():
     assert a.train == b.train and a.valid == b.valid
     assert len(a.test) == 200 and len(a.train) + len(a.valid) == 1800
     assert not set(a.test) & set(a.train)
-    assert a.reference == a.train and a.test_scaffolds is None
+    assert a.reference == a.train and a.test_scaffolds is None and a.test_source == "split column"
     capped = load_splits("fixture", seed=3, max_molecules=100)
     assert len(capped.train) == 100 and len(capped.valid) == 5  # valid_fraction of the molecules used
     assert not set(capped.valid) & set(capped.train)
@@ -134,6 +134,7 @@ def test_random_split_of_a_plain_csv(tmp_path):
     path.write_text("smiles\n" + "\n".join("C" * (i % 7 + 1) + "O" for i in range(40)) + "\n")
     splits = load_splits(str(path), test_fraction=0.25, valid_fraction=0.1)
     assert len(splits.test) == 10 and len(splits.valid) == 3 and len(splits.train) == 27
+    assert splits.test_source == "test_fraction"
     one = tmp_path / "one.csv"
     one.write_text("smiles\nCCO\n")
     with pytest.raises(InputDataError, match="no molecule left to train on: 1 rows, 0 held out for test and 1 for"):

@@ -46,7 +46,9 @@ def _batch(model: MoleculeVAE, molecules: list[str]) -> dict:
                                           # torch failed on these only at the first batch, or never:
                                           ("cnn_channels", (9, 0, 10)), ("cnn_kernels", (9, 9, 0)),
                                           ("property_hidden", (0,)), ("property_weight", float("nan")),
-                                          ("property_weight", -1.0)])
+                                          ("property_weight", -1.0),
+                                          # a second head output for the same property, weighted twice:
+                                          ("property_names", ("qed", "logp", "qed"))])
 def test_a_bad_architecture_is_refused_by_name(field, value):
     with pytest.raises(InputDataError, match=field):
         ChemVAEConfig(**{field: value})

@@ -130,6 +130,15 @@ def test_settings_a_new_run_would_not_read_are_refused(flags, message, tmp_path,
     assert "these settings would be ignored by this run: " + message in err and not (tmp_path / "r").exists()
 
 
+def test_a_test_fraction_the_data_would_not_read_is_refused(tmp_path, capsys):
+    # The fixture's split column names its test rows: --test-fraction was ignored without a word.
+    args = ["chem", "train", "--data", "fixture", "--out", str(tmp_path / "r"), *TINY_ARGS, "--test-fraction", "0.2"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert ("--test-fraction 0.2 would be ignored: the test set of fixture is the rows its split column marks test"
+            in err) and not (tmp_path / "r").exists()
+
+
 def test_chem_needs_a_subcommand():
     with pytest.raises(SystemExit):
         main(["chem"])
