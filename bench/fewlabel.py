@@ -42,7 +42,7 @@ import torch
 
 from pipelines.fewlabel import FewLabelRunConfig, run
 from ssvae.fewlabel import COMPILE_MODES
-from ssvae.presets import is_m2_setting
+from ssvae.presets import is_m1_setting, is_m2_setting
 from vaecore.errors import VaelabError
 from vaecore.runtime import set_threads
 from vaecore.training import compiled_step
@@ -61,11 +61,15 @@ def run_one(args: argparse.Namespace, model: str, labels: int, seed: int, out: P
     settings = list(args.set)
     if m1_dir is not None:
         settings.append(f"m1.checkpoint={str(m1_dir / 'm1')!r}")
-    m2 = model != "m1"  # the grid's M2 options are for its M2 models: M1's classifier has none
+    # The grid's M2 options are for its models with an M2 (M1's classifier has none), its M1
+    # options for those with an M1 (pixel M2 has none): each refuses the other's.
+    m2, m1 = model != "m1", model != "m2"
     config = FewLabelRunConfig(data=args.data, labels=labels, model=model, preset=args.preset, seed=seed,
-                               device=args.device, epochs=args.epochs if m2 else None, m1_epochs=args.m1_epochs,
+                               device=args.device, epochs=args.epochs if m2 else None,
+                               m1_epochs=args.m1_epochs if m1 else None,
                                time_budget_minutes=args.time_budget_minutes if m2 else None,
-                               settings=tuple(s for s in settings if m2 or not is_m2_setting(s)),
+                               settings=tuple(s for s in settings if (m2 or not is_m2_setting(s))
+                                              and (m1 or not is_m1_setting(s))),
                                self_train=tuple(args.self_train) if m2 else (), plots=not args.no_plots,
                                progress=not args.no_progress)
     return run(config, out, resume=(out / "checkpoint.safetensors").exists())

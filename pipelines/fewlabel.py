@@ -40,7 +40,8 @@ from typing import Any
 import torch
 
 from ssvae.api import FewLabelClassifier, fit_data, split_data
-from ssvae.presets import MODELS, PRESETS, FitConfig, check_settings_keys, is_m2_setting, override, preset
+from ssvae.presets import (MODELS, PRESETS, FitConfig, check_settings_keys, is_m1_setting, is_m2_setting, override,
+                           preset)
 from ssvae.data import ImageDataset, load_dataset
 from ssvae.fewlabel import TrainConfig
 from ssvae.labels import balanced_split, given_labels, load_split, save_split
@@ -114,6 +115,12 @@ class FewLabelRunConfig:
             if ignored:
                 raise InputDataError(f"model 'm1' trains no M2, so {', '.join(ignored)} would be ignored; "
                                      "drop it (M1's own settings are --m1-epochs and --set m1.*)")
+        if self.model == "m2":  # pixel M2 trains no M1: its settings would be ignored
+            ignored = [f"--m1-epochs {self.m1_epochs}"] if self.m1_epochs is not None else []
+            ignored += [f"--set {item}" for item in self.settings if is_m1_setting(item)]
+            if ignored:
+                raise InputDataError(f"model 'm2' trains no M1, so {', '.join(ignored)} would be ignored; drop it "
+                                     "(M1 is trained by models 'm1' and 'm1m2')")
         for n in self.self_train:
             integer_at_least("each self_train count", n, 1)
         if self.self_train and self.model == "m1":

@@ -89,6 +89,11 @@ def is_m2_setting(key: str) -> bool:
     return key.split(".", 1)[0] in ("train", "m2")
 
 
+def is_m1_setting(key: str) -> bool:
+    """Whether a dotted setting configures M1 (``m1.*``), which model ``m2`` has no use for."""
+    return key.split(".", 1)[0] == "m1"
+
+
 # Sizes the data decide (and M1+M2 its M2's own): a setting of them was ignored without a word.
 DATA_SETTINGS = ("m1.vae.x_dim", "m2.x_dim", "m2.n_classes", "m2.image_shape", "m2.context_dim")
 

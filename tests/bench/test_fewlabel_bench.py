@@ -23,7 +23,7 @@ def test_a_bad_setting_is_one_line_on_stderr(tmp_path, bad, message):
     assert message in done.stderr
 
 
-def test_the_grids_m2_options_are_left_out_of_its_m1_runs(tmp_path, load_bench):
+def test_the_grids_m2_options_are_left_out_of_its_m1_runs_and_m1_options_of_its_m2_runs(tmp_path, load_bench):
     # `vaelab fewlabel --model m1` refuses M2 options (they would be ignored); a grid over
     # m1 and M2 models gives them to its M2 runs only.
     import argparse
@@ -39,3 +39,9 @@ def test_the_grids_m2_options_are_left_out_of_its_m1_runs(tmp_path, load_bench):
     config = json.loads((tmp_path / "m1_run" / "config.json").read_text())
     assert config["epochs"] is None and config["time_budget_minutes"] is None and config["self_train"] == []
     assert config["settings"] == ["m1.vae.hidden=(16,)", "m1.vae.z_dim=4"]
+    # and its M1 options to its runs with an M1: pixel M2 refuses them too
+    args.epochs, args.self_train = 1, ()
+    metrics = fewlabel.run_one(args, "m2", 20, 0, tmp_path / "m2_run", None)
+    assert metrics["model"] == "m2" and 0.0 <= metrics["test_error"] <= 1.0
+    config = json.loads((tmp_path / "m2_run" / "config.json").read_text())
+    assert config["m1_epochs"] is None and config["settings"] == ["m2.hidden=(16,)", "train.lr=0.01"]
