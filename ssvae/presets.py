@@ -99,11 +99,17 @@ DATA_SETTINGS = ("m1.vae.x_dim", "m2.x_dim", "m2.n_classes", "m2.image_shape", "
 
 
 def check_settings_keys(keys: Iterable[str]) -> None:
-    """Refuse dotted settings of :data:`DATA_SETTINGS` (``--set m2.n_classes=5``, say).
+    """Refuse dotted settings of :data:`DATA_SETTINGS` (``--set m2.n_classes=5``, say), and
+    ``model``: the preset chose every other setting for the model it was asked for, and
+    ``--set model=m2`` beside ``--model m1m2`` trained a pixel M2 reported as M1+M2.
 
     Raises:
         InputDataError: Naming them.
     """
+    keys = list(keys)
+    if "model" in keys:
+        raise InputDataError("the model is chosen with model= (--model), which the preset's settings are made for, "
+                             "not with a setting; drop it")
     if fixed := sorted(key for key in keys if key in DATA_SETTINGS):
         raise InputDataError(f"{', '.join(fixed)} come from the data (the images' size and the labels' classes), "
                              "whatever a setting says; drop them")
@@ -197,16 +203,27 @@ def preset(name: str, *, model: str = "m1m2", n_labels: int = 100, n_total: int 
 
 
 def override(config: FitConfig, **changes: Any) -> FitConfig:
-    """``config`` with dotted-path fields replaced, e.g. ``{"train.epochs": 5, "m2.hidden": (8,)}``."""
+    """``config`` with dotted-path fields replaced, e.g. ``{"train.epochs": 5, "m2.hidden": (8,)}``.
+
+    Raises:
+        InputDataError: A path that names no setting (the message gives the whole path and
+            the settings at the level where it went wrong), or a value of the wrong type.
+    """
+    return _override(config, changes, within="")
+
+
+def _override(config: Any, changes: dict[str, Any], *, within: str) -> Any:
     for path, value in changes.items():
         head, _, rest = path.partition(".")
-        if not any(f.name == head for f in dataclasses.fields(config)):
-            raise InputDataError(f"unknown setting {path!r}")
+        names = [f.name for f in dataclasses.fields(config)]
+        if head not in names:
+            where = f"{within.rstrip('.')} has" if within else "settings are"
+            raise InputDataError(f"unknown setting {within + path!r}; {where} {', '.join(sorted(names))}")
         if rest:
             sub = getattr(config, head)
             if not dataclasses.is_dataclass(sub):
-                raise InputDataError(f"unknown setting {path!r}")
-            value = override(sub, **{rest: value})  # type: ignore[arg-type]
+                raise InputDataError(f"unknown setting {within + path!r}: {within + head} is a value, not a group")
+            value = _override(sub, {rest: value}, within=f"{within}{head}.")
         else:  # a leaf: e.g. --set train.alpha=abc is refused here, not deep inside training
             check_field_value(type(config), head, value)
         config = replace(config, **{head: value})

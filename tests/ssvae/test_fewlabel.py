@@ -214,12 +214,17 @@ def test_fit_api_m1m2_and_bad_inputs(fixture_data, capsys):
         ssvae.fit(ds.train.x, ds.train.y, model="m1", n_labels=20, **{"bayes_samples": 4})
     with pytest.raises(InputDataError, match=r"model 'm1' trains no M2, so \['m2.hidden', 'train.epochs'\] would be ignored"):
         ssvae.fit(ds.train.x, ds.train.y, model="m1", n_labels=20, **{"train.epochs": 5, "m2.hidden": (8,)})
+    with pytest.raises(InputDataError, match=r"model 'm2' trains no M1, so \['m1.epochs'\] would be ignored"):
+        ssvae.fit(ds.train.x, ds.train.y, model="m2", n_labels=20, **{"m1.epochs": 5, "train.epochs": 1})
     with pytest.raises(InputDataError, match="got -1"):
         FitConfig(bayes_samples=-1)
     with pytest.raises(InputDataError, match="multiple of 10"):
         ssvae.fit(ds.train.x, ds.train.y, n_labels=25)
-    with pytest.raises(InputDataError, match="unknown setting"):
+    # The whole path and the settings at that level ('unknown setting 'nonsense'' named neither).
+    with pytest.raises(InputDataError, match=r"unknown setting 'train.nonsense'; train has alpha, betas, .*, weighting$"):
         ssvae.fit(ds.train.x, ds.train.y, n_labels=20, **{"train.nonsense": 1})
+    with pytest.raises(InputDataError, match=r"unknown setting 'train.lr.x': train.lr is a value, not a group"):
+        ssvae.fit(ds.train.x, ds.train.y, n_labels=20, **{"train.lr.x": 1})
     with pytest.raises(InputDataError, match="m2.x_dim come from the data"):  # ignored without a word
         ssvae.fit(ds.train.x, ds.train.y, n_labels=20, **{"m2.x_dim": 10})
     with pytest.raises(InputDataError, match=r"x values must lie in \[0, 1\] \(or be uint8\), got range \[0, 2\.9"):

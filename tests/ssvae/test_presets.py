@@ -73,3 +73,6 @@ def test_settings_of_what_the_data_decide_are_refused():
     with pytest.raises(InputDataError, match=r"m1.vae.x_dim, m2.n_classes come from the data"):
         check_settings_keys(["train.lr", "m2.n_classes", "m1.vae.x_dim"])
     check_settings_keys(["train.lr", "m2.hidden", "m1.vae.z_dim"])  # the model's own sizes are settings
+    # '--set model=m2' beside '--model m1m2' trained a pixel M2 on M1+M2's preset, reported as M1+M2.
+    with pytest.raises(InputDataError, match=r"the model is chosen with model= \(--model\)"):
+        check_settings_keys(iter(["train.lr", "model"]))
