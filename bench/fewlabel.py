@@ -72,7 +72,8 @@ def run_one(args: argparse.Namespace, model: str, labels: int, seed: int, out: P
                                               and (m1 or not is_m1_setting(s))),
                                self_train=tuple(args.self_train) if m2 else (), plots=not args.no_plots,
                                progress=not args.no_progress)
-    return run(config, out, resume=(out / "checkpoint.safetensors").exists())
+    # An interrupted cell continues (one stopped before its first checkpoint starts over in place).
+    return run(config, out, resume=(out / "config.json").exists())
 
 
 def step_timing(args: argparse.Namespace, seconds: float = 10.0) -> pd.DataFrame:

@@ -21,6 +21,10 @@ T0=$(date +%s)
 DEV=${DEV:-cuda}; T_A=${T_A:-200}; T_END=${T_END:-470}; M1_EPOCHS=${M1_EPOCHS:-100}
 LABELS=${LABELS:-"100 600 1000 3000"}; SEEDS=${SEEDS:-"0 1 2"}; DATA=${DATA:-mnist}
 OUT=${OUT:-/tmp/gpu_out}; B=${B:-/tmp/bench_gpu}
+# A timed benchmark starts from nothing; vaelab fewlabel refuses to start a run in a run's directory.
+if [ -e "$B/smoke" ] || [ -n "$(ls -A "$B/runs" 2> /dev/null)" ]; then
+  echo "B=$B holds an earlier benchmark's runs: give another B= or delete it"; exit 2
+fi
 mkdir -p "$OUT" "$B/runs" "$B/logs"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MPLBACKEND=Agg
 PY=${PY:-python3}

@@ -48,7 +48,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     k = args.k if args.k is not None else (50 if args.objective == "iwae" else 1)
-    out = Path(args.out) / f"{args.objective}_k{k}"
+    # One run directory per row kind: a 60k-digit run beside a 50k one must not land in (and
+    # be refused by) the other's directory. Other changes are refused there by name.
+    out = Path(args.out) / f"{args.objective}_k{k}{'_train_valid' if args.train_on_valid else ''}"
     try:
         set_threads(args.threads)
         config = VAERunConfig(

@@ -42,7 +42,7 @@ from chemvae.tokens import REPRESENTATIONS, Tokenizer, Vocabulary
 from chemvae.train import fit, load_training_state
 from vaecore.datasets import cache_dir
 from vaecore.errors import InputDataError, finite_at_least, integer_at_least
-from vaecore.rundir import RunDir, check_resume, read_run_config
+from vaecore.rundir import RunDir, check_new_run_dir, check_resume, read_run_config
 from vaecore.runtime import flush_denormals, interruptible, resolve_device, seed_everything
 from vaecore.schedules import make_schedule
 
@@ -200,8 +200,11 @@ def train(config: ChemTrainConfig, workdir: str | os.PathLike) -> dict[str, Any]
         stored = stored_config(config.resume)
         check_resume(config, stored, ChemTrainConfig(), keep=RESUME_SETTINGS, resume=config.resume)
         config = dataclasses.replace(stored, **{name: getattr(config, name) for name in RESUME_SETTINGS})
-    elif unused := unused_settings(config):  # a new run: settings it would ignore without a word
-        raise InputDataError(f"these settings would be ignored by this run: {'; '.join(unused)}. Drop them")
+    else:
+        if unused := unused_settings(config):  # a new run: settings it would ignore without a word
+            raise InputDataError(f"these settings would be ignored by this run: {'; '.join(unused)}. Drop them")
+        check_new_run_dir(workdir, ChemTrainConfig, command="chem train",
+                          resumable=(Path(workdir) / CHECKPOINT_FILE).is_file())
     device = resolve_device(config.device)
     generator = seed_everything(config.seed)
     splits = load_run_splits(config)

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from vaecore.errors import InputDataError, finite_at_least, integer_at_least
-from vaecore.rundir import RunDir
+from vaecore.rundir import RunDir, existing_run_config
 from vaecore.runtime import resolve_device, set_threads
 
 if TYPE_CHECKING:  # imported lazily at run time: BoTorch is slow to import for `--help`
@@ -180,14 +180,45 @@ def plot_best_so_far(result: Any, path: Path) -> None:
     plt.close(fig)
 
 
+# What a rerun of a search in its directory may change: its budget (a larger one goes on
+# from the journal) and how it runs. Any other change would overwrite the search's results
+# with another search's.
+RERUN_SETTINGS = ("budget", "top_k", "threads", "device", "progress")
+
+
+def check_rerun(config: MoloptConfig, workdir: str | os.PathLike) -> None:
+    """Refuse a search in a directory that holds another search, or another command's run.
+
+    Rerunning a search's own command in its directory continues it (the journal); a search
+    of other settings there overwrote the first one's results without a word (its journal's
+    scores were read as the second one's, where they were of the same objective).
+
+    Raises:
+        InputDataError: Naming the settings that differ.
+    """
+    stored = existing_run_config(workdir, MoloptConfig, command="molopt")
+    if stored is None:
+        return
+    changed = [f"{f.name} (stored {getattr(stored, f.name)!r}, given {getattr(config, f.name)!r})"
+               for f in fields(config) if f.name not in RERUN_SETTINGS and getattr(stored, f.name) != getattr(config, f.name)]
+    if changed:
+        raise InputDataError(f"{workdir} already holds a search of other settings: {'; '.join(changed)}. Its own "
+                             "command continues it; give this search another --out")
+
+
 def run(config: MoloptConfig, workdir: str | os.PathLike) -> dict[str, Any]:
-    """Run one search; write the files listed in the module docstring; return the summary."""
+    """Run one search; write the files listed in the module docstring; return the summary.
+
+    Rerun in its directory (only :data:`RERUN_SETTINGS` may differ), a search reads the
+    outcomes its journal recorded instead of calling the objective, and goes on.
+    """
     from chemvae.model import load
     from chemvae.objectives import get_objective
     from chemvae.search import optimize
     from pipelines.chem_plots import save_molecule_grid
     from vaecore.checkpoint import atomic_write_bytes
 
+    check_rerun(config, workdir)
     set_threads(config.threads)
     device = resolve_device(config.device)
     objective = get_objective(config.objective)

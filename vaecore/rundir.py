@@ -147,6 +147,46 @@ def read_run_config(cls: type[C], path: str | os.PathLike, *, command: str, sour
         raise InputDataError(f"{source}: its config.json is not a {command} run's ({err})") from err
 
 
+def existing_run_config(workdir: str | os.PathLike, cls: type[C], *, command: str) -> C | None:
+    """The ``cls`` config of the run already in ``workdir``, ``None`` if it holds none.
+
+    Raises:
+        InputDataError: ``workdir`` holds another command's run (or a damaged ``config.json``).
+    """
+    path = Path(workdir) / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        return read_run_config(cls, path, command=command, source=str(workdir))
+    except InputDataError as err:
+        raise InputDataError(f"{workdir} already holds a run of another command (its config.json is not a "
+                             f"{command} run's); give another --out") from err
+
+
+def check_new_run_dir(workdir: str | os.PathLike, cls: type, *, command: str, resumable: bool) -> None:
+    """Refuse to start a new run in a directory that already holds a run (a ``config.json``).
+
+    A new run there overwrote the old run's files with its own and left the others: a
+    self-trained few-label run's later stages stayed, and ``ssvae.load_classifier`` loaded
+    them as the new run's model; a ``vae`` run given a molecule model's directory replaced
+    its checkpoint and config beside its weights.
+
+    Args:
+        workdir: Where the new run would write.
+        cls: The command's run config, to tell its own runs from another command's.
+        command: The command, for the message (``"fewlabel"``).
+        resumable: Whether ``--resume workdir`` can continue a run of this command there.
+
+    Raises:
+        InputDataError: ``workdir`` holds a run; the message says what to do instead.
+    """
+    if existing_run_config(workdir, cls, command=command) is None:
+        return
+    how = f"continue it with --resume {workdir}, " if resumable else ""
+    raise InputDataError(f"{workdir} already holds a {command} run; {how}give another --out, or delete it to "
+                         "start over")
+
+
 def resume_conflicts(given: Any, stored: Any, baseline: Any, *, keep: Collection[str] = ()) -> list[str]:
     """The settings a resumed run would ignore: set in ``given`` away from ``baseline``, unlike ``stored``.
 

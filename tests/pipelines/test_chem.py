@@ -58,6 +58,14 @@ def test_train_skips_bad_molecules_counts_them_and_resumes(messy_csv, tmp_path, 
     assert main(["chem", "train", "--resume", str(out), "--epochs", "3", "--latent-dim", "6", "--no-progress"]) == 2
     assert "given otherwise: model.latent_dim (stored 4, given 6)" in capsys.readouterr().err
     assert pd.read_csv(out / "history.csv")["epoch"].tolist() == [1, 2]
+    # No new run is written over it: a second chem train, or a vae run, which replaced its
+    # checkpoint and config.json beside its weights.
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main(args) == 2
+    assert f"{out} already holds a chem train run; continue it with --resume {out}" in capsys.readouterr().err
+    assert main(["vae", "--data", "fixture", "--epochs", "1", "--out", str(out), "--no-progress"]) == 2
+    assert f"{out} already holds a run of another command (its config.json is not a vae run's)" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
 def test_selfies_cnn_run_through_the_python_api(tmp_path):

@@ -17,11 +17,13 @@ from ssvae.data import load_dataset
 from vaecore.errors import InputDataError, InputDataWarning
 
 
-TINY_M1 = ["--set", "m1.vae.hidden=(32,)", "--set", "m1.vae.z_dim=6", "--m1-epochs", "1",
-           "--device", "cpu", "--no-progress", "--tsne-points", "0"]
-TINY = ["--set", "m2.hidden=(16,)", "--set", "m2.z_dim=4", "--set", "m2.batch_norm=False",
-        "--set", "train.labelled_batch=50", "--set", "train.ema_decay=None", "--set", "train.unlabelled_batch=100", "--set", "train.alpha=5.0",
-        *TINY_M1]
+RUN = ["--device", "cpu", "--no-progress", "--tsne-points", "0"]
+TINY_M1 = ["--set", "m1.vae.hidden=(32,)", "--set", "m1.vae.z_dim=6", "--m1-epochs", "1", *RUN]
+# Pixel M2 trains no M1 and refuses M1's settings: TINY_M2 for model m2, TINY for m1m2.
+TINY_M2 = ["--set", "m2.hidden=(16,)", "--set", "m2.z_dim=4", "--set", "m2.batch_norm=False",
+           "--set", "train.labelled_batch=50", "--set", "train.ema_decay=None", "--set", "train.unlabelled_batch=100",
+           "--set", "train.alpha=5.0", *RUN]
+TINY = [*TINY_M2[:-len(RUN)], *TINY_M1]
 METRIC_KEYS = {"test_error", "valid_error", "n_labels", "model", "seed", "device", "wall_seconds"}
 
 
@@ -34,7 +36,8 @@ def _metrics(run_dir):
 def test_fewlabel_on_fixture_writes_everything(tmp_path, capsys, model):
     out = tmp_path / "run"
     assert main(["fewlabel", "--data", "fixture", "--labels", "50", "--model", model, "--preset", "fast",
-                 "--epochs", "1", "--seed", "3", *TINY, "--tsne-points", "60", "--out", str(out)]) == 0
+                 "--epochs", "1", "--seed", "3", *(TINY if model == "m1m2" else TINY_M2), "--tsne-points", "60",
+                 "--out", str(out)]) == 0
     metrics = _metrics(out)
     assert METRIC_KEYS <= set(metrics)
     assert metrics["model"] == model and metrics["n_labels"] == 50 and metrics["seed"] == 3
@@ -62,7 +65,7 @@ def test_fewlabel_on_fixture_writes_everything(tmp_path, capsys, model):
 def test_fewlabel_stops_early_and_says_so(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["fewlabel", "--data", "fixture", "--labels", "50", "--model", "m2", "--preset", "fast",
-                 "--epochs", "40", *TINY, "--set", "train.patience=1", "--no-plots", "--out", str(out)]) == 0
+                 "--epochs", "40", *TINY_M2, "--set", "train.patience=1", "--no-plots", "--out", str(out)]) == 0
     metrics = _metrics(out)
     assert metrics["stopped_by_patience"] and not metrics["stopped_by_budget"]
     assert metrics["epochs_done"] == metrics["best_epoch"] + 1 < 40
@@ -89,7 +92,7 @@ def test_fewlabel_m1_features_with_sklearn_classifiers(tmp_path):
 
 def test_fewlabel_resume_continues_the_run(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["fewlabel", "--data", "fixture", "--labels", "20", "--model", "m2", "--preset", "fast", *TINY, "--no-plots"]
+    args = ["fewlabel", "--data", "fixture", "--labels", "20", "--model", "m2", "--preset", "fast", *TINY_M2, "--no-plots"]
     assert main([*args, "--epochs", "1", "--out", str(out)]) == 0
     # the run keeps the settings it started with, even where the preset has changed since
     stored = json.loads((out / "fit_config.json").read_text())
@@ -112,6 +115,13 @@ def test_fewlabel_resume_continues_the_run(tmp_path, capsys):
     assert main(["fewlabel", "--resume", str(out), "--labels", "30", "--seed", "4", "--no-progress"]) == 2
     assert ("given otherwise: labels (stored 20, given 30); seed (stored 0, given 4)"
             in capsys.readouterr().err)
+    # A new run there is refused: it overwrote this one's files and left the others (a
+    # self-trained run's later stages, then loaded by load_classifier as the new run's model).
+    before = (out / "metrics.json").read_bytes()
+    assert main([*args, "--epochs", "1", "--seed", "1", "--out", str(out)]) == 2
+    assert (f"{out} already holds a fewlabel run; continue it with --resume {out}, give another --out"
+            in capsys.readouterr().err)
+    assert (out / "metrics.json").read_bytes() == before
 
 
 def test_fewlabel_on_a_user_npz_with_given_labels(tmp_path, capsys):
@@ -125,7 +135,7 @@ def test_fewlabel_on_a_user_npz_with_given_labels(tmp_path, capsys):
     path = tmp_path / "mine.npz"
     np.savez(path, x_train=small.numpy(), y_train=y, x_test=test.numpy(), y_test=ds.test.y.numpy())
     out = tmp_path / "run"
-    assert main(["fewlabel", "--data", str(path), "--model", "m2", "--preset", "fast", "--epochs", "1", *TINY,
+    assert main(["fewlabel", "--data", str(path), "--model", "m2", "--preset", "fast", "--epochs", "1", *TINY_M2,
                  "--set", "train.label_shift=1", "--out", str(out)]) == 0
     metrics = _metrics(out)
     assert metrics["n_labels"] == 30 and np.isnan(metrics["valid_error"]) and 0 <= metrics["test_error"] <= 1

@@ -54,9 +54,18 @@ def test_the_same_command_again_reads_every_score_from_the_journal(tmp_path, cap
     assert f"resumed: {recorded} objective outcomes read from" in capsys.readouterr().out
     columns = ["iteration", "smiles", "score", "status", "new"]
     pd.testing.assert_frame_equal(pd.read_csv(out / "history.csv")[columns], first[columns])
-    code = cli.main(["molopt", "--model", str(MODEL), "--objective", "sa", "--out", str(out), "--no-progress"])
-    assert code == 2
-    assert "records objective 'qed', not 'neg_sa'" in capsys.readouterr().err
+    # A larger budget goes on from the journal; other settings are another search, refused
+    # (it overwrote this one's results, reading its journal's scores as its own).
+    longer = [*command, "--budget", "9"]  # the last --budget wins
+    assert cli.main(longer) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["replayed"] >= recorded and summary["oracle_calls"] == 9
+    capsys.readouterr()
+    for changed, message in [(["--objective", "sa"], "objective (stored 'qed', given 'sa')"),
+                             (["--seed", "1", "--batch-size", "5"], "batch_size (stored 3, given 5); seed (stored 0, given 1)")]:
+        assert cli.main([*command, *changed]) == 2
+        assert f"already holds a search of other settings: {message}. Its own command" in capsys.readouterr().err
+    assert json.loads((out / "summary.json").read_text()) == summary
 
 
 def test_cli_random_with_sa_objective(tmp_path):

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from vaecore.errors import InputDataError
-from vaecore.rundir import (RunDir, check_field_value, check_resume, config_from_dict, config_to_dict, read_run_config,
-                            resume_conflicts, write_json)
+from vaecore.rundir import (RunDir, check_field_value, check_new_run_dir, check_resume, config_from_dict, config_to_dict,
+                            existing_run_config, read_run_config, resume_conflicts, write_json)
 
 
 @dataclass(frozen=True)
@@ -159,3 +159,20 @@ def test_read_run_config_names_what_is_not_a_runs_config(tmp_path: Path) -> None
     write_json(path, {"lr": 0.1, "epochs": 3})
     with pytest.raises(InputDataError, match=r"its config.json is not a demo run's \(unknown RunConfig field"):
         read_run_config(RunConfig, path, command="demo", source="--resume d")
+
+
+def test_a_new_run_is_not_started_in_a_runs_directory(tmp_path: Path) -> None:
+    # A new run there overwrote some of the old run's files and left the rest beside its own.
+    assert existing_run_config(tmp_path / "none", RunConfig, command="demo") is None
+    check_new_run_dir(tmp_path / "none", RunConfig, command="demo", resumable=True)
+    RunDir(tmp_path / "r", RunConfig(name="a"), seed=0, device="cpu")
+    assert existing_run_config(tmp_path / "r", RunConfig, command="demo") == RunConfig(name="a")
+    run = tmp_path / "r"
+    with pytest.raises(InputDataError, match=rf"^{run} already holds a demo run; continue it with --resume {run}, "
+                                             "give another --out, or delete it to start over$"):
+        check_new_run_dir(run, RunConfig, command="demo", resumable=True)
+    with pytest.raises(InputDataError, match=rf"^{run} already holds a demo run; give another --out"):
+        check_new_run_dir(run, RunConfig, command="demo", resumable=False)
+    with pytest.raises(InputDataError, match=rf"^{run} already holds a run of another command \(its config.json is "
+                                             r"not a train run's\); give another --out$"):
+        check_new_run_dir(run, TrainConfig, command="train", resumable=True)
