@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipelines.molopt import INIT_METHODS, add_bo_arguments, bo_options
+from pipelines.molopt import INIT_METHODS, MoloptConfig, add_bo_arguments, bo_options, check_rerun
 from vaecore.errors import InputDataError, VaelabError, integer_at_least
 from vaecore.runtime import set_threads
 
@@ -106,7 +106,7 @@ def _slug(name: str) -> str:
 def _run_one(job: dict) -> str:
     """Run one search (in a worker process); returns its directory."""
     set_threads(job.pop("threads"))
-    from pipelines.molopt import MoloptConfig, run
+    from pipelines.molopt import run
 
     out = job.pop("out")
     run(MoloptConfig(**job), out)
@@ -120,8 +120,6 @@ def run_all(args: argparse.Namespace) -> list[Path]:
             for seed in args.seeds:
                 out = Path(args.out) / "runs" / f"{_slug(objective)}_{method}_s{seed}"
                 dirs.append(out)
-                if (out / "summary.json").is_file():
-                    continue  # finished earlier: reuse
                 job = {"model": args.model, "objective": objective, "method": method, "budget": args.budget,
                        "batch_size": args.batch_size, "seed": seed, "device": args.device,
                        "progress": args.jobs == 1, "threads": args.threads, "out": str(out)}
@@ -129,6 +127,12 @@ def run_all(args: argparse.Namespace) -> list[Path]:
                     job |= {"n_init": args.n_init, "init_data": args.init_data}
                 if method == "bo":  # the other methods reject BO settings
                     job |= bo_options(args)
+                summary = out / "summary.json"
+                if summary.is_file() and json.loads(summary.read_text(encoding="utf-8"))["budget"] == args.budget:
+                    # Finished earlier: reused, if it is this search (a run of other settings
+                    # was read as this one's); another budget goes on from its journal.
+                    check_rerun(MoloptConfig(**{k: v for k, v in job.items() if k != "out"}), out)
+                    continue
                 jobs.append(job)
     print(f"{len(dirs)} runs, {len(jobs)} to do", flush=True)
     if args.jobs == 1:

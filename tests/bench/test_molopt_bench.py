@@ -33,6 +33,18 @@ def test_a_missing_model_is_refused_in_one_line(tmp_path):
     assert f"error: no checkpoint at {tmp_path / 'none'}" in done.stderr
 
 
+def test_a_finished_run_of_other_settings_is_not_reused(tmp_path):
+    # A finished cell was reused whatever its settings: a run of batch 10 read as one of batch 2.
+    command = [sys.executable, "bench/molopt.py", "--model", str(MODEL), "--objectives", "qed", "--methods", "random",
+               "--seeds", "0", "--budget", "4", "--threads", "1", "--out", str(tmp_path / "b")]
+    assert subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300).returncode == 0
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "1 runs, 0 to do" in again.stdout
+    other = subprocess.run([*command, "--batch-size", "2"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert other.returncode == 2 and "Traceback" not in other.stderr
+    assert "qed_random_s0 already holds a search of other settings: batch_size (stored 10, given 2)" in other.stderr
+
+
 @pytest.fixture
 def bench(load_bench):
     return load_bench("molopt")
