@@ -43,7 +43,8 @@ import torch
 from pipelines.fewlabel import FewLabelRunConfig, run
 from ssvae.fewlabel import COMPILE_MODES
 from ssvae.presets import is_m1_setting, is_m2_setting
-from vaecore.errors import VaelabError
+from vaecore.errors import InputDataError, VaelabError
+from vaecore.rundir import config_differences, read_run_config
 from vaecore.runtime import set_threads
 from vaecore.training import compiled_step
 
@@ -55,9 +56,7 @@ PAPER = {"m1m2": {100: 3.33, 600: 2.59, 1000: 2.40, 3000: 2.18}, "m2": {100: 11.
 
 def run_one(args: argparse.Namespace, model: str, labels: int, seed: int, out: Path,
             m1_dir: Path | None) -> dict:
-    """One benchmark cell: reuse a finished run, else train it (resuming an interrupted one)."""
-    if (out / "metrics.json").exists():
-        return json.loads((out / "metrics.json").read_text())
+    """One benchmark cell: reuse a finished run of these settings, else train it (resuming an interrupted one)."""
     settings = list(args.set)
     if m1_dir is not None:
         settings.append(f"m1.checkpoint={str(m1_dir / 'm1')!r}")
@@ -72,6 +71,13 @@ def run_one(args: argparse.Namespace, model: str, labels: int, seed: int, out: P
                                               and (m1 or not is_m1_setting(s))),
                                self_train=tuple(args.self_train) if m2 else (), plots=not args.no_plots,
                                progress=not args.no_progress)
+    if (out / "metrics.json").exists():
+        # A finished run of other settings was reused as this one without a word.
+        stored = read_run_config(FewLabelRunConfig, out / "config.json", command="fewlabel", source=str(out))
+        if changed := config_differences(config, stored, keep=("device", "progress", "plots")):
+            raise InputDataError(f"{out} holds a finished run of other settings: {'; '.join(changed)}. Give the "
+                                 "grid another --out")
+        return json.loads((out / "metrics.json").read_text())
     # An interrupted cell continues (one stopped before its first checkpoint starts over in place).
     return run(config, out, resume=(out / "config.json").exists())
 

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from vaecore.errors import InputDataError, finite_at_least, integer_at_least
-from vaecore.rundir import RunDir, existing_run_config
+from vaecore.rundir import RunDir, config_differences, existing_run_config
 from vaecore.runtime import resolve_device, set_threads
 
 if TYPE_CHECKING:  # imported lazily at run time: BoTorch is slow to import for `--help`
@@ -199,9 +199,7 @@ def check_rerun(config: MoloptConfig, workdir: str | os.PathLike) -> None:
     stored = existing_run_config(workdir, MoloptConfig, command="molopt")
     if stored is None:
         return
-    changed = [f"{f.name} (stored {getattr(stored, f.name)!r}, given {getattr(config, f.name)!r})"
-               for f in fields(config) if f.name not in RERUN_SETTINGS and getattr(stored, f.name) != getattr(config, f.name)]
-    if changed:
+    if changed := config_differences(config, stored, keep=RERUN_SETTINGS):
         raise InputDataError(f"{workdir} already holds a search of other settings: {'; '.join(changed)}. Its own "
                              "command continues it; give this search another --out")
 

@@ -187,6 +187,16 @@ def check_new_run_dir(workdir: str | os.PathLike, cls: type, *, command: str, re
                          "start over")
 
 
+def config_differences(given: Any, stored: Any, *, keep: Collection[str] = ()) -> list[str]:
+    """``"name (stored S, given G)"`` for each field of ``given`` unlike ``stored``'s, but those in ``keep``.
+
+    For a run that is reused or continued as it stands (a finished benchmark cell, a
+    search rerun in its directory): every difference matters, set by the user or not.
+    """
+    return [f"{f.name} (stored {getattr(stored, f.name)!r}, given {getattr(given, f.name)!r})"
+            for f in dataclasses.fields(given) if f.name not in keep and getattr(given, f.name) != getattr(stored, f.name)]
+
+
 def resume_conflicts(given: Any, stored: Any, baseline: Any, *, keep: Collection[str] = ()) -> list[str]:
     """The settings a resumed run would ignore: set in ``given`` away from ``baseline``, unlike ``stored``.
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from vaecore.errors import InputDataError
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -45,3 +47,9 @@ def test_the_grids_m2_options_are_left_out_of_its_m1_runs_and_m1_options_of_its_
     assert metrics["model"] == "m2" and 0.0 <= metrics["test_error"] <= 1.0
     config = json.loads((tmp_path / "m2_run" / "config.json").read_text())
     assert config["m1_epochs"] is None and config["settings"] == ["m2.hidden=(16,)", "train.lr=0.01"]
+    # A finished cell is reused as it stands only for the settings it was run with.
+    assert fewlabel.run_one(args, "m2", 20, 0, tmp_path / "m2_run", None) == metrics
+    args.set = [*args.set[:-1], "train.lr=0.02"]
+    with pytest.raises(InputDataError, match=r"m2_run holds a finished run of other settings: settings \(stored "
+                                             r"\('m2.hidden=\(16,\)', 'train.lr=0.01'\), given .*'train.lr=0.02'\)"):
+        fewlabel.run_one(args, "m2", 20, 0, tmp_path / "m2_run", None)

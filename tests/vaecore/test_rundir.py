@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from vaecore.errors import InputDataError
-from vaecore.rundir import (RunDir, check_field_value, check_new_run_dir, check_resume, config_from_dict, config_to_dict,
-                            existing_run_config, read_run_config, resume_conflicts, write_json)
+from vaecore.rundir import (RunDir, check_field_value, check_new_run_dir, check_resume, config_differences,
+                            config_from_dict, config_to_dict, existing_run_config, read_run_config, resume_conflicts,
+                            write_json)
 
 
 @dataclass(frozen=True)
@@ -176,3 +177,12 @@ def test_a_new_run_is_not_started_in_a_runs_directory(tmp_path: Path) -> None:
     with pytest.raises(InputDataError, match=rf"^{run} already holds a run of another command \(its config.json is "
                                              r"not a train run's\); give another --out$"):
         check_new_run_dir(run, TrainConfig, command="train", resumable=True)
+
+
+def test_config_differences_name_every_field_that_differs_but_those_kept() -> None:
+    given, stored = RunConfig(name="a", tags=["x"]), RunConfig(name="b", encoder=EncoderConfig(hidden=(5,)))
+    assert config_differences(given, stored, keep=("tags",)) == [
+        "name (stored 'b', given 'a')",
+        "encoder (stored EncoderConfig(hidden=(5,), activation='softplus'), given "
+        "EncoderConfig(hidden=(500, 500), activation='softplus'))"]
+    assert config_differences(given, given) == []
