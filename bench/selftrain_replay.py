@@ -48,12 +48,18 @@ def replay(run_dir: Path, per_class: list[int], out: Path, *, device: torch.devi
     config = read_run_config(FewLabelRunConfig, run_dir / "config.json", command="fewlabel", source=str(run_dir))
     dataset = load_dataset(config.data)
     idx, _ = load_split(run_dir / "labels.csv")
+    source = str(run_dir.resolve())
     proba = None  # scored once, and only if some cell is not finished
     rows = []
     for n in per_class:
         cell = out / f"{run_dir.name}_p{n}"
         if (cell / "metrics.json").exists():
             metrics = json.loads((cell / "metrics.json").read_text(encoding="utf-8"))
+            # Cells are named by the run's directory name: another run of that name (the
+            # same cell of another grid) was reused as this one's replay without a word.
+            if metrics.get("replay_of", source) != source:
+                raise InputDataError(f"{cell} holds the replay of another run ({metrics['replay_of']}), not of "
+                                     f"{source}; give this one another --out")
         else:
             # Its checks (an M1 run, a count below 0) before any scoring.
             stage = replace(config, self_train=n, device=str(device), plots=False, progress=progress)
@@ -65,7 +71,7 @@ def replay(run_dir: Path, per_class: list[int], out: Path, *, device: torch.devi
             _, metrics = train_on_pseudo_labels(stage, dataset, idx, pseudo_idx, pseudo_y, first=first,
                                                 first_dir=run_dir, workdir=cell, device=device,
                                                 resume=(cell / "checkpoint.safetensors").exists())
-            write_json(cell / "metrics.json", metrics)
+            write_json(cell / "metrics.json", {**metrics, "replay_of": source})
         rows.append({"run": str(run_dir), "per class": n, "pseudo-labels": metrics["n_pseudo_labels"],
                      "pseudo-label error %": 100 * metrics["pseudo_label_error"],
                      "before: valid %": 100 * first["valid_error"], "before: test %": 100 * first["test_error"],

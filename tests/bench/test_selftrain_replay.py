@@ -47,3 +47,12 @@ def test_selftrain_replay_reproduces_the_pipelines_second_stage(tmp_path):
     assert same["after: valid %"] == pytest.approx(100 * metrics["valid_error"])
     assert same["before: test %"] == pytest.approx(100 * metrics["stage1_test_error"])
     assert table.iloc[1]["pseudo-labels"] <= 50 and "| per class |" in done.stdout
+    # Cells are named by the run's directory name: another run of that name is not given this one's replay.
+    other = tmp_path / "other" / "plain"
+    shutil.copytree(plain, other)
+    again = subprocess.run([sys.executable, "bench/selftrain_replay.py", str(other), "--per-class", "20", "--threads",
+                            "1", "--device", "cpu", "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 1 and "Traceback" not in again.stderr
+    assert (f"{out / 'plain_p20'} holds the replay of another run ({plain.resolve()}), not of {other.resolve()}"
+            in again.stderr)
