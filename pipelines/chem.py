@@ -200,9 +200,9 @@ def train(config: ChemTrainConfig, workdir: str | os.PathLike) -> dict[str, Any]
         stored = stored_config(config.resume)
         check_resume(config, stored, ChemTrainConfig(), keep=RESUME_SETTINGS, resume=config.resume)
         config = dataclasses.replace(stored, **{name: getattr(config, name) for name in RESUME_SETTINGS})
-    else:
-        if unused := unused_settings(config):  # a new run: settings it would ignore without a word
-            raise InputDataError(f"these settings would be ignored by this run: {'; '.join(unused)}. Drop them")
+    elif unused := unused_settings(config):  # a new run: settings it would ignore without a word
+        raise InputDataError(f"these settings would be ignored by this run: {'; '.join(unused)}. Drop them")
+    if config.resume is None or Path(workdir).resolve() != Path(config.resume).resolve():  # a new directory
         check_new_run_dir(workdir, ChemTrainConfig, command="chem train",
                           resumable=(Path(workdir) / CHECKPOINT_FILE).is_file())
     device = resolve_device(config.device)

@@ -142,7 +142,7 @@ def run(config: VAERunConfig, workdir: str | os.PathLike) -> dict[str, Any]:
     resume_from = _resume_checkpoint(config.resume) if config.resume else None
     if resume_from is not None:
         config = _resumed_config(config, resume_from)
-    else:
+    if resume_from is None or Path(workdir).resolve() != resume_from.parent.resolve():  # a new directory
         check_new_run_dir(workdir, VAERunConfig, command="vae", resumable=(Path(workdir) / CHECKPOINT_NAME).is_file())
     device = resolve_device(config.device)
     seed_everything(config.seed)

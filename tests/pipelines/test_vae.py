@@ -87,6 +87,12 @@ def test_resume_continues_with_the_stored_settings(tmp_path: Path, capsys: pytes
                  "--eval-limit", "5", "--device", "cpu", "--no-progress", "--epochs", "3",
                  "--resume", str(bare / "ckpt.safetensors")]) == 0
     assert list(pd.read_csv(bare / "history.csv")["epoch"]) == [3]
+    # Continued in another directory: a new one, not one that holds a run (it was written over).
+    assert main(["vae", "--resume", str(out), "--epochs", "3", "--no-progress", "--out", str(tmp_path / "copy")]) == 0
+    assert list(pd.read_csv(tmp_path / "copy" / "history.csv")["epoch"]) == [3]  # its own epochs
+    capsys.readouterr()
+    assert main(["vae", "--resume", str(out), "--epochs", "3", "--no-progress", "--out", str(bare)]) == 2
+    assert f"{bare} already holds a vae run; continue it with --resume {bare}" in capsys.readouterr().err
 
 
 def test_config_validation() -> None:
