@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from chemvae.data import check_molecules, encode_tokens, token_lengths
+from chemvae.data import CheckedMolecules, check_molecules, encode_tokens, token_lengths
 from chemvae.decoder import GRUDecoder
 from chemvae.encoders import build_encoder
 from chemvae.rdkit_utils import smiles_list
@@ -239,6 +239,15 @@ class MoleculeVAE(nn.Module):
         return err.sum() / (known.sum() * z.shape[0]).clamp_min(1)
 
     # ------------------------------------------------------------------ SMILES in
+    def check(self, smiles: Sequence[str]) -> CheckedMolecules:
+        """Which SMILES this model can encode, and why the others not (``summary()`` counts them).
+
+        The checks of training: RDKit parses and sanitizes the molecule, its tokens are in
+        the model's vocabulary and there are at most ``max_length`` of them.
+        """
+        return check_molecules(smiles, self.tokenizer, max_length=self.config.max_length, vocab=self.vocab,
+                               canonicalize=self.config.canonicalize)
+
     def encode(self, smiles: Sequence[str], errors: str = "raise", batch_size: int = 1000
                ) -> Tensor | tuple[Tensor, list[int]]:
         """Posterior means of SMILES strings.
@@ -260,8 +269,7 @@ class MoleculeVAE(nn.Module):
         """
         if errors not in ("raise", "skip"):
             raise InputDataError(f"errors must be 'raise' or 'skip', got {errors!r}")
-        checked = check_molecules(smiles_list(smiles, "encode's input"), self.tokenizer, max_length=self.config.max_length,
-                                  vocab=self.vocab, canonicalize=self.config.canonicalize)
+        checked = self.check(smiles_list(smiles, "encode's input"))
         if errors == "raise" and checked.first_issue is not None:
             raise InputDataError(f"cannot encode {checked.first_issue.describe()}")
         tokens = encode_tokens(checked.tokens, self.vocab, self.config.max_length + 1)

@@ -41,7 +41,7 @@ from chemvae.search.random import RandomSearch
 from chemvae.search.result import SearchRecorder, SearchResult, count_failures, history_frame
 from chemvae.search.surrogate import HeadSurrogate
 from chemvae.search.trust_region import search_bounds
-from vaecore.errors import InputDataError, SearchWarning, finite_at_least, integer_at_least
+from vaecore.errors import InputDataError, InputDataWarning, SearchWarning, finite_at_least, integer_at_least
 
 METHODS = ("bo", "gradient", "random")
 DEFAULT_N_INIT = 500
@@ -69,8 +69,12 @@ def initial_latents(model: nn.Module, init_smiles: Sequence[str] | None, n_init:
     if len(pool) > n_init:
         pool = [pool[i] for i in np.sort(generator.choice(len(pool), size=n_init, replace=False))]
     z, kept = model.encode(pool, errors="skip")
-    if len(kept) == 0:
-        raise InputDataError(f"none of the {len(pool)} initial molecules could be encoded by the model")
+    if len(kept) < len(pool):  # skipped and counted: a user's --init-data file loses rows here
+        checked = model.check(pool)
+        why = f"{checked.summary('initial molecules drawn')}; the first: {checked.first_issue.describe()}"
+        if len(kept) == 0:
+            raise InputDataError(f"none of the initial molecules could be encoded by the model: {why}")
+        warnings.warn(f"the model cannot encode every initial molecule: {why}", InputDataWarning, stacklevel=4)
     return z, [pool[i] for i in kept]
 
 

@@ -10,7 +10,7 @@ import torch
 from chemvae import objectives
 from chemvae.search import SearchResult, optimize
 from chemvae.search.result import HISTORY_COLUMNS
-from vaecore.errors import InputDataError, ObjectiveError, SearchWarning
+from vaecore.errors import InputDataError, InputDataWarning, ObjectiveError, SearchWarning
 
 
 def test_random_search_history_budget_and_best(tiny_model):
@@ -118,6 +118,19 @@ def test_prior_samples_are_the_default_initial_data(tiny_model, fast_bo):
                       settings=fast_bo)
     init = result.history[result.history["iteration"] == 0]
     assert len(init) == 12 and (init["method"] == "init").all() and not init["new"].any()
+
+
+def test_initial_molecules_the_model_cannot_encode_are_counted(tiny_model, train_smiles, fast_bo):
+    # They were left out without a word: a user's --init-data file lost rows unseen.
+    pool = [*train_smiles[:8], "C1CC", "not a molecule"]
+    with pytest.warns(InputDataWarning, match=r"kept 8 of 10 initial molecules drawn; skipped 2 \(unparsable 2\); "
+                                              r"the first: molecule 8 \('C1CC'\): unparsable"):
+        result = optimize(tiny_model, objectives.qed, method="bo", budget=2, batch_size=2, n_init=10, seed=0,
+                          init_smiles=pool, settings=fast_bo)
+    assert result.summary()["n_init"] == 8
+    with pytest.raises(InputDataError, match="none of the initial molecules could be encoded by the model: kept 0 of 2"):
+        optimize(tiny_model, objectives.qed, method="bo", budget=2, n_init=10, init_smiles=["C1CC", "xyz"],
+                 settings=fast_bo)
 
 
 def test_a_search_that_stops_finding_new_molecules_ends_early_with_a_warning(tiny_model):
