@@ -196,8 +196,11 @@ def check_rerun(config: MoloptConfig, workdir: str | os.PathLike) -> None:
     Raises:
         InputDataError: Naming the settings that differ.
     """
-    stored = existing_run_config(workdir, MoloptConfig, command="molopt")
-    if stored is None:
+    journal = Path(workdir) / "journal.csv"
+    begun = (Path(workdir) / "summary.json").is_file() or (
+        journal.is_file() and len(journal.read_text(encoding="utf-8").splitlines()) > 1)  # a recorded outcome
+    stored = existing_run_config(workdir, MoloptConfig, command="molopt") if begun else None
+    if stored is None:  # nothing there, or a search refused before its first objective call
         return
     if changed := config_differences(config, stored, keep=RERUN_SETTINGS):
         raise InputDataError(f"{workdir} already holds a search of other settings: {'; '.join(changed)}. Its own "

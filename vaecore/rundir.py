@@ -163,8 +163,21 @@ def existing_run_config(workdir: str | os.PathLike, cls: type[C], *, command: st
                              f"{command} run's); give another --out") from err
 
 
+# What a run leaves once it has trained or scored anything; a config.json alone is the
+# trace of a run refused or stopped before that, and a new run may take its directory.
+RESULT_FILES = ("metrics.json", "summary.json", "train.json")
+
+
+def holds_results(workdir: str | os.PathLike) -> bool:
+    """Whether ``workdir`` holds a run's results: :data:`RESULT_FILES` or a checkpoint
+    (``*.safetensors``, also one directory down: M1+M2's ``m1/``)."""
+    path = Path(workdir)
+    return (any((path / name).is_file() for name in RESULT_FILES)
+            or any(path.glob("*.safetensors")) or any(path.glob("*/*.safetensors")))
+
+
 def check_new_run_dir(workdir: str | os.PathLike, cls: type, *, command: str, resumable: bool) -> None:
-    """Refuse to start a new run in a directory that already holds a run (a ``config.json``).
+    """Refuse to start a new run in a directory that already holds a run's config and results.
 
     A new run there overwrote the old run's files with its own and left the others: a
     self-trained few-label run's later stages stayed, and ``ssvae.load_classifier`` loaded
@@ -180,7 +193,7 @@ def check_new_run_dir(workdir: str | os.PathLike, cls: type, *, command: str, re
     Raises:
         InputDataError: ``workdir`` holds a run; the message says what to do instead.
     """
-    if existing_run_config(workdir, cls, command=command) is None:
+    if not holds_results(workdir) or existing_run_config(workdir, cls, command=command) is None:
         return
     how = f"continue it with --resume {workdir}, " if resumable else ""
     raise InputDataError(f"{workdir} already holds a {command} run; {how}give another --out, or delete it to "

@@ -27,6 +27,7 @@ import os
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
+from vaecore.checkpoint import atomic_write_bytes
 from vaecore.errors import InputDataError
 
 HEADER = "# vaelab score journal; objective="
@@ -60,11 +61,17 @@ class ScoreJournal:
         self.dropped = 0
         if self.path.exists() and not self.path.is_file():
             raise InputDataError(f"journal {self.path} exists and is not a file")
-        if self.path.is_file() and self.path.stat().st_size > 0:
+        if self.path.is_file() and self.path.stat().st_size > 0 and not self._unused_other_journal():
             self._read()
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._append(f"{HEADER}{objective}\n")
+            atomic_write_bytes(self.path, f"{HEADER}{objective}\n".encode())
+
+    def _unused_other_journal(self) -> bool:
+        """A journal of another objective that records nothing (its search was refused before
+        its first call): nothing is lost by starting this one's there."""
+        lines = self.path.read_text().splitlines()
+        return (len(lines) == 1 and lines[0].startswith(HEADER) and lines[0][len(HEADER):] != self.objective)
 
     def _read(self) -> None:
         text = self.path.read_text()

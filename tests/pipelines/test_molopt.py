@@ -66,6 +66,13 @@ def test_the_same_command_again_reads_every_score_from_the_journal(tmp_path, cap
         assert cli.main([*command, *changed]) == 2
         assert f"already holds a search of other settings: {message}. Its own command" in capsys.readouterr().err
     assert json.loads((out / "summary.json").read_text()) == summary
+    # A search refused before its first objective call leaves its config and an empty journal:
+    # the corrected command may take the directory.
+    fresh = tmp_path / "fresh"
+    refused = ["molopt", "--model", str(MODEL), "--objective", "similarity:CCO", "--method", "gradient",
+               "--budget", "3", "--out", str(fresh), "--no-progress"]
+    assert cli.main(refused) == 2 and (fresh / "config.json").is_file()
+    assert cli.main([*command[:-5], "--out", str(fresh), "--threads", "1", "--no-progress"]) == 0
 
 
 def test_cli_random_with_sa_objective(tmp_path):

@@ -12,8 +12,8 @@ import torch
 
 from vaecore.errors import InputDataError
 from vaecore.rundir import (RunDir, check_field_value, check_new_run_dir, check_resume, config_differences,
-                            config_from_dict, config_to_dict, existing_run_config, read_run_config, resume_conflicts,
-                            write_json)
+                            config_from_dict, config_to_dict, existing_run_config, holds_results, read_run_config,
+                            resume_conflicts, write_json)
 
 
 @dataclass(frozen=True)
@@ -169,6 +169,13 @@ def test_a_new_run_is_not_started_in_a_runs_directory(tmp_path: Path) -> None:
     RunDir(tmp_path / "r", RunConfig(name="a"), seed=0, device="cpu")
     assert existing_run_config(tmp_path / "r", RunConfig, command="demo") == RunConfig(name="a")
     run = tmp_path / "r"
+    # A config.json alone is a run refused or stopped before it had results: its directory may be taken.
+    check_new_run_dir(run, RunConfig, command="demo", resumable=True)
+    check_new_run_dir(run, TrainConfig, command="train", resumable=True)
+    assert not holds_results(run)
+    (run / "m1").mkdir()
+    (run / "m1" / "checkpoint.safetensors").write_bytes(b"")  # M1+M2's M1, one directory down
+    assert holds_results(run)
     with pytest.raises(InputDataError, match=rf"^{run} already holds a demo run; continue it with --resume {run}, "
                                              "give another --out, or delete it to start over$"):
         check_new_run_dir(run, RunConfig, command="demo", resumable=True)

@@ -51,9 +51,13 @@ def test_a_line_whose_score_contradicts_its_status_is_dropped(tmp_path):
 
 
 def test_a_journal_of_another_objective_or_another_file_is_refused(tmp_path):
-    ScoreJournal(tmp_path / "journal.csv", "qed")
+    # One that records nothing (its search was refused before its first call) is taken over:
+    # it blocked the corrected command in the same directory.
+    ScoreJournal(tmp_path / "journal.csv", "similarity:CCO")
+    ScoreJournal(tmp_path / "journal.csv", "qed").record([("CCO", 0.4, "scored")])
     with pytest.raises(InputDataError, match="records objective 'qed', not 'penalized_logp'"):
         ScoreJournal(tmp_path / "journal.csv", "penalized_logp")
+    assert ScoreJournal(tmp_path / "journal.csv", "qed").lookup("CCO") == (0.4, "scored")
     (tmp_path / "other.csv").write_text("smiles,score\nCCO,1\n")
     with pytest.raises(InputDataError, match="is not a vaelab score journal"):
         ScoreJournal(tmp_path / "other.csv", "qed")
