@@ -218,7 +218,8 @@ def _override(config: Any, changes: dict[str, Any], *, within: str) -> Any:
         names = [f.name for f in dataclasses.fields(config)]
         if head not in names:
             where = f"{within.rstrip('.')} has" if within else "settings are"
-            raise InputDataError(f"unknown setting {within + path!r}; {where} {', '.join(sorted(names))}")
+            shown = sorted(n for n in names if within or n != "model")  # the model is no setting
+            raise InputDataError(f"unknown setting {within + path!r}; {where} {', '.join(shown)}")
         if rest:
             sub = getattr(config, head)
             if not dataclasses.is_dataclass(sub):
