@@ -3,9 +3,9 @@
 Usage (the full run needs a GPU; a CPU run records the largest one that fits)::
 
     python bench/chem_train.py --max-molecules 1584663 --epochs 30 --device cuda --out runs/bench_chem
-    python bench/chem_train.py --max-molecules 2000 --epochs 1 --n-samples 200 --no-fcd --device cpu  # smoke
+    python bench/chem_train.py --max-molecules 2000 --epochs 1 --n-samples 200 --no-fcd --device cpu --out runs/bench_chem_smoke  # smoke
     python bench/chem_train.py --max-molecules 200000 --epochs 3 --batch-size 256 --decoder-layers 1 \
-        --kl-warmup-fraction 0.5 --beta 0.2 --n-recon 1000 --device cpu  # the CPU runs' settings (BENCHMARKS.md)
+        --kl-warmup-fraction 0.5 --beta 0.2 --n-recon 1000 --device cpu --out runs/bench_chem_cpu  # the CPU runs' settings (BENCHMARKS.md)
 
 Prints (and writes to ``OUT/bench.csv``) reconstruction accuracy on MOSES test, validity,
 unique@10k, novelty and FCD/Test of decoded prior samples, next to the targets, with the
