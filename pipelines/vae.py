@@ -148,7 +148,9 @@ def run(config: VAERunConfig, workdir: str | os.PathLike) -> dict[str, Any]:
     seed_everything(config.seed)
     dataset = load_dataset(config.data)
     x_train = dataset.train.x
-    if config.train_on_valid and dataset.valid is not None:
+    if config.train_on_valid and dataset.valid is None:  # it trained on the training split alone without a word
+        raise InputDataError(f"--train-on-valid: {config.data} has no validation split to train on")
+    if config.train_on_valid:
         x_train = torch.cat([x_train, dataset.valid.x])
     valid = None if config.train_on_valid or dataset.valid is None else dataset.valid.x
 

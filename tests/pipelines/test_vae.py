@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from pipelines.cli import main
 from pipelines.vae import VAERunConfig, run
 from vaecore.errors import InputDataError
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # Burda's architecture, one epoch of 10 batches on the 1,000 fixture digits.
 ARGS = ["vae", "--data", "fixture", "--latent", "50", "--eval-samples", "20", "--eval-limit", "50",
@@ -53,6 +56,11 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "missing.npz" in capsys.readouterr().err
     assert main(["vae", "--data", "fixture", "--resume", str(tmp_path / "nothing")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+    # Data without a validation split: --train-on-valid trained on the training split alone without a word.
+    fixture = np.load(ROOT / "data" / "fixtures" / "mnist_small.npz")
+    np.savez(tmp_path / "novalid.npz", **{k: fixture[k] for k in ("x_train", "y_train", "x_test", "y_test")})
+    assert main(["vae", "--data", str(tmp_path / "novalid.npz"), "--train-on-valid", "--out", str(tmp_path / "v")]) == 2
+    assert "novalid.npz has no validation split to train on" in capsys.readouterr().err and not (tmp_path / "v").exists()
 
 
 def test_resume_with_another_architecture_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
