@@ -40,8 +40,8 @@ from typing import Any
 import torch
 
 from ssvae.api import FewLabelClassifier, fit_data, split_data
-from ssvae.presets import (MODELS, PRESETS, FitConfig, check_settings_keys, is_m1_setting, is_m2_setting, override,
-                           preset)
+from ssvae.presets import (MODELS, PRESETS, FitConfig, check_patience_setting, check_settings_keys, is_m1_setting,
+                           is_m2_setting, override, preset)
 from ssvae.data import ImageDataset, load_dataset
 from ssvae.fewlabel import TrainConfig
 from ssvae.labels import balanced_split, given_labels, load_split, save_split
@@ -346,6 +346,7 @@ def run(config: FewLabelRunConfig, workdir: str | os.PathLike, *, resume: bool =
         check_new_run_dir(workdir, FewLabelRunConfig, command="fewlabel", resumable=True)
     device = resolve_device(config.device)
     dataset = load_dataset(config.data)
+    check_patience_setting(parse_settings(config.settings), has_valid=dataset.valid is not None)
     idx = _labelled_indices(config, dataset)
     workdir = Path(workdir)
     if config.self_train:

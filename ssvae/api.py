@@ -32,7 +32,8 @@ from ssvae.m1 import VAE, VAEConfig, fit_vae, load_vae
 from ssvae.m1m2 import M1M2, active_dimensions
 from ssvae.m2_config import M2Config
 from ssvae.pixel_m2 import PixelM2
-from ssvae.presets import FitConfig, M1Settings, check_settings_keys, is_m1_setting, is_m2_setting, override, preset
+from ssvae.presets import (FitConfig, M1Settings, check_patience_setting, check_settings_keys, is_m1_setting,
+                           is_m2_setting, override, preset)
 from ssvae.selftrain import SELF_TRAIN_DIR
 from vaecore.checkpoint import load_checkpoint
 from vaecore.errors import CheckpointError, InputDataError, InputDataWarning, integer_at_least
@@ -396,6 +397,7 @@ def fit(
     if model == "m2" and any(is_m1_setting(key) for key in overrides):
         raise InputDataError(f"model 'm2' trains no M1, so {sorted(k for k in overrides if is_m1_setting(k))} would "
                              "be ignored; drop them")
+    check_patience_setting(overrides, has_valid=x_valid is not None)
     image_shape = without_single_channel(x.shape[1:])  # [N, 1, 28, 28], torch's layout, are 28 x 28 images
     config = override(preset(preset_name, model=model, n_labels=len(idx), n_total=len(xt), image_shape=image_shape),
                       **overrides)

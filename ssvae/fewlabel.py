@@ -74,8 +74,10 @@ class TrainConfig:
             always trains at least one epoch, even when M1 used up the budget, so that
             the run has a model to keep and score.
         patience: Stop once the best-validation epoch (ties count as best) lies this many
-            epochs back: early stopping. Without a validation set it does nothing; the best
-            epoch's weights are kept either way. ``None`` = no such stop.
+            epochs back: early stopping. Without a validation set it does nothing (a
+            preset's; one the user sets is refused there by
+            :func:`~ssvae.presets.check_patience_setting`); the best epoch's weights are
+            kept either way. ``None`` = no such stop.
         log_every: Steps between host syncs (NaN check and progress-bar losses).
         eval_batch_size: Batch size of the validation and test passes.
         compile_mode: Run each step's sampling and loss through ``torch.compile`` with

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field, replace
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ssvae.fewlabel import TrainConfig
@@ -113,6 +113,20 @@ def check_settings_keys(keys: Iterable[str]) -> None:
     if fixed := sorted(key for key in keys if key in DATA_SETTINGS):
         raise InputDataError(f"{', '.join(fixed)} come from the data (the images' size and the labels' classes), "
                              "whatever a setting says; drop them")
+
+
+def check_patience_setting(settings: Mapping[str, Any], *, has_valid: bool) -> None:
+    """Refuse a ``train.patience`` set by the user where there is no validation set.
+
+    Early stopping watches the validation error: without one it did nothing, without a
+    word. (A preset's own patience is left be: it is chosen for data that may have one.)
+
+    Raises:
+        InputDataError: Naming the setting.
+    """
+    if not has_valid and settings.get("train.patience") is not None:
+        raise InputDataError(f"train.patience={settings['train.patience']!r} stops on the validation error, and "
+                             "there is no validation set; drop it, or give validation data")
 
 
 def preset(name: str, *, model: str = "m1m2", n_labels: int = 100, n_total: int = 50_000,

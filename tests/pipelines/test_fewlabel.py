@@ -141,6 +141,10 @@ def test_fewlabel_on_a_user_npz_with_given_labels(tmp_path, capsys):
     assert metrics["n_labels"] == 30 and np.isnan(metrics["valid_error"]) and 0 <= metrics["test_error"] <= 1
     assert "(no validation set)" in capsys.readouterr().out  # it printed 'valid nan%'
     assert (out / "samples.png").exists() and not (out / "tsne.png").exists()
+    # Early stopping watches the validation error, which these data lack: it did nothing without a word.
+    assert main(["fewlabel", "--data", str(path), "--model", "m2", "--epochs", "3", *TINY_M2,
+                 "--set", "train.patience=1", "--out", str(tmp_path / "patient")]) == 2
+    assert "train.patience=1 stops on the validation error, and there is no validation set" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

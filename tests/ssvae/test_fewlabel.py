@@ -225,6 +225,9 @@ def test_fit_api_m1m2_and_bad_inputs(fixture_data, capsys):
         ssvae.fit(ds.train.x, ds.train.y, n_labels=20, **{"train.nonsense": 1})
     with pytest.raises(InputDataError, match=r"unknown setting 'train.lr.x': train.lr is a value, not a group"):
         ssvae.fit(ds.train.x, ds.train.y, n_labels=20, **{"train.lr.x": 1})
+    # Early stopping watches the validation error: without validation data it did nothing.
+    with pytest.raises(InputDataError, match="train.patience=5 stops on the validation error, and there is no"):
+        ssvae.fit(ds.train.x, ds.train.y, n_labels=20, **{"train.patience": 5})
     with pytest.raises(InputDataError, match="m2.x_dim come from the data"):  # ignored without a word
         ssvae.fit(ds.train.x, ds.train.y, n_labels=20, **{"m2.x_dim": 10})
     with pytest.raises(InputDataError, match=r"x values must lie in \[0, 1\] \(or be uint8\), got range \[0, 2\.9"):
