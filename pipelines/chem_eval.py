@@ -23,7 +23,8 @@ from chemvae.model import load
 from chemvae.train import reconstruct
 from pipelines.chem import ChemEvalConfig, cached_properties, load_run_splits, stored_config
 from vaecore.datasets import cache_dir
-from vaecore.rundir import write_json
+from vaecore.errors import InputDataError
+from vaecore.rundir import holds_results, write_json
 from vaecore.runtime import resolve_device, seed_everything
 
 N_PROPERTY_REFERENCE = 10_000  # test molecules whose properties properties.png and the W1 distances use
@@ -77,6 +78,10 @@ def evaluate(config: ChemEvalConfig, workdir: str | os.PathLike | None = None) -
 
     began = time.perf_counter()
     out = Path(workdir or config.run_dir)
+    if out.resolve() != Path(config.run_dir).resolve() and holds_results(out) and (out / "config.json").is_file():
+        # Checked before minutes of decoding; its files went in among the other run's.
+        raise InputDataError(f"--out {out} holds another run; chem eval writes beside its model ({config.run_dir}) "
+                             "or into a directory of its own")
     device = resolve_device(config.device)
     seed_everything(config.seed)
     model = load(config.run_dir, device=device)

@@ -43,6 +43,14 @@ def test_eval_of_the_fixture_model(tmp_path, capsys):
 def test_eval_of_a_directory_that_is_no_run_names_it(tmp_path, capsys):
     assert main(["chem", "eval", str(tmp_path), "--device", "cpu"]) == 2
     assert f"{tmp_path} holds no model.safetensors or checkpoint.safetensors" in capsys.readouterr().err
+    # An --out that holds another run: eval's files went in among its own, after minutes of decoding.
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("config.json", "metrics.json"):
+        (other / name).write_text("{}")
+    assert main(["chem", "eval", str(FIXTURE_MODEL), "--device", "cpu", "--out", str(other), "--no-progress"]) == 2
+    assert f"--out {other} holds another run; chem eval writes beside its model" in capsys.readouterr().err
+    assert sorted(p.name for p in other.iterdir()) == ["config.json", "metrics.json"]
 
 
 @pytest.mark.filterwarnings("ignore::vaecore.errors.InputDataWarning")  # few valid samples: expected
