@@ -34,8 +34,12 @@ Surrogate = Callable[[Mapping[str, Tensor]], Tensor]
 
 
 def check_surrogate(objective: Any, property_names: Sequence[str], *, user: str = "method 'gradient'",
-                    instead: str = "use method 'bo' or 'random'") -> Surrogate:
-    """The objective's head surrogate, or a clear error saying why ``user`` cannot run and what to do ``instead``."""
+                    instead: str = "use method 'bo' or 'random'", trained: bool = True) -> Surrogate:
+    """The objective's head surrogate, or a clear error saying why ``user`` cannot run and what to do ``instead``.
+
+    ``trained=False``: the model's property head was not trained (``property_weight`` 0),
+    and its estimates are those of its random initial weights.
+    """
     surrogate = getattr(objective, "surrogate", None)
     name = getattr(objective, "name", repr(objective))
     if surrogate is None:
@@ -46,6 +50,9 @@ def check_surrogate(objective: Any, property_names: Sequence[str], *, user: str 
     if missing:
         raise InputDataError(f"objective {name!r} needs property-head outputs {missing}, "
                              f"but the model predicts only {list(property_names)}")
+    if not trained:  # it climbed the random head without a word
+        raise InputDataError(f"{user} follows the property head, which this model did not train "
+                             f"(property_weight 0): {instead}")
     return surrogate
 
 
@@ -79,7 +86,8 @@ class HeadSurrogate:
     """
 
     def __init__(self, model: nn.Module, objective: Any, *, dtype: torch.dtype | None = None, **why: str) -> None:
-        self.surrogate = check_surrogate(objective, model.property_names, **why)
+        trained = getattr(getattr(model, "config", None), "property_weight", 1.0) != 0
+        self.surrogate = check_surrogate(objective, model.property_names, trained=trained, **why)
         self.head_dtype = model.prior().mean.dtype
         if dtype is not None and dtype != self.head_dtype:
             model = copy.deepcopy(model).to(dtype).eval().requires_grad_(False)

@@ -1,5 +1,8 @@
 """The property head's estimate of an objective, and as a GP prior mean, on the committed tiny model."""
 
+import copy
+import dataclasses
+
 import pytest
 import torch
 
@@ -80,3 +83,15 @@ def test_head_mean_needs_an_objective_with_a_surrogate(tiny_model):
                  settings=BOSettings(head_mean=True))
     with pytest.raises(InputDataError, match="head_mean needs the property head"):
         BayesOpt(_box(tiny_model.latent_dim), 5, BOSettings(head_mean=True))
+
+
+def test_a_head_the_model_did_not_train_is_refused(tiny_model):
+    # property_weight 0 leaves the head at its random initial weights: gradient ascent climbed it without a word.
+    untrained = copy.copy(tiny_model)
+    untrained.config = dataclasses.replace(tiny_model.config, property_weight=0.0)
+    with pytest.raises(InputDataError, match=r"method 'gradient' follows the property head, which this model did not "
+                                             r"train \(property_weight 0\): use method 'bo' or 'random'"):
+        optimize(untrained, objectives.qed, method="gradient", budget=5)
+    with pytest.raises(InputDataError, match=r"head_mean.*did not train \(property_weight 0\): leave it off"):
+        optimize(untrained, objectives.qed, method="bo", budget=5, settings=BOSettings(head_mean=True))
+    HeadSurrogate(tiny_model, objectives.qed)  # the fixture's head was trained
