@@ -221,6 +221,8 @@ class DataSplits:
             training file for MOSES, the training split otherwise).
         test_source: Where ``test`` came from: ``"moses"`` (the official test file),
             ``"split column"`` (a CSV's rows marked ``test``) or ``"test_fraction"``.
+        valid_source: Where ``valid`` came from: ``"split column"`` (a CSV's rows marked
+            ``valid``) or ``"valid_fraction"``.
     """
 
     train: list[str]
@@ -229,6 +231,33 @@ class DataSplits:
     test_scaffolds: list[str] | None
     reference: list[str]
     test_source: str = "test_fraction"
+    valid_source: str = "valid_fraction"
+
+
+# The values a CSV's split column may hold (case-insensitive), and the split each names.
+SPLIT_VALUES = {"train": "train", "valid": "valid", "validation": "valid", "val": "valid", "test": "test",
+                "test_scaffolds": "test_scaffolds"}
+
+
+def _split_column(table: pd.DataFrame, data: str) -> pd.Series | None:
+    """The split of each row (:data:`SPLIT_VALUES`' names) from a ``split`` column, if any.
+
+    Matched case-insensitively, as MOSES's own ``dataset_v1.csv`` spells it ``SPLIT``, whose
+    ``test_scaffolds`` rows went into the training pool and whose column was not read.
+
+    Raises:
+        InputDataError: Two such columns, or values other than :data:`SPLIT_VALUES`', named.
+    """
+    columns = [c for c in table.columns if str(c).lower() == "split"]
+    if not columns:
+        return None
+    if len(columns) > 1:
+        raise InputDataError(f"{data}: {len(columns)} columns name the split ({columns}); keep one")
+    values = table[columns[0]].astype(str).str.strip().str.lower()
+    if unknown := sorted(set(values) - set(SPLIT_VALUES)):
+        raise InputDataError(f"{data}: its {columns[0]!r} column holds {unknown[:5]}; a split is one of "
+                             f"{sorted(SPLIT_VALUES)}")
+    return values.map(SPLIT_VALUES)
 
 
 def load_splits(
@@ -243,10 +272,11 @@ def load_splits(
     """Deterministic splits of a data source (the same arguments give the same splits).
 
     ``moses`` uses the official test files and draws train/valid from its training
-    file. A CSV with a ``split`` column whose values include ``test`` (as the fixture)
-    uses those rows as test set; any other CSV is split at random by ``test_fraction``.
-    ``max_molecules`` caps the number of training molecules (a seeded random subset);
-    the validation set is ``valid_fraction`` of the molecules used, at most 10,000.
+    file. A CSV with a ``split`` column (any case; values in :data:`SPLIT_VALUES`) uses
+    its ``test``, ``valid`` and ``test_scaffolds`` rows as those sets; a CSV without
+    ``test`` rows is split at random by ``test_fraction``. ``max_molecules`` caps the
+    number of training molecules (a seeded random subset); without ``valid`` rows the
+    validation set is ``valid_fraction`` of the molecules used, at most 10,000.
     """
     if not 0 <= valid_fraction < 1 or not 0 <= test_fraction < 1:
         raise InputDataError(f"fractions must be in [0, 1), got {valid_fraction}, {test_fraction}")
@@ -256,35 +286,40 @@ def load_splits(
     if data == "moses":
         pool = moses_smiles("train")
         test, scaffolds, reference = moses_smiles("test"), moses_smiles("test_scaffolds"), pool
-        test_source = "moses"
+        test_source, given_valid = "moses", None
     else:
         table = read_smiles_csv(FIXTURE_CSV if data == "fixture" else data, smiles_column)
         if len(table) == 0:
             raise InputDataError(f"{data}: the file has no rows")
-        if "split" in table and table["split"].astype(str).str.lower().eq("test").any():
-            is_test = table["split"].astype(str).str.lower().eq("test").to_numpy()
-            pool, test = table["smiles"][~is_test].tolist(), table["smiles"][is_test].tolist()
+        split = _split_column(table, data)
+        if split is None:
+            split = pd.Series("train", index=table.index)
+        rows = {name: table["smiles"][split == name].tolist() for name in ("valid", "test_scaffolds")}
+        given_valid, scaffolds = rows["valid"] or None, rows["test_scaffolds"] or None
+        if (split == "test").any():
+            pool, test = table["smiles"][split == "train"].tolist(), table["smiles"][split == "test"].tolist()
             test_source = "split column"
         else:
-            order = rng.permutation(len(table))
-            n_test = int(round(test_fraction * len(table)))
-            smiles = table["smiles"].to_numpy()
-            test, pool = smiles[order[:n_test]].tolist(), smiles[order[n_test:]].tolist()
+            rest = table["smiles"][split == "train"].to_numpy()
+            order = rng.permutation(len(rest))
+            n_test = int(round(test_fraction * len(rest)))
+            test, pool = rest[order[:n_test]].tolist(), rest[order[n_test:]].tolist()
             test_source = "test_fraction"
-        scaffolds, reference = None, None
+        reference = None
     order = rng.permutation(len(pool))
     # The validation set scales with the molecules used (capped at 10k): a 2k-molecule
     # run on MOSES should not spend its time validating on 10k molecules.
     n_used = len(pool) if max_molecules is None else min(len(pool), max_molecules)
-    n_valid = min(int(math.ceil(valid_fraction * n_used)), 10_000) if valid_fraction > 0 else 0
-    valid = [pool[i] for i in order[:n_valid]]
+    n_valid = min(int(math.ceil(valid_fraction * n_used)), 10_000) if valid_fraction > 0 and not given_valid else 0
+    valid = given_valid or [pool[i] for i in order[:n_valid]]
     train_idx = order[n_valid:] if max_molecules is None else order[n_valid : n_valid + max_molecules]
     train = [pool[i] for i in train_idx]
     if not train:
         raise InputDataError(f"{data}: no molecule left to train on: {len(pool) + len(test)} rows, {len(test)} "
                              f"held out for test and {n_valid} for validation; lower --test-fraction / "
                              "--valid-fraction or use a larger file")
-    return DataSplits(train, valid, test, scaffolds, train if reference is None else reference, test_source)
+    return DataSplits(train, valid, test, scaffolds, train if reference is None else reference, test_source,
+                      "split column" if given_valid else "valid_fraction")
 
 
 @dataclass

@@ -185,6 +185,19 @@ def _property_values(smiles: list[str], names: tuple[str, ...], n_jobs: int) -> 
     return table[list(names)].to_numpy(dtype=np.float64)
 
 
+def _ignored_fractions(config: ChemTrainConfig, splits: DataSplits) -> list[str]:
+    """``--test-fraction`` / ``--valid-fraction`` given where the data bring that set themselves."""
+    ignored = []
+    if splits.test_source != "test_fraction" and config.test_fraction != ChemTrainConfig.test_fraction:
+        where = "the official MOSES test file" if splits.test_source == "moses" else "the rows its split column marks test"
+        ignored.append(f"--test-fraction {config.test_fraction} would be ignored: the test set of {config.data} is "
+                       f"{where}")
+    if splits.valid_source != "valid_fraction" and config.valid_fraction != ChemTrainConfig.valid_fraction:
+        ignored.append(f"--valid-fraction {config.valid_fraction} would be ignored: the validation set of "
+                       f"{config.data} is the rows its split column marks valid")
+    return ignored
+
+
 def stored_config(run_dir: str | os.PathLike) -> ChemTrainConfig:
     """The :class:`ChemTrainConfig` a ``chem train`` run directory was trained with."""
     path = Path(run_dir) / "config.json"
@@ -208,11 +221,8 @@ def train(config: ChemTrainConfig, workdir: str | os.PathLike) -> dict[str, Any]
     device = resolve_device(config.device)
     generator = seed_everything(config.seed)
     splits = load_run_splits(config)
-    if (config.resume is None and splits.test_source != "test_fraction"
-            and config.test_fraction != ChemTrainConfig.test_fraction):
-        where = "the official MOSES test file" if splits.test_source == "moses" else "the rows its split column marks test"
-        raise InputDataError(f"--test-fraction {config.test_fraction} would be ignored: the test set of {config.data} "
-                             f"is {where}. Drop it")
+    if config.resume is None and (ignored := _ignored_fractions(config, splits)):
+        raise InputDataError(f"{'; '.join(ignored)}. Drop it")
     tokenizer = Tokenizer(config.model.representation)
     resume_path = Path(config.resume) / CHECKPOINT_FILE if config.resume else None
     if resume_path is not None and not resume_path.is_file():

@@ -141,6 +141,22 @@ def test_random_split_of_a_plain_csv(tmp_path):
         load_splits(str(one))
 
 
+def test_a_split_column_names_every_held_out_set(tmp_path):
+    # MOSES's own dataset_v1.csv spells it SPLIT: the column was not read, and its scaffold
+    # test rows went into the training pool; 'valid' rows were pooled too.
+    path = tmp_path / "moses_like.csv"
+    names = ["train"] * 20 + ["Valid"] * 3 + ["test"] * 4 + ["test_scaffolds"] * 2
+    path.write_text("SMILES,SPLIT\n" + "".join(f"{'C' * (i + 1)}O,{n}\n" for i, n in enumerate(names)))
+    splits = load_splits(str(path), smiles_column="SMILES", max_molecules=10)
+    assert splits.valid == ["C" * i + "O" for i in range(21, 24)] and splits.valid_source == "split column"
+    assert splits.test == ["C" * i + "O" for i in range(24, 28)] and splits.test_source == "split column"
+    assert splits.test_scaffolds == ["C" * i + "O" for i in range(28, 30)]
+    assert len(splits.train) == 10 and set(splits.train) <= {"C" * i + "O" for i in range(1, 21)}
+    path.write_text("smiles,split\nCCO,train\nCCN,fold1\nCCC,\n")
+    with pytest.raises(InputDataError, match=r"its 'split' column holds \['', 'fold1'\]; a split is one of"):
+        load_splits(str(path))
+
+
 def test_property_stats_and_batches():
     values = np.array([[1.0, np.nan], [3.0, 2.0], [5.0, 2.0]])
     mean, std = property_stats(values)

@@ -147,6 +147,17 @@ def test_a_test_fraction_the_data_would_not_read_is_refused(tmp_path, capsys):
             in err) and not (tmp_path / "r").exists()
 
 
+def test_a_valid_fraction_the_data_would_not_read_is_refused(tmp_path, capsys):
+    # A CSV whose split column marks validation rows: --valid-fraction was ignored without a word.
+    rows = pd.read_csv(FIXTURE_CSV)
+    rows.loc[rows.index[:50], "split"] = "valid"
+    rows.to_csv(tmp_path / "mols.csv", index=False)
+    args = ["chem", "train", "--data", str(tmp_path / "mols.csv"), "--out", str(tmp_path / "r"), *TINY_ARGS,
+            "--valid-fraction", "0.2"]
+    assert main(args) == 2
+    assert "--valid-fraction 0.2 would be ignored: the validation set of " in capsys.readouterr().err
+
+
 def test_chem_needs_a_subcommand():
     with pytest.raises(SystemExit):
         main(["chem"])
