@@ -61,14 +61,15 @@ def run_one(args: argparse.Namespace, model: str, labels: int, seed: int, out: P
     if m1_dir is not None:
         settings.append(f"m1.checkpoint={str(m1_dir / 'm1')!r}")
     # The grid's M2 options are for its models with an M2 (M1's classifier has none), its M1
-    # options for those with an M1 (pixel M2 has none): each refuses the other's.
-    m2, m1 = model != "m1", model != "m2"
+    # options for those that train an M1 (pixel M2 has none, and a shared M1 is loaded): each
+    # refuses the others'.
+    m2, m1 = model != "m1", model != "m2" and m1_dir is None
     config = FewLabelRunConfig(data=args.data, labels=labels, model=model, preset=args.preset, seed=seed,
                                device=args.device, epochs=args.epochs if m2 else None,
                                m1_epochs=args.m1_epochs if m1 else None,
                                time_budget_minutes=args.time_budget_minutes if m2 else None,
                                settings=tuple(s for s in settings if (m2 or not is_m2_setting(s))
-                                              and (m1 or not is_m1_setting(s))),
+                                              and (m1 or not is_m1_setting(s) or s.startswith("m1.checkpoint="))),
                                self_train=tuple(args.self_train) if m2 else (), plots=not args.no_plots,
                                progress=not args.no_progress)
     if (out / "metrics.json").exists():

@@ -107,7 +107,15 @@ class FewLabelRunConfig:
             raise InputDataError(f"epochs must be >= 1 for model {self.model!r}: 0 trains no M2 to keep and score")
         if isinstance(self.self_train, int):  # one round, as configs before rounds stored it
             object.__setattr__(self, "self_train", (self.self_train,) if self.self_train else ())
-        check_settings_keys(parse_settings(self.settings))
+        parsed = parse_settings(self.settings)
+        check_settings_keys(parsed)
+        if parsed.get("m1.checkpoint") is not None:  # M1 is loaded: how to train it would be ignored
+            idle = [f"--m1-epochs {self.m1_epochs}"] if self.m1_epochs is not None else []
+            idle += [f"--set {item}" for item in self.settings
+                     if is_m1_setting(item) and item.partition("=")[0].strip() != "m1.checkpoint"]
+            if idle:
+                raise InputDataError(f"--set m1.checkpoint loads a trained M1, so {', '.join(idle)} would be ignored; "
+                                     "drop it")
         if self.model == "m1":  # M1's classifier is fitted once: M2's settings would be ignored
             ignored = [f"--{flag} {value}" for flag, value in (("epochs", self.epochs),
                                                               ("time-budget-minutes", self.time_budget_minutes))

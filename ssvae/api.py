@@ -394,6 +394,9 @@ def fit(
     if model == "m1" and any(is_m2_setting(key) for key in overrides):
         raise InputDataError(f"model 'm1' trains no M2, so {sorted(k for k in overrides if is_m2_setting(k))} would "
                              "be ignored; drop them (M1's own settings are m1.*)")
+    if overrides.get("m1.checkpoint") is not None and (idle := sorted(k for k in overrides if is_m1_setting(k)
+                                                                       and k != "m1.checkpoint")):
+        raise InputDataError(f"m1.checkpoint loads a trained M1, so {idle} would be ignored; drop them")
     if model == "m2" and any(is_m1_setting(key) for key in overrides):
         raise InputDataError(f"model 'm2' trains no M1, so {sorted(k for k in overrides if is_m1_setting(k))} would "
                              "be ignored; drop them")

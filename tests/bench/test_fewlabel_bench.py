@@ -53,3 +53,9 @@ def test_the_grids_m2_options_are_left_out_of_its_m1_runs_and_m1_options_of_its_
     with pytest.raises(InputDataError, match=r"m2_run holds a finished run of other settings: settings \(stored "
                                              r"\('m2.hidden=\(16,\)', 'train.lr=0.01'\), given .*'train.lr=0.02'\)"):
         fewlabel.run_one(args, "m2", 20, 0, tmp_path / "m2_run", None)
+    # A run given the first run's M1 loads it, and refuses how to train one: those options stay out.
+    metrics = fewlabel.run_one(args, "m1m2", 20, 0, tmp_path / "m1m2_run", tmp_path / "m1_run")
+    assert metrics["model"] == "m1m2" and 0.0 <= metrics["test_error"] <= 1.0
+    config = json.loads((tmp_path / "m1m2_run" / "config.json").read_text())
+    assert config["m1_epochs"] is None
+    assert config["settings"] == ["m2.hidden=(16,)", "train.lr=0.02", f"m1.checkpoint={str(tmp_path / 'm1_run' / 'm1')!r}"]

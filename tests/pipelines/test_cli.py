@@ -61,6 +61,9 @@ def test_chemistry_command_without_rdkit_names_the_package(args: tuple[str, ...]
     # Pixel M2 trains no M1: these were ignored without a word.
     (["fewlabel", "--data", "fixture", "--model", "m2", "--m1-epochs", "5", "--set", "m1.lr=0.01", "--out", "{empty}/o"],
      "model 'm2' trains no M1, so --m1-epochs 5, --set m1.lr=0.01 would be ignored"),
+    # A loaded M1 is not trained: how to train it was ignored without a word.
+    (["fewlabel", "--data", "fixture", "--set", "m1.checkpoint='m1'", "--m1-epochs", "5", "--set", "m1.lr=0.01",
+      "--out", "{empty}/o"], "--set m1.checkpoint loads a trained M1, so --m1-epochs 5, --set m1.lr=0.01 would be ignored"),
     # It trained M1, then no M2 epoch, and reported a NaN test error.
     (["fewlabel", "--data", "fixture", "--epochs", "0", "--out", "{empty}/o"],
      "epochs must be >= 1 for model 'm1m2': 0 trains no M2 to keep and score"),
