@@ -42,7 +42,7 @@ from chemvae.tokens import REPRESENTATIONS, Tokenizer, Vocabulary
 from chemvae.train import fit, load_training_state
 from vaecore.datasets import cache_dir
 from vaecore.errors import InputDataError, finite_at_least, integer_at_least
-from vaecore.rundir import RunDir, check_new_run_dir, check_resume, read_run_config
+from vaecore.rundir import RunDir, check_new_run_dir, check_resume, check_resume_length, read_run_config
 from vaecore.runtime import flush_denormals, interruptible, resolve_device, seed_everything
 from vaecore.schedules import make_schedule
 
@@ -227,6 +227,8 @@ def train(config: ChemTrainConfig, workdir: str | os.PathLike) -> dict[str, Any]
     resume_path = Path(config.resume) / CHECKPOINT_FILE if config.resume else None
     if resume_path is not None and not resume_path.is_file():
         raise InputDataError(f"--resume {config.resume}: no {CHECKPOINT_FILE} there")
+    if resume_path is not None:
+        check_resume_length("--epochs", config.epochs, resume_path)
 
     checked = check_molecules(splits.train, tokenizer, max_length=config.model.max_length,
                               canonicalize=config.model.canonicalize, n_jobs=config.n_jobs)

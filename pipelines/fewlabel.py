@@ -47,8 +47,8 @@ from ssvae.fewlabel import TrainConfig
 from ssvae.labels import balanced_split, given_labels, load_split, save_split
 from ssvae.selftrain import SELF_TRAIN_DIR, labels_with, pseudo_labels
 from vaecore.errors import InputDataError, integer_at_least
-from vaecore.rundir import (RunDir, check_new_run_dir, check_resume, config_from_dict, config_to_dict, read_run_config,
-                            write_json)
+from vaecore.rundir import (RunDir, check_new_run_dir, check_resume, check_resume_length, config_from_dict, config_to_dict,
+                            read_run_config, write_json)
 from vaecore.runtime import resolve_device, set_threads
 
 STAGE1_METRICS = "stage1_metrics.json"
@@ -352,6 +352,9 @@ def run(config: FewLabelRunConfig, workdir: str | os.PathLike, *, resume: bool =
     if not resume:  # a resume's new --epochs rightly replaces a stored --set train.epochs
         _check_length_settings(config)
         check_new_run_dir(workdir, FewLabelRunConfig, command="fewlabel", resumable=True)
+    else:  # before this call's config.json replaces the stored one
+        check_resume_length("--epochs", config.epochs, Path(workdir) / "checkpoint.safetensors")
+        check_resume_length("--m1-epochs", config.m1_epochs, Path(workdir) / "m1" / "checkpoint.safetensors")
     device = resolve_device(config.device)
     dataset = load_dataset(config.data)
     check_patience_setting(parse_settings(config.settings), has_valid=dataset.valid is not None)

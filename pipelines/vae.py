@@ -35,7 +35,7 @@ from ssvae.data import fixed_binarize, load_dataset
 from ssvae.m1 import OBJECTIVES, VAE, VAEConfig
 from ssvae.train import BINARIZE_MODES, CHECKPOINT_NAME, LR_SCHEDULES, evaluate_log_px, evaluate_terms, fit_vae
 from vaecore.errors import InputDataError, finite_at_least, integer_at_least
-from vaecore.rundir import RunDir, check_new_run_dir, check_resume, read_run_config
+from vaecore.rundir import RunDir, check_new_run_dir, check_resume, check_resume_length, read_run_config
 from vaecore.runtime import resolve_device, seed_everything
 
 N_GRID = 100  # prior samples in samples.png
@@ -142,6 +142,7 @@ def run(config: VAERunConfig, workdir: str | os.PathLike) -> dict[str, Any]:
     resume_from = _resume_checkpoint(config.resume) if config.resume else None
     if resume_from is not None:
         config = _resumed_config(config, resume_from)
+        check_resume_length("--epochs", config.epochs, resume_from)
     if resume_from is None or Path(workdir).resolve() != resume_from.parent.resolve():  # a new directory
         check_new_run_dir(workdir, VAERunConfig, command="vae", resumable=(Path(workdir) / CHECKPOINT_NAME).is_file())
     device = resolve_device(config.device)

@@ -262,6 +262,26 @@ def config_mismatches(stored: Mapping[str, Any], expected: Mapping[str, Any]) ->
     return out
 
 
+def stored_scalar(path: str | os.PathLike, key: str) -> Any:
+    """A top-level scalar of a checkpoint's payload (its ``epoch``, say), or ``None``.
+
+    Read from the file's header alone: no tensor is loaded (a resume checks its length
+    against the epochs done before it writes anything).
+
+    Raises:
+        CheckpointError: As :func:`load_checkpoint`, for a file that is no vaelab checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        structure = json.loads(_read_metadata(path)["structure"])
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: corrupted checkpoint metadata: {err}") from err
+    pairs = structure.get(_DICT, []) if isinstance(structure, dict) else []
+    return next((v for k, v in pairs if k == key and not isinstance(v, (dict, list))), None)
+
+
 def load_checkpoint(
     path: str | os.PathLike,
     *,

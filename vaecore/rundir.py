@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import pandas as pd
 import torch
 
-from vaecore.checkpoint import atomic_write_bytes
+from vaecore.checkpoint import atomic_write_bytes, stored_scalar
 from vaecore.errors import InputDataError
 from vaecore.runtime import library_versions
 
@@ -248,6 +248,26 @@ def check_resume(given: Any, stored: Any, baseline: Any, *, keep: Collection[str
     if conflicts := resume_conflicts(given, stored, baseline, keep=keep):
         raise InputDataError(f"--resume {resume} continues the run with its stored settings, but these were "
                              f"given otherwise: {'; '.join(conflicts)}. Drop them, or start a new run with --out")
+
+
+def check_resume_length(flag: str, epochs: int | None, checkpoint: str | os.PathLike) -> None:
+    """Refuse a resume asked to train fewer epochs in all than its checkpoint has done.
+
+    It trained nothing and wrote the smaller number into ``config.json`` beside a model of
+    more epochs, and a later resume took that number.
+
+    Args:
+        flag: The option, for the message (``"--epochs"``).
+        epochs: The total asked for (``None``: the stored one, not checked).
+        checkpoint: The run's resumable checkpoint (its payload's ``epoch``).
+
+    Raises:
+        InputDataError: Naming both numbers.
+    """
+    done = stored_scalar(checkpoint, "epoch") if epochs is not None and Path(checkpoint).is_file() else None
+    if isinstance(done, int) and epochs < done:
+        raise InputDataError(f"{flag} {epochs} is below the {done} epochs this run has trained ({flag} counts them "
+                             f"all); give {flag} {done} or more")
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:

@@ -58,6 +58,9 @@ def test_train_skips_bad_molecules_counts_them_and_resumes(messy_csv, tmp_path, 
     assert main(["chem", "train", "--resume", str(out), "--epochs", "3", "--latent-dim", "6", "--no-progress"]) == 2
     assert "given otherwise: model.latent_dim (stored 4, given 6)" in capsys.readouterr().err
     assert pd.read_csv(out / "history.csv")["epoch"].tolist() == [1, 2]
+    assert main(["chem", "train", "--resume", str(out), "--epochs", "1", "--no-progress"]) == 2
+    assert "--epochs 1 is below the 2 epochs this run has trained" in capsys.readouterr().err
+    assert json.loads((out / "config.json").read_text())["epochs"] == 2
     # No new run is written over it: a second chem train, or a vae run, which replaced its
     # checkpoint and config.json beside its weights.
     before = {p.name: p.read_bytes() for p in out.iterdir()}

@@ -109,6 +109,9 @@ def test_fewlabel_resume_continues_the_run(tmp_path, capsys):
     assert json.loads((out / "config.json").read_text())["epochs"] == 2
     resumed = json.loads((out / "fit_config.json").read_text())["train"]
     assert resumed["alpha"] == 7.5 and resumed["epochs"] == 2
+    assert main(["fewlabel", "--resume", str(out), "--epochs", "1", "--no-progress"]) == 2  # fewer than done
+    assert "--epochs 1 is below the 2 epochs this run has trained" in capsys.readouterr().err
+    assert json.loads((out / "config.json").read_text())["epochs"] == 2
     # The run's own flags may be repeated; a changed one would be ignored, so it is refused.
     assert main([*args, "--epochs", "2", "--resume", str(out)]) == 0
     capsys.readouterr()

@@ -42,6 +42,11 @@ def test_cli_end_to_end_then_resume(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert history["train_loss"].iloc[1] < history["train_loss"].iloc[0]
     resumed = json.loads((out / "metrics.json").read_text())
     assert resumed["epochs"] == 2 and resumed["test_elbo"] > metrics["test_elbo"]
+    # Fewer epochs in all than done trained nothing and wrote the smaller number into config.json.
+    capsys.readouterr()
+    assert main([*ARGS, "--epochs", "1", "--resume", str(out)]) == 2
+    assert "--epochs 1 is below the 2 epochs this run has trained" in capsys.readouterr().err
+    assert json.loads((out / "config.json").read_text())["epochs"] == 2
 
 
 def test_iwae_objective_runs(tmp_path: Path) -> None:

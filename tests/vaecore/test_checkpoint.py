@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 import vaecore.checkpoint as checkpoint
-from vaecore.checkpoint import atomic_write_bytes, config_mismatches, load_checkpoint, save_checkpoint
+from vaecore.checkpoint import atomic_write_bytes, config_mismatches, load_checkpoint, save_checkpoint, stored_scalar
 from vaecore.errors import CheckpointError, ConfigMismatchError, InputDataError
 
 CONFIG = {"x_dim": 4, "z_dim": 2, "hidden": [8, 8], "likelihood": "bernoulli"}
@@ -287,3 +287,16 @@ def test_header_is_plain_json(saved: Path) -> None:
     meta = json.loads(raw[8 : 8 + n])["__metadata__"]
     assert json.loads(meta["config"]) == CONFIG
     assert len(meta["tensors_sha256"]) == 64
+
+
+def test_stored_scalar_reads_the_header_alone(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "c.safetensors", {"epoch": 3, "w": torch.ones(2), "note": {"a": 1}},
+                           {"d": 2})
+    assert stored_scalar(path, "epoch") == 3
+    assert stored_scalar(path, "w") is None and stored_scalar(path, "note") is None  # a tensor, a dict
+    assert stored_scalar(path, "step") is None
+    (tmp_path / "pickle.safetensors").write_bytes(pickle.dumps({"epoch": 3}))
+    with pytest.raises(CheckpointError, match="not a safetensors checkpoint"):
+        stored_scalar(tmp_path / "pickle.safetensors", "epoch")
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        stored_scalar(tmp_path / "none.safetensors", "epoch")

@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
+from vaecore.checkpoint import save_checkpoint
 from vaecore.errors import InputDataError
-from vaecore.rundir import (RunDir, check_field_value, check_new_run_dir, check_resume, config_differences,
-                            config_from_dict, config_to_dict, existing_run_config, holds_results, read_run_config,
-                            resume_conflicts, write_json)
+from vaecore.rundir import (RunDir, check_field_value, check_new_run_dir, check_resume, check_resume_length,
+                            config_differences, config_from_dict, config_to_dict, existing_run_config, holds_results,
+                            read_run_config, resume_conflicts, write_json)
 
 
 @dataclass(frozen=True)
@@ -193,3 +194,14 @@ def test_config_differences_name_every_field_that_differs_but_those_kept() -> No
         "encoder (stored EncoderConfig(hidden=(5,), activation='softplus'), given "
         "EncoderConfig(hidden=(500, 500), activation='softplus'))"]
     assert config_differences(given, given) == []
+
+
+def test_a_resume_to_fewer_epochs_than_done_is_refused(tmp_path: Path) -> None:
+    # It trained nothing and wrote the smaller number into config.json beside a model of more epochs.
+    path = save_checkpoint(tmp_path / "c.safetensors", {"epoch": 4, "w": torch.ones(1)}, {})
+    with pytest.raises(InputDataError, match=r"^--epochs 3 is below the 4 epochs this run has trained \(--epochs "
+                                             r"counts them all\); give --epochs 4 or more$"):
+        check_resume_length("--epochs", 3, path)
+    check_resume_length("--epochs", 4, path)  # the same length: evaluated again, nothing trained
+    check_resume_length("--epochs", None, path)  # the stored length
+    check_resume_length("--epochs", 1, tmp_path / "none.safetensors")  # stopped before its first checkpoint
