@@ -384,8 +384,11 @@ def _from_args(args: argparse.Namespace) -> tuple[FewLabelRunConfig, Path, bool]
         # A resumed run keeps its settings; only how long it runs and where may change. Any
         # other flag set otherwise than the run's own would be ignored: refuse it instead.
         defaults = vars(add_parser(argparse.ArgumentParser().add_subparsers()).parse_args([]))
-        check_resume(_config(args), config, _config(argparse.Namespace(**defaults)), keep=RESUME_SETTINGS,
-                     resume=args.resume)
+        # The lengths are the stored run's to check ('--epochs 0' was refused for the default
+        # model, m1m2, whatever the run's was), and are not compared.
+        lengths = {name: None for name in ("epochs", "m1_epochs", "time_budget_minutes")}
+        check_resume(_config(argparse.Namespace(**{**vars(args), **lengths})), config,
+                     _config(argparse.Namespace(**defaults)), keep=RESUME_SETTINGS, resume=args.resume)
         changes = {"progress": not args.no_progress}
         for name in ("device", "epochs", "m1_epochs", "time_budget_minutes"):
             if getattr(args, name) is not None:

@@ -109,6 +109,8 @@ def test_fewlabel_resume_continues_the_run(tmp_path, capsys):
     assert json.loads((out / "config.json").read_text())["epochs"] == 2
     resumed = json.loads((out / "fit_config.json").read_text())["train"]
     assert resumed["alpha"] == 7.5 and resumed["epochs"] == 2
+    assert main(["fewlabel", "--resume", str(out), "--epochs", "0", "--no-progress"]) == 2
+    assert "epochs must be >= 1 for model 'm2'" in capsys.readouterr().err  # the run's model, not the default m1m2
     assert main(["fewlabel", "--resume", str(out), "--epochs", "1", "--no-progress"]) == 2  # fewer than done
     assert "--epochs 1 is below the 2 epochs this run has trained" in capsys.readouterr().err
     assert json.loads((out / "config.json").read_text())["epochs"] == 2
