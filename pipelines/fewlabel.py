@@ -40,8 +40,8 @@ from typing import Any
 import torch
 
 from ssvae.api import FewLabelClassifier, fit_data, split_data
-from ssvae.presets import (MODELS, PRESETS, FitConfig, check_patience_setting, check_settings_keys, is_m1_setting,
-                           is_m2_setting, override, preset)
+from ssvae.presets import (IDLE_BECAUSE, MODELS, PRESETS, FitConfig, check_patience_setting, check_settings_keys,
+                           idle_settings, override, preset)
 from ssvae.data import ImageDataset, load_dataset
 from ssvae.fewlabel import TrainConfig
 from ssvae.labels import balanced_split, given_labels, load_split, save_split
@@ -109,27 +109,17 @@ class FewLabelRunConfig:
             object.__setattr__(self, "self_train", (self.self_train,) if self.self_train else ())
         parsed = parse_settings(self.settings)
         check_settings_keys(parsed)
-        if parsed.get("m1.checkpoint") is not None:  # M1 is loaded: how to train it would be ignored
-            idle = [f"--m1-epochs {self.m1_epochs}"] if self.m1_epochs is not None else []
-            idle += [f"--set {item}" for item in self.settings
-                     if is_m1_setting(item) and item.partition("=")[0].strip() != "m1.checkpoint"]
-            if idle:
-                raise InputDataError(f"--set m1.checkpoint loads a trained M1, so {', '.join(idle)} would be ignored; "
-                                     "drop it")
-        if self.model == "m1":  # M1's classifier is fitted once: M2's settings would be ignored
-            ignored = [f"--{flag} {value}" for flag, value in (("epochs", self.epochs),
-                                                              ("time-budget-minutes", self.time_budget_minutes))
-                       if value is not None]
-            ignored += [f"--set {item}" for item in self.settings if is_m2_setting(item)]
-            if ignored:
-                raise InputDataError(f"model 'm1' trains no M2, so {', '.join(ignored)} would be ignored; "
-                                     "drop it (M1's own settings are --m1-epochs and --set m1.*)")
-        if self.model == "m2":  # pixel M2 trains no M1: its settings would be ignored
-            ignored = [f"--m1-epochs {self.m1_epochs}"] if self.m1_epochs is not None else []
-            ignored += [f"--set {item}" for item in self.settings if is_m1_setting(item)]
-            if ignored:
-                raise InputDataError(f"model 'm2' trains no M1, so {', '.join(ignored)} would be ignored; drop it "
-                                     "(M1 is trained by models 'm1' and 'm1m2')")
+        # Settings this model would not read (ssvae.presets.idle_settings), as they were given.
+        given = {key: f"--{name.replace('_', '-')} {getattr(self, name)}" for name, key in LENGTH_SETTINGS.items()
+                 if getattr(self, name) is not None}
+        given |= {item.partition("=")[0].strip(): f"--set {item}" for item in self.settings}
+        if idle := idle_settings(self.model, {key: parsed.get(key) for key in given}):
+            cause, keys = idle
+            advice = {"m1": " (M1's own settings are --m1-epochs and --set m1.*)",
+                      "m2": " (M1 is trained by models 'm1' and 'm1m2')"}.get(cause, "")
+            because = f"--set {IDLE_BECAUSE[cause]}" if cause == "m1.checkpoint" else IDLE_BECAUSE[cause]
+            raise InputDataError(f"{because}, so {', '.join(given[key] for key in keys)} would be ignored; "
+                                 f"drop it{advice}")
         for n in self.self_train:
             integer_at_least("each self_train count", n, 1)
         if self.self_train and self.model == "m1":

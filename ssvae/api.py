@@ -32,8 +32,8 @@ from ssvae.m1 import VAE, VAEConfig, fit_vae, load_vae
 from ssvae.m1m2 import M1M2, active_dimensions
 from ssvae.m2_config import M2Config
 from ssvae.pixel_m2 import PixelM2
-from ssvae.presets import (FitConfig, M1Settings, check_patience_setting, check_settings_keys, is_m1_setting,
-                           is_m2_setting, override, preset)
+from ssvae.presets import (IDLE_BECAUSE, FitConfig, M1Settings, check_patience_setting, check_settings_keys,
+                           idle_settings, override, preset)
 from ssvae.selftrain import SELF_TRAIN_DIR
 from vaecore.checkpoint import load_checkpoint
 from vaecore.errors import CheckpointError, InputDataError, InputDataWarning, integer_at_least
@@ -391,15 +391,10 @@ def fit(
     idx = (balanced_split(yt, n_labels, n_classes=n_classes, seed=seed) if n_labels is not None
            else given_labels(yt, n_classes=n_classes))
     check_settings_keys(overrides)
-    if model == "m1" and any(is_m2_setting(key) for key in overrides):
-        raise InputDataError(f"model 'm1' trains no M2, so {sorted(k for k in overrides if is_m2_setting(k))} would "
-                             "be ignored; drop them (M1's own settings are m1.*)")
-    if overrides.get("m1.checkpoint") is not None and (idle := sorted(k for k in overrides if is_m1_setting(k)
-                                                                       and k != "m1.checkpoint")):
-        raise InputDataError(f"m1.checkpoint loads a trained M1, so {idle} would be ignored; drop them")
-    if model == "m2" and any(is_m1_setting(key) for key in overrides):
-        raise InputDataError(f"model 'm2' trains no M1, so {sorted(k for k in overrides if is_m1_setting(k))} would "
-                             "be ignored; drop them")
+    if idle := idle_settings(model, overrides):
+        cause, keys = idle
+        advice = " (M1's own settings are m1.*)" if cause == "m1" else ""
+        raise InputDataError(f"{IDLE_BECAUSE[cause]}, so {sorted(keys)} would be ignored; drop them{advice}")
     check_patience_setting(overrides, has_valid=x_valid is not None)
     image_shape = without_single_channel(x.shape[1:])  # [N, 1, 28, 28], torch's layout, are 28 x 28 images
     config = override(preset(preset_name, model=model, n_labels=len(idx), n_total=len(xt), image_shape=image_shape),

@@ -94,6 +94,31 @@ def is_m1_setting(key: str) -> bool:
     return key.split(".", 1)[0] == "m1"
 
 
+# Why settings go unread, by what causes it (see idle_settings).
+IDLE_BECAUSE = {"m1": "model 'm1' trains no M2", "m2": "model 'm2' trains no M1",
+                "m1.checkpoint": "m1.checkpoint loads a trained M1"}
+
+
+def idle_settings(model: str, settings: Mapping[str, Any]) -> tuple[str, list[str]] | None:
+    """The dotted settings a run of ``model`` would not read, and what causes it.
+
+    Model ``m1`` trains no M2 (``train.*``, ``m2.*``), model ``m2`` no M1 (``m1.*``), and an
+    M1 loaded from ``m1.checkpoint`` is not trained (its other ``m1.*``). Each was ignored
+    without a word; the command line and :func:`ssvae.fit` refuse them with these rules.
+
+    Returns:
+        ``(cause, keys)``, ``cause`` a key of :data:`IDLE_BECAUSE` and ``keys`` in the given
+        order, for the first rule that leaves some unread; ``None`` when every one is read.
+    """
+    loaded = settings.get("m1.checkpoint") is not None
+    rules = (("m1", model == "m1", is_m2_setting), ("m2", model == "m2", is_m1_setting),
+             ("m1.checkpoint", loaded, lambda key: is_m1_setting(key) and key != "m1.checkpoint"))
+    for cause, applies, unread in rules:
+        if applies and (keys := [key for key in settings if unread(key)]):
+            return cause, keys
+    return None
+
+
 # Sizes the data decide (and M1+M2 its M2's own): a setting of them was ignored without a word.
 DATA_SETTINGS = ("m1.vae.x_dim", "m2.x_dim", "m2.n_classes", "m2.image_shape", "m2.context_dim")
 
