@@ -196,9 +196,9 @@ def check_rerun(config: MoloptConfig, workdir: str | os.PathLike) -> None:
     Raises:
         InputDataError: Naming the settings that differ.
     """
-    journal = Path(workdir) / "journal.csv"
-    begun = (Path(workdir) / "summary.json").is_file() or (
-        journal.is_file() and len(journal.read_text(encoding="utf-8").splitlines()) > 1)  # a recorded outcome
+    from chemvae.search.journal import has_records
+
+    begun = (Path(workdir) / "summary.json").is_file() or has_records(Path(workdir) / "journal.csv")
     stored = existing_run_config(workdir, MoloptConfig, command="molopt") if begun else None
     if stored is None:  # nothing there, or a search refused before its first objective call
         return

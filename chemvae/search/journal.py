@@ -70,8 +70,9 @@ class ScoreJournal:
     def _unused_other_journal(self) -> bool:
         """A journal of another objective that records nothing (its search was refused before
         its first call): nothing is lost by starting this one's there."""
-        lines = self.path.read_text().splitlines()
-        return (len(lines) == 1 and lines[0].startswith(HEADER) and lines[0][len(HEADER):] != self.objective)
+        with self.path.open(encoding="utf-8") as f:
+            head = f.readline().rstrip("\n")
+        return head.startswith(HEADER) and head[len(HEADER):] != self.objective and not has_records(self.path)
 
     def _read(self) -> None:
         text = self.path.read_text()
@@ -124,6 +125,12 @@ class ScoreJournal:
 
     def __len__(self) -> int:
         return len(self.recorded)
+
+
+def has_records(path: str | os.PathLike) -> bool:
+    """Whether the journal file at ``path`` holds a line beyond its header (an outcome, or a torn one)."""
+    path = Path(path)
+    return path.is_file() and len(path.read_text(encoding="utf-8").splitlines()) > 1
 
 
 def _parse_float(text: str) -> float | None:
