@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from chemvae.model import check_decoding
 from chemvae.objectives import get_objective, objective_name
 from chemvae.rdkit_utils import canonical_smiles, smiles_list
 from chemvae.search.bo import BayesOpt, BOSettings
@@ -66,6 +67,8 @@ def initial_latents(model: nn.Module, init_smiles: Sequence[str] | None, n_init:
         z = model.prior().sample((n_init,))
         return z, model.decode(z, method="greedy")
     pool = smiles_list(init_smiles, "init_smiles")
+    if not pool:
+        raise InputDataError("init_smiles is empty: give the molecules to start from, or None for prior samples")
     if len(pool) > n_init:
         pool = [pool[i] for i in np.sort(generator.choice(len(pool), size=n_init, replace=False))]
     z, kept = model.encode(pool, errors="skip")
@@ -157,6 +160,8 @@ def optimize(
         raise InputDataError(f"unknown search method {method!r}; choose from {METHODS}")
     if isinstance(objective, str):
         objective = get_objective(objective)
+    # Checked before the initial molecules are scored: a user's objective may be expensive.
+    check_decoding(decode_method, 1.0)
     n_init = DEFAULT_N_INIT if n_init is None else n_init
     # numpy integers are fine (budgets often come from arrays); floats and bools are not.
     budget, batch_size = integer_at_least("budget", budget, 1), integer_at_least("batch_size", batch_size, 1)

@@ -31,6 +31,7 @@ instead of spending the budget on counted failures.
 from __future__ import annotations
 
 import math
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ from typing import Any
 
 from chemvae.rdkit_utils import canonical_smiles, smiles_list
 from chemvae.search.journal import ScoreJournal
-from vaecore.errors import InputDataError, ObjectiveError, integer_at_least
+from vaecore.errors import InputDataError, ObjectiveError, SearchWarning, integer_at_least
 
 Objective = Callable[[Sequence[str]], Sequence[Any]]
 
@@ -106,6 +107,8 @@ class Oracle:
         cache: Canonical SMILES -> score (NaN for a molecule whose scoring failed).
         first_exception: The first molecule the objective raised for, with the exception
             (``None`` if it never raised); shown with the failure counts.
+        miscounted: Batches for which the objective returned a list of the wrong length;
+            they are scored one molecule at a time, with a warning the first time.
     """
 
     def __init__(self, objective: Objective, budget: int | None = None, journal: ScoreJournal | None = None) -> None:
@@ -118,6 +121,7 @@ class Oracle:
         self.failures: Counter[str] = Counter()
         self.cache: dict[str, float] = {}
         self.first_exception: tuple[str, Exception] | None = None
+        self.miscounted = 0  # batches the objective returned the wrong number of values for
         self._live: Counter[str] = Counter()  # statuses of this oracle's own objective calls (not replayed)
 
     @property
@@ -195,16 +199,24 @@ class Oracle:
             return []
         try:
             values = list(self.objective(list(smiles)))
-            if len(values) != len(smiles):
-                raise InputDataError(f"objective returned {len(values)} values for {len(smiles)} molecules")
         except Exception:  # noqa: BLE001 - any failure of user code: isolate the culprit
-            results = []
-            for s in smiles:  # checked after each call: each may be an expensive one
-                results.append(self._score_one(s))
-                self._tally([results[-1]])
-            return results
+            return self._one_at_a_time(smiles)
+        if len(values) != len(smiles):
+            if not self.miscounted:  # the scores are right one at a time, but each batch cost N calls
+                warnings.warn(f"the objective returned {len(values)} values for {len(smiles)} molecules; it must "
+                              f"return one per molecule: each batch is scored one molecule at a time instead",
+                              SearchWarning, stacklevel=2)
+            self.miscounted += 1
+            return self._one_at_a_time(smiles)
         results = [_as_score(v) for v in values]
         self._tally(results)
+        return results
+
+    def _one_at_a_time(self, smiles: list[str]) -> list[tuple[float, str]]:
+        results = []
+        for s in smiles:  # checked after each call: each may be an expensive one
+            results.append(self._score_one(s))
+            self._tally([results[-1]])
         return results
 
     def _score_one(self, smiles: str) -> tuple[float, str]:

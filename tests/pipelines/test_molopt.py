@@ -105,10 +105,12 @@ BAD_INPUT = [  # command-line arguments after --model, and what the one error li
 
 def test_init_methods_are_those_whose_proposer_uses_initial_molecules():
     from chemvae.search import METHODS, BayesOpt, GradientAscent, RandomSearch
+    from pipelines.molopt import METHODS as CLI_METHODS
 
     proposers = {"bo": BayesOpt, "gradient": GradientAscent, "random": RandomSearch}
     assert set(proposers) == set(METHODS)
     assert {method for method, cls in proposers.items() if cls.uses_init} == set(INIT_METHODS)
+    assert set(METHODS) == set(CLI_METHODS)  # the CLI's copy, kept to answer --help without BoTorch
 
 
 @pytest.mark.parametrize(("args", "message"), BAD_INPUT)

@@ -111,6 +111,21 @@ def test_arguments_are_checked(tiny_model, fast_bo):
         optimize(tiny_model, objectives.qed, method="random", settings=fast_bo)
     with pytest.raises(InputDataError, match="could be encoded"):
         optimize(tiny_model, objectives.qed, method="bo", init_smiles=["not smiles", "C1CC"], n_init=2)
+    with pytest.raises(InputDataError, match="init_smiles is empty"):  # was torch's RuntimeError on a reshape
+        optimize(tiny_model, objectives.qed, method="bo", init_smiles=[], n_init=2)
+
+
+def test_a_bad_decoding_method_is_refused_before_the_objective_is_called(tiny_model, fast_bo):
+    # It failed at the first decode, after the objective had scored the initial molecules.
+    calls: list[str] = []
+
+    def objective(smiles: list[str]) -> list[float]:
+        calls.extend(smiles)
+        return objectives.qed(smiles)
+
+    with pytest.raises(InputDataError, match="method must be 'greedy' or 'sample', got 'beam'"):
+        optimize(tiny_model, objective, method="bo", budget=5, n_init=10, decode_method="beam", settings=fast_bo)
+    assert calls == []
 
 
 def test_prior_samples_are_the_default_initial_data(tiny_model, fast_bo):

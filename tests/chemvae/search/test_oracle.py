@@ -1,11 +1,12 @@
 """The oracle: dedup by canonical SMILES, failure isolation and counting, the budget."""
 
 import math
+import warnings
 
 import pytest
 
 from chemvae.search.oracle import GIVE_UP_AFTER, Oracle
-from vaecore.errors import InputDataError, ObjectiveError
+from vaecore.errors import InputDataError, ObjectiveError, SearchWarning
 
 
 class CountingObjective:
@@ -101,8 +102,14 @@ def test_wrong_length_output_falls_back_to_one_at_a_time():
         return [2.0] if len(smiles) == 1 else [2.0] * (len(smiles) - 1)
 
     oracle = Oracle(short)
-    out = oracle.evaluate(["CCO", "CCN", "CCC"])
+    # Each batch then costs one call per molecule: said once, not silently.
+    with pytest.warns(SearchWarning, match="returned 2 values for 3 molecules; it must return one per molecule"):
+        out = oracle.evaluate(["CCO", "CCN", "CCC"])
     assert [e.score for e in out] == [2.0, 2.0, 2.0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        oracle.evaluate(["CCCO", "CCCN"])
+    assert oracle.miscounted == 2
 
 
 def test_budget_is_never_exceeded():
