@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from ssvae.data import as_pixels, translations
 from ssvae.fewlabel import MODEL_NAME, FewLabelData, TrainResult, train_m2
-from ssvae.labels import as_label_tensor, balanced_split, check_labels, given_labels, save_split
+from ssvae.labels import as_label_tensor, balanced_split, check_labels, given_labels, load_split, save_split
 from ssvae.m1 import VAE, VAEConfig, fit_vae, load_vae
 from ssvae.m1m2 import M1M2, active_dimensions
 from ssvae.m2_config import M2Config
@@ -38,7 +38,8 @@ from ssvae.selftrain import SELF_TRAIN_DIR
 from vaecore.checkpoint import load_checkpoint
 from vaecore.errors import CheckpointError, InputDataError, InputDataWarning, integer_at_least
 from vaecore.nets import without_single_channel
-from vaecore.rundir import RunDir, config_from_dict, config_to_dict
+from vaecore.rundir import (RunDir, check_resume_length, config_differences, config_from_dict, config_to_dict,
+                            existing_run_config, holds_results)
 from vaecore.runtime import resolve_device, seed_everything
 from vaecore.schedules import LinearWarmup
 
@@ -351,6 +352,7 @@ def fit(
     seed: int = 0,
     device: str | torch.device = "cpu",
     workdir: str | os.PathLike | None = None,
+    resume: bool = False,
     progress: bool = False,
     **overrides: Any,
 ) -> FewLabelClassifier:
@@ -367,7 +369,11 @@ def fit(
         preset_name: ``default``, ``fast`` or ``paper`` (see :func:`~ssvae.presets.preset`).
         seed: Seed of the label split and of training.
         device: ``cpu``, ``cuda``, ``auto``...
-        workdir: Where to write checkpoints, history and the label split (optional).
+        workdir: Where to write checkpoints, history and the label split (optional); one
+            that holds a run is refused unless ``resume``.
+        resume: Continue the fit interrupted (Ctrl-C) in ``workdir``, called with the same
+            data and arguments; only ``train.epochs``, ``m1.epochs`` and
+            ``train.time_budget_minutes`` may change.
         progress: Show progress bars.
         overrides: Dotted settings, e.g. ``**{"train.epochs": 50, "m1.epochs": 10}``.
 
@@ -402,7 +408,60 @@ def fit(
     device = resolve_device(device)
     rundir = None
     if workdir is not None:
+        check_fit_dir(workdir, config, seed=seed, labelled=idx, labels=yt[idx], resume=resume)
         rundir = RunDir(workdir, config, seed=seed, device=device)
         save_split(rundir / "labels.csv", idx, yt[idx])
+    elif resume:
+        raise InputDataError("resume=True continues the fit interrupted in a workdir: give that workdir")
     data = split_data(xt, yt, idx, x_valid=xv, y_valid=yv, image_shape=image_shape)
-    return fit_data(data, config, n_classes=n_classes, device=device, seed=seed, rundir=rundir, progress=progress)
+    return fit_data(data, config, n_classes=n_classes, device=device, seed=seed, rundir=rundir, progress=progress,
+                    resume=resume)
+
+
+# What a resumed fit may change: how long it trains.
+FIT_LENGTHS = ("train.epochs", "m1.epochs", "train.time_budget_minutes")
+
+
+def check_fit_dir(workdir: str | os.PathLike, config: FitConfig, *, seed: int, labelled: Tensor, labels: Tensor,
+                  resume: bool) -> None:
+    """Refuse a fit that would write over the run in ``workdir``, or resume one of other settings.
+
+    A second fit in the same workdir wrote over the first one's checkpoints and history
+    without a word, and an interrupted fit could not be continued from Python.
+
+    Raises:
+        InputDataError: ``workdir`` holds a run and ``resume`` is false; or ``resume`` and it
+            holds no fit, or one of another seed, label split or settings (named).
+    """
+    if not resume:
+        if holds_results(workdir):
+            raise InputDataError(f"{workdir} already holds a run; continue an interrupted fit there with "
+                                 "resume=True, give another workdir, or delete it to start over")
+        return
+    try:
+        stored = existing_run_config(workdir, FitConfig, command="ssvae.fit")
+    except InputDataError as err:  # its message speaks of the command line's --out
+        raise InputDataError(f"resume=True: {workdir} holds another kind of run, not an ssvae.fit run") from err
+    if stored is None or not (Path(workdir) / "labels.csv").is_file():
+        raise InputDataError(f"resume=True: {workdir} holds no ssvae.fit run to continue")
+    lengths = {key: _setting(config, key) for key in FIT_LENGTHS}
+    differences = config_differences(config, override(stored, **lengths))
+    run_json = Path(workdir) / "run.json"
+    stored_seed = json.loads(run_json.read_text(encoding="utf-8")).get("seed") if run_json.is_file() else None
+    if stored_seed != seed:
+        differences.append(f"seed (stored {stored_seed!r}, given {seed!r})")
+    stored_idx, stored_labels = load_split(Path(workdir) / "labels.csv")
+    if not (stored_idx.equal(labelled.cpu()) and stored_labels.equal(labels.cpu())):
+        differences.append("the labelled examples (another y, n_labels or seed)")
+    if differences:
+        raise InputDataError(f"resume=True continues the fit in {workdir} as it was started, but these differ: "
+                             f"{'; '.join(differences)}. Give them as before, or fit into another workdir")
+    check_resume_length("train.epochs", lengths["train.epochs"], Path(workdir, "checkpoint.safetensors"))
+    check_resume_length("m1.epochs", lengths["m1.epochs"], Path(workdir, "m1", "checkpoint.safetensors"))
+
+
+def _setting(config: Any, key: str) -> Any:
+    """The value of a dotted setting (``train.epochs``)."""
+    for part in key.split("."):
+        config = getattr(config, part)
+    return config

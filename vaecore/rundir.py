@@ -205,9 +205,18 @@ def config_differences(given: Any, stored: Any, *, keep: Collection[str] = ()) -
 
     For a run that is reused or continued as it stands (a finished benchmark cell, a
     search rerun in its directory): every difference matters, set by the user or not.
+    Nested dataclass configs are compared field by field, their names dotted.
     """
-    return [f"{f.name} (stored {getattr(stored, f.name)!r}, given {getattr(given, f.name)!r})"
-            for f in dataclasses.fields(given) if f.name not in keep and getattr(given, f.name) != getattr(stored, f.name)]
+    out: list[str] = []
+    for f in dataclasses.fields(given):
+        g, s = getattr(given, f.name), getattr(stored, f.name)
+        if f.name in keep or g == s:
+            continue
+        if dataclasses.is_dataclass(g) and dataclasses.is_dataclass(s):
+            out += [f"{f.name}.{item}" for item in config_differences(g, s)]
+        else:
+            out.append(f"{f.name} (stored {s!r}, given {g!r})")
+    return out
 
 
 def resume_conflicts(given: Any, stored: Any, baseline: Any, *, keep: Collection[str] = ()) -> list[str]:

@@ -7,6 +7,7 @@ from pathlib import Path
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -137,6 +138,27 @@ def test_fit_api_returns_a_classifier(fixture_data, tmp_path):
     assert len(labels) == 50 and np.bincount(labels[:, 1]).tolist() == [5] * 10
     reloaded = load_classifier(tmp_path)
     assert np.allclose(reloaded.predict_proba(ds.test.x[:7]), proba, atol=1e-5)
+
+
+def test_fit_api_never_writes_over_a_run_and_resumes_one(fixture_data, tmp_path):
+    # A second fit in the same workdir wrote over the first one's checkpoints and history,
+    # and an interrupted fit could not be continued from Python.
+    ds, _ = fixture_data
+    args = dict(model="m2", n_labels=50, x_valid=ds.valid.x, y_valid=ds.valid.y, preset_name="fast", workdir=tmp_path)
+    settings = {**TINY, "m2.hidden": (16,)}
+    ssvae.fit(ds.train.x, ds.train.y, seed=1, **args, **settings, **{"train.epochs": 1})
+    with pytest.raises(InputDataError, match="already holds a run; continue an interrupted fit there with resume=True"):
+        ssvae.fit(ds.train.x, ds.train.y, seed=1, **args, **settings, **{"train.epochs": 1})
+    for seed, changes, message in ((2, {}, r"seed \(stored 1, given 2\); the labelled examples"),
+                                   (1, {"train.lr": 5e-4}, r"train.lr \(stored 0.003, given 0.0005\)")):
+        with pytest.raises(InputDataError, match=message):
+            ssvae.fit(ds.train.x, ds.train.y, seed=seed, resume=True, **args,
+                      **{**settings, **changes, "train.epochs": 2})
+    assert len(pd.read_csv(tmp_path / "history.csv")) == 1  # the refusals trained nothing
+    clf = ssvae.fit(ds.train.x, ds.train.y, seed=1, resume=True, **args, **settings, **{"train.epochs": 2})
+    assert clf.result.history["epoch"].tolist() == [1, 2]  # the first epoch kept, the second added
+    with pytest.raises(InputDataError, match="give that workdir"):
+        ssvae.fit(ds.train.x, ds.train.y, resume=True, **{**args, "workdir": None})
 
 
 def test_auxiliary_m2_learns_and_reloads(fixture_data, tmp_path):
