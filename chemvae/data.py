@@ -175,6 +175,9 @@ def check_molecules(
 def read_smiles_csv(path: str | Path, smiles_column: str = "smiles") -> pd.DataFrame:
     """Read a CSV whose SMILES column is matched exactly, else case-insensitively.
 
+    Commas separate the columns, or tabs or semicolons where the header line has them and
+    no comma.
+
     Returns:
         The table with that column renamed ``smiles`` and empty cells as ``""``.
 
@@ -186,7 +189,11 @@ def read_smiles_csv(path: str | Path, smiles_column: str = "smiles") -> pd.DataF
     if not path.is_file():
         raise InputDataError(f"no data file at {path}")
     try:
-        header = pd.read_csv(path, nrows=0).columns
+        header, sep = pd.read_csv(path, nrows=0).columns, ","
+        if len(header) == 1 and (other := next((d for d in "\t;" if d in str(header[0])), None)):
+            # A tab- or semicolon-separated table (a .tsv, a spreadsheet's export) read as
+            # one column named by the whole header line.
+            header, sep = pd.read_csv(path, nrows=0, sep=other).columns, other
         matches = [c for c in header if str(c) == smiles_column]  # an exact match wins...
         matches = matches or [c for c in header if str(c).lower() == smiles_column.lower()]
         if not matches:
@@ -195,7 +202,7 @@ def read_smiles_csv(path: str | Path, smiles_column: str = "smiles") -> pd.DataF
             raise InputDataError(f"{path} has {len(matches)} columns that match {smiles_column!r} only "
                                  f"case-insensitively: {matches}; rename the one to read {smiles_column!r}")
         # Read SMILES verbatim: pandas would turn strings such as "NA" into NaN.
-        table = pd.read_csv(path, dtype={matches[0]: str}, keep_default_na=False, na_values={})
+        table = pd.read_csv(path, sep=sep, dtype={matches[0]: str}, keep_default_na=False, na_values={})
     except pd.errors.EmptyDataError as err:
         raise InputDataError(f"{path} is empty (no header row naming a SMILES column)") from err
     except (UnicodeDecodeError, pd.errors.ParserError, OSError, EOFError) as err:

@@ -100,6 +100,11 @@ def test_read_smiles_csv(tmp_path):
         read_smiles_csv(tmp_path / "two.csv")
     (tmp_path / "exact.csv").write_text("SMILES,smiles\nCCN,CCO\n")
     assert read_smiles_csv(tmp_path / "exact.csv")["smiles"].tolist() == ["CCO"]  # an exact match is no doubt
+    # A .tsv or a spreadsheet's semicolon export was one column named by the whole header line.
+    for name, sep in (("mols.tsv", "\t"), ("semi.csv", ";")):
+        (tmp_path / name).write_text(f"name{sep}SMILES\nethanol{sep}CCO\nbenzene{sep}c1ccccc1\n")
+        table = read_smiles_csv(tmp_path / name)
+        assert table["smiles"].tolist() == ["CCO", "c1ccccc1"] and table["name"].tolist() == ["ethanol", "benzene"]
     with pytest.raises(InputDataError, match="no data file"):
         read_smiles_csv(tmp_path / "missing.csv")
     (tmp_path / "empty.csv").write_text("")
