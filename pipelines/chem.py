@@ -42,7 +42,7 @@ from chemvae.tokens import REPRESENTATIONS, Tokenizer, Vocabulary
 from chemvae.train import fit, load_training_state
 from vaecore.datasets import cache_dir
 from vaecore.errors import InputDataError, finite_at_least, integer_at_least
-from vaecore.rundir import RunDir, check_new_run_dir, check_resume, check_resume_length, read_run_config
+from vaecore.rundir import RunDir, check_new_run_dir, check_resume, check_resume_length, read_run_config, resume_hint
 from vaecore.runtime import flush_denormals, interruptible, resolve_device, seed_everything
 from vaecore.schedules import make_schedule
 
@@ -380,7 +380,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     t.add_argument("--out", default=None, help="run directory (default: the --resume directory)")
     t.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
-    t.set_defaults(func=_train_main)
+    t.set_defaults(func=_train_main, on_interrupt=lambda args: resume_hint("chem train", args.out or args.resume))
 
     e = sub.add_parser("eval", help="evaluate a trained run: reconstruction and prior-sample metrics")
     e.add_argument("run_dir", metavar="DIR")

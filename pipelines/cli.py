@@ -10,7 +10,8 @@ from collections.abc import Callable, Sequence
 from vaecore.errors import VaelabError
 
 # Subcommand modules and the command each adds; each defines add_parser(subparsers) that
-# sets ``func`` on its parser.
+# sets ``func`` on its parser, and ``on_interrupt`` (args -> how to go on, or None) where
+# an interrupted run can be continued.
 _COMMANDS = {"pipelines.vae": "vae", "pipelines.fewlabel": "fewlabel", "pipelines.chem": "chem",
              "pipelines.molopt": "molopt"}
 
@@ -69,8 +70,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Bad input ends with one clear line, not a traceback.
         print(f"vaelab {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"vaelab {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        # The run's own word (the epoch, its checkpoint) and the command that goes on from
+        # there: "interrupted" alone left both out.
+        said = str(err) or "interrupted"
+        said = said if said.startswith("interrupted") else f"interrupted: {said}"
+        on_interrupt = getattr(args, "on_interrupt", None)
+        how = on_interrupt(args) if on_interrupt is not None else None
+        print(f"vaelab {args.command}: {said}" + (f"; {how}" if how else ""), file=sys.stderr)
         return 130
     return 0
 

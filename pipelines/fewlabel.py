@@ -48,7 +48,7 @@ from ssvae.labels import balanced_split, given_labels, load_split, save_split
 from ssvae.selftrain import SELF_TRAIN_DIR, labels_with, pseudo_labels
 from vaecore.errors import InputDataError, integer_at_least
 from vaecore.rundir import (RunDir, check_new_run_dir, check_resume, check_resume_length, config_from_dict, config_to_dict,
-                            read_run_config, write_json)
+                            read_run_config, resume_hint, write_json)
 from vaecore.runtime import resolve_device, set_threads
 
 STAGE1_METRICS = "stage1_metrics.json"
@@ -456,5 +456,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--out", default=None, help="run directory")
     p.add_argument("--resume", default=None, metavar="DIR", help="continue the interrupted run in DIR")
-    p.set_defaults(func=_main)
+    p.set_defaults(func=_main, on_interrupt=lambda args: resume_hint("fewlabel", args.out or args.resume))
     return p

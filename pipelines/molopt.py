@@ -298,6 +298,14 @@ def _main(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}/history.csv, best.csv, summary.json, journal.csv, best_so_far.png, top_molecules.png")
 
 
+def _on_interrupt(args: argparse.Namespace) -> str | None:
+    """After Ctrl-C: a search goes on from its journal when its command runs again."""
+    from chemvae.search.journal import has_records
+
+    journal = Path(args.out) / "journal.csv"
+    return f"the same command again goes on from the outcomes recorded in {journal}" if has_records(journal) else None
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``molopt`` subcommand."""
     d = MoloptConfig(model="")
@@ -320,5 +328,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_main)
+    p.set_defaults(func=_main, on_interrupt=_on_interrupt)
     return p

@@ -35,7 +35,7 @@ from ssvae.data import fixed_binarize, load_dataset
 from ssvae.m1 import OBJECTIVES, VAE, VAEConfig
 from ssvae.train import BINARIZE_MODES, CHECKPOINT_NAME, LR_SCHEDULES, evaluate_log_px, evaluate_terms, fit_vae
 from vaecore.errors import InputDataError, finite_at_least, integer_at_least
-from vaecore.rundir import RunDir, check_new_run_dir, check_resume, check_resume_length, read_run_config
+from vaecore.rundir import RunDir, check_new_run_dir, check_resume, check_resume_length, read_run_config, resume_hint
 from vaecore.runtime import resolve_device, seed_everything
 
 N_GRID = 100  # prior samples in samples.png
@@ -261,5 +261,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--out", default=None, help="run directory (default: the --resume directory)")
     p.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR (or from a checkpoint file)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.set_defaults(func=_main)
+    p.set_defaults(func=_main, on_interrupt=lambda args: resume_hint("vae", args.out or args.resume))
     return p

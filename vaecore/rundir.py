@@ -200,6 +200,13 @@ def check_new_run_dir(workdir: str | os.PathLike, cls: type, *, command: str, re
                          "start over")
 
 
+def resume_hint(command: str, workdir: str | os.PathLike | None) -> str | None:
+    """After Ctrl-C: the command that continues the run in ``workdir``, if it left anything to continue."""
+    if workdir is None or not holds_results(workdir):
+        return None  # stopped before its first checkpoint: there is nothing to resume
+    return f"continue with: vaelab {command} --resume {workdir}"
+
+
 def config_differences(given: Any, stored: Any, *, keep: Collection[str] = ()) -> list[str]:
     """``"name (stored S, given G)"`` for each field of ``given`` unlike ``stored``'s, but those in ``keep``.
 
@@ -287,8 +294,12 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
 class RunDir:
     """A run's directory and the files every run writes.
 
-    Creating it writes ``config.json`` and ``run.json`` (overwriting them on resume) and
-    reads back an existing ``history.csv``, so that :meth:`log` appends to it.
+    Creating it writes ``config.json`` and ``run.json`` and reads back an existing
+    ``history.csv``, so that :meth:`log` appends to it. ``run.json`` describes this call
+    (seed, device, library versions, start, command line); where the directory already holds
+    the run's results (a resume, a rerun), it keeps what each earlier call recorded, oldest
+    first, under ``earlier``: a run trained partly with other library versions or on another
+    device says so.
 
     Args:
         path: Directory, created if missing.
@@ -302,13 +313,22 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         self.config = config
         write_json(self.path / "config.json", config_to_dict(config))
-        write_json(self.path / "run.json", {
+        record: dict[str, Any] = {
             "seed": seed,
             "device": str(device),
             "versions": library_versions(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "argv": sys.argv,
-        })
+        }
+        run_json = self.path / "run.json"
+        if run_json.is_file() and holds_results(self.path):  # overwritten, it lost the run's first calls
+            try:
+                before = json.loads(run_json.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                before = None  # a damaged record is not worth failing a resume for
+            if isinstance(before, dict):
+                record["earlier"] = [*before.pop("earlier", []), before]
+        write_json(run_json, record)
         self._rows: list[dict[str, Any]] = []
         history = self.path / "history.csv"
         if history.exists() and history.stat().st_size > 0:  # resuming: keep what was logged

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -117,3 +119,23 @@ def test_another_commands_run_is_named_by_the_chemistry_commands(tmp_path, capsy
         assert main(args) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err, err
+
+
+def test_ctrl_c_says_where_the_run_stopped_and_the_command_that_continues_it(tmp_path) -> None:
+    # It printed "vaelab vae: interrupted" alone: the run's own word on its checkpoint and
+    # how to go on were dropped.
+    out = tmp_path / "vae"
+    proc = subprocess.Popen(  # SIGINT at its default: a shell without job control may have it ignored
+        [sys.executable, "-m", "pipelines.cli", "vae", "--data", "fixture", "--epochs", "1000", "--hidden", "16",
+         "--latent", "2", "--eval-samples", "2", "--no-progress", "--out", str(out)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 240
+    while not (out / "checkpoint.safetensors").is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("vaelab vae: interrupted in epoch ") and f"checkpoint at {out}" in last
+    assert last.endswith(f"; continue with: vaelab vae --resume {out}")

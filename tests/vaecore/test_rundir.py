@@ -132,6 +132,16 @@ def test_run_dir_files(tmp_path: Path) -> None:
     assert json.loads((run / "metrics.json").read_text()) == {"best": 2.0}
     assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith(".")]  # no temp files
 
+    # A resume keeps what the earlier calls recorded (their devices and library versions): it overwrote them.
+    again = RunDir(tmp_path / "run", config, seed=7, device="meta")
+    meta2 = json.loads((again / "run.json").read_text())
+    assert meta2["device"] == "meta" and meta2["earlier"] == [meta]
+    third = json.loads((RunDir(tmp_path / "run", config, seed=7, device="cpu") / "run.json").read_text())
+    assert [m["device"] for m in third["earlier"]] == ["cpu", "meta"] and "earlier" not in third["earlier"][1]
+    # A directory without results (a run refused before it trained) is a fresh start.
+    RunDir(tmp_path / "other", config, seed=1, device="cpu")
+    assert "earlier" not in json.loads((RunDir(tmp_path / "other", config, seed=2, device="cpu") / "run.json").read_text())
+
 
 def test_resume_keeps_history_and_truncates(tmp_path: Path) -> None:
     run = RunDir(tmp_path, RunConfig(name="m1"), seed=1, device="cpu")
