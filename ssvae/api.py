@@ -196,8 +196,12 @@ def load_classifier(path: str | os.PathLike, *, device: str | torch.device = "cp
     path = Path(path)
     if path.is_dir():  # a self-trained run's own model.safetensors is its first stage's
         path = final_stage(path) / MODEL_NAME
+    if not path.is_file() and _stored_fit_setting(path.parent, "model") == "m1":  # was "no checkpoint at ..."
+        raise CheckpointError(f"{path.parent} is a model 'm1' run: its classifier (scikit-learn, on M1's features) "
+                              "is not saved, only its M1 in m1/; use the classifier ssvae.fit returns, or model "
+                              "m2 / m1m2, whose runs keep theirs")
     if bayes_samples is None:
-        bayes_samples = _stored_bayes_samples(path.parent)
+        bayes_samples = int(_stored_fit_setting(path.parent, "bayes_samples") or 0)  # 0: older runs
     ckpt = load_checkpoint(path, device="cpu")
     if not {"kind", "m2"} <= set(ckpt.config):  # e.g. a `vaelab chem train` run's model.safetensors
         raise CheckpointError(f"{path} is not a few-label classifier: its config has {sorted(ckpt.config)}, "
@@ -208,15 +212,15 @@ def load_classifier(path: str | os.PathLike, *, device: str | torch.device = "cp
                               bayes_samples=bayes_samples)
 
 
-def _stored_bayes_samples(directory: Path) -> int:
-    """``bayes_samples`` of the FitConfig stored in a run directory; 0 if none says (older runs)."""
-    for name in ("fit_config.json", "config.json"):  # the CLI's config.json is its own run config
-        stored = directory / name
+def _stored_fit_setting(directory: Path, name: str) -> Any:
+    """A top-level setting of the FitConfig stored in a run directory; ``None`` if none says."""
+    for file in ("fit_config.json", "config.json"):  # the CLI's config.json is its own run config
+        stored = directory / file
         if stored.is_file():
-            value = json.loads(stored.read_text(encoding="utf-8")).get("bayes_samples")
+            value = json.loads(stored.read_text(encoding="utf-8")).get(name)
             if value is not None:
-                return int(value)
-    return 0
+                return value
+    return None
 
 
 def m1_training_seconds(directory: Path | None) -> float:
