@@ -290,6 +290,10 @@ def fit_data(data: FewLabelData, config: FitConfig, *, n_classes: int, device: t
     ``clf.seconds`` is the training wall time (M1 included, across resumes).
     """
     seed_everything(seed)
+    if config.model != "m1" and len(data.x_u) == 0:  # refused by train_m2 only after M1's training
+        raise InputDataError(f"every training example is labelled, and model {config.model!r} trains on unlabelled "
+                             "ones too: keep some of the labels (vaelab fewlabel --labels N, ssvae.fit(n_labels=N)) "
+                             "or mark the others -1")
     for what, labels in (("validation labels", data.y_valid), ("test labels", data.y_test)):
         if labels is not None:  # every row is scored: an unlabelled (-1) or unknown class would count as an error
             check_labels(labels, n_classes, what=what, allow_unlabelled=False)

@@ -204,6 +204,11 @@ def test_fewlabel_rejects_bad_label_requests(tmp_path, capsys):
              x_test=np.zeros((5, 4), np.float32), y_test=np.arange(5))
     assert main(["fewlabel", "--data", str(full), "--self-train", "3", "--out", str(tmp_path / "i")]) == 2
     assert "every training example is labelled" in capsys.readouterr().err and not (tmp_path / "i").exists()
+    # Without --labels all 1,000 fixture labels are used: M1+M2 trained its M1, then found no unlabelled digit.
+    assert main(["fewlabel", "--data", "fixture", "--model", "m1m2", "--out", str(tmp_path / "j")]) == 2
+    assert "every training example is labelled, and model 'm1m2' trains on unlabelled ones too: keep some of the " \
+           "labels (vaelab fewlabel --labels N" in capsys.readouterr().err
+    assert not (tmp_path / "j" / "m1").exists()
 
 
 def test_fewlabel_self_training_trains_a_second_model_and_resumes_it(tmp_path, capsys):
