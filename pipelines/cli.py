@@ -66,8 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (VaelabError, ValueError, FileNotFoundError) as err:
-        # Bad input ends with one clear line, not a traceback.
+    except (VaelabError, ValueError, OSError) as err:
+        # Bad input ends with one clear line, not a traceback (OSError: a path that cannot
+        # be read or written, which the message names).
         print(f"vaelab {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:

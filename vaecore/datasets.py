@@ -61,9 +61,24 @@ def manifest_member(dataset: str, name: str) -> DatasetMember:
 
 
 def cache_dir() -> Path:
-    """``$VAELAB_DATA`` or ``~/.cache/vaelab``; created if missing."""
+    """``$VAELAB_DATA`` or ``~/.cache/vaelab``; created if missing.
+
+    Raises:
+        InputDataError: It cannot be created or written to, naming it and ``$VAELAB_DATA``
+            (it was the bare ``OSError``, "[Errno 2] No such file or directory").
+    """
     root = Path(os.environ.get("VAELAB_DATA", Path.home() / ".cache" / "vaelab")).expanduser()
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        writable = os.access(root, os.W_OK | os.X_OK)
+    except OSError as err:
+        writable, why = False, f": {err.strerror or err}"
+    else:
+        why = ": not writable"
+    if not writable:
+        source = "$VAELAB_DATA" if "VAELAB_DATA" in os.environ else "the default cache folder"
+        raise InputDataError(f"cannot use {root} ({source}) as the dataset cache{why}; set $VAELAB_DATA to a "
+                             "writable folder")
     return root
 
 

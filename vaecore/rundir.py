@@ -310,7 +310,12 @@ class RunDir:
 
     def __init__(self, path: str | os.PathLike, config: Any, *, seed: int, device: torch.device | str) -> None:
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() and not self.path.is_dir():  # FileExistsError ended the run in a traceback
+            raise InputDataError(f"{self.path} is a file, not a directory to hold a run; give another directory")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # a read-only place, a parent that is a file
+            raise InputDataError(f"cannot make the run directory {self.path}: {err.strerror or err}") from err
         self.config = config
         write_json(self.path / "config.json", config_to_dict(config))
         record: dict[str, Any] = {
@@ -321,7 +326,7 @@ class RunDir:
             "argv": sys.argv,
         }
         run_json = self.path / "run.json"
-        if run_json.is_file() and holds_results(self.path):  # overwritten, it lost the run's first calls
+        if run_json.is_file() and holds_results(self.path):  # overwriting it lost the run's earlier calls
             try:
                 before = json.loads(run_json.read_text(encoding="utf-8"))
             except (json.JSONDecodeError, UnicodeDecodeError):

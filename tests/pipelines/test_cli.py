@@ -80,6 +80,12 @@ def test_chemistry_command_without_rdkit_names_the_package(args: tuple[str, ...]
      "m2.n_classes come from the data (the images' size and the labels' classes), whatever a setting says"),
     (["fewlabel", "--data", "fixture", "--set", "train.epochs=2", "--set", "train.epochs=3", "--out", "{empty}/o"],
      "train.epochs is set twice, to 2 and 3; give it once"),  # the last one won without a word
+    # A file as the run directory, or one that cannot be made: FileExistsError ended in a traceback.
+    (["fewlabel", "--data", "fixture", "--labels", "100", "--model", "m2", "--out", "/dev/null"],
+     "/dev/null is a file, not a directory to hold a run"),
+    (["molopt", "--model", str(ROOT / "data" / "fixtures" / "chemvae_tiny"), "--objective", "qed", "--out", "/dev/null"],
+     "/dev/null is a file, not a directory to hold a run"),
+    (["vae", "--data", "fixture", "--out", "/dev/null/run"], "cannot make the run directory /dev/null/run: "),
 ])
 def test_a_bad_invocation_is_one_line_naming_what_is_wrong(tmp_path, capsys, args, message) -> None:
     from pipelines.cli import main

@@ -44,6 +44,16 @@ def test_cache_dir_follows_env(data_home: Path) -> None:
     assert cache_dir() == data_home and data_home.is_dir()
 
 
+def test_a_cache_that_cannot_be_made_is_named_with_its_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # It was the bare OSError "[Errno 2] No such file or directory" (or "Not a directory").
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    monkeypatch.setenv("VAELAB_DATA", str(blocker / "cache"))
+    with pytest.raises(InputDataError, match=r"cannot use .*a_file/cache \(\$VAELAB_DATA\) as the dataset cache: "
+                                             r"Not a directory; set \$VAELAB_DATA to a writable folder"):
+        cache_dir()
+
+
 def test_verify_sha256_names_both_digests(tmp_path: Path) -> None:
     path = tmp_path / "f.bin"
     path.write_bytes(b"hello")

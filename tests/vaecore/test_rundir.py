@@ -138,6 +138,12 @@ def test_run_dir_files(tmp_path: Path) -> None:
     assert meta2["device"] == "meta" and meta2["earlier"] == [meta]
     third = json.loads((RunDir(tmp_path / "run", config, seed=7, device="cpu") / "run.json").read_text())
     assert [m["device"] for m in third["earlier"]] == ["cpu", "meta"] and "earlier" not in third["earlier"][1]
+    # A file where the directory should be: it was FileExistsError from mkdir.
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(InputDataError, match="a_file is a file, not a directory to hold a run"):
+        RunDir(tmp_path / "a_file", config, seed=7, device="cpu")
+    with pytest.raises(InputDataError, match="cannot make the run directory .*a_file/run: Not a directory"):
+        RunDir(tmp_path / "a_file" / "run", config, seed=7, device="cpu")
     # A directory without results (a run refused before it trained) is a fresh start.
     RunDir(tmp_path / "other", config, seed=1, device="cpu")
     assert "earlier" not in json.loads((RunDir(tmp_path / "other", config, seed=2, device="cpu") / "run.json").read_text())
