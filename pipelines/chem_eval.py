@@ -24,7 +24,7 @@ from chemvae.train import reconstruct
 from pipelines.chem import ChemEvalConfig, cached_properties, load_run_splits, stored_config
 from vaecore.datasets import cache_dir
 from vaecore.errors import InputDataError
-from vaecore.rundir import holds_results, write_json
+from vaecore.rundir import holds_results, make_run_dir, write_json
 from vaecore.runtime import resolve_device, seed_everything
 
 N_PROPERTY_REFERENCE = 10_000  # test molecules whose properties properties.png and the W1 distances use
@@ -85,6 +85,7 @@ def evaluate(config: ChemEvalConfig, workdir: str | os.PathLike | None = None) -
     device = resolve_device(config.device)
     seed_everything(config.seed)
     model = load(config.run_dir, device=device)
+    make_run_dir(out)  # a file there failed after the decoding
     train_config = stored_config(config.run_dir)
     splits = load_run_splits(train_config)
 
@@ -123,7 +124,6 @@ def evaluate(config: ChemEvalConfig, workdir: str | os.PathLike | None = None) -
                                     device=str(device), n_jobs=config.n_jobs)
     stages.update()
     stages.set_postfix_str("the samples' properties and plots")
-    out.mkdir(parents=True, exist_ok=True)
     properties = compute_properties(samples, n_jobs=config.n_jobs)
     properties.to_csv(out / "samples.csv", index=False)
     # Only the drawn samples are parsed again, not all n_samples.

@@ -291,6 +291,23 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
+def make_run_dir(path: str | os.PathLike) -> Path:
+    """Create the directory ``path`` (and its parents) for a run's files.
+
+    Raises:
+        InputDataError: ``path`` is a file, or cannot be made (a read-only place, a parent
+            that is a file), naming it: the bare ``FileExistsError`` ended runs in a traceback.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputDataError(f"{path} is a file, not a directory to hold a run; give another directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputDataError(f"cannot make the run directory {path}: {err.strerror or err}") from err
+    return path
+
+
 class RunDir:
     """A run's directory and the files every run writes.
 
@@ -309,13 +326,7 @@ class RunDir:
     """
 
     def __init__(self, path: str | os.PathLike, config: Any, *, seed: int, device: torch.device | str) -> None:
-        self.path = Path(path)
-        if self.path.exists() and not self.path.is_dir():  # FileExistsError ended the run in a traceback
-            raise InputDataError(f"{self.path} is a file, not a directory to hold a run; give another directory")
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as err:  # a read-only place, a parent that is a file
-            raise InputDataError(f"cannot make the run directory {self.path}: {err.strerror or err}") from err
+        self.path = make_run_dir(path)
         self.config = config
         write_json(self.path / "config.json", config_to_dict(config))
         record: dict[str, Any] = {

@@ -86,6 +86,8 @@ def test_chemistry_command_without_rdkit_names_the_package(args: tuple[str, ...]
     (["molopt", "--model", str(ROOT / "data" / "fixtures" / "chemvae_tiny"), "--objective", "qed", "--out", "/dev/null"],
      "/dev/null is a file, not a directory to hold a run"),
     (["vae", "--data", "fixture", "--out", "/dev/null/run"], "cannot make the run directory /dev/null/run: "),
+    (["chem", "eval", str(ROOT / "data" / "fixtures" / "chemvae_tiny"), "--out", "/dev/null"],
+     "/dev/null is a file, not a directory to hold a run"),  # it came after the decoding
 ])
 def test_a_bad_invocation_is_one_line_naming_what_is_wrong(tmp_path, capsys, args, message) -> None:
     from pipelines.cli import main
