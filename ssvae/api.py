@@ -86,7 +86,10 @@ class FewLabelClassifier:
     def _inputs(self, x: Tensor | np.ndarray) -> Tensor:
         t = _tensor(x, "x")
         if t.shape[1] != self.input_dim:
-            raise InputDataError(f"images have {t.shape[1]} pixels each; the model was trained on {self.input_dim}")
+            # One image without its batch axis was read as rows of pixels: "28 pixels each".
+            one = (f"; x of shape {tuple(np.shape(x))} is one image: give a batch of them, e.g. x[None]"
+                   if t.numel() == self.input_dim else "")
+            raise InputDataError(f"images have {t.shape[1]} pixels each; the model was trained on {self.input_dim}{one}")
         return t
 
     @torch.no_grad()

@@ -283,6 +283,9 @@ def test_fit_api_m1m2_and_bad_inputs(fixture_data, capsys):
         clf.predict(ds.test.x[:2, :392])
     with pytest.raises(InputDataError, match=r"x must be \[N, \.\.\.\] images, got shape \(784,\)"):
         clf.predict(ds.test.x[0])  # one image without its batch dimension
+    # Its 28 x 28 form was read as 28 rows of 28 pixels: "28 pixels each" and no more.
+    with pytest.raises(InputDataError, match=r"x of shape \(28, 28\) is one image: give a batch of them, e\.g\. x\[None\]"):
+        clf.predict(ds.test.x[0].reshape(28, 28))
     assert clf.predict(ds.test.x[:0]).shape == (0,) and clf.predict_proba(ds.test.x[:0]).shape == (0, 10)
     wrong = (clf.predict(ds.test.x[:50]) != ds.test.y[:50].numpy()).sum()
     assert clf.error(ds.test.x[:50], ds.test.y[:50]) == pytest.approx(wrong / 50)
