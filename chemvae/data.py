@@ -172,6 +172,10 @@ def check_molecules(
     return out
 
 
+# Data sources named rather than given by path (each verified by its own checksum).
+NAMED_SOURCES = ("moses", "fixture")
+
+
 def read_smiles_csv(path: str | Path, smiles_column: str = "smiles") -> pd.DataFrame:
     """Read a CSV whose SMILES column is matched exactly, else case-insensitively.
 

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from chemvae.data import (DataSplits, MoleculeTensors, check_molecules, encode_tokens, load_splits, property_stats,
+from chemvae.data import (NAMED_SOURCES, DataSplits, MoleculeTensors, check_molecules, encode_tokens, load_splits, property_stats,
                           standardize)
 from chemvae.encoders import ENCODERS
 from chemvae.model import CHECKPOINT_FILE, MODEL_FILE, ChemVAEConfig, MoleculeVAE, check_decoding, load, save_model
@@ -42,7 +42,7 @@ from chemvae.tokens import REPRESENTATIONS, Tokenizer, Vocabulary
 from chemvae.train import fit, load_training_state
 from vaecore.datasets import cache_dir
 from vaecore.errors import InputDataError, finite_at_least, integer_at_least
-from vaecore.rundir import RunDir, check_new_run_dir, check_resume, check_resume_length, read_run_config, resume_hint
+from vaecore.rundir import RunDir, check_new_run_dir, check_resume, check_resume_length, check_same_data, read_run_config, resume_hint
 from vaecore.runtime import flush_denormals, interruptible, resolve_device, seed_everything
 from vaecore.schedules import make_schedule
 
@@ -218,6 +218,7 @@ def train(config: ChemTrainConfig, workdir: str | os.PathLike) -> dict[str, Any]
     if config.resume is None or Path(workdir).resolve() != Path(config.resume).resolve():  # a new directory
         check_new_run_dir(workdir, ChemTrainConfig, command="chem train",
                           resumable=(Path(workdir) / CHECKPOINT_FILE).is_file())
+    data_record = check_same_data(config.data, named=NAMED_SOURCES, resumed_from=config.resume)
     device = resolve_device(config.device)
     generator = seed_everything(config.seed)
     splits = load_run_splits(config)
@@ -263,7 +264,7 @@ def train(config: ChemTrainConfig, workdir: str | os.PathLike) -> dict[str, Any]
     total = steps_per_epoch * max(config.epochs, 1)
     schedule = make_schedule(config.kl_schedule, steps=int(config.kl_warmup_fraction * total), end=config.beta,
                              delay=int(config.kl_delay_fraction * total))
-    rundir = RunDir(workdir, config, seed=config.seed, device=device)
+    rundir = RunDir(workdir, config, seed=config.seed, device=device, data=data_record)
     start_epoch, step = 0, 0
     if resume_path is not None:
         start_epoch, step = load_training_state(resume_path, model, optimizer, generator)

@@ -42,13 +42,13 @@ import torch
 from ssvae.api import FewLabelClassifier, fit_data, split_data
 from ssvae.presets import (IDLE_BECAUSE, MODELS, PRESETS, FitConfig, check_patience_setting, check_settings_keys,
                            idle_settings, override, preset)
-from ssvae.data import ImageDataset, load_dataset
+from ssvae.data import NAMED_SOURCES, ImageDataset, load_dataset
 from ssvae.fewlabel import TrainConfig
 from ssvae.labels import balanced_split, given_labels, load_split, save_split
 from ssvae.selftrain import SELF_TRAIN_DIR, labels_with, pseudo_labels
 from vaecore.errors import InputDataError, integer_at_least
 from vaecore.rundir import (RunDir, check_new_run_dir, check_resume, check_resume_length, config_from_dict, config_to_dict,
-                            read_run_config, resume_hint, write_json)
+                            check_same_data, read_run_config, resume_hint, write_json)
 from vaecore.runtime import resolve_device, set_threads
 
 STAGE1_METRICS = "stage1_metrics.json"
@@ -187,7 +187,7 @@ def _labelled_indices(config: FewLabelRunConfig, dataset: ImageDataset) -> torch
 
 def _train(config: FewLabelRunConfig, dataset: ImageDataset, y: torch.Tensor, idx: torch.Tensor, workdir: Path,
            device: torch.device, *, resume: bool, changes: dict[str, Any] | None = None,
-           ) -> tuple[FewLabelClassifier, dict[str, Any]]:
+           data_record: dict[str, str] | None = None) -> tuple[FewLabelClassifier, dict[str, Any]]:
     """One model trained in ``workdir`` on the training labels ``y[idx]``; its figures.
 
     ``changes`` are dotted settings applied after the preset and ``--set`` (the
@@ -202,7 +202,7 @@ def _train(config: FewLabelRunConfig, dataset: ImageDataset, y: torch.Tensor, id
     else:
         fit_config = override(fit_config_for(config, n_labels=len(idx), n_total=len(dataset.train),
                                              image_shape=dataset.image_shape), **(changes or {}))
-    rundir = RunDir(workdir, config, seed=config.seed, device=device)
+    rundir = RunDir(workdir, config, seed=config.seed, device=device, data=data_record)
     rundir.write_json("fit_config.json", config_to_dict(fit_config))
     save_split(rundir / "labels.csv", idx, y[idx])
     valid, test = dataset.valid, dataset.test
@@ -241,7 +241,8 @@ def _train(config: FewLabelRunConfig, dataset: ImageDataset, y: torch.Tensor, id
 
 
 def _self_train(config: FewLabelRunConfig, dataset: ImageDataset, idx: torch.Tensor, workdir: Path,
-                device: torch.device, *, resume: bool) -> tuple[FewLabelClassifier, dict[str, Any]]:
+                device: torch.device, *, resume: bool, data_record: dict[str, str] | None = None,
+                ) -> tuple[FewLabelClassifier, dict[str, Any]]:
     """Every stage of ``--self-train N1 [N2 ...]``: the run itself, then a model a round.
 
     The first stage is an ordinary run in ``workdir``; its figures go to
@@ -269,10 +270,11 @@ def _self_train(config: FewLabelRunConfig, dataset: ImageDataset, idx: torch.Ten
     if resume:
         begun = max((r for r in range(1, len(dirs)) if (dirs[r] / "fit_config.json").is_file()), default=0)
     if begun:
-        RunDir(workdir, config, seed=config.seed, device=device)  # this call's config.json and run.json
+        RunDir(workdir, config, seed=config.seed, device=device, data=data_record)  # this call's config.json and run.json
         first = json.loads((workdir / STAGE1_METRICS).read_text(encoding="utf-8"))
     else:
-        clf, first = _train(config, dataset, dataset.train.y, idx, workdir, device, resume=resume)
+        clf, first = _train(config, dataset, dataset.train.y, idx, workdir, device, resume=resume,
+                            data_record=data_record)
         write_json(workdir / STAGE1_METRICS, first)
     stages = [first]
     for r, n in enumerate(config.self_train, start=1):
@@ -346,14 +348,16 @@ def run(config: FewLabelRunConfig, workdir: str | os.PathLike, *, resume: bool =
         check_resume_length("--epochs", config.epochs, Path(workdir) / "checkpoint.safetensors")
         check_resume_length("--m1-epochs", config.m1_epochs, Path(workdir) / "m1" / "checkpoint.safetensors")
     device = resolve_device(config.device)
+    data_record = check_same_data(config.data, named=NAMED_SOURCES, resumed_from=workdir if resume else None)
     dataset = load_dataset(config.data)
     check_patience_setting(parse_settings(config.settings), has_valid=dataset.valid is not None)
     idx = _labelled_indices(config, dataset)
     workdir = Path(workdir)
     if config.self_train:
-        clf, metrics = _self_train(config, dataset, idx, workdir, device, resume=resume)
+        clf, metrics = _self_train(config, dataset, idx, workdir, device, resume=resume, data_record=data_record)
     else:
-        clf, metrics = _train(config, dataset, dataset.train.y, idx, workdir, device, resume=resume)
+        clf, metrics = _train(config, dataset, dataset.train.y, idx, workdir, device, resume=resume,
+                              data_record=data_record)
     if config.plots:
         from pipelines.fewlabel_plots import write_plots  # matplotlib only when plots are drawn
 

