@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # imported lazily at run time: BoTorch is slow to import for 
 METHODS = ("bo", "gradient", "random")
 BO_ONLY = ("acquisition", "tr_length", "tr_length_min", "tr_hedge", "tr_hedge_points", "tr_restart", "head_mean")  # MoloptConfig fields that only method "bo" reads
 INIT_METHODS = ("bo", "gradient")  # the methods that start from initial molecules (their proposers' uses_init)
+JOURNAL_FILE = "journal.csv"  # where a search records every objective outcome (read back on a rerun)
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,7 @@ def check_rerun(config: MoloptConfig, workdir: str | os.PathLike) -> None:
     """
     from chemvae.search.journal import has_records
 
-    begun = (Path(workdir) / "summary.json").is_file() or has_records(Path(workdir) / "journal.csv")
+    begun = (Path(workdir) / "summary.json").is_file() or has_records(Path(workdir) / JOURNAL_FILE)
     stored = existing_run_config(workdir, MoloptConfig, command="molopt") if begun else None
     if stored is None:  # nothing there, or a search refused before its first objective call
         return
@@ -229,7 +230,7 @@ def run(config: MoloptConfig, workdir: str | os.PathLike) -> dict[str, Any]:
     result = optimize(model, objective, method=config.method, budget=config.budget,
                       batch_size=config.batch_size, n_init=config.n_init, seed=config.seed, init_smiles=pool,
                       settings=config.bo_settings(), prior_bound=config.prior_bound, progress=config.progress,
-                      journal=rundir / "journal.csv")
+                      journal=rundir / JOURNAL_FILE)
 
     atomic_write_bytes(rundir / "history.csv", result.history.to_csv(index=False).encode())
     best = result.best(config.top_k)
@@ -294,7 +295,7 @@ def _main(args: argparse.Namespace) -> None:
     print(pd.DataFrame([{k: summary[k] for k in keys}]).to_string(index=False))
     print(f"best: {summary['best_smiles']}  failures: {summary['failures']}")
     if summary["replayed"]:
-        print(f"resumed: {summary['replayed']} objective outcomes read from {args.out}/journal.csv")
+        print(f"resumed: {summary['replayed']} objective outcomes read from {args.out}/{JOURNAL_FILE}")
     print(f"wrote {args.out}/history.csv, best.csv, summary.json, journal.csv, best_so_far.png, top_molecules.png")
 
 
@@ -302,7 +303,7 @@ def _on_interrupt(args: argparse.Namespace) -> str | None:
     """After Ctrl-C: a search goes on from its journal when its command runs again."""
     from chemvae.search.journal import has_records
 
-    journal = Path(args.out) / "journal.csv"
+    journal = Path(args.out) / JOURNAL_FILE
     return f"the same command again goes on from the outcomes recorded in {journal}" if has_records(journal) else None
 
 
