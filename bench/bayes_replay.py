@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from fewlabel import to_markdown
-from ssvae.api import FewLabelClassifier, load_classifier
+from ssvae.classifier import FewLabelClassifier, load_classifier
 from ssvae.data import ImageDataset, load_dataset
 from ssvae.fewlabel import MODEL_NAME
 from vaecore.errors import InputDataError

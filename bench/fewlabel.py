@@ -43,8 +43,9 @@ import torch
 from pipelines.fewlabel import FewLabelRunConfig, run
 from ssvae.fewlabel import COMPILE_MODES
 from ssvae.presets import is_m1_setting, is_m2_setting
+from vaecore.config import read_run_config
 from vaecore.errors import InputDataError, VaelabError
-from vaecore.rundir import config_differences, read_run_config
+from vaecore.resume import config_differences
 from vaecore.runtime import set_threads
 from vaecore.training import compiled_step
 
@@ -98,7 +99,7 @@ def step_timing(args: argparse.Namespace, seconds: float = 10.0) -> pd.DataFrame
     overrides apply to the fresh models (M2's architecture and training batch sizes).
     """
     from pipelines.fewlabel import parse_settings
-    from ssvae.api import load_classifier
+    from ssvae.classifier import load_classifier
     from ssvae.presets import override, preset
     from ssvae.data import load_dataset
     from ssvae.m2 import M2

@@ -28,13 +28,14 @@ import torch
 
 from fewlabel import to_markdown
 from pipelines.fewlabel import FewLabelRunConfig, train_on_pseudo_labels
-from ssvae.api import load_classifier
+from ssvae.classifier import load_classifier
 from ssvae.data import load_dataset
 from ssvae.fewlabel import MODEL_NAME
 from ssvae.labels import load_split
 from ssvae.selftrain import pseudo_labels
+from vaecore.config import read_run_config
 from vaecore.errors import InputDataError
-from vaecore.rundir import read_run_config, write_json
+from vaecore.rundir import write_json
 from vaecore.runtime import resolve_device, set_threads
 
 

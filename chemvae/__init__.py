@@ -4,6 +4,7 @@
 ``encode``, ``decode`` and ``predict_properties`` speak SMILES and latents.
 """
 
-from chemvae.model import ChemVAEConfig, MoleculeVAE, load
+from chemvae.model import ChemVAEConfig, MoleculeVAE
+from chemvae.persistence import load
 
 __all__ = ["ChemVAEConfig", "MoleculeVAE", "load"]

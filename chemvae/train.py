@@ -15,10 +15,12 @@ import torch
 from tqdm.auto import tqdm
 
 from chemvae.data import MoleculeTensors, iterate_batches
-from chemvae.model import MoleculeVAE, save_model
+from chemvae.model import MoleculeVAE
+from chemvae.persistence import save_model
 from vaecore.checkpoint import load_checkpoint
+from vaecore.config import config_to_dict
 from vaecore.errors import finite_at_least
-from vaecore.rundir import RunDir, config_to_dict
+from vaecore.rundir import RunDir
 from vaecore.runtime import check_finite
 
 Schedule = Callable[[int], float]

@@ -36,13 +36,16 @@ import torch
 from chemvae.data import (NAMED_SOURCES, DataSplits, MoleculeTensors, check_molecules, encode_tokens, load_splits, property_stats,
                           standardize)
 from chemvae.encoders import ENCODERS
-from chemvae.model import CHECKPOINT_FILE, MODEL_FILE, ChemVAEConfig, MoleculeVAE, check_decoding, load, save_model
+from chemvae.model import ChemVAEConfig, MoleculeVAE, check_decoding
+from chemvae.persistence import CHECKPOINT_FILE, MODEL_FILE, load, save_model
 from chemvae.rdkit_utils import worker_count
 from chemvae.tokens import REPRESENTATIONS, Tokenizer, Vocabulary
 from chemvae.train import fit, load_training_state
+from vaecore.config import read_run_config
 from vaecore.datasets import cache_dir
 from vaecore.errors import InputDataError, finite_at_least, integer_at_least
-from vaecore.rundir import RunDir, check_new_run_dir, check_resume, check_resume_length, check_same_data, read_run_config, resume_hint
+from vaecore.resume import check_new_run_dir, check_resume, check_resume_length, check_same_data, resume_hint
+from vaecore.rundir import RunDir
 from vaecore.runtime import flush_denormals, interruptible, resolve_device, seed_everything
 from vaecore.schedules import make_schedule
 

@@ -19,12 +19,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from chemvae.model import load
+from chemvae.persistence import load
 from chemvae.train import reconstruct
 from pipelines.chem import ChemEvalConfig, cached_properties, load_run_splits, stored_config
 from vaecore.datasets import cache_dir
 from vaecore.errors import InputDataError
-from vaecore.rundir import holds_results, make_run_dir, write_json
+from vaecore.resume import holds_results
+from vaecore.rundir import make_run_dir, write_json
 from vaecore.runtime import resolve_device, seed_everything
 
 N_PROPERTY_REFERENCE = 10_000  # test molecules whose properties properties.png and the W1 distances use

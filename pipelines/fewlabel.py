@@ -39,16 +39,18 @@ from typing import Any
 
 import torch
 
-from ssvae.api import FewLabelClassifier, fit_data, split_data
+from ssvae.api import fit_data, split_data
+from ssvae.classifier import FewLabelClassifier
 from ssvae.presets import (IDLE_BECAUSE, MODELS, PRESETS, FitConfig, check_patience_setting, check_settings_keys,
                            idle_settings, override, preset)
 from ssvae.data import NAMED_SOURCES, ImageDataset, load_dataset
 from ssvae.fewlabel import TrainConfig
 from ssvae.labels import balanced_split, given_labels, load_split, save_split
 from ssvae.selftrain import SELF_TRAIN_DIR, labels_with, pseudo_labels
+from vaecore.config import config_from_dict, config_to_dict, read_run_config
 from vaecore.errors import InputDataError, integer_at_least
-from vaecore.rundir import (RunDir, check_new_run_dir, check_resume, check_resume_length, config_from_dict, config_to_dict,
-                            check_same_data, read_run_config, resume_hint, write_json)
+from vaecore.resume import check_new_run_dir, check_resume, check_resume_length, check_same_data, resume_hint
+from vaecore.rundir import RunDir, write_json
 from vaecore.runtime import resolve_device, set_threads
 
 STAGE1_METRICS = "stage1_metrics.json"

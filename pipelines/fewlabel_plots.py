@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 from pipelines.plots import grid_shape, save_image_grid, save_reconstruction_grid  # noqa: E402
 
 if TYPE_CHECKING:
-    from ssvae.api import FewLabelClassifier
+    from ssvae.classifier import FewLabelClassifier
     from ssvae.data import ImageDataset
 
 N_SAMPLE_ROWS = 8  # rows of samples.png (one z each)

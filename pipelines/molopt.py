@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from vaecore.errors import InputDataError, finite_at_least, integer_at_least
-from vaecore.rundir import RunDir, config_differences, existing_run_config
+from vaecore.resume import config_differences, existing_run_config
+from vaecore.rundir import RunDir
 from vaecore.runtime import resolve_device, set_threads
 
 if TYPE_CHECKING:  # imported lazily at run time: BoTorch is slow to import for `--help`
@@ -214,7 +215,7 @@ def run(config: MoloptConfig, workdir: str | os.PathLike) -> dict[str, Any]:
     Rerun in its directory (only :data:`RERUN_SETTINGS` may differ), a search reads the
     outcomes its journal recorded instead of calling the objective, and goes on.
     """
-    from chemvae.model import load
+    from chemvae.persistence import load
     from chemvae.objectives import get_objective
     from chemvae.search import optimize
     from pipelines.chem_plots import save_molecule_grid

@@ -34,8 +34,10 @@ from pipelines.plots import grid_shape, save_image_grid, save_reconstruction_gri
 from ssvae.data import NAMED_SOURCES, fixed_binarize, load_dataset
 from ssvae.m1 import OBJECTIVES, VAE, VAEConfig
 from ssvae.train import BINARIZE_MODES, CHECKPOINT_NAME, LR_SCHEDULES, evaluate_log_px, evaluate_terms, fit_vae
+from vaecore.config import read_run_config
 from vaecore.errors import InputDataError, finite_at_least, integer_at_least
-from vaecore.rundir import RunDir, check_new_run_dir, check_resume, check_resume_length, check_same_data, read_run_config, resume_hint
+from vaecore.resume import check_new_run_dir, check_resume, check_resume_length, check_same_data, resume_hint
+from vaecore.rundir import RunDir
 from vaecore.runtime import resolve_device, seed_everything
 
 N_GRID = 100  # prior samples in samples.png

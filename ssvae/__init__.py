@@ -7,7 +7,8 @@ its command line. :func:`ssvae.pseudo_labels` picks a trained model's surest pre
 for self-training (``vaelab fewlabel --self-train N``).
 """
 
-from ssvae.api import FewLabelClassifier, fit, load_classifier
+from ssvae.api import fit
+from ssvae.classifier import FewLabelClassifier, load_classifier
 from ssvae.fewlabel import TrainConfig
 from ssvae.labels import balanced_split, given_labels
 from ssvae.m1 import VAE, VAEConfig

@@ -237,7 +237,7 @@ def train_m2(
         config: Optimisation settings.
         device: Where every step runs.
         model_spec: JSON description of the model, stored with the checkpoints (see
-            :func:`ssvae.api.build_model`).
+            :func:`ssvae.classifier.build_model`).
         rundir: Run directory: ``history.csv`` rows, ``checkpoint.safetensors`` (resumable,
             every epoch and on Ctrl-C) and ``model.safetensors`` (best validation).
         progress: Show a progress bar with the current losses and validation error.

@@ -20,11 +20,11 @@ from torch.distributions import Distribution, kl_divergence
 from ssvae.train import fit_vae
 from vaecore.bounds import elbo, iwae_bound, log_marginal_likelihood
 from vaecore.checkpoint import load_checkpoint
+from vaecore.config import config_from_dict
 from vaecore.errors import CheckpointError, InputDataError, integer_at_least
 from vaecore.likelihoods import check_feature_likelihood, make_likelihood
 from vaecore.nets import mlp
 from vaecore.posteriors import DiagonalGaussianHead, StandardNormalPrior
-from vaecore.rundir import config_from_dict
 from vaecore.runtime import resolve_device
 
 __all__ = ["OBJECTIVES", "VAE", "VAEConfig", "fit_vae", "load_vae"]

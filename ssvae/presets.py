@@ -17,8 +17,8 @@ from typing import Any
 from ssvae.fewlabel import TrainConfig
 from ssvae.m1 import VAEConfig
 from ssvae.m2_config import M2Config
+from vaecore.config import check_field_value
 from vaecore.errors import InputDataError, finite_at_least, integer_at_least
-from vaecore.rundir import check_field_value
 
 MODELS = ("m1", "m2", "m1m2")
 PRESETS = ("default", "fast", "paper")

@@ -24,8 +24,9 @@ from tqdm.auto import tqdm
 
 from ssvae.data import dynamic_binarize, fixed_binarize
 from vaecore.checkpoint import load_checkpoint, save_checkpoint
+from vaecore.config import config_to_dict
 from vaecore.errors import InputDataError, integer_at_least
-from vaecore.rundir import RunDir, config_to_dict
+from vaecore.rundir import RunDir
 from vaecore.runtime import check_finite, check_seed, flush_denormals, interruptible
 
 BINARIZE_MODES = ("dynamic", "fixed", "none")

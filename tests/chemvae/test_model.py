@@ -9,7 +9,8 @@ import torch
 import chemvae
 from chemvae.data import FIXTURE_CSV, MoleculeTensors, check_molecules, encode_tokens, iterate_batches
 from chemvae.encoders import ENCODERS
-from chemvae.model import ChemVAEConfig, MoleculeVAE, load, save_model
+from chemvae.model import ChemVAEConfig, MoleculeVAE
+from chemvae.persistence import load, save_model
 from chemvae.rdkit_utils import mol_from_smiles
 from chemvae.tokens import Tokenizer, Vocabulary
 from vaecore.datasets import REPO_DATA_DIR

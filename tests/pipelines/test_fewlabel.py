@@ -12,7 +12,7 @@ import torch
 
 from pipelines.cli import main
 from pipelines.fewlabel import FewLabelRunConfig
-from ssvae.api import load_classifier
+from ssvae.classifier import load_classifier
 from ssvae.data import load_dataset
 from vaecore.errors import InputDataError, InputDataWarning
 

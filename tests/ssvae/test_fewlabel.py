@@ -12,7 +12,8 @@ import pytest
 import torch
 
 import ssvae
-from ssvae.api import FewLabelClassifier, load_classifier, split_data, train_m1
+from ssvae.api import split_data, train_m1
+from ssvae.classifier import FewLabelClassifier, load_classifier
 from ssvae.presets import FitConfig, M1Settings, override, preset
 from ssvae.data import load_dataset, translations
 from ssvae.fewlabel import TrainConfig, train_m2
