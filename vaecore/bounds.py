@@ -35,6 +35,8 @@ def _resolve_prior(prior: PriorLike) -> Distribution:
 
 
 def _encode(encoder: Encoder, x: Tensor) -> Distribution:
+    if x.dim() == 0 or x.shape[0] == 0:  # torch failed later, on a reshape inside log_prob
+        raise InputDataError(f"x holds no examples (shape {list(x.shape)}): the bounds are per example `[B]`, B >= 1")
     q = encoder(x)
     if not isinstance(q, Distribution) or not q.has_rsample:
         # Without rsample the bound has no pathwise gradient; fail here, not deep in torch.
@@ -117,15 +119,17 @@ def elbo(
         decoder: ``z [S, B, d] -> p(x|z)``, batch `[S, B]`.
         prior: p(z), event `[d]`, or a callable returning it.
         n_samples: Number S of reparameterized samples for the likelihood term.
-        beta: KL weight (1 gives the true ELBO; warm-up schedules pass < 1).
+        beta: KL weight (1 gives the true ELBO; warm-up schedules pass < 1): a number, a
+            one-element tensor or one weight per example `[B]`.
 
     Returns:
         :class:`ELBOTerms` with `[B]` tensors.
 
     Raises:
         TypeError: If the encoder's distribution has no ``rsample``.
-        InputDataError: If ``n_samples`` is not an integer >= 1, a number ``beta`` is negative
-            or not finite, or the decoder's ``log_prob`` is not `[S, B]`.
+        InputDataError: If ``x`` holds no examples, ``n_samples`` is not an integer >= 1, a
+            number ``beta`` is negative or not finite, a tensor ``beta`` is neither one weight
+            nor `[B]`, or the decoder's ``log_prob`` is not `[S, B]`.
     """
     n_samples = integer_at_least("n_samples", n_samples, 1)
     # A negative weight would reward a large KL without any error; a tensor beta is left
@@ -137,6 +141,9 @@ def elbo(
     z = q.rsample((n_samples,))
     log_likelihood = _check_log_prob(decoder(z).log_prob(x), z, q).mean(0)
     kl = kl_term(q, p, z)
+    if isinstance(beta, Tensor) and beta.numel() != 1 and beta.shape != kl.shape:  # a shape: no device read
+        raise InputDataError(f"beta must be one weight, or one per example `[B]` = {list(kl.shape)}; got a tensor of "
+                             f"shape {list(beta.shape)}")
     return ELBOTerms(
         elbo=log_likelihood - beta * kl, log_likelihood=log_likelihood, kl=kl, z=z, posterior=q
     )

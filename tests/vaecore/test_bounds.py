@@ -391,8 +391,19 @@ def test_bad_arguments_are_refused() -> None:
         log_marginal_likelihood(x, q, dec, prior, chunk_size=0)
     with pytest.raises(ValueError, match="n_samples must be an integer >= 1, got 10.5"):
         log_marginal_likelihood(x, q, dec, prior, n_samples=10.5)
-    # A tensor beta (a schedule's value on the device) is taken as it is.
+    # A tensor beta (a schedule's value on the device) is taken as it is, or one per example.
     assert elbo(x, q, dec, prior, beta=torch.tensor(0.5, dtype=F64)).elbo.shape == (3,)
+    per_example = elbo(x, q, dec, prior, beta=torch.tensor([0.0, 0.5, 1.0], dtype=F64))
+    torch.testing.assert_close(per_example.elbo, per_example.log_likelihood - torch.tensor([0.0, 0.5, 1.0],
+                                                                                           dtype=F64) * per_example.kl)
+    with pytest.raises(ValueError, match=r"beta must be one weight, or one per example `\[B\]` = \[3\]; got a "
+                                         r"tensor of shape \[2\]"):  # was torch's broadcasting error
+        elbo(x, q, dec, prior, beta=torch.ones(2, dtype=F64))
+    # A batch of no examples: torch failed on a reshape inside log_prob.
+    for bound in (lambda x: elbo(x, q, dec, prior), lambda x: iwae_bound(x, q, dec, prior, k=2),
+                  lambda x: log_marginal_likelihood(x, q, dec, prior, n_samples=4)):
+        with pytest.raises(ValueError, match=r"x holds no examples \(shape \[0, 5\]\)"):
+            bound(x[:0])
 
 
 def test_decoder_without_event_dims_is_named() -> None:
