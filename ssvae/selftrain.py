@@ -36,8 +36,8 @@ def pseudo_labels(proba: Tensor | np.ndarray, per_class: int, *,
         each label is the class predicted for its example.
 
     Raises:
-        InputDataError: ``per_class`` is not a positive integer, or ``proba`` is not a
-            `[N, C]` array of finite values.
+        InputDataError: ``per_class`` is not a positive integer, ``proba`` is not a `[N, C]`
+            array of finite values in `[0, 1]`, or ``exclude`` holds an index outside `[0, N)`.
     """
     if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)) or per_class <= 0:
         raise InputDataError(f"pseudo-labels per class must be a positive integer, got {per_class!r}")
@@ -45,10 +45,17 @@ def pseudo_labels(proba: Tensor | np.ndarray, per_class: int, *,
     if p.dim() != 2 or not p.is_floating_point() or not torch.isfinite(p).all():
         raise InputDataError(f"class probabilities must be a finite [N, C] float array, got shape "
                              f"{tuple(p.shape)} and dtype {p.dtype}")
+    if p.numel() and (p.min() < 0 or p.max() > 1):  # logits or log-probabilities: another ranking
+        raise InputDataError(f"class probabilities must lie in [0, 1], got values from {p.min().item():.4g} to "
+                             f"{p.max().item():.4g} (logits? apply softmax first)")
     confidence, predicted = p.max(dim=1)
     if exclude is not None and len(exclude):
+        skip = torch.as_tensor(exclude, dtype=torch.int64)
+        if skip.min() < 0 or skip.max() >= len(p):  # -1 excluded the last example without a word
+            raise InputDataError(f"exclude holds indices from {skip.min().item()} to {skip.max().item()}; "
+                                 f"the {len(p)} examples have indices 0 to {len(p) - 1}")
         confidence = confidence.clone()
-        confidence[torch.as_tensor(exclude, dtype=torch.int64)] = -torch.inf
+        confidence[skip] = -torch.inf
     chosen = []
     for c in range(p.shape[1]):  # C is small (10); one sort per class is clearer than a joint rank
         members = ((predicted == c) & (confidence > -torch.inf)).nonzero().flatten()

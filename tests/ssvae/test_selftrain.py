@@ -49,6 +49,17 @@ def test_refuses_bad_probabilities(proba):
         pseudo_labels(proba, 1)
 
 
+def test_refuses_logits_and_exclusions_outside_the_examples():
+    # Logits ranked the examples otherwise without a word; -1 excluded the last example.
+    with pytest.raises(InputDataError, match=r"must lie in \[0, 1\], got values from -2 to 3 \(logits\?"):
+        pseudo_labels(np.array([[3.0, -2.0], [0.5, 0.5]]), 1)
+    for exclude in ([-1], [0, 4]):
+        with pytest.raises(InputDataError, match=r"exclude holds indices from -?\d to -?\d; the 4 examples have "
+                                                 r"indices 0 to 3"):
+            pseudo_labels(np.full((4, 2), 0.5), 1, exclude=torch.tensor(exclude))
+    assert pseudo_labels(np.zeros((0, 2)), 1)[0].tolist() == []  # no candidates, no pseudo-labels
+
+
 def test_labels_with_writes_a_copy():
     y = torch.tensor([-1, 3, -1, -1])
     out = labels_with(y, torch.tensor([0, 3]), torch.tensor([5, 7]))
