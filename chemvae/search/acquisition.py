@@ -16,6 +16,8 @@ from botorch.sampling import SobolQMCNormalSampler
 from torch import Tensor
 from torch.quasirandom import SobolEngine
 
+from vaecore.errors import InputDataError
+
 # TuRBO perturbs about this many coordinates of the centre per Thompson candidate:
 # perturbing all d works worse in high dimension.
 PERTURBED_COORDINATES = 20.0
@@ -71,3 +73,23 @@ def uniform_batch(bounds: Tensor, q: int) -> Tensor:
     """``q`` uniform points `[q, d]` in ``bounds`` (the fallback when no GP is available)."""
     u = torch.rand(q, bounds.shape[-1], dtype=bounds.dtype, device=bounds.device)
     return bounds[0] + (bounds[1] - bounds[0]) * u
+
+
+def check_box(box: Tensor) -> Tensor:
+    """``box`` as given, once checked to be a search box: `[2, d]`, finite, lower below upper.
+
+    Raises:
+        InputDataError: Another shape, or a dimension whose bounds are not finite with
+            lower < upper (an inverted or empty box proposed points outside it, or none
+            but its one corner), naming the first such dimension.
+    """
+    if not isinstance(box, Tensor) or box.dim() != 2 or box.shape[0] != 2 or not box.shape[1] or \
+            not box.is_floating_point():
+        shape = list(box.shape) if isinstance(box, Tensor) else type(box).__name__
+        raise InputDataError(f"box must be a float tensor [2, d] of lower and upper bounds, got {shape}")
+    bad = (~(torch.isfinite(box).all(0) & (box[0] < box[1]))).nonzero().flatten()
+    if len(bad):
+        i = int(bad[0])
+        raise InputDataError(f"box dimension {i} has lower {box[0, i].item():g} and upper {box[1, i].item():g}: "
+                             f"bounds must be finite with lower < upper ({len(bad)} dimension(s) are not)")
+    return box

@@ -44,7 +44,7 @@ from botorch.models import SingleTaskGP
 from scipy.stats import chi2
 from torch import Tensor
 
-from chemvae.search.acquisition import logei_batch, thompson_batch, uniform_batch
+from chemvae.search.acquisition import check_box, logei_batch, thompson_batch, uniform_batch
 from chemvae.search.gp import conditioned_gp, fit_hyperparameters, lengthscales, subsample
 from chemvae.search.oracle import Evaluation
 from chemvae.search.surrogate import HeadSurrogate, frozen
@@ -168,6 +168,9 @@ class BOSettings:
         if self.hedge_points is not None and self.hedge_length is None:
             raise InputDataError(f"hedge_points ({self.hedge_points}) needs a hedge region: "
                                  "set hedge_length (--tr-hedge) too")
+        if self.raw_samples < self.num_restarts:  # BoTorch failed every iteration; BO fell back to random
+            raise InputDataError(f"BOSettings.raw_samples ({self.raw_samples}) must be at least num_restarts "
+                                 f"({self.num_restarts}): the restarts are picked among the raw samples")
 
 
 class BayesOpt:
@@ -182,6 +185,12 @@ class BayesOpt:
             for the radial bound of ``settings.radius_quantile``.
         head: The property head's estimate of the objective, the GP's prior mean when
             ``settings.head_mean`` (required then, ignored otherwise).
+
+    Raises:
+        InputDataError: ``box`` is not a search box (see
+            :func:`~chemvae.search.acquisition.check_box`), ``batch_size`` is not an integer
+            >= 1, or the settings cannot propose ``batch_size`` points (Thompson sampling
+            from fewer candidates, a hedge region without room in the batch).
     """
 
     name = "bo"
@@ -193,8 +202,12 @@ class BayesOpt:
                  head: HeadSurrogate | None = None) -> None:
         if settings.head_mean and head is None:
             raise InputDataError("BOSettings.head_mean needs the property head's surrogate (head=...)")
+        batch_size = integer_at_least("batch_size", batch_size, 1)
+        if settings.acquisition == "ts" and settings.ts_candidates < batch_size:  # failed every iteration
+            raise InputDataError(f"BOSettings.ts_candidates ({settings.ts_candidates}) must be at least batch_size "
+                                 f"({batch_size}): Thompson sampling picks the batch among the candidates")
         self.head = head if settings.head_mean else None
-        self.box = box
+        self.box = check_box(box)
         d = box.shape[-1]
         self.prior_loc = box.new_zeros(d) if prior_loc is None else prior_loc.to(box)
         self.prior_scale = box.new_ones(d) if prior_scale is None else prior_scale.to(box)

@@ -41,6 +41,7 @@ from botorch.models.deterministic import GenericDeterministicModel
 from botorch.optim import optimize_acqf
 from torch import Tensor, nn
 
+from chemvae.search.acquisition import check_box
 from chemvae.search.oracle import Evaluation
 from chemvae.search.surrogate import HeadSurrogate, frozen
 from vaecore.errors import finite_at_least, integer_at_least
@@ -88,8 +89,8 @@ class GradientAscent:
                  settings: GradientSettings = GradientSettings()) -> None:
         self.model = model
         self.head = HeadSurrogate(model, objective)
-        self.box = box
-        self.q = batch_size
+        self.box = check_box(box)
+        self.q = integer_at_least("batch_size", batch_size, 1)
         self.settings = settings
         self.prior = model.prior()
         self.starts: list[Tensor] = []  # unused starting latents, best first

@@ -13,6 +13,7 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from chemvae.search.oracle import Evaluation
+from vaecore.errors import integer_at_least
 
 
 class RandomSearch:
@@ -29,7 +30,7 @@ class RandomSearch:
 
     def __init__(self, prior: Distribution, batch_size: int) -> None:
         self.prior = prior
-        self.q = batch_size
+        self.q = integer_at_least("batch_size", batch_size, 1)
 
     def initialize(self, z: Tensor, scores: Tensor, decodable: Tensor | None = None) -> None:
         """Random search uses no initial data."""

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from chemvae.search.acquisition import logei_batch, thompson_batch, uniform_batch
+from chemvae.search.acquisition import check_box, logei_batch, thompson_batch, uniform_batch
 from chemvae.search.gp import conditioned_gp, fit_hyperparameters
+from vaecore.errors import InputDataError
 
 
 @pytest.fixture(scope="module")
@@ -68,3 +69,22 @@ def test_uniform_batch_fills_the_bounds(gp_and_bounds):
     z = uniform_batch(bounds, 500)
     assert z.shape == (500, 4) and _inside(z, bounds)
     assert torch.allclose(z.mean(0), bounds.mean(0), atol=0.1)
+
+
+@pytest.mark.parametrize(("box", "message"), [
+    (torch.zeros(3), r"float tensor \[2, d\] of lower and upper bounds, got \[3\]"),
+    (torch.zeros(3, 2), r"got \[3, 2\]"),
+    (torch.zeros(2, 0), r"got \[2, 0\]"),
+    (torch.ones(2, 3, dtype=torch.int64), r"got \[2, 3\]"),
+    ([[-1.0], [1.0]], "got list"),
+    (torch.tensor([[-1.0, 1.0], [1.0, -1.0]]), "box dimension 1 has lower 1 and upper -1: .* lower < upper"),
+    (torch.tensor([[-1.0, 0.0], [1.0, 0.0]]), "box dimension 1 has lower 0 and upper 0"),  # empty
+    (torch.tensor([[-1.0, -1.0], [float("nan"), float("inf")]]), r"dimension 0 .* \(2 dimension\(s\) are not\)"),
+])
+def test_a_box_that_is_no_search_box_is_refused_by_name(box, message):
+    # BayesOpt and GradientAscent took any tensor: an inverted or empty box proposed points
+    # outside it, or its one corner, without a word.
+    with pytest.raises(InputDataError, match=message):
+        check_box(box)
+    box = torch.tensor([[-1.0, -2.0], [1.0, 2.0]], dtype=torch.float64)
+    assert check_box(box) is box

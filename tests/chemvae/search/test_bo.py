@@ -153,6 +153,22 @@ def test_bad_hedge_settings_are_named():
         BOSettings(hedge_length=0.1, hedge_points=0)  # refused with the settings, before any search
 
 
+def test_settings_that_cannot_propose_a_batch_are_refused():
+    # Each failed inside BoTorch at every iteration, and BO fell back to random points in
+    # the trust region for the whole search (a warning an iteration).
+    with pytest.raises(InputDataError, match=r"raw_samples \(2\) must be at least num_restarts \(4\)"):
+        BOSettings(raw_samples=2, num_restarts=4)
+    box = torch.stack([-torch.ones(4), torch.ones(4)]).double()
+    with pytest.raises(InputDataError, match=r"ts_candidates \(5\) must be at least batch_size \(10\)"):
+        BayesOpt(box, 10, BOSettings(acquisition="ts", ts_candidates=5))
+    BayesOpt(box, 10, BOSettings(ts_candidates=5))  # qLogEI draws no candidates
+    for batch_size in (0, 2.5):
+        with pytest.raises(InputDataError, match=f"batch_size must be an integer >= 1, got {batch_size}"):
+            BayesOpt(box, batch_size, BOSettings(acquisition="ts"))
+    with pytest.raises(InputDataError, match="box dimension 0 has lower 1 and upper -1"):
+        BayesOpt(-box, 10)
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"fit_maxiter": 0}, "BOSettings.fit_maxiter must be an integer >= 1, got 0"),
     ({"acq_maxiter": -1}, "BOSettings.acq_maxiter must be an integer >= 1, got -1"),

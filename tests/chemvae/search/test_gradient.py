@@ -23,6 +23,15 @@ def test_gradient_ascent_climbs_the_head_surrogate(tiny_model, low_qed_smiles):
     assert all(p.requires_grad for p in tiny_model.parameters())  # the model is left as it was
 
 
+def test_a_bad_box_or_batch_size_is_refused(tiny_model):
+    d = tiny_model.latent_dim
+    box = torch.stack([-torch.ones(d), torch.ones(d)]).double()
+    with pytest.raises(InputDataError, match="box dimension 0 has lower 1 and upper -1"):
+        GradientAscent(tiny_model, objectives.qed, box.flip(0), batch_size=2)
+    with pytest.raises(InputDataError, match="batch_size must be an integer >= 1, got 0"):
+        GradientAscent(tiny_model, objectives.qed, box, batch_size=0)
+
+
 def test_prior_penalty_pulls_towards_the_prior_mode(tiny_model):
     d = tiny_model.latent_dim
     box = torch.stack([-5 * torch.ones(d), 5 * torch.ones(d)]).double()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch.distributions import Independent, Normal
 
 from chemvae.search.oracle import Evaluation
 from chemvae.search.random import RandomSearch
+from vaecore.errors import InputDataError
 
 
 def _prior(dtype: torch.dtype = torch.float32) -> Independent:
@@ -33,3 +35,9 @@ def test_seeded_and_blind_to_results() -> None:
     torch.manual_seed(1)
     torch.testing.assert_close(search.propose()[0], first)
     assert not RandomSearch.uses_init and not RandomSearch.uses_decodable
+
+
+def test_a_batch_size_below_one_is_refused() -> None:
+    for batch_size in (0, 1.5):  # 0 proposed empty batches forever
+        with pytest.raises(InputDataError, match=f"batch_size must be an integer >= 1, got {batch_size}"):
+            RandomSearch(_prior(), batch_size)
