@@ -98,7 +98,7 @@ def step_timing(args: argparse.Namespace, seconds: float = 10.0) -> pd.DataFrame
     time is in the warm-up column), and only the flushing cell is timed. ``args.set``
     overrides apply to the fresh models (M2's architecture and training batch sizes).
     """
-    from pipelines.fewlabel import parse_settings
+    from pipelines.fewlabel_config import parse_settings
     from ssvae.classifier import load_classifier
     from ssvae.presets import override, preset
     from ssvae.data import load_dataset
