@@ -22,7 +22,8 @@ from pathlib import Path
 import pandas as pd
 
 from chemvae.model import ChemVAEConfig
-from pipelines.chem import ChemEvalConfig, ChemTrainConfig, train
+from pipelines.chem import train
+from pipelines.chem_config import ChemEvalConfig, ChemTrainConfig
 from pipelines.chem_eval import evaluate
 from vaecore.errors import VaelabError
 from vaecore.runtime import set_threads

@@ -41,8 +41,8 @@ import pandas as pd
 import torch
 
 from pipelines.fewlabel import FewLabelRunConfig, run
-from ssvae.fewlabel import COMPILE_MODES
 from ssvae.presets import is_m1_setting, is_m2_setting
+from ssvae.train_config import COMPILE_MODES
 from vaecore.config import read_run_config
 from vaecore.errors import InputDataError, VaelabError
 from vaecore.resume import config_differences

@@ -67,7 +67,8 @@ def timing(threads: int, repeats: int, acquisition: str, n: int = 1000, d: int =
     The data are drawn on the CPU (the same numbers on every device), then moved; the BO
     code follows their device. On a GPU the clock stops after a synchronize.
     """
-    from chemvae.search.bo import BayesOpt, BOSettings
+    from chemvae.search.bo import BayesOpt
+    from chemvae.search.bo_settings import BOSettings
     from chemvae.search.trust_region import search_bounds
     from vaecore.runtime import resolve_device
 

@@ -25,7 +25,7 @@ import pandas as pd
 
 from fewlabel import to_markdown
 from ssvae.api import m1_training_seconds
-from ssvae.fewlabel import TrainConfig
+from ssvae.train_config import TrainConfig
 from vaecore.errors import InputDataError
 
 

@@ -22,7 +22,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from chemvae.data import CheckedMolecules, check_molecules, encode_tokens, token_lengths
+from chemvae.batches import encode_tokens, token_lengths
+from chemvae.data import CheckedMolecules, check_molecules
 from chemvae.decoder import GRUDecoder
 from chemvae.encoders import build_encoder
 from chemvae.rdkit_utils import smiles_list
@@ -195,7 +196,7 @@ class MoleculeVAE(nn.Module):
 
         Args:
             batch: ``{"smiles": list[str], "tokens": [B, T], "lengths": [B], "properties": [B, P]}`` as
-                yielded by :func:`chemvae.data.iterate_batches` (properties z-scored, NaN
+                yielded by :func:`chemvae.batches.iterate_batches` (properties z-scored, NaN
                 where unknown; optional).
             beta: KL weight for this step.
 

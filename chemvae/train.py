@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from chemvae.data import MoleculeTensors, iterate_batches
+from chemvae.batches import MoleculeTensors, iterate_batches
 from chemvae.model import MoleculeVAE
 from chemvae.persistence import save_model
 from vaecore.checkpoint import load_checkpoint

@@ -25,7 +25,6 @@ import dataclasses
 import math
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,141 +32,25 @@ import numpy as np
 import pandas as pd
 import torch
 
-from chemvae.data import (NAMED_SOURCES, DataSplits, MoleculeTensors, check_molecules, encode_tokens, load_splits, property_stats,
-                          standardize)
+from chemvae.batches import MoleculeTensors, encode_tokens, property_stats, standardize
+from chemvae.data import NAMED_SOURCES, DataSplits, check_molecules, load_splits
 from chemvae.encoders import ENCODERS
-from chemvae.model import ChemVAEConfig, MoleculeVAE, check_decoding
+from chemvae.model import ChemVAEConfig, MoleculeVAE
 from chemvae.persistence import CHECKPOINT_FILE, MODEL_FILE, load, save_model
-from chemvae.rdkit_utils import worker_count
 from chemvae.tokens import REPRESENTATIONS, Tokenizer, Vocabulary
 from chemvae.train import fit, load_training_state
+from pipelines.chem_config import RESUME_SETTINGS, ChemEvalConfig, ChemTrainConfig, unused_settings
 from vaecore.config import read_run_config
 from vaecore.datasets import cache_dir
-from vaecore.errors import InputDataError, finite_at_least, integer_at_least
+from vaecore.errors import InputDataError
 from vaecore.resume import check_new_run_dir, check_resume, check_resume_length, check_same_data, resume_hint
 from vaecore.rundir import RunDir
 from vaecore.runtime import flush_denormals, interruptible, resolve_device, seed_everything
 from vaecore.schedules import make_schedule
 
 
-@dataclass(frozen=True)
-class ChemTrainConfig:
-    """Everything ``vaelab chem train`` needs; written to ``config.json``.
-
-    Attributes:
-        data: ``moses``, ``fixture`` or a CSV path.
-        smiles_column: SMILES column of a CSV (matched case-insensitively).
-        max_molecules: Cap on training molecules (seeded random subset); None: all.
-        valid_fraction, test_fraction: Held-out fractions (test only for CSVs without a
-            ``split`` column; MOSES has its own test files).
-        model: The architecture (:class:`chemvae.model.ChemVAEConfig`).
-        epochs, batch_size, lr, grad_clip: Adam training settings.
-        beta: Final KL weight (MOSES's CharVAE uses 0.05; 1 is the plain ELBO).
-        kl_schedule: ``linear``, ``sigmoid`` or ``none``.
-        kl_warmup_fraction, kl_delay_fraction: Warm-up length and initial delay as
-            fractions of all training steps.
-        n_jobs: Worker processes for checking molecules and properties (-1: all cores).
-        seed, device, progress, resume: Run settings (``resume``: run directory to continue).
-    """
-
-    data: str = "moses"
-    smiles_column: str = "smiles"
-    max_molecules: int | None = None
-    valid_fraction: float = 0.05
-    test_fraction: float = 0.1
-    model: ChemVAEConfig = field(default_factory=ChemVAEConfig)
-    epochs: int = 10
-    batch_size: int = 512
-    lr: float = 1e-3
-    grad_clip: float = 50.0
-    beta: float = 0.05
-    kl_schedule: str = "linear"
-    kl_warmup_fraction: float = 1.0
-    kl_delay_fraction: float = 0.0
-    n_jobs: int = -1
-    seed: int = 0
-    device: str = "auto"
-    progress: bool = True
-    resume: str | None = None
-
-    def __post_init__(self) -> None:
-        integer_at_least("batch_size", self.batch_size, 1)  # Python callers' 2.5 or NaN passed `< 1`
-        integer_at_least("epochs", self.epochs, 0)
-        finite_at_least("lr", self.lr, 0, strict=True)
-        finite_at_least("beta", self.beta, 0)
-        finite_at_least("grad_clip", self.grad_clip, 0, strict=True)  # as chemvae.train, before the data load
-        worker_count(self.n_jobs)  # checked here too: it is first read after the data load
-        for name in ("kl_warmup_fraction", "kl_delay_fraction"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise InputDataError(f"{name} must be in [0, 1] (a fraction of all steps), got {getattr(self, name)}")
-
-
-@dataclass(frozen=True)
-class ChemEvalConfig:
-    """Everything ``vaelab chem eval`` needs.
-
-    Attributes:
-        run_dir: A ``vaelab chem train`` run directory.
-        n_samples: Prior samples to decode (10,000 for unique@10k).
-        n_recon: Test molecules to reconstruct (seeded subset); None: all; 0: none (recon is NaN).
-        sample_method, temperature: How prior samples are decoded (``sample`` or ``greedy``).
-        compute_fcd: Compute the Fréchet ChemNet distance.
-        batch_size: Molecules per encode/decode pass.
-        grid_size: Valid samples drawn in ``prior_samples.png``.
-        progress: Show which stage the evaluation is in (a bar of its stages, on stderr).
-    """
-
-    run_dir: str
-    n_samples: int = 10_000
-    n_recon: int | None = 1000
-    sample_method: str = "sample"
-    temperature: float = 1.0
-    compute_fcd: bool = True
-    batch_size: int = 1000
-    grid_size: int = 24
-    n_jobs: int = -1
-    seed: int = 0
-    device: str = "auto"
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        # Checked before the model is loaded; an empty sample would fail later inside a metric.
-        for name, least in (("n_samples", 1), ("batch_size", 1), ("n_recon", 0), ("grid_size", 0)):
-            if getattr(self, name) is not None:
-                integer_at_least(name, getattr(self, name), least)
-        worker_count(self.n_jobs)  # first read once every sample is decoded
-        check_decoding(self.sample_method, self.temperature)
-
-
-# Architecture settings that only one encoder reads.
-ENCODER_ONLY = {"cnn_channels": "cnn", "cnn_kernels": "cnn", "encoder_layers": "gru", "graph_layers": "graph"}
-
-
-def unused_settings(config: ChemTrainConfig) -> list[str]:
-    """Settings changed from their defaults that this run would not read.
-
-    The CNN's channels and kernels, the GRU's layers and the graph encoder's layers are read
-    by their own encoder only, and the KL warm-up and delay by a schedule other than ``none``.
-    """
-    default_model, default = ChemVAEConfig(), ChemTrainConfig()
-    unused = [f"{name}={getattr(config.model, name)!r} (read by the {encoder} encoder only)"
-              for name, encoder in ENCODER_ONLY.items()
-              if config.model.encoder != encoder and getattr(config.model, name) != getattr(default_model, name)]
-    if config.kl_schedule == "none":
-        unused += [f"{name}={getattr(config, name)!r} (kl_schedule 'none' has no warm-up)"
-                   for name in ("kl_warmup_fraction", "kl_delay_fraction") if getattr(config, name) != getattr(default, name)]
-    return unused
-
-
-# The fields of ChemTrainConfig that a resumed run takes from the resuming call.
-RESUME_SETTINGS = ("epochs", "device", "progress", "resume", "n_jobs")
-
-# The fields of ChemTrainConfig that name a run's split: all that load_run_splits reads.
-SPLIT_FIELDS = ("data", "smiles_column", "max_molecules", "valid_fraction", "test_fraction", "seed")
-
-
 def load_run_splits(config: ChemTrainConfig) -> DataSplits:
-    """The train / valid / test splits a run's configuration names (its :data:`SPLIT_FIELDS`)."""
+    """The train / valid / test splits a run's configuration names (its :data:`~pipelines.chem_config.SPLIT_FIELDS`)."""
     return load_splits(config.data, smiles_column=config.smiles_column, max_molecules=config.max_molecules,
                        valid_fraction=config.valid_fraction, test_fraction=config.test_fraction, seed=config.seed)
 

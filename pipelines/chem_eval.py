@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 
 from chemvae.persistence import load
 from chemvae.train import reconstruct
-from pipelines.chem import ChemEvalConfig, cached_properties, load_run_splits, stored_config
+from pipelines.chem import cached_properties, load_run_splits, stored_config
+from pipelines.chem_config import ChemEvalConfig
 from vaecore.datasets import cache_dir
 from vaecore.errors import InputDataError
 from vaecore.resume import holds_results

@@ -12,9 +12,9 @@ import ast
 from dataclasses import dataclass
 from typing import Any
 
-from ssvae.fewlabel import TrainConfig
 from ssvae.presets import (IDLE_BECAUSE, MODELS, PRESETS, FitConfig, check_settings_keys, idle_settings, override,
                            preset)
+from ssvae.train_config import TrainConfig
 from vaecore.errors import InputDataError, integer_at_least
 
 

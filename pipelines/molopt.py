@@ -40,7 +40,7 @@ from vaecore.rundir import RunDir
 from vaecore.runtime import resolve_device, set_threads
 
 if TYPE_CHECKING:  # imported lazily at run time: BoTorch is slow to import for `--help`
-    from chemvae.search.bo import BOSettings
+    from chemvae.search.bo_settings import BOSettings
 
 METHODS = ("bo", "gradient", "random")
 BO_ONLY = ("acquisition", "tr_length", "tr_length_min", "tr_hedge", "tr_hedge_points", "tr_restart", "head_mean")  # MoloptConfig fields that only method "bo" reads
@@ -127,7 +127,7 @@ class MoloptConfig:
         """The :class:`~chemvae.search.bo.BOSettings` of a ``bo`` run (``None`` for other methods)."""
         if self.method != "bo":
             return None
-        from chemvae.search.bo import BOSettings
+        from chemvae.search.bo_settings import BOSettings
 
         overrides = {"length_init": self.tr_length, "length_min": self.tr_length_min, "hedge_length": self.tr_hedge,
                      "hedge_points": self.tr_hedge_points}
@@ -149,7 +149,8 @@ def initial_pool(config: MoloptConfig) -> tuple[list[str] | None, str]:
     train_config = json.loads(stored.read_text())
     if "data" not in train_config:
         return None, "prior samples (the model's config.json names no data)"
-    from pipelines.chem import SPLIT_FIELDS, ChemTrainConfig, load_run_splits
+    from pipelines.chem import load_run_splits
+    from pipelines.chem_config import SPLIT_FIELDS, ChemTrainConfig
 
     # Only the split's fields matter here: a config.json of another vaelab version still names its split.
     splits = load_run_splits(ChemTrainConfig(**{k: train_config[k] for k in SPLIT_FIELDS if k in train_config}))

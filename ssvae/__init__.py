@@ -9,7 +9,6 @@ for self-training (``vaelab fewlabel --self-train N``).
 
 from ssvae.api import fit
 from ssvae.classifier import FewLabelClassifier, load_classifier
-from ssvae.fewlabel import TrainConfig
 from ssvae.labels import balanced_split, given_labels
 from ssvae.m1 import VAE, VAEConfig
 from ssvae.m1m2 import M1M2
@@ -18,6 +17,7 @@ from ssvae.m2_config import M2Config
 from ssvae.pixel_m2 import PixelM2
 from ssvae.presets import FitConfig, M1Settings, preset
 from ssvae.selftrain import pseudo_labels
+from ssvae.train_config import TrainConfig
 
 __all__ = [
     "M1M2",

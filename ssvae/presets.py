@@ -14,9 +14,9 @@ from dataclasses import dataclass, field, replace
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ssvae.fewlabel import TrainConfig
 from ssvae.m1 import VAEConfig
 from ssvae.m2_config import M2Config
+from ssvae.train_config import TrainConfig
 from vaecore.config import check_field_value
 from vaecore.errors import InputDataError, finite_at_least, integer_at_least
 

@@ -19,7 +19,8 @@ gradient ascent and optionally BO's prior mean), :mod:`~chemvae.search.random`,
 :mod:`~chemvae.search.result`.
 """
 
-from chemvae.search.bo import BayesOpt, BOSettings
+from chemvae.search.bo import BayesOpt
+from chemvae.search.bo_settings import BOSettings
 from chemvae.search.gradient import GradientAscent, GradientSettings
 from chemvae.search.journal import ScoreJournal
 from chemvae.search.loop import METHODS, optimize

@@ -34,7 +34,8 @@ from tqdm.auto import tqdm
 from chemvae.model import check_decoding
 from chemvae.objectives import get_objective, objective_name
 from chemvae.rdkit_utils import canonical_smiles, smiles_list
-from chemvae.search.bo import BayesOpt, BOSettings
+from chemvae.search.bo import BayesOpt
+from chemvae.search.bo_settings import BOSettings
 from chemvae.search.gradient import GradientAscent, GradientSettings
 from chemvae.search.journal import ScoreJournal
 from chemvae.search.oracle import FAILURE_STATUSES, Oracle

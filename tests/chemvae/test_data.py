@@ -1,23 +1,16 @@
-"""Tests for chemvae.data: skip-and-count checking, CSV reading, splits, batches."""
+"""Tests for chemvae.data: skip-and-count checking, CSV reading, splits."""
 
 from __future__ import annotations
 
-import math
 
-import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chemvae.data import (
     SKIP_REASONS,
-    MoleculeTensors,
     check_molecules,
-    encode_tokens,
-    iterate_batches,
     load_splits,
-    property_stats,
     read_smiles_csv,
 )
 from chemvae.tokens import Tokenizer, Vocabulary
@@ -160,24 +153,3 @@ def test_a_split_column_names_every_held_out_set(tmp_path):
     path.write_text("smiles,split\nCCO,train\nCCN,fold1\nCCC,\n")
     with pytest.raises(InputDataError, match=r"its 'split' column holds \['', 'fold1'\]; a split is one of"):
         load_splits(str(path))
-
-
-def test_property_stats_and_batches():
-    values = np.array([[1.0, np.nan], [3.0, 2.0], [5.0, 2.0]])
-    mean, std = property_stats(values)
-    assert mean.tolist() == [3.0, 2.0] and std[1] == 1.0  # constant column: std replaced by 1
-    with pytest.raises(InputDataError, match="no molecule"):
-        property_stats(np.full((3, 1), np.nan))
-
-    vocab = Vocabulary(["C", "O"])
-    tokens = encode_tokens([["C"], ["C", "C", "O"], ["O", "O"]], vocab, 8)
-    assert tokens.shape == (3, 8) and tokens[1, 3] == vocab.eos_index
-    data = MoleculeTensors(["C", "CCO", "OO"], tokens, torch.zeros(3, 2))
-    batches = list(iterate_batches(data, 2, shuffle=False))
-    assert [b["smiles"] for b in batches] == [["C", "CCO"], ["OO"]]
-    assert batches[0]["tokens"].shape == (2, 4) and batches[1]["tokens"].shape == (1, 3)  # trimmed
-    # with <eos>; counted on the host, where the GRU encoder's packing needs them
-    assert batches[0]["lengths"].tolist() == [2, 4] and batches[1]["lengths"].tolist() == [3]
-    shuffled = list(iterate_batches(data, 2, shuffle=True, generator=torch.Generator().manual_seed(0)))
-    assert sorted(s for b in shuffled for s in b["smiles"]) == ["C", "CCO", "OO"]
-    assert math.isclose(float(batches[0]["properties"].sum()), 0.0)

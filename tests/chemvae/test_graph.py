@@ -246,7 +246,7 @@ def test_vae_encode_is_invariant_to_smiles_spelling() -> None:
 
 
 def test_tiny_vae_training_run_learns() -> None:
-    from chemvae.data import MoleculeTensors, encode_tokens
+    from chemvae.batches import MoleculeTensors, encode_tokens
     from chemvae.train import train_epoch
 
     table = pd.read_csv(FIXTURE).head(64)

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import chemvae
-from chemvae.data import FIXTURE_CSV, MoleculeTensors, check_molecules, encode_tokens, iterate_batches
+from chemvae.batches import MoleculeTensors, encode_tokens, iterate_batches
+from chemvae.data import FIXTURE_CSV, check_molecules
 from chemvae.encoders import ENCODERS
 from chemvae.model import ChemVAEConfig, MoleculeVAE
 from chemvae.persistence import load, save_model

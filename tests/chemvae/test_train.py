@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from chemvae.data import FIXTURE_CSV, MoleculeTensors, check_molecules, encode_tokens
+from chemvae.batches import MoleculeTensors, encode_tokens
+from chemvae.data import FIXTURE_CSV, check_molecules
 from chemvae.metrics import reconstruction_accuracy
 from chemvae.model import ChemVAEConfig, MoleculeVAE
 from chemvae.tokens import Tokenizer, Vocabulary

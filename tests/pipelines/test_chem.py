@@ -12,7 +12,8 @@ import torch
 import chemvae
 from chemvae.data import FIXTURE_CSV
 from chemvae.model import ChemVAEConfig
-from pipelines.chem import ChemEvalConfig, ChemTrainConfig, run
+from pipelines.chem import run
+from pipelines.chem_config import ChemEvalConfig, ChemTrainConfig
 from pipelines.cli import main
 from vaecore.errors import InputDataError
 

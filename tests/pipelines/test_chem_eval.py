@@ -7,7 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from pipelines.chem import ChemEvalConfig, run
+from pipelines.chem import run
+from pipelines.chem_config import ChemEvalConfig
 from pipelines.cli import main
 from vaecore.datasets import REPO_DATA_DIR
 

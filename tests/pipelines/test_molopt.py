@@ -122,7 +122,7 @@ def test_cli_reports_bad_input_in_one_line(args, message, tmp_path, capsys):
 
 
 def test_trust_region_help_states_the_bo_defaults(capsys):
-    from chemvae.search.bo import BOSettings
+    from chemvae.search.bo_settings import BOSettings
 
     with pytest.raises(SystemExit):
         cli.main(["molopt", "--help"])
