@@ -155,6 +155,7 @@ class VAE(nn.Module):
             n: Number of samples.
             generator: Optional generator on the model's device, for repeatable grids.
         """
+        n = integer_at_least("n", n, 0)  # -1 was torch's "negative dimension" error
         loc = self.prior.loc
         z = torch.randn((n, self.config.z_dim), generator=generator, device=loc.device, dtype=loc.dtype)
         return self.decoder(z).mean

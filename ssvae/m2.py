@@ -39,6 +39,7 @@ from torch.distributions import Categorical, Distribution
 
 from ssvae.m2_config import M2Config
 from vaecore.bounds import ELBOTerms, elbo, iwae_bound
+from vaecore.errors import InputDataError
 from vaecore.likelihoods import make_likelihood
 from vaecore.nets import ConvNet, apply_flat, finish_first_layer, first_layer_share, mlp
 from vaecore.posteriors import DiagonalGaussianHead, StandardNormalPrior
@@ -375,7 +376,19 @@ class M2(nn.Module):
 
     @torch.no_grad()
     def generate(self, y: Tensor, z: Tensor) -> Tensor:
-        """Mean of p(x|y,z) for integer labels `[B]` and latents `[B, z]`, `[B, D]`."""
+        """Mean of p(x|y,z) for integer labels `[B]` and latents `[B, z]`, `[B, D]`.
+
+        Raises:
+            InputDataError: ``y`` is not `[B]` integer labels in ``0..n_classes - 1``, or ``z``
+                is not `[B, z_dim]` (each was an error from deep inside torch).
+        """
+        c, d = self.config.n_classes, self.config.z_dim
+        integer = y.dim() == 1 and not (y.is_floating_point() or y.is_complex() or y.dtype == torch.bool)
+        if not integer or (len(y) and not 0 <= int(y.min()) <= int(y.max()) < c):
+            shown = y.tolist() if y.numel() <= 10 else f"a tensor of shape {list(y.shape)}"
+            raise InputDataError(f"y must be integer labels [B] in 0..{c - 1}, got {shown}")
+        if z.shape != (len(y), d):
+            raise InputDataError(f"z must be [B, z_dim] = [{len(y)}, {d}] for {len(y)} labels, got {list(z.shape)}")
         return self.p_x(z.unsqueeze(0), self.one_hot(y)).mean.squeeze(0)
 
     @torch.no_grad()

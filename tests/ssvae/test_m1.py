@@ -67,6 +67,10 @@ def test_encoder_decoder_shapes() -> None:
     assert model.posterior_mean(x).shape == (5, 4)
     assert model.sample(7).shape == (7, 784) and 0 <= model.sample(2).min() <= model.sample(2).max() <= 1
     assert model.reconstruct(x).shape == (5, 784)
+    assert model.sample(0).shape == (0, 784)
+    for n in (-1, 2.5):  # -1 was torch's "negative dimension" error
+        with pytest.raises(InputDataError, match=f"n must be an integer >= 0, got {n}"):
+            model.sample(n)
 
 
 def test_loss_terms_elbo_and_iwae() -> None:

@@ -287,3 +287,17 @@ def test_bayes_logits_add_the_generative_posterior_to_the_classifier():
     torch.manual_seed(2)
     assert torch.allclose(model.bayes_logits(x, k=4),
                           model.logits(x).log_softmax(-1) + joint.log_softmax(-1), atol=1e-5)
+
+
+def test_generate_names_labels_and_latents_it_cannot_take():
+    # Each was an error from deep inside torch (one_hot's "Class values must be smaller than
+    # num_classes", an expand's sizes).
+    model = _model().eval()
+    d = model.config.z_dim
+    assert model.generate(torch.tensor([0, C - 1]), torch.zeros(2, d)).shape == (2, D)
+    for y, shown in ((torch.tensor([0, C]), rf"\[0, {C}\]"), (torch.tensor([-1]), r"\[-1\]"),
+                     (torch.tensor([0.0]), r"\[0.0\]"), (torch.zeros(2, 1, dtype=torch.int64), r"\[\[0\], \[0\]\]")):
+        with pytest.raises(InputDataError, match=rf"y must be integer labels \[B\] in 0..{C - 1}, got {shown}"):
+            model.generate(y, torch.zeros(len(y), d))
+    with pytest.raises(InputDataError, match=rf"z must be \[B, z_dim\] = \[2, {d}\] for 2 labels, got \[3, {d}\]"):
+        model.generate(torch.tensor([0, 1]), torch.zeros(3, d))
