@@ -45,10 +45,10 @@ class LinearWarmup:
 
     def __call__(self, step: int) -> float:
         t = step - self.delay
+        if t >= self.steps:  # a warm-up of 0 steps is none: ``end`` from the delay's end on, not one step later
+            return self.end
         if t <= 0:
             return self.start
-        if self.steps == 0 or t >= self.steps:
-            return self.end
         return self.start + (self.end - self.start) * t / self.steps
 
 

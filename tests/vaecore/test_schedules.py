@@ -20,8 +20,12 @@ def test_linear_warmup_values() -> None:
 
 
 def test_linear_warmup_zero_steps_and_validation() -> None:
+    # No warm-up: end from the first step (it gave start, 0, for one step), after any delay.
     s = LinearWarmup(steps=0, end=0.7)
-    assert s(0) == 0.0 and s(1) == 0.7
+    assert s(0) == 0.7 and s(1) == 0.7
+    delayed = LinearWarmup(steps=0, end=0.7, delay=3)
+    assert [delayed(t) for t in range(5)] == [0.0, 0.0, 0.0, 0.7, 0.7]
+    assert [LinearWarmup(steps=2, delay=1)(t) for t in range(5)] == [0.0, 0.0, 0.5, 1.0, 1.0]  # unchanged
     with pytest.raises(ValueError, match="-1"):
         LinearWarmup(steps=-1)
     with pytest.raises(ValueError, match="-2"):
