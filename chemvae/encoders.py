@@ -46,8 +46,6 @@ class CNNEncoder(nn.Module):
 
     def __init__(self, config: ChemVAEConfig, vocab_size: int) -> None:
         super().__init__()
-        if len(config.cnn_channels) != len(config.cnn_kernels):
-            raise InputDataError("cnn_channels and cnn_kernels must have the same length")
         self.length = config.max_length + 1
         self.embed = nn.Embedding(vocab_size, config.embedding_dim, padding_idx=Vocabulary.pad_index)
         layers: list[nn.Module] = []
@@ -55,8 +53,6 @@ class CNNEncoder(nn.Module):
         for out_channels, kernel in zip(config.cnn_channels, config.cnn_kernels):
             layers += [nn.Conv1d(channels, out_channels, kernel), nn.ReLU()]
             width, channels = width - kernel + 1, out_channels
-        if width < 1:
-            raise InputDataError(f"CNN kernels {config.cnn_kernels} are too wide for max_length {config.max_length}")
         self.convs = nn.Sequential(*layers)
         self.dense = nn.Sequential(nn.Flatten(), nn.Linear(width * channels, config.encoder_hidden), nn.ReLU())
         self.out_features = config.encoder_hidden

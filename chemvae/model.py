@@ -88,6 +88,12 @@ class ChemVAEConfig:
             # torch's errors for a zero width or kernel come only at the first batch.
             for i, size in enumerate(getattr(self, name)):
                 integer_at_least(f"{name}[{i}]", size, 1)
+        if self.encoder == "cnn":  # here, not in the encoder: it is built once every molecule has been checked
+            if len(self.cnn_channels) != len(self.cnn_kernels):
+                raise InputDataError(f"cnn_channels {self.cnn_channels} and cnn_kernels {self.cnn_kernels} must have "
+                                     "the same length (one kernel size per convolution)")
+            if self.max_length + 1 - sum(k - 1 for k in self.cnn_kernels) < 1:  # unpadded convolutions
+                raise InputDataError(f"CNN kernels {self.cnn_kernels} are too wide for max_length {self.max_length}")
         finite_at_least("property_weight", self.property_weight, 0)
         # A name given twice was a second head output for the same property, weighted twice.
         if twice := sorted({n for n in self.property_names if list(self.property_names).count(n) > 1}):

@@ -56,6 +56,18 @@ def test_a_bad_architecture_is_refused_by_name(field, value):
         ChemVAEConfig(**{field: value})
 
 
+def test_a_cnn_geometry_that_cannot_be_built_is_refused_with_the_config():
+    # Refused when the CNN encoder was built, after every training molecule had been checked
+    # and its properties computed (minutes on MOSES).
+    with pytest.raises(InputDataError, match=r"cnn_channels \(8,\) and cnn_kernels \(9, 9, 11\) must have the same "
+                                             "length"):
+        ChemVAEConfig(encoder="cnn", cnn_channels=(8,))
+    with pytest.raises(InputDataError, match=r"CNN kernels \(9, 9, 11\) are too wide for max_length 20"):
+        ChemVAEConfig(encoder="cnn", max_length=20)  # 21 positions, 26 taken by the kernels
+    assert ChemVAEConfig(encoder="cnn", max_length=26).max_length == 26  # exactly one position left
+    ChemVAEConfig(encoder="gru", max_length=20)  # the CNN's settings are not read
+
+
 @pytest.mark.parametrize("encoder", sorted(ENCODERS))
 def test_loss_terms_follow_the_elbo(molecules, encoder):
     model = _model(molecules, encoder=encoder, representation="selfies" if encoder == "cnn" else "smiles")
