@@ -71,6 +71,11 @@ def _property_distances(samples: pd.DataFrame, test: list[str], path: Path, *, s
             for column, name in (("logp", "logP"), ("qed", "QED"), ("sa", "SA"))}
 
 
+def _write_eval(out: Path, result: dict[str, Any]) -> None:
+    """``eval.json`` in strict JSON: metrics that could not be computed (NaN) are written as null."""
+    write_json(out / "eval.json", {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in result.items()})
+
+
 def evaluate(config: ChemEvalConfig, workdir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Reconstruction and prior-sample metrics of a trained run; writes ``eval.json``."""
     from chemvae.metrics import generation_metrics, reconstruction_accuracy
@@ -124,32 +129,30 @@ def evaluate(config: ChemEvalConfig, workdir: str | os.PathLike | None = None) -
     generation = generation_metrics(samples, train=reference, train_is_canonical=True, test=test_stats[0],
                                     test_scaffolds=test_stats[1], compute_fcd=config.compute_fcd,
                                     device=str(device), n_jobs=config.n_jobs)
-    stages.update()
-    stages.set_postfix_str("the samples' properties and plots")
-    properties = compute_properties(samples, n_jobs=config.n_jobs)
-    properties.to_csv(out / "samples.csv", index=False)
-    # Only the drawn samples are parsed again, not all n_samples.
-    drawn = save_molecule_grid(properties.loc[properties["valid"], "smiles"].tolist()[:config.grid_size],
-                               out / "prior_samples.png")
-    distances = _property_distances(properties, splits.test, out / "properties.png", seed=config.seed,
-                                    n_jobs=config.n_jobs)
-    stages.update()
-    stages.close()
     result = {
         "recon_accuracy": recon,
         "n_recon": len(inputs),
         "n_recon_skipped": len(test) - len(inputs),
         **generation,
-        **distances,
         "n_samples": config.n_samples,
         "sample_method": config.sample_method,
         "temperature": config.temperature,
         "decoded_molecules_per_s": config.n_samples / max(decode_seconds, 1e-9),
-        "n_drawn": drawn,
         "wall_seconds": time.perf_counter() - began,
         "device": str(device),
     }
-    # Strict JSON: metrics that could not be computed (NaN) are written as null.
-    write_json(out / "eval.json", {k: None if isinstance(v, float) and math.isnan(v) else v
-                                   for k, v in result.items()})
+    _write_eval(out, result)  # before the properties and plots: one that fails leaves the metrics written
+    stages.update()
+    stages.set_postfix_str("the samples' properties and plots")
+    properties = compute_properties(samples, n_jobs=config.n_jobs)
+    properties.to_csv(out / "samples.csv", index=False)
+    # Only the drawn samples are parsed again, not all n_samples.
+    result["n_drawn"] = save_molecule_grid(properties.loc[properties["valid"], "smiles"].tolist()[:config.grid_size],
+                                           out / "prior_samples.png")
+    result.update(_property_distances(properties, splits.test, out / "properties.png", seed=config.seed,
+                                      n_jobs=config.n_jobs))
+    stages.update()
+    stages.close()
+    result["wall_seconds"] = time.perf_counter() - began
+    _write_eval(out, result)
     return result

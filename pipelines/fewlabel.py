@@ -239,13 +239,15 @@ def run(config: FewLabelRunConfig, workdir: str | os.PathLike, *, resume: bool =
     else:
         clf, metrics = _train(config, dataset, dataset.train.y, idx, workdir, device, resume=resume,
                               data_record=data_record)
+    metrics["wall_seconds"] = time.perf_counter() - began  # this call's; train_seconds spans every call
+    write_json(workdir / "metrics.json", metrics)  # before the plots: one that fails leaves the figures written
     if config.plots:
         from pipelines.fewlabel_plots import write_plots  # matplotlib only when plots are drawn
 
         # With --self-train the plots show the second stage's model.
         metrics["plots"] = write_plots(clf, dataset, workdir, tsne_points=config.tsne_points, seed=config.seed)
-    metrics["wall_seconds"] = time.perf_counter() - began  # this call's; train_seconds spans every call
-    write_json(workdir / "metrics.json", metrics)
+        metrics["wall_seconds"] = time.perf_counter() - began
+        write_json(workdir / "metrics.json", metrics)
     return metrics
 
 
@@ -336,7 +338,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "adds a round, labelling with the latest model")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N, mps")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--tsne-points", type=int, default=2000, help="test digits in the t-SNE plot (0: none)")
+    p.add_argument("--tsne-points", type=int, default=2000, help="test digits in the t-SNE plot (0: none; else at least 10)")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--out", default=None, help="run directory")

@@ -18,6 +18,10 @@ from ssvae.train_config import TrainConfig
 from vaecore.errors import InputDataError, integer_at_least
 
 
+# The fewest test digits a t-SNE plot is drawn of (a smaller test set gets none).
+MIN_TSNE_POINTS = 10
+
+
 @dataclass(frozen=True)
 class FewLabelRunConfig:
     """Everything ``vaelab fewlabel`` needs; written to ``config.json``.
@@ -37,7 +41,7 @@ class FewLabelRunConfig:
             N unlabelled images per class with the latest model's most confident
             predictions and trains a new model (the preset for the larger label count) on
             the true labels and these (M2, M1+M2). A bare int counts as one round (0: none).
-        tsne_points: Test digits in the t-SNE plot (0: no t-SNE).
+        tsne_points: Test digits in the t-SNE plot (0: no t-SNE; else at least :data:`MIN_TSNE_POINTS`).
         plots: Write the PNG plots.
         progress: Show progress bars.
     """
@@ -65,6 +69,9 @@ class FewLabelRunConfig:
         for name in ("epochs", "m1_epochs", "tsne_points"):
             if getattr(self, name) is not None:  # Python callers' 2.5 or NaN passed `< 0`
                 integer_at_least(name, getattr(self, name), 0)
+        if 0 < self.tsne_points < MIN_TSNE_POINTS:  # 1 or 2 failed in scikit-learn after the whole training
+            raise InputDataError(f"tsne_points must be 0 (no t-SNE plot) or at least {MIN_TSNE_POINTS}, "
+                                 f"got {self.tsne_points}")
         TrainConfig(time_budget_minutes=self.time_budget_minutes)  # its check, before any data or M1
         if self.epochs == 0 and self.model != "m1":  # refused here too, so that no M1 is trained for nothing
             raise InputDataError(f"epochs must be >= 1 for model {self.model!r}: 0 trains no M2 to keep and score")

@@ -21,6 +21,7 @@ from matplotlib.ticker import LogFormatter, MaxNLocator  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
+from pipelines.fewlabel_config import MIN_TSNE_POINTS  # noqa: E402
 from pipelines.plots import grid_shape, save_image_grid, save_reconstruction_grid  # noqa: E402
 
 if TYPE_CHECKING:
@@ -116,7 +117,7 @@ def write_plots(clf: FewLabelClassifier, dataset: ImageDataset, rundir: Path, *,
     save_reconstruction_grid(x_show, model.reconstruct(x_show), rundir / "reconstructions.png", shape,
                              title="test digits (odd rows) and reconstructions (even rows)")
     written.append("reconstructions.png")
-    if tsne_points > 0 and len(dataset.test) >= 10:
+    if tsne_points > 0 and len(dataset.test) >= MIN_TSNE_POINTS:
         keep = torch.randperm(len(dataset.test), generator=gen)[:tsne_points]
         codes = torch.cat([model.latent(xb.to(device)).cpu() for xb in dataset.test.x[keep].split(2000)])
         save_tsne(codes.numpy(), dataset.test.y[keep].numpy(), rundir / "tsne.png", seed=seed,

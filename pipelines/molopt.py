@@ -238,19 +238,20 @@ def run(config: MoloptConfig, workdir: str | os.PathLike) -> dict[str, Any]:
     best = result.best(config.top_k)
     atomic_write_bytes(rundir / "best.csv", best.to_csv(index=False).encode())
     atomic_write_bytes(rundir / "iterations.csv", result.iterations.to_csv(index=False).encode())
-    plot_best_so_far(result, rundir / "best_so_far.png")
-    top = best.head(10)
-    drawn = save_molecule_grid(top["smiles"].tolist(), rundir / "top_molecules.png", per_row=5, size=260,
-                               legends=[f"#{r.rank}  {r.score:.4g}" for r in top.itertuples()])
     summary = {
         **result.summary(),
         "objective_description": getattr(objective, "description", ""),
         "init_source": source,
         "model": str(config.model),
         "device": str(device),
-        "molecules_drawn": drawn,
         "settings": result.settings,
     }
+    rundir.write_json("summary.json", summary)  # before the plots: one that fails leaves the figures written
+    plot_best_so_far(result, rundir / "best_so_far.png")
+    top = best.head(10)
+    summary["molecules_drawn"] = save_molecule_grid(top["smiles"].tolist(), rundir / "top_molecules.png", per_row=5,
+                                                    size=260, legends=[f"#{r.rank}  {r.score:.4g}"
+                                                                       for r in top.itertuples()])
     rundir.write_json("summary.json", summary)
     return summary
 

@@ -180,14 +180,6 @@ def run(config: VAERunConfig, workdir: str | os.PathLike) -> dict[str, Any]:
     log_px = evaluate_log_px(model, x_eval, n_samples=config.eval_samples, batch_size=config.eval_batch_size,
                              chunk_size=config.eval_chunk, progress=config.progress)
 
-    shape = grid_shape(dataset.image_shape, dataset.x_dim)
-    generator = torch.Generator(device=device).manual_seed(config.seed)
-    save_image_grid(model.sample(N_GRID, generator=generator), rundir / "samples.png", shape,
-                    title=f"p(x|z) means, z ~ N(0, I) (epoch {len(history)})")
-    shown = x_test[:N_RECON]
-    save_reconstruction_grid(shown, model.reconstruct(shown), rundir / "reconstructions.png", shape,
-                             title="test digits (odd rows) and reconstructions (even rows)")
-
     last = history.iloc[-1].to_dict() if len(history) else {}
     metrics: dict[str, Any] = {
         "test_elbo": float(test_elbo.mean()),
@@ -207,7 +199,15 @@ def run(config: VAERunConfig, workdir: str | os.PathLike) -> dict[str, Any]:
         "wall_seconds": time.perf_counter() - began,
         "device": str(device),
     }
-    rundir.write_json("metrics.json", metrics)
+    rundir.write_json("metrics.json", metrics)  # before the plots: one that fails leaves the figures written
+
+    shape = grid_shape(dataset.image_shape, dataset.x_dim)
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    save_image_grid(model.sample(N_GRID, generator=generator), rundir / "samples.png", shape,
+                    title=f"p(x|z) means, z ~ N(0, I) (epoch {len(history)})")
+    shown = x_test[:N_RECON]
+    save_reconstruction_grid(shown, model.reconstruct(shown), rundir / "reconstructions.png", shape,
+                             title="test digits (odd rows) and reconstructions (even rows)")
     return metrics
 
 

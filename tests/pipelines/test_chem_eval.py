@@ -41,6 +41,17 @@ def test_eval_of_the_fixture_model(tmp_path, capsys):
     assert not (FIXTURE_MODEL / "eval.json").exists()  # nothing written into the committed fixture
 
 
+@pytest.mark.filterwarnings("ignore::vaecore.errors.InputDataWarning")
+def test_a_plot_that_fails_leaves_the_metrics_written(tmp_path, capsys):
+    # eval.json came after the plots: a plot that failed lost minutes of decoding and FCD.
+    (tmp_path / "prior_samples.png").mkdir()
+    assert main(["chem", "eval", str(FIXTURE_MODEL), "--out", str(tmp_path), "--n-samples", "40", "--n-recon", "10",
+                 "--no-fcd", "--device", "cpu", "--no-progress"]) == 2
+    assert "Is a directory" in capsys.readouterr().err
+    stored = json.loads((tmp_path / "eval.json").read_text())
+    assert stored["n_recon"] == 10 and 0 <= stored["validity"] <= 1 and "n_drawn" not in stored
+
+
 def test_eval_of_a_directory_that_is_no_run_names_it(tmp_path, capsys):
     assert main(["chem", "eval", str(tmp_path), "--device", "cpu"]) == 2
     assert f"{tmp_path} holds no model.safetensors or checkpoint.safetensors" in capsys.readouterr().err

@@ -152,11 +152,24 @@ def test_fewlabel_on_a_user_npz_with_given_labels(tmp_path, capsys):
     assert "train.patience=1 stops on the validation error, and there is no validation set" in capsys.readouterr().err
 
 
+def test_a_plot_that_fails_leaves_the_figures_written(tmp_path, capsys):
+    # metrics.json came after the plots: a plot that failed once training was done lost the figures.
+    out = tmp_path / "run"
+    (out / "samples.png").mkdir(parents=True)  # the first plot cannot be written
+    assert main(["fewlabel", "--data", "fixture", "--labels", "20", "--model", "m2", "--preset", "fast",
+                 "--epochs", "1", *TINY_M2, "--out", str(out)]) == 2
+    assert "Is a directory" in capsys.readouterr().err
+    metrics = _metrics(out)
+    assert METRIC_KEYS <= set(metrics) and "plots" not in metrics
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     # Python callers' values reach the config unparsed: these passed `< 0` / `< 1` and failed later.
     ({"epochs": 2.5}, "epochs must be an integer >= 0, got 2.5"),
     ({"m1_epochs": float("nan")}, "m1_epochs must be an integer >= 0, got nan"),
     ({"self_train": (100, 2.5)}, "each self_train count must be an integer >= 1, got 2.5"),
+    # t-SNE of 1 or 2 points failed in scikit-learn once the whole training was done.
+    ({"tsne_points": 2}, r"tsne_points must be 0 \(no t-SNE plot\) or at least 10, got 2"),
 ])
 def test_python_config_names_counts_that_are_not_integers(kwargs, message):
     with pytest.raises(InputDataError, match=message):
