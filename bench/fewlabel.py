@@ -100,9 +100,9 @@ def step_timing(args: argparse.Namespace, seconds: float = 10.0) -> pd.DataFrame
     """
     from pipelines.fewlabel_config import parse_settings
     from ssvae.classifier import load_classifier
-    from ssvae.presets import override, preset
     from ssvae.data import load_dataset
     from ssvae.m2 import M2
+    from ssvae.presets import override, preset
     from vaecore.runtime import flush_denormals, resolve_device
 
     device = resolve_device(args.device)

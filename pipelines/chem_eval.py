@@ -26,7 +26,7 @@ from pipelines.chem_config import ChemEvalConfig
 from vaecore.datasets import cache_dir
 from vaecore.errors import InputDataError
 from vaecore.resume import holds_results
-from vaecore.rundir import make_run_dir, write_json
+from vaecore.rundir import make_run_dir, write_csv, write_json
 from vaecore.runtime import resolve_device, seed_everything
 
 N_PROPERTY_REFERENCE = 10_000  # test molecules whose properties properties.png and the W1 distances use
@@ -145,7 +145,7 @@ def evaluate(config: ChemEvalConfig, workdir: str | os.PathLike | None = None) -
     stages.update()
     stages.set_postfix_str("the samples' properties and plots")
     properties = compute_properties(samples, n_jobs=config.n_jobs)
-    properties.to_csv(out / "samples.csv", index=False)
+    write_csv(out / "samples.csv", properties)
     # Only the drawn samples are parsed again, not all n_samples.
     result["n_drawn"] = save_molecule_grid(properties.loc[properties["valid"], "smiles"].tolist()[:config.grid_size],
                                            out / "prior_samples.png")

@@ -36,7 +36,7 @@ import pandas as pd
 
 from vaecore.errors import InputDataError, finite_at_least, integer_at_least
 from vaecore.resume import config_differences, existing_run_config
-from vaecore.rundir import RunDir
+from vaecore.rundir import RunDir, write_csv
 from vaecore.runtime import resolve_device, set_threads
 
 if TYPE_CHECKING:  # imported lazily at run time: BoTorch is slow to import for `--help`
@@ -216,11 +216,10 @@ def run(config: MoloptConfig, workdir: str | os.PathLike) -> dict[str, Any]:
     Rerun in its directory (only :data:`RERUN_SETTINGS` may differ), a search reads the
     outcomes its journal recorded instead of calling the objective, and goes on.
     """
-    from chemvae.persistence import load
     from chemvae.objectives import get_objective
+    from chemvae.persistence import load
     from chemvae.search import optimize
     from pipelines.chem_plots import save_molecule_grid
-    from vaecore.checkpoint import atomic_write_bytes
 
     check_rerun(config, workdir)
     set_threads(config.threads)
@@ -234,10 +233,10 @@ def run(config: MoloptConfig, workdir: str | os.PathLike) -> dict[str, Any]:
                       settings=config.bo_settings(), prior_bound=config.prior_bound, progress=config.progress,
                       journal=rundir / JOURNAL_FILE)
 
-    atomic_write_bytes(rundir / "history.csv", result.history.to_csv(index=False).encode())
+    write_csv(rundir / "history.csv", result.history)
     best = result.best(config.top_k)
-    atomic_write_bytes(rundir / "best.csv", best.to_csv(index=False).encode())
-    atomic_write_bytes(rundir / "iterations.csv", result.iterations.to_csv(index=False).encode())
+    write_csv(rundir / "best.csv", best)
+    write_csv(rundir / "iterations.csv", result.iterations)
     summary = {
         **result.summary(),
         "objective_description": getattr(objective, "description", ""),

@@ -34,7 +34,7 @@ from ssvae.presets import (IDLE_BECAUSE, FitConfig, M1Settings, check_patience_s
 from vaecore.errors import InputDataError
 from vaecore.nets import without_single_channel
 from vaecore.resume import check_resume_length, config_differences, existing_run_config, holds_results
-from vaecore.rundir import RunDir
+from vaecore.rundir import RunDir, write_csv
 from vaecore.runtime import resolve_device, seed_everything
 from vaecore.schedules import LinearWarmup
 
@@ -134,7 +134,7 @@ def fit_data(data: FewLabelData, config: FitConfig, *, n_classes: int, device: t
         sel = select_classifier(posterior_means(m1, data.x_l), data.y_l.numpy(), f_valid,
                                 None if data.y_valid is None else data.y_valid.numpy(), seed=seed)
         if rundir is not None:
-            sel.table.to_csv(rundir / "m1_classifiers.csv", index=False)
+            write_csv(rundir / "m1_classifiers.csv", sel.table)
         clf = FewLabelClassifier(M1Classifier(m1, sel.classifier), n_classes=n_classes)
         clf.m1_selection = sel
         clf.seconds = m1_seconds

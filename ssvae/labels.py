@@ -16,8 +16,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from vaecore.checkpoint import atomic_write_bytes
 from vaecore.errors import InputDataError, integer_at_least
+from vaecore.rundir import write_csv
 from vaecore.runtime import check_seed
 
 UNLABELLED = -1
@@ -130,7 +130,7 @@ def given_labels(y: Tensor | np.ndarray, *, n_classes: int) -> Tensor:
 def save_split(path: str | os.PathLike, indices: Tensor, labels: Tensor) -> Path:
     """Write the labelled indices and their labels as CSV (``index,label``)."""
     table = pd.DataFrame({"index": indices.cpu().numpy(), "label": labels.cpu().numpy()})
-    return atomic_write_bytes(path, table.to_csv(index=False).encode())
+    return write_csv(path, table)
 
 
 def load_split(path: str | os.PathLike) -> tuple[Tensor, Tensor]:

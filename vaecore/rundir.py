@@ -30,6 +30,11 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
+def write_csv(path: str | os.PathLike, table: pd.DataFrame) -> Path:
+    """Atomically write ``table`` as CSV without its index (a Ctrl-C leaves the old file or the new one)."""
+    return atomic_write_bytes(path, table.to_csv(index=False).encode())
+
+
 def make_run_dir(path: str | os.PathLike) -> Path:
     """Create the directory ``path`` (and its parents) for a run's files.
 
@@ -116,7 +121,7 @@ class RunDir:
 
     def _write_history(self) -> pd.DataFrame:
         table = pd.DataFrame(self._rows)
-        atomic_write_bytes(self.path / "history.csv", table.to_csv(index=False).encode())
+        write_csv(self.path / "history.csv", table)
         return table
 
     @property

@@ -12,7 +12,7 @@ import torch
 
 from vaecore.config import config_to_dict
 from vaecore.errors import InputDataError
-from vaecore.rundir import RunDir, write_json
+from vaecore.rundir import RunDir, write_csv, write_json
 
 
 @dataclass(frozen=True)
@@ -70,3 +70,11 @@ def test_resume_keeps_history_and_truncates(tmp_path: Path) -> None:
 def test_write_json_is_sorted_and_handles_paths(tmp_path: Path) -> None:
     path = write_json(tmp_path / "sub" / "x.json", {"b": Path("p"), "a": 1})
     assert path.read_text() == '{\n  "a": 1,\n  "b": "p"\n}\n'
+
+
+def test_write_csv_has_no_index_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    table = pd.DataFrame({"smiles": ["CCO", "c1ccccc1"], "score": [0.4, float("nan")]})
+    path = write_csv(tmp_path / "out" / "t.csv", table)
+    assert path.read_text() == "smiles,score\nCCO,0.4\nc1ccccc1,\n"
+    write_csv(path, table.head(1))  # replaced whole
+    assert pd.read_csv(path)["smiles"].tolist() == ["CCO"] and [p.name for p in path.parent.iterdir()] == ["t.csv"]
