@@ -9,6 +9,7 @@ molopt`` does of its best molecules.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from pipelines.plots import save_figure  # noqa: E402
+from vaecore.checkpoint import atomic_write_bytes  # noqa: E402
 from vaecore.errors import InputDataError  # noqa: E402
 
 PROPERTY_LABELS = {"logp": "logP (Crippen)", "qed": "QED", "sa": "SA score", "plogp": "penalized logP (normalized)"}
@@ -42,11 +45,7 @@ def save_training_curves(history: pd.DataFrame, path: str | os.PathLike) -> Path
             ax.legend()
     if "beta" in history and len(history):  # the KL weight at each epoch's end: why the KL moves as it does
         axes[1].set_title(f"KL weight at the last epoch: {history['beta'].iloc[-1]:.3g}", fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def save_property_histograms(samples: pd.DataFrame, reference: pd.DataFrame, path: str | os.PathLike, *,
@@ -86,11 +85,7 @@ def save_property_histograms(samples: pd.DataFrame, reference: pd.DataFrame, pat
             ax.legend(fontsize=8)
         ax.set_xlabel(PROPERTY_LABELS.get(column, column))
         ax.set_yticks([])
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def save_molecule_grid(smiles: Sequence[str], path: str | os.PathLike, *, legends: Sequence[str] | None = None,
@@ -110,5 +105,7 @@ def save_molecule_grid(smiles: Sequence[str], path: str | os.PathLike, *, legend
     if drawn:
         image = Draw.MolsToGridImage([m for m, _ in drawn], molsPerRow=per_row, subImgSize=(size, size),
                                      legends=[legend for _, legend in drawn])
-        image.save(str(path))
+        buffer = io.BytesIO()  # written whole, as every other file a run writes
+        image.save(buffer, format="PNG")
+        atomic_write_bytes(path, buffer.getvalue())
     return len(drawn)

@@ -22,7 +22,7 @@ from sklearn.manifold import TSNE  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from pipelines.fewlabel_config import MIN_TSNE_POINTS  # noqa: E402
-from pipelines.plots import grid_shape, save_image_grid, save_reconstruction_grid  # noqa: E402
+from pipelines.plots import grid_shape, save_figure, save_image_grid, save_reconstruction_grid  # noqa: E402
 
 if TYPE_CHECKING:
     from ssvae.classifier import FewLabelClassifier
@@ -60,11 +60,7 @@ def save_tsne(codes: np.ndarray, labels: np.ndarray, path: str | os.PathLike, *,
     ax.set_yticks([])
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def save_curves(history: pd.DataFrame, path: str | os.PathLike) -> Path:
@@ -88,11 +84,7 @@ def save_curves(history: pd.DataFrame, path: str | os.PathLike) -> Path:
     for ax in (left, right):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # whole epochs, even just one
     right.legend()
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def write_plots(clf: FewLabelClassifier, dataset: ImageDataset, rundir: Path, *, tsne_points: int,

@@ -164,6 +164,8 @@ def plot_best_so_far(result: Any, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from pipelines.plots import save_figure
+
     trace = result.best_so_far()
     calls = result.searched[result.searched["new"]]
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
@@ -178,9 +180,7 @@ def plot_best_so_far(result: Any, path: Path) -> None:
     ax.set_ylabel(result.objective)
     ax.set_title(f"{result.method} on {result.objective}")
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 # What a rerun of a search in its directory may change: its budget (a larger one goes on

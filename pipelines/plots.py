@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from collections.abc import Sequence
@@ -16,8 +17,18 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+from vaecore.checkpoint import atomic_write_bytes  # noqa: E402
 from vaecore.errors import InputDataError  # noqa: E402
 from vaecore.nets import looks_channels_first  # noqa: E402
+
+
+def save_figure(fig: plt.Figure, path: str | os.PathLike, *, dpi: int) -> Path:
+    """Lay ``fig`` out, write it to ``path`` as PNG atomically (a Ctrl-C leaves no half image) and close it."""
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 CHANNELS = (1, 3, 4)  # grey, RGB, RGBA: the channel counts an image axis can be drawn from
@@ -99,10 +110,7 @@ def save_image_grid(
     ax.set_axis_off()
     if title:
         ax.set_title(title, wrap=True)  # a narrow grid (few classes) cut a long title off
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def save_reconstruction_grid(

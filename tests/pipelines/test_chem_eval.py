@@ -47,7 +47,7 @@ def test_a_plot_that_fails_leaves_the_metrics_written(tmp_path, capsys):
     (tmp_path / "prior_samples.png").mkdir()
     assert main(["chem", "eval", str(FIXTURE_MODEL), "--out", str(tmp_path), "--n-samples", "40", "--n-recon", "10",
                  "--no-fcd", "--device", "cpu", "--no-progress"]) == 2
-    assert "Is a directory" in capsys.readouterr().err
+    assert "prior_samples.png is a directory; give the path of a file to write" in capsys.readouterr().err
     stored = json.loads((tmp_path / "eval.json").read_text())
     assert stored["n_recon"] == 10 and 0 <= stored["validity"] <= 1 and "n_drawn" not in stored
 

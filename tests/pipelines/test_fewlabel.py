@@ -158,7 +158,7 @@ def test_a_plot_that_fails_leaves_the_figures_written(tmp_path, capsys):
     (out / "samples.png").mkdir(parents=True)  # the first plot cannot be written
     assert main(["fewlabel", "--data", "fixture", "--labels", "20", "--model", "m2", "--preset", "fast",
                  "--epochs", "1", *TINY_M2, "--out", str(out)]) == 2
-    assert "Is a directory" in capsys.readouterr().err
+    assert "samples.png is a directory; give the path of a file to write" in capsys.readouterr().err
     metrics = _metrics(out)
     assert METRIC_KEYS <= set(metrics) and "plots" not in metrics
 
