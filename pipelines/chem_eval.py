@@ -23,11 +23,12 @@ from chemvae.persistence import load
 from chemvae.train import reconstruct
 from pipelines.chem import cached_properties, load_run_splits, stored_config
 from pipelines.chem_config import ChemEvalConfig
+from vaecore.config import config_to_dict
 from vaecore.datasets import cache_dir
 from vaecore.errors import InputDataError
 from vaecore.resume import holds_results
 from vaecore.rundir import make_run_dir, write_csv, write_json
-from vaecore.runtime import resolve_device, seed_everything
+from vaecore.runtime import library_versions, resolve_device, seed_everything
 
 N_PROPERTY_REFERENCE = 10_000  # test molecules whose properties properties.png and the W1 distances use
 
@@ -71,9 +72,15 @@ def _property_distances(samples: pd.DataFrame, test: list[str], path: Path, *, s
             for column, name in (("logp", "logP"), ("qed", "QED"), ("sa", "SA"))}
 
 
-def _write_eval(out: Path, result: dict[str, Any]) -> None:
-    """``eval.json`` in strict JSON: metrics that could not be computed (NaN) are written as null."""
-    write_json(out / "eval.json", {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in result.items()})
+def _write_eval(out: Path, result: dict[str, Any], config: ChemEvalConfig) -> None:
+    """``eval.json``: the metrics in strict JSON (what could not be computed, NaN, is null), with
+    the evaluation's settings (seed included) and library versions.
+
+    Those two are kept here, not in ``config.json`` / ``run.json``: an evaluation writes beside
+    the trained model by default, whose own files those are.
+    """
+    record = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in result.items()}
+    write_json(out / "eval.json", {**record, "config": config_to_dict(config), "versions": library_versions()})
 
 
 def evaluate(config: ChemEvalConfig, workdir: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -141,7 +148,7 @@ def evaluate(config: ChemEvalConfig, workdir: str | os.PathLike | None = None) -
         "wall_seconds": time.perf_counter() - began,
         "device": str(device),
     }
-    _write_eval(out, result)  # before the properties and plots: one that fails leaves the metrics written
+    _write_eval(out, result, config)  # before the properties and plots: one that fails leaves the metrics written
     stages.update()
     stages.set_postfix_str("the samples' properties and plots")
     properties = compute_properties(samples, n_jobs=config.n_jobs)
@@ -154,5 +161,5 @@ def evaluate(config: ChemEvalConfig, workdir: str | os.PathLike | None = None) -
     stages.update()
     stages.close()
     result["wall_seconds"] = time.perf_counter() - began
-    _write_eval(out, result)
+    _write_eval(out, result, config)
     return result

@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 import pytest
+import torch
 
 from pipelines.chem import run
 from pipelines.chem_config import ChemEvalConfig
@@ -26,6 +27,9 @@ def test_eval_of_the_fixture_model(tmp_path, capsys):
     for key in ("recon_accuracy", "validity", "unique@10k", "novelty", "SNN/Test", "decoded_molecules_per_s"):
         assert key in stored
     assert stored["FCD/Test"] is None  # not computed: written as null, not NaN
+    # The evaluation's own settings and library versions (it writes beside the model's config.json).
+    assert stored["config"]["n_samples"] == 60 and stored["config"]["seed"] == 0
+    assert stored["config"]["run_dir"] == str(FIXTURE_MODEL) and stored["versions"]["torch"] == torch.__version__
     assert result["n_recon"] == 20 and 0 <= result["recon_accuracy"] <= 1
     assert 0 <= result["validity"] <= 1 and result["decoded_molecules_per_s"] > 0
     samples = pd.read_csv(tmp_path / "samples.csv", keep_default_na=False)
