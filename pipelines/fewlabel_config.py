@@ -102,12 +102,12 @@ def parse_settings(settings: tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in settings:
         key, sep, text = item.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise InputDataError(f"setting {item!r} is not KEY=VALUE (e.g. train.lr=1e-3)")
         try:
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError):
-            value = text  # a bare word: a string setting such as weighting=paper
+            value = text.strip()  # a bare word: a string setting such as weighting=paper (spaces around '=' too)
         key, value = key.strip(), tuple(value) if isinstance(value, list) else value
         if key in out and out[key] != value:  # the last one won without a word
             raise InputDataError(f"{key} is set twice, to {out[key]!r} and {value!r}; give it once")

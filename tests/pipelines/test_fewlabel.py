@@ -11,10 +11,9 @@ import pytest
 import torch
 
 from pipelines.cli import main
-from pipelines.fewlabel import FewLabelRunConfig
 from ssvae.classifier import load_classifier
 from ssvae.data import load_dataset
-from vaecore.errors import InputDataError, InputDataWarning
+from vaecore.errors import InputDataWarning
 
 
 RUN = ["--device", "cpu", "--no-progress", "--tsne-points", "0"]
@@ -161,19 +160,6 @@ def test_a_plot_that_fails_leaves_the_figures_written(tmp_path, capsys):
     assert "samples.png is a directory; give the path of a file to write" in capsys.readouterr().err
     metrics = _metrics(out)
     assert METRIC_KEYS <= set(metrics) and "plots" not in metrics
-
-
-@pytest.mark.parametrize(("kwargs", "message"), [
-    # Python callers' values reach the config unparsed: these passed `< 0` / `< 1` and failed later.
-    ({"epochs": 2.5}, "epochs must be an integer >= 0, got 2.5"),
-    ({"m1_epochs": float("nan")}, "m1_epochs must be an integer >= 0, got nan"),
-    ({"self_train": (100, 2.5)}, "each self_train count must be an integer >= 1, got 2.5"),
-    # t-SNE of 1 or 2 points failed in scikit-learn once the whole training was done.
-    ({"tsne_points": 2}, r"tsne_points must be 0 \(no t-SNE plot\) or at least 10, got 2"),
-])
-def test_python_config_names_counts_that_are_not_integers(kwargs, message):
-    with pytest.raises(InputDataError, match=message):
-        FewLabelRunConfig(**kwargs)
 
 
 def test_fewlabel_rejects_bad_label_requests(tmp_path, capsys):

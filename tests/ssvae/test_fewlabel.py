@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 from dataclasses import replace
 
 import numpy as np
@@ -21,7 +20,7 @@ from ssvae.m1 import VAEConfig
 from ssvae.pixel_m2 import PixelM2
 from ssvae.presets import FitConfig, M1Settings, override, preset
 from ssvae.train_config import TrainConfig
-from vaecore.errors import CheckpointError, InputDataError
+from vaecore.errors import InputDataError
 from vaecore.rundir import RunDir
 
 
@@ -381,17 +380,3 @@ def test_a_trained_m1_is_reused_with_its_training_time(fixture_data, tmp_path):
     with pytest.raises(InputDataError, match="models 196 inputs, the data has 10"):
         train_m1(data.x_u[:, :10], replace(settings, checkpoint=str(tmp_path)), x_valid=None,
                  device=torch.device("cpu"), workdir=None, seed=1, progress=False)
-
-
-def test_loading_another_kind_of_run_as_a_classifier_is_named():
-    chem_run = Path(__file__).resolve().parents[2] / "data" / "fixtures" / "chemvae_tiny"
-    with pytest.raises(CheckpointError, match="is not a few-label classifier: its config has"):
-        load_classifier(chem_run)  # its model.safetensors was read, then KeyError: 'm2'
-
-
-def test_loading_an_m1_run_as_a_classifier_says_why_it_cannot(fixture_data, tmp_path):
-    # Its scikit-learn classifier is not saved: the error was "no checkpoint at .../model.safetensors".
-    ds, _ = fixture_data
-    ssvae.fit(ds.train.x, ds.train.y, model="m1", n_labels=20, workdir=tmp_path, **{"m1.epochs": 1})
-    with pytest.raises(CheckpointError, match="is a model 'm1' run: its classifier .* is not saved"):
-        load_classifier(tmp_path)

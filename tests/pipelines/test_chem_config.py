@@ -1,0 +1,31 @@
+"""Tests for pipelines.chem_config: chem train / eval's run configs, checked when they are made."""
+
+from __future__ import annotations
+
+import pytest
+
+from chemvae.model import ChemVAEConfig
+from pipelines.chem_config import ChemEvalConfig, ChemTrainConfig, unused_settings
+from vaecore.errors import InputDataError
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    # Python callers' values reach the configs unparsed: these passed `< 1` / `< 0` and failed later.
+    (lambda: ChemTrainConfig(batch_size=2.5), "batch_size must be an integer >= 1, got 2.5"),
+    (lambda: ChemTrainConfig(epochs=float("nan")), "epochs must be an integer >= 0, got nan"),
+    (lambda: ChemEvalConfig(run_dir="r", n_recon=2.5), "n_recon must be an integer >= 0, got 2.5"),
+    (lambda: ChemEvalConfig(run_dir="r", n_samples=float("nan")), "n_samples must be an integer >= 1, got nan"),
+])
+def test_python_configs_name_counts_that_are_not_integers(config, message):
+    with pytest.raises(InputDataError, match=message):
+        config()
+
+
+def test_unused_settings_name_what_this_run_would_not_read():
+    assert unused_settings(ChemTrainConfig()) == []  # the defaults are never "set"
+    gru_with_cnn = ChemTrainConfig(model=ChemVAEConfig(encoder="gru", cnn_kernels=(7, 7, 7)))
+    assert unused_settings(gru_with_cnn) == ["cnn_kernels=(7, 7, 7) (read by the cnn encoder only)"]
+    flat = ChemTrainConfig(kl_schedule="none", kl_warmup_fraction=0.5, kl_delay_fraction=0.2)
+    assert unused_settings(flat) == ["kl_warmup_fraction=0.5 (kl_schedule 'none' has no warm-up)",
+                                     "kl_delay_fraction=0.2 (kl_schedule 'none' has no warm-up)"]
+    assert unused_settings(ChemTrainConfig(model=ChemVAEConfig(encoder="cnn", cnn_kernels=(7, 7, 7)))) == []
