@@ -23,7 +23,7 @@ from vaecore.checkpoint import load_checkpoint
 from vaecore.config import config_from_dict
 from vaecore.errors import CheckpointError, InputDataError, integer_at_least
 from vaecore.likelihoods import check_feature_likelihood, make_likelihood
-from vaecore.nets import mlp
+from vaecore.nets import check_activation, mlp
 from vaecore.posteriors import DiagonalGaussianHead, StandardNormalPrior
 from vaecore.runtime import resolve_device
 
@@ -56,6 +56,7 @@ class VAEConfig:
         integer_at_least("z_dim", self.z_dim, 1)
         for i, width in enumerate(self.hidden):
             integer_at_least(f"hidden[{i}]", width, 1)
+        check_activation(self.activation)
 
 
 class VAE(nn.Module):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from vaecore.errors import InputDataError, integer_at_least
 from vaecore.likelihoods import check_feature_likelihood
+from vaecore.nets import check_activation
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,11 @@ class M2Config:
                                  "(and those of the auxiliary a) sit on the last hidden layer")
         if any(c < 1 for c in self.classifier_channels):
             raise InputDataError(f"classifier_channels must be positive, got {self.classifier_channels}")
+        # Checked by the layers when M2 is built: for M1+M2, once M1 had trained.
+        check_activation(self.activation)
+        for name in ("hidden", "classifier_hidden"):
+            for i, width in enumerate(getattr(self, name) or ()):
+                integer_at_least(f"{name}[{i}]", width, 1)
 
     def check_images(self) -> None:
         """Refuse a convolutional classifier that has no images to see.

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vaecore.errors import InputDataError, finite_at_least, integer_at_least
+from vaecore.training import check_decay
 
 WEIGHTINGS = ("paper", "balanced")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -100,6 +101,8 @@ class TrainConfig:
         if self.patience is not None:
             integer_at_least("patience", self.patience, 1)
         finite_at_least("entropy_weight", self.entropy_weight, 0)
+        if self.ema_decay is not None:  # checked when training began: for M1+M2, after M1's training
+            check_decay(self.ema_decay)
         if self.compile_mode is not None and self.compile_mode not in COMPILE_MODES:
             raise InputDataError(f"unknown compile_mode {self.compile_mode!r}; choose from {COMPILE_MODES} or None")
         # NaN or negative values here trained without any error: a negative clip norm flips

@@ -26,11 +26,20 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
-def _activation(name: str) -> nn.Module:
-    """A fresh activation layer by name; unknown names raise ``InputDataError`` (a ``ValueError``) naming them."""
+def check_activation(name: str) -> str:
+    """``name`` if it names an activation :func:`mlp` can build; for configs, which are made before their nets.
+
+    Raises:
+        InputDataError: An unknown name (a ``ValueError``), naming it and the known ones.
+    """
     if name not in _ACTIVATIONS:
         raise InputDataError(f"unknown activation {name!r}; choose from {sorted(_ACTIVATIONS)}")
-    return _ACTIVATIONS[name]()
+    return name
+
+
+def _activation(name: str) -> nn.Module:
+    """A fresh activation layer by name (see :func:`check_activation`)."""
+    return _ACTIVATIONS[check_activation(name)]()
 
 
 def mlp(

@@ -20,6 +20,17 @@ from vaecore.errors import InputDataError
 R = TypeVar("R")
 
 
+def check_decay(decay: float) -> float:
+    """``decay`` if it is a number in `[0, 1)`, the decays a :class:`WeightAverage` can take.
+
+    Raises:
+        InputDataError: Naming the value (1 or more never moves the average, or moves it away).
+    """
+    if isinstance(decay, bool) or not isinstance(decay, numbers.Real) or not 0.0 <= decay < 1.0:
+        raise InputDataError(f"ema_decay must be a number in [0, 1), got {decay!r}")
+    return decay
+
+
 class WeightAverage:
     """Exponential moving average of a module's weights and float buffers (Polyak averaging).
 
@@ -33,10 +44,8 @@ class WeightAverage:
     """
 
     def __init__(self, module: nn.Module, decay: float) -> None:
-        if isinstance(decay, bool) or not isinstance(decay, numbers.Real) or not 0.0 <= decay < 1.0:
-            raise InputDataError(f"ema_decay must be a number in [0, 1), got {decay!r}")
         self.module = copy.deepcopy(module).requires_grad_(False)
-        self.decay, self.updates = decay, 0
+        self.decay, self.updates = check_decay(decay), 0
 
     @torch.no_grad()
     def update(self, source: nn.Module) -> None:

@@ -44,7 +44,7 @@ def _batch(model: MoleculeVAE, molecules: list[str]) -> dict:
 
 
 @pytest.mark.parametrize("field, value", [("decoder_layers", 0), ("encoder_hidden", 0), ("latent_dim", -1),
-                                          ("dropout", 1.0), ("representation", "inchi"),
+                                          ("dropout", 1.0), ("representation", "inchi"), ("encoder", "transformer"),
                                           # torch failed on these only at the first batch, or never:
                                           ("cnn_channels", (9, 0, 10)), ("cnn_kernels", (9, 9, 0)),
                                           ("property_hidden", (0,)), ("property_weight", float("nan")),

@@ -35,6 +35,7 @@ def test_default_config_is_burda_architecture() -> None:
     ({"z_dim": 0}, "z_dim must be an integer >= 1, got 0"),
     ({"hidden": (500, 0)}, r"hidden\[1\] must be an integer >= 1, got 0"),  # the message named the whole config
     ({"x_dim": 2.5}, "x_dim must be an integer >= 1, got 2.5"),
+    ({"activation": "relux"}, r"unknown activation 'relux'; choose from \['elu', 'gelu', 'relu', 'softplus', 'tanh'\]"),
 ])
 def test_bad_sizes_name_the_field(kwargs: dict, message: str) -> None:
     with pytest.raises(InputDataError, match=message):

@@ -20,6 +20,17 @@ def test_config_names_a_zero_size(name: str) -> None:
         M2Config(**{name: 0})
 
 
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"activation": "relux"}, "unknown activation 'relux'"),
+    ({"hidden": (300, 0)}, r"hidden\[1\] must be an integer >= 1, got 0"),
+    ({"classifier_hidden": (0,)}, r"classifier_hidden\[0\] must be an integer >= 1, got 0"),
+])
+def test_config_names_what_its_layers_would_refuse(kwargs: dict, message: str) -> None:
+    # The layers refused them when M2 was built: for M1+M2, once M1 had trained.
+    with pytest.raises(InputDataError, match=message):
+        M2Config(**kwargs)
+
+
 def test_config_needs_a_hidden_layer() -> None:
     # () was an IndexError traceback from M2's constructor ('--set m2.hidden=()').
     with pytest.raises(InputDataError, match="M2Config.hidden needs at least one layer width"):

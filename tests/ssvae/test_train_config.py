@@ -51,6 +51,8 @@ def test_train_config_rejects_bad_settings():
     ({"betas": (0.9, 1.5)}, r"betas must both lie in \[0, 1\), got \(0.9, 1.5\)"),
     ({"log_every": 0}, "log_every must be an integer >= 1, got 0"),
     ({"eval_batch_size": 0}, "eval_batch_size must be an integer >= 1, got 0"),
+    # Refused only when training began: for M1+M2, once M1 had trained.
+    ({"ema_decay": 1.5}, r"ema_decay must be a number in \[0, 1\), got 1.5"),
 ])
 def test_train_config_rejects_settings_that_would_train_silently_wrong(kwargs, message):
     with pytest.raises(InputDataError, match=message):
