@@ -1,0 +1,23 @@
+"""Tests for ssvae.api: what ssvae.fit refuses before it trains anything.
+
+Its end-to-end runs (classifiers that learn, reload and resume) are in test_fewlabel.py,
+beside the loop they drive.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import ssvae
+from ssvae.data import load_dataset
+from vaecore.errors import InputDataError
+
+
+def test_a_fit_of_zero_m2_epochs_is_refused_before_m1_trains(tmp_path):
+    # --set train.epochs=0 passed the command line's --epochs check and was refused by M2's
+    # loop, after M1's training, whose checkpoint then made the corrected command's --out refused.
+    ds = load_dataset("fixture")
+    with pytest.raises(InputDataError, match="train.epochs is 0: a new M2 run must train at least one epoch"):
+        ssvae.fit(ds.train.x, ds.train.y, model="m1m2", n_labels=20, workdir=tmp_path, progress=False,
+                  **{"train.epochs": 0, "m1.epochs": 1})
+    assert not (tmp_path / "m1").exists()
