@@ -26,6 +26,7 @@ from chemvae.batches import encode_tokens, token_lengths
 from chemvae.data import CheckedMolecules, check_molecules
 from chemvae.decoder import GRUDecoder
 from chemvae.encoders import ENCODERS, build_encoder
+from chemvae.properties import PROPERTY_COLUMNS
 from chemvae.rdkit_utils import smiles_list
 from chemvae.tokens import REPRESENTATIONS, Tokenizer, Vocabulary
 from vaecore.bounds import elbo
@@ -98,6 +99,12 @@ class ChemVAEConfig:
                 raise InputDataError(f"CNN kernels {self.cnn_kernels} are too wide for max_length {self.max_length}")
         finite_at_least("property_weight", self.property_weight, 0)
         # A name given twice was a second head output for the same property, weighted twice.
+        if not self.property_names:  # the head's layer of 0 outputs was refused once the data were read
+            raise InputDataError("property_names needs at least one property for the property head; to train "
+                                 "without it, set property_weight=0")
+        if unknown := [n for n in self.property_names if n not in PROPERTY_COLUMNS]:
+            # Refused once every training molecule had been checked and its properties computed.
+            raise InputDataError(f"unknown property_names {unknown}; available: {list(PROPERTY_COLUMNS)}")
         if twice := sorted({n for n in self.property_names if list(self.property_names).count(n) > 1}):
             raise InputDataError(f"property_names {list(self.property_names)} name {twice} more than once")
 

@@ -64,10 +64,7 @@ def cached_properties(smiles: list[str], n_jobs: int) -> pd.DataFrame:
 
 def _property_values(smiles: list[str], names: tuple[str, ...], n_jobs: int) -> np.ndarray:
     """Properties `[N, P]` (NaN where RDKit fails) of the training and validation molecules."""
-    table = cached_properties(smiles, n_jobs)
-    missing = [n for n in names if n not in table]
-    if missing:
-        raise InputDataError(f"unknown property names {missing}; available: {list(table.columns[2:])}")
+    table = cached_properties(smiles, n_jobs)  # the names were checked with the config (ChemVAEConfig)
     return table[list(names)].to_numpy(dtype=np.float64)
 
 

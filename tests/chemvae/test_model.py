@@ -50,7 +50,9 @@ def _batch(model: MoleculeVAE, molecules: list[str]) -> dict:
                                           ("property_hidden", (0,)), ("property_weight", float("nan")),
                                           ("property_weight", -1.0),
                                           # a second head output for the same property, weighted twice:
-                                          ("property_names", ("qed", "logp", "qed"))])
+                                          ("property_names", ("qed", "logp", "qed")),
+                                          # refused once every molecule had been checked (and its properties computed):
+                                          ("property_names", ("qed", "logP")), ("property_names", ())])
 def test_a_bad_architecture_is_refused_by_name(field, value):
     with pytest.raises(InputDataError, match=field):
         ChemVAEConfig(**{field: value})
