@@ -63,7 +63,7 @@ def replay(run_dir: Path, per_class: list[int], out: Path, *, device: torch.devi
                                      f"{source}; give this one another --out")
         else:
             # Its checks (an M1 run, a count below 0) before any scoring.
-            stage = replace(config, self_train=n, device=str(device), plots=False, progress=progress)
+            stage = replace(config, self_train=n, device=str(device), plots=False, tsne_points=0, progress=progress)
             if proba is None:
                 # The run's own first model (a directory would give a self-trained run's last stage).
                 proba = load_classifier(run_dir / MODEL_NAME, device=device).predict_proba(dataset.train.x,

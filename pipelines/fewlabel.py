@@ -38,8 +38,8 @@ from typing import Any
 
 import torch
 
-from pipelines.fewlabel_config import (FewLabelRunConfig, check_length_settings, fit_config_for, length_changes,
-                                       parse_settings)
+from pipelines.fewlabel_config import (MIN_TSNE_POINTS, TSNE_POINTS, FewLabelRunConfig, check_length_settings,
+                                       fit_config_for, length_changes, parse_settings)
 from ssvae.api import fit_data, split_data
 from ssvae.classifier import FewLabelClassifier
 from ssvae.data import NAMED_SOURCES, ImageDataset, load_dataset
@@ -338,7 +338,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "adds a round, labelling with the latest model")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N, mps")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--tsne-points", type=int, default=2000, help="test digits in the t-SNE plot (0: none; else at least 10)")
+    p.add_argument("--tsne-points", type=int, default=TSNE_POINTS,
+                   help=f"test digits in the t-SNE plot (0: none; else at least {MIN_TSNE_POINTS})")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--out", default=None, help="run directory")

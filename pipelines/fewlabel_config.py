@@ -18,8 +18,9 @@ from ssvae.train_config import TrainConfig
 from vaecore.errors import InputDataError, integer_at_least
 
 
-# The fewest test digits a t-SNE plot is drawn of (a smaller test set gets none).
+# The fewest test digits a t-SNE plot is drawn of (a smaller test set gets none), and the default.
 MIN_TSNE_POINTS = 10
+TSNE_POINTS = 2000
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class FewLabelRunConfig:
     time_budget_minutes: float | None = None
     settings: tuple[str, ...] = ()
     self_train: tuple[int, ...] = ()
-    tsne_points: int = 2000
+    tsne_points: int = TSNE_POINTS
     plots: bool = True
     progress: bool = True
 
@@ -72,6 +73,9 @@ class FewLabelRunConfig:
         if 0 < self.tsne_points < MIN_TSNE_POINTS:  # 1 or 2 failed in scikit-learn after the whole training
             raise InputDataError(f"tsne_points must be 0 (no t-SNE plot) or at least {MIN_TSNE_POINTS}, "
                                  f"got {self.tsne_points}")
+        if not self.plots and self.tsne_points not in (0, TSNE_POINTS):  # was ignored without a word
+            raise InputDataError(f"tsne_points={self.tsne_points} would be ignored: plots=False (--no-plots) draws no "
+                                 "t-SNE; drop one of them")
         TrainConfig(time_budget_minutes=self.time_budget_minutes)  # its check, before any data or M1
         if self.epochs == 0 and self.model != "m1":  # refused here too, so that no M1 is trained for nothing
             raise InputDataError(f"epochs must be >= 1 for model {self.model!r}: 0 trains no M2 to keep and score")

@@ -15,6 +15,8 @@ from vaecore.errors import InputDataError
     ({"self_train": (100, 2.5)}, "each self_train count must be an integer >= 1, got 2.5"),
     # t-SNE of 1 or 2 points failed in scikit-learn once the whole training was done.
     ({"tsne_points": 2}, r"tsne_points must be 0 \(no t-SNE plot\) or at least 10, got 2"),
+    # ignored without a word:
+    ({"tsne_points": 500, "plots": False}, r"tsne_points=500 would be ignored: plots=False \(--no-plots\) draws no"),
 ])
 def test_python_config_names_counts_that_are_not_integers(kwargs, message):
     with pytest.raises(InputDataError, match=message):
