@@ -74,7 +74,8 @@ class MoloptConfig:
             (``bo`` only; see :class:`~chemvae.search.bo.BOSettings`).
         head_mean: The GP's prior mean is the property head's estimate of the objective
             (``bo`` only; objectives the head can predict).
-        prior_bound: Half-width of the search box in prior standard deviations.
+        prior_bound: Half-width of the search box in prior standard deviations (``bo``,
+            ``gradient``; random search draws from the whole prior).
         top_k: Rows of ``best.csv``.
         threads: torch CPU threads (``None``: torch's default). On a busy machine one
             thread is often faster for GP algebra of this size than two.
@@ -121,6 +122,9 @@ class MoloptConfig:
         if self.method not in INIT_METHODS and (self.n_init != defaults["n_init"] or self.init_data is not None):
             raise InputDataError(f"method {self.method!r} starts from no initial molecules, so n_init={self.n_init} "
                                  f"and init_data={self.init_data!r} would be ignored; drop them")
+        if self.method == "random" and self.prior_bound != defaults["prior_bound"]:  # was ignored without a word
+            raise InputDataError(f"method 'random' decodes draws from the whole prior, so prior_bound="
+                                 f"{self.prior_bound} would be ignored; drop it")
         self.bo_settings()  # bad trust-region settings fail here, before the model is loaded
 
     def bo_settings(self) -> BOSettings | None:

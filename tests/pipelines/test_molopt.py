@@ -100,6 +100,8 @@ BAD_INPUT = [  # command-line arguments after --model, and what the one error li
     # Random search starts from no initial molecules: these were ignored without a word.
     (["--method", "random", "--n-init", "100"], "method 'random' starts from no initial molecules, so n_init=100"),
     (["--method", "random", "--init-data", "fixture"], "init_data='fixture' would be ignored"),
+    (["--method", "random", "--prior-bound", "2"], "method 'random' decodes draws from the whole prior, so "
+                                                     "prior_bound=2.0 would be ignored"),
 ]
 
 
