@@ -24,7 +24,8 @@ def test_python_config_names_counts_that_are_not_integers(kwargs, message):
 
 
 def test_settings_are_parsed_as_python_literals_or_words():
-    parsed = parse_settings(("train.lr=1e-3", "m2.hidden=[300, 100]", " train.weighting = balanced", "train.ema_decay=None"))
+    parsed = parse_settings(("train.lr=1e-3", "m2.hidden=[300, 100]", " train.weighting = balanced",
+                             "train.ema_decay=None"))
     assert parsed == {"train.lr": 0.001, "m2.hidden": (300, 100), "train.weighting": "balanced",
                       "train.ema_decay": None}  # lists become the tuples frozen configs hold
     assert parse_settings(("train.epochs=3", "train.epochs=3")) == {"train.epochs": 3}  # repeated alike: fine

@@ -45,7 +45,8 @@ def test_resume_conflicts_name_what_a_resume_would_ignore() -> None:
         "seed (stored 0, given 3)", "net.hidden (stored (64,), given (32,))"]
     check_resume(baseline, stored, baseline, keep=(), resume="runs/a")  # nothing to refuse
     with pytest.raises(InputDataError, match=r"--resume runs/a continues the run with its stored settings, but "
-                                             r"these were given otherwise: seed \(stored 0, given 3\); net.hidden \(stored"):
+                                             r"these were given otherwise: seed \(stored 0, given 3\); "
+                                             r"net.hidden \(stored"):
         check_resume(given, stored, baseline, keep=("fit",), resume="runs/a")
 
 
