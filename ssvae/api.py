@@ -214,6 +214,9 @@ def fit(
             raise InputDataError(f"x_valid images have {xv.shape[1]} pixels each but x images {xt.shape[1]}")
     # The classes are the training labels'; a validation label beyond them is refused in fit_data.
     n_classes = int(yt.max()) + 1 if yt.numel() else 0
+    if n_labels is not None and (yt < 0).any():  # was "training labels[0] = -1 is out of range"
+        raise InputDataError(f"n_labels={n_labels} draws labels from a fully labelled y, but {int((yt < 0).sum())} "
+                             "examples are unlabelled (-1); omit n_labels to use the labels as given")
     idx = (balanced_split(yt, n_labels, n_classes=n_classes, seed=seed) if n_labels is not None
            else given_labels(yt, n_classes=n_classes))
     check_settings_keys(overrides)

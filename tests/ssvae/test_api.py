@@ -21,3 +21,13 @@ def test_a_fit_of_zero_m2_epochs_is_refused_before_m1_trains(tmp_path):
         ssvae.fit(ds.train.x, ds.train.y, model="m1m2", n_labels=20, workdir=tmp_path, progress=False,
                   **{"train.epochs": 0, "m1.epochs": 1})
     assert not (tmp_path / "m1").exists()
+
+
+def test_n_labels_with_unlabelled_examples_says_to_use_the_labels_as_given():
+    # The command line said so (--labels); ssvae.fit said "training labels[0] = -1 is out of range".
+    ds = load_dataset("fixture")
+    y = ds.train.y.clone()
+    y[:500] = -1
+    with pytest.raises(InputDataError, match=r"n_labels=20 draws labels from a fully labelled y, but 500 examples "
+                                             r"are unlabelled \(-1\); omit n_labels"):
+        ssvae.fit(ds.train.x, y, model="m2", n_labels=20, progress=False)
