@@ -18,7 +18,7 @@ from vaecore.errors import InputDataError
     # ignored without a word:
     ({"tsne_points": 500, "plots": False}, r"tsne_points=500 would be ignored: plots=False \(--no-plots\) draws no"),
 ])
-def test_python_config_names_counts_that_are_not_integers(kwargs, message):
+def test_the_config_names_bad_counts_and_a_t_sne_count_it_would_not_use(kwargs, message):
     with pytest.raises(InputDataError, match=message):
         FewLabelRunConfig(**kwargs)
 
