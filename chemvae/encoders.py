@@ -128,12 +128,17 @@ ENCODERS: dict[str, type[nn.Module]] = {
 }
 
 
-def build_encoder(config: ChemVAEConfig, vocab_size: int) -> nn.Module:
-    """The encoder named by ``config.encoder``.
+def check_encoder(name: str) -> str:
+    """``name`` if it is a key of :data:`ENCODERS`; :class:`~chemvae.model.ChemVAEConfig` checks it when made.
 
     Raises:
         InputDataError: For an unknown name; the message lists the registered ones.
     """
-    if config.encoder not in ENCODERS:
-        raise InputDataError(f"unknown encoder {config.encoder!r}; choose from {sorted(ENCODERS)}")
-    return ENCODERS[config.encoder](config, vocab_size)
+    if name not in ENCODERS:
+        raise InputDataError(f"unknown encoder {name!r}; choose from {sorted(ENCODERS)}")
+    return name
+
+
+def build_encoder(config: ChemVAEConfig, vocab_size: int) -> nn.Module:
+    """The encoder named by ``config.encoder`` (see :func:`check_encoder`)."""
+    return ENCODERS[check_encoder(config.encoder)](config, vocab_size)

@@ -25,7 +25,7 @@ from torch.distributions import Distribution
 from chemvae.batches import encode_tokens, token_lengths
 from chemvae.data import CheckedMolecules, check_molecules
 from chemvae.decoder import GRUDecoder
-from chemvae.encoders import ENCODERS, build_encoder
+from chemvae.encoders import build_encoder, check_encoder
 from chemvae.properties import PROPERTY_COLUMNS
 from chemvae.rdkit_utils import smiles_list
 from chemvae.tokens import REPRESENTATIONS, Tokenizer, Vocabulary
@@ -89,8 +89,7 @@ class ChemVAEConfig:
             # torch's errors for a zero width or kernel come only at the first batch.
             for i, size in enumerate(getattr(self, name)):
                 integer_at_least(f"{name}[{i}]", size, 1)
-        if self.encoder not in ENCODERS:  # build_encoder refused it once every training molecule had been checked
-            raise InputDataError(f"unknown encoder {self.encoder!r}; choose from {sorted(ENCODERS)}")
+        check_encoder(self.encoder)  # the encoder is built once every training molecule has been checked
         if self.encoder == "cnn":  # here, not in the encoder: it is built once every molecule has been checked
             if len(self.cnn_channels) != len(self.cnn_kernels):
                 raise InputDataError(f"cnn_channels {self.cnn_channels} and cnn_kernels {self.cnn_kernels} must have "

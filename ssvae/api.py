@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from ssvae.classifier import FewLabelClassifier, image_rows, model_spec
 from ssvae.data import translations
-from ssvae.fewlabel import CHECKPOINT_NAME, FewLabelData, train_m2
+from ssvae.fewlabel import CHECKPOINT_NAME, FewLabelData, check_trains, train_m2
 from ssvae.labels import as_label_tensor, balanced_split, check_labels, given_labels, load_split, save_split
 from ssvae.m1 import VAE, fit_vae, load_vae
 from ssvae.m1m2 import M1M2, active_dimensions
@@ -111,9 +111,9 @@ def fit_data(data: FewLabelData, config: FitConfig, *, n_classes: int, device: t
                              "ones too: keep some of the labels (vaelab fewlabel --labels N, ssvae.fit(n_labels=N)) "
                              "or mark the others -1")
     m2_checkpoint = rundir / CHECKPOINT_NAME if rundir is not None else None
-    if config.model != "m1" and config.train.epochs == 0 and not (resume and m2_checkpoint and m2_checkpoint.is_file()):
-        # train_m2 refuses it too, but only once M1 has trained (--set train.epochs=0 passed the flags' check).
-        raise InputDataError("train.epochs is 0: a new M2 run must train at least one epoch to have a model")
+    if config.model != "m1" and not (resume and m2_checkpoint and m2_checkpoint.is_file()):
+        # train_m2's own check, made before M1 trains (--set train.epochs=0 passed the flags' check).
+        check_trains(config.train)
     for what, labels in (("validation labels", data.y_valid), ("test labels", data.y_test)):
         if labels is not None:  # every row is scored: an unlabelled (-1) or unknown class would count as an error
             check_labels(labels, n_classes, what=what, allow_unlabelled=False)

@@ -101,6 +101,16 @@ def _state_copy(model: nn.Module, ema: WeightAverage | None) -> dict[str, Tensor
     return state
 
 
+def check_trains(config: TrainConfig) -> None:
+    """Refuse a new M2 run of 0 epochs: it would have no model to keep and score.
+
+    Raises:
+        InputDataError: ``config.epochs`` is 0.
+    """
+    if config.epochs == 0:
+        raise InputDataError("train.epochs is 0: a new M2 run must train at least one epoch to have a model")
+
+
 def train_m2(
     model: nn.Module,
     data: FewLabelData,
@@ -199,8 +209,8 @@ def train_m2(
             payload["ema"] = ema.state_dict()
         save_checkpoint(ckpt_path, payload, model_spec)
 
-    if start == 0 and config.epochs == 0:
-        raise InputDataError("train.epochs is 0: a new M2 run must train at least one epoch to have a model")
+    if start == 0:
+        check_trains(config)
     stopped_by_budget = stopped_by_patience = False
     done, last_valid, logged = start, math.nan, []
     model.train()

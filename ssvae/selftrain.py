@@ -45,14 +45,16 @@ def pseudo_labels(proba: Tensor | np.ndarray, per_class: int, *,
     if p.dim() != 2 or not p.is_floating_point() or not torch.isfinite(p).all():
         raise InputDataError(f"class probabilities must be a finite [N, C] float array, got shape "
                              f"{tuple(p.shape)} and dtype {p.dtype}")
-    if p.numel() and (p.min() < 0 or p.max() > 1):  # logits or log-probabilities: another ranking
-        raise InputDataError(f"class probabilities must lie in [0, 1], got values from {p.min().item():.4g} to "
-                             f"{p.max().item():.4g} (logits? apply softmax first)")
+    low, high = (float(p.min()), float(p.max())) if p.numel() else (0.0, 1.0)
+    if low < 0 or high > 1:  # logits or log-probabilities: another ranking
+        raise InputDataError(f"class probabilities must lie in [0, 1], got values from {low:.4g} to {high:.4g} "
+                             "(logits? apply softmax first)")
     confidence, predicted = p.max(dim=1)
     if exclude is not None and len(exclude):
         skip = torch.as_tensor(exclude, dtype=torch.int64)
-        if skip.min() < 0 or skip.max() >= len(p):  # -1 excluded the last example without a word
-            raise InputDataError(f"exclude holds indices from {skip.min().item()} to {skip.max().item()}; "
+        first, last = int(skip.min()), int(skip.max())
+        if first < 0 or last >= len(p):  # -1 excluded the last example without a word
+            raise InputDataError(f"exclude holds indices from {first} to {last}; "
                                  f"the {len(p)} examples have indices 0 to {len(p) - 1}")
         confidence = confidence.clone()
         confidence[skip] = -torch.inf
