@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from matplotlib.ticker import LogFormatter, MaxNLocator  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator, SymmetricalLogLocator  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 N_SAMPLE_ROWS = 8  # rows of samples.png (one z each)
 N_RECON = 50  # test digits in reconstructions.png
+ERROR_LINEAR_BELOW = 0.1  # % error: with errors of 0, the error axis of curves.png is linear below it
 
 
 def save_tsne(codes: np.ndarray, labels: np.ndarray, path: str | os.PathLike, *, seed: int = 0,
@@ -63,8 +64,19 @@ def save_tsne(codes: np.ndarray, labels: np.ndarray, path: str | os.PathLike, *,
     return save_figure(fig, path, dpi=110)
 
 
+def _two_and_five(value: float, _position: int) -> str:
+    """Minor tick labels of the error axis: 0.2, 0.5, 2, 5, 20, 50 (the other minor ticks unlabelled)."""
+    mantissa = f"{value:.0e}"[0]  # leading digit
+    return f"{value:g}" if value > 0 and mantissa in "25" else ""
+
+
 def save_curves(history: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Loss per epoch (left) and validation / test error per epoch (right)."""
+    """:func:`curves_figure` of ``history`` as a PNG at ``path``."""
+    return save_figure(curves_figure(history), path, dpi=110)
+
+
+def curves_figure(history: pd.DataFrame) -> plt.Figure:
+    """Loss per epoch (left) and validation / test / labelled training error per epoch (right)."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
     loss_col = "train_loss" if "train_loss" in history else None
     if loss_col:
@@ -72,19 +84,32 @@ def save_curves(history: pd.DataFrame, path: str | os.PathLike) -> Path:
         left.set_xlabel("epoch")
         left.set_ylabel("loss (nats)")
         left.legend()
+    lowest = np.inf
     for col in ("valid_error", "test_error", "train_labelled_accuracy"):
         if col in history:
-            values = 1 - history[col] if col == "train_labelled_accuracy" else history[col]
-            right.plot(history["epoch"], 100 * values, label=col.replace("train_labelled_accuracy", "labelled train error"))
+            values = 100 * (1 - history[col] if col == "train_labelled_accuracy" else history[col])
+            right.plot(history["epoch"], values, label=col.replace("train_labelled_accuracy", "labelled train error"))
+            lowest = min(lowest, values.min())
     right.set_xlabel("epoch")
     right.set_ylabel("error (%)")
-    right.set_yscale("log")
-    for axis in (right.yaxis.set_major_formatter, right.yaxis.set_minor_formatter):
-        axis(LogFormatter())  # 20, 30 instead of 2 x 10^1
+    if lowest > 0:
+        right.set_yscale("log")
+        for axis in (right.yaxis.set_major_formatter, right.yaxis.set_minor_formatter):
+            axis(LogFormatter())  # 20, 30 instead of 2 x 10^1
+    else:
+        # An error of 0 (a labelled training error once the few labels are learned by heart,
+        # any error on small or easy data) is drawn nowhere on a log axis: logarithmic
+        # above ERROR_LINEAR_BELOW %, linear down to 0.
+        right.set_yscale("symlog", linthresh=ERROR_LINEAR_BELOW, linscale=0.5)
+        right.set_ylim(0, max(right.get_ylim()[1], 1.0))  # errors of 0 everywhere still get an axis to 1%
+        right.yaxis.set_minor_locator(SymmetricalLogLocator(linthresh=ERROR_LINEAR_BELOW, base=10,
+                                                            subs=range(2, 10)))
+        right.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))  # 0.1, 1, 10, not 1e-01
+        right.yaxis.set_minor_formatter(FuncFormatter(_two_and_five))
     for ax in (left, right):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # whole epochs, even just one
     right.legend()
-    return save_figure(fig, path, dpi=110)
+    return fig
 
 
 def write_plots(clf: FewLabelClassifier, dataset: ImageDataset, rundir: Path, *, tsne_points: int,
