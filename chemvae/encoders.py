@@ -61,7 +61,15 @@ class CNNEncoder(nn.Module):
         return tokens
 
     def forward(self, tokens: Tensor) -> Tensor:
-        """Token ids `[B, T]` (T <= max_length + 1) to features `[B, encoder_hidden]`."""
+        """Token ids `[B, T]` (T <= max_length + 1) to features `[B, encoder_hidden]`.
+
+        Raises:
+            InputDataError: If T > max_length + 1 (padding by a negative amount cut the
+                molecules' ends off without a word).
+        """
+        if tokens.shape[1] > self.length:
+            raise InputDataError(f"the CNN encoder reads at most max_length + 1 = {self.length} tokens per molecule, "
+                                 f"got a batch of {tokens.shape[1]}")
         # Pad back to the fixed length the dense layer was built for.
         tokens = nn.functional.pad(tokens, (0, self.length - tokens.shape[1]), value=Vocabulary.pad_index)
         x = self.embed(tokens).transpose(1, 2)  # [B, E, T]: channels first for Conv1d
@@ -92,8 +100,16 @@ class GRUEncoder(nn.Module):
         return tokens, lengths
 
     def forward(self, inputs: tuple[Tensor, Tensor]) -> Tensor:
-        """Token ids `[B, T]` and their host lengths `[B]` to features `[B, 2 * encoder_hidden]`."""
+        """Token ids `[B, T]` and their host lengths `[B]` to features `[B, 2 * encoder_hidden]`.
+
+        Raises:
+            InputDataError: If a length is above T (torch's message spoke of a ``start``
+                and a dimension size).
+        """
         tokens, lengths = inputs
+        if len(lengths) and int(lengths.max()) > tokens.shape[1]:  # host lengths: no device sync
+            raise InputDataError(f"a molecule's length {int(lengths.max())} is above the batch's {tokens.shape[1]} "
+                                 "token positions")
         packed = pack_padded_sequence(self.embed(tokens), lengths.clamp_min(1), batch_first=True,
                                       enforce_sorted=False)
         _, h = self.gru(packed)  # h: [layers * 2, B, H]
