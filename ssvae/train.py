@@ -11,6 +11,7 @@ points resolve it) or the model's.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -67,6 +68,31 @@ def _prepare(x: Tensor, mode: str, seed: int) -> Tensor:
     if mode == "fixed":
         return fixed_binarize(x, seed)
     return x  # "none", or "dynamic" (drawn per batch during training)
+
+
+def check_rows(x: Tensor, name: str, *, width: int | None, binarize: str, dtype: torch.dtype) -> Tensor:
+    """``x`` `[N, width]` as ``dtype``, refused by name if training cannot read it.
+
+    Read once per run (one host read). Without it the failures were torch's, and for
+    validation data only after the first epoch: "mat1 and mat2 shapes cannot be
+    multiplied", "Expected p_in >= 0 && p_in <= 1", "mat1 and mat2 must have the same dtype".
+
+    Raises:
+        InputDataError: Not 2-D or not ``width`` columns; NaN or infinite values; values
+            outside `[0, 1]` where they are to be binarized.
+    """
+    if x.dim() != 2 or (width is not None and x.shape[1] != width):
+        expected = f"[N, {width}]" if width is not None else "[N, D]"
+        raise InputDataError(f"{name} must be rows of pixels, {expected}; got shape {list(x.shape)}")
+    x = x.to(dtype)
+    if len(x):
+        low, high = (float(v) for v in torch.aminmax(x))
+        if not math.isfinite(low + high):  # NaN is neither above nor below anything
+            raise InputDataError(f"{name} has NaN or infinite values")
+        if binarize != "none" and not 0 <= low <= high <= 1:
+            raise InputDataError(f"{name} must hold grey levels in [0, 1] to binarize ({binarize!r}); its values "
+                                 f"span [{low:g}, {high:g}]")
+    return x
 
 
 @torch.no_grad()
@@ -182,10 +208,17 @@ def fit_vae(
     seed = check_seed(seed)  # torch's generator names 2.5 as 'expected a long' after the data moved
     if len(x_train) == 0:
         raise InputDataError("x_train holds no examples: there is nothing to train on")
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    parameter = next(model.parameters())
+    device = torch.device(device) if device is not None else parameter.device
+    width = getattr(getattr(model, "config", None), "x_dim", None)
+    rows = dict(width=width if width is not None else x_train.shape[-1], binarize=binarize, dtype=parameter.dtype)
+    x_train = check_rows(x_train, "x_train", **rows)
     model.to(device)
     x_train = _prepare(x_train.to(device), binarize, seed)
-    x_valid = _prepare(valid.to(device), "none" if binarize == "none" else "fixed", VALID_BINARIZE_SEED) if valid is not None else None
+    x_valid = None
+    if valid is not None:
+        valid = check_rows(valid, "valid", **rows)
+        x_valid = _prepare(valid.to(device), "none" if binarize == "none" else "fixed", VALID_BINARIZE_SEED)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
     model_config = config_to_dict(model.config)
