@@ -80,6 +80,10 @@ def train_epoch(
     Returns:
         The new global step and the epoch's mean terms (``train_*``), ``beta``,
         ``train_seconds`` and ``train_molecules_per_s``.
+
+    Raises:
+        NonFiniteLossError: If the loss is NaN or infinite, checked every 50 steps and at
+            the end of the epoch (one read from the device each).
     """
     if grad_clip is not None:  # clip_grad_norm_ with a negative norm flips every gradient
         finite_at_least("grad_clip", grad_clip, 0, strict=True)
@@ -106,6 +110,8 @@ def train_epoch(
         if stop is not None and stop.get("stop"):
             break
     bar.close()
+    if means.count:  # NaN in the steps after the last check would be logged, and checkpointed by fit
+        check_finite(means.sums["loss"], step)
     seconds = time.perf_counter() - start
     row = means.result("train_")
     row.update(beta=schedule(step), train_seconds=seconds, train_molecules_per_s=means.count / max(seconds, 1e-9))

@@ -13,7 +13,7 @@ from chemvae.model import ChemVAEConfig, MoleculeVAE
 from chemvae.tokens import Tokenizer, Vocabulary
 from chemvae.train import evaluate_loss, fit, load_training_state, reconstruct, train_epoch
 from vaecore.checkpoint import load_checkpoint
-from vaecore.errors import ConfigMismatchError
+from vaecore.errors import ConfigMismatchError, NonFiniteLossError
 from vaecore.rundir import RunDir
 from vaecore.schedules import ConstantSchedule, LinearWarmup
 
@@ -98,6 +98,26 @@ def test_fit_logs_checkpoints_and_resumes(tmp_path):
     other = MoleculeVAE(ChemVAEConfig(**{**TINY.__dict__, "latent_dim": 5}), vocab)
     with pytest.raises(ConfigMismatchError, match="latent_dim"):
         load_training_state(tmp_path / "ckpt.safetensors", other, torch.optim.Adam(other.parameters()), generator2)
+
+
+def test_a_non_finite_epoch_leaves_the_last_checkpoint_as_it_was(tmp_path):
+    # An epoch of fewer than 50 steps (or NaN in its steps after the last check) was
+    # logged with empty means and its NaN weights written over the last good checkpoint.
+    data, vocab = _data(30, TINY)
+    model = MoleculeVAE(TINY, vocab)
+    optimizer = torch.optim.Adam(model.parameters())
+    rundir = RunDir(tmp_path, TINY, seed=0, device="cpu")
+    run = dict(optimizer=optimizer, schedule=ConstantSchedule(1.0), batch_size=10, generator=torch.Generator(),
+               rundir=rundir, checkpoint_path=tmp_path / "ckpt.safetensors", progress=False)
+    assert fit(model, data, None, epochs=1, **run) == 1
+    with torch.no_grad():
+        next(model.decoder.parameters()).fill_(float("nan"))
+    with pytest.raises(NonFiniteLossError, match="non-finite loss \\(nan\\) at step 6"):
+        fit(model, data, None, epochs=2, start_epoch=1, step=3, **run)
+    stored = load_checkpoint(tmp_path / "ckpt.safetensors")
+    assert stored.payload["epoch"] == 1
+    assert all(torch.isfinite(value).all() for value in stored.payload["model"].values())
+    assert pd.read_csv(tmp_path / "history.csv")["epoch"].tolist() == [1]
 
 
 def test_stop_flag_ends_without_logging_a_partial_epoch(tmp_path):
