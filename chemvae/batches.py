@@ -32,6 +32,15 @@ class MoleculeTensors:
     tokens: Tensor
     properties: Tensor
 
+    def __post_init__(self) -> None:
+        """Refuse parts of other lengths by name: a batch indexed past one failed in torch's indexing."""
+        if self.tokens.dim() != 2 or self.properties.dim() != 2:
+            raise InputDataError(f"tokens and properties must be [N, T] and [N, P], got {list(self.tokens.shape)} "
+                                 f"and {list(self.properties.shape)}")
+        if not len(self.smiles) == len(self.tokens) == len(self.properties):
+            raise InputDataError(f"{len(self.smiles)} SMILES, {len(self.tokens)} token rows and "
+                                 f"{len(self.properties)} property rows: one of each per molecule")
+
     def __len__(self) -> int:
         return len(self.smiles)
 

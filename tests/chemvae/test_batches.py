@@ -32,3 +32,13 @@ def test_property_stats_and_batches():
     shuffled = list(iterate_batches(data, 2, shuffle=True, generator=torch.Generator().manual_seed(0)))
     assert sorted(s for b in shuffled for s in b["smiles"]) == ["C", "CCO", "OO"]
     assert math.isclose(float(batches[0]["properties"].sum()), 0.0)
+
+
+def test_parts_of_other_lengths_are_refused_by_name():
+    vocab = Vocabulary(["C", "O"])
+    tokens = encode_tokens([["C"], ["O"]], vocab, 4)
+    with pytest.raises(InputDataError, match="3 SMILES, 2 token rows and 2 property rows: one of each per molecule"):
+        MoleculeTensors(["C", "O", "CO"], tokens, torch.zeros(2, 1))  # was an IndexError once batched
+    with pytest.raises(InputDataError, match=r"must be \[N, T\] and \[N, P\], got \[2, 4\] and \[2\]"):
+        MoleculeTensors(["C", "O"], tokens, torch.zeros(2))
+    assert len(MoleculeTensors([], encode_tokens([], vocab, 4), torch.zeros(0, 1))) == 0  # an empty split
