@@ -317,13 +317,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     """Add ``fewlabel`` to the ``vaelab`` command line."""
     p = subparsers.add_parser("fewlabel", help="semi-supervised classification with M1 / M2 / M1+M2",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default="mnist", help="mnist, fixture, or PATH.npz (default: mnist)")
+    p.add_argument("--data", default="mnist",
+                   help="mnist, fixture, PATH.npz or a directory of the four MNIST IDX files (default: mnist)")
     p.add_argument("--labels", type=int, default=None,
                    help="labels to keep, balanced over classes (omit: use y_train's labels as given)")
-    p.add_argument("--model", choices=MODELS, default="m1m2")
+    p.add_argument("--model", choices=MODELS, default="m1m2",
+                   help="m1: classical classifiers on M1's features; m2; m1m2: M2 on M1's latents (default)")
     p.add_argument("--preset", choices=PRESETS, default="default",
                    help="default (GPU), fast (CPU, about an hour), paper (Kingma et al. 2014)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds the label draw and training (default: 0)")
     p.add_argument("--epochs", type=int, default=None, help="M2 epochs (default: the preset's)")
     p.add_argument("--m1-epochs", type=int, default=None, help="M1 epochs (default: the preset's)")
     p.add_argument("--time-budget-minutes", type=float, default=None,
