@@ -325,7 +325,14 @@ def balanced_subset(split: Split, per_class: int, generator: torch.Generator | N
         split: The examples to draw from (unlabelled ones are never drawn).
         per_class: Examples per class; a class with fewer gives all it has.
         generator: Optional CPU generator for a repeatable draw.
+
+    Raises:
+        InputDataError: ``per_class`` is not a positive integer (-1 took all but one of
+            each class, as a slice end), or no example is labelled.
     """
+    integer_at_least("per_class", per_class, 1)
+    if not (split.y >= 0).any():
+        raise InputDataError("no labelled example to draw from (every label is -1)")
     picks = []
     for label in split.y[split.y >= 0].unique().tolist():
         members = (split.y == label).nonzero().squeeze(1)

@@ -235,6 +235,11 @@ def test_balanced_subset_draws_each_class_equally() -> None:
     assert len(sub) == 30 and torch.bincount(sub.y, minlength=10).tolist() == [3] * 10
     again = balanced_subset(Split(train.x, y), 3, torch.Generator().manual_seed(0))
     assert torch.equal(sub.x, again.x)
+    for per_class in (-1, 0, 2.5):  # -1 took all but one of each class
+        with pytest.raises(InputDataError, match=f"per_class must be an integer >= 1, got {per_class}"):
+            balanced_subset(Split(train.x, y), per_class)
+    with pytest.raises(InputDataError, match="no labelled example to draw from"):
+        balanced_subset(Split(train.x, torch.full_like(y, -1)), 3)  # was torch.cat's "expected a non-empty list"
 
 
 def test_translations_move_every_image_and_fill_with_zeros() -> None:
