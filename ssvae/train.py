@@ -71,9 +71,9 @@ def _prepare(x: Tensor, mode: str, seed: int) -> Tensor:
 
 
 def check_rows(x: Tensor, name: str, *, width: int | None, binarize: str, dtype: torch.dtype) -> Tensor:
-    """``x`` `[N, width]` as ``dtype``, refused by name if training cannot read it.
+    """``x`` `[N, width]` (any width for ``None``) as ``dtype``, refused by name if training cannot read it.
 
-    Read once per run (one host read). Without it the failures were torch's, and for
+    One read from the device per tensor and run. Without it the failures were torch's, and for
     validation data only after the first epoch: "mat1 and mat2 shapes cannot be
     multiplied", "Expected p_in >= 0 && p_in <= 1", "mat1 and mat2 must have the same dtype".
 
@@ -82,8 +82,8 @@ def check_rows(x: Tensor, name: str, *, width: int | None, binarize: str, dtype:
             outside `[0, 1]` where they are to be binarized.
     """
     if x.dim() != 2 or (width is not None and x.shape[1] != width):
-        expected = f"[N, {width}]" if width is not None else "[N, D]"
-        raise InputDataError(f"{name} must be rows of pixels, {expected}; got shape {list(x.shape)}")
+        raise InputDataError(f"{name} must be rows of pixels, [N, {'D' if width is None else width}]; "
+                             f"got shape {list(x.shape)}")
     x = x.to(dtype)
     if len(x):
         low, high = (float(v) for v in torch.aminmax(x))
@@ -210,14 +210,14 @@ def fit_vae(
         raise InputDataError("x_train holds no examples: there is nothing to train on")
     parameter = next(model.parameters())
     device = torch.device(device) if device is not None else parameter.device
-    width = getattr(getattr(model, "config", None), "x_dim", None)
-    rows = dict(width=width if width is not None else x_train.shape[-1], binarize=binarize, dtype=parameter.dtype)
-    x_train = check_rows(x_train, "x_train", **rows)
+    width = getattr(getattr(model, "config", None), "x_dim", None)  # a model without one: any width
+    x_train = check_rows(x_train, "x_train", width=width, binarize=binarize, dtype=parameter.dtype)
+    if valid is not None:
+        valid = check_rows(valid, "valid", width=x_train.shape[1], binarize=binarize, dtype=parameter.dtype)
     model.to(device)
     x_train = _prepare(x_train.to(device), binarize, seed)
     x_valid = None
     if valid is not None:
-        valid = check_rows(valid, "valid", **rows)
         x_valid = _prepare(valid.to(device), "none" if binarize == "none" else "fixed", VALID_BINARIZE_SEED)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
