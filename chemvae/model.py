@@ -108,19 +108,24 @@ class ChemVAEConfig:
             raise InputDataError(f"property_names {list(self.property_names)} name {twice} more than once")
 
 
-def check_decoding(method: str, temperature: float) -> None:
+def check_decoding(method: str, temperature: float, *, name: str = "method") -> None:
     """Refuse a decoding ``method`` other than ``greedy`` / ``sample``, or a ``temperature``
     that is not a finite number > 0 (inf decoded every molecule as ``""``), or one other than 1
     with ``greedy``, which takes the argmax and would ignore it.
+
+    Args:
+        method, temperature: The decoding settings.
+        name: What the caller calls ``method`` (``decode_method`` in a search, whose own
+            ``method`` is the search's), named in the messages.
 
     Raises:
         InputDataError: Naming the value.
     """
     if method not in ("greedy", "sample"):
-        raise InputDataError(f"method must be 'greedy' or 'sample', got {method!r}")
+        raise InputDataError(f"{name} must be 'greedy' or 'sample', got {method!r}")
     finite_at_least("temperature", temperature, 0, strict=True)
     if method == "greedy" and temperature != 1.0:
-        raise InputDataError(f"temperature {temperature} has no effect on greedy decoding; use method 'sample'")
+        raise InputDataError(f"temperature {temperature} has no effect on greedy decoding; use {name} 'sample'")
 
 
 @contextlib.contextmanager

@@ -101,7 +101,7 @@ class ChemEvalConfig:
             if getattr(self, name) is not None:
                 integer_at_least(name, getattr(self, name), least)
         worker_count(self.n_jobs)  # first read once every sample is decoded
-        check_decoding(self.sample_method, self.temperature)
+        check_decoding(self.sample_method, self.temperature, name="sample_method")
 
 
 # Architecture settings that only one encoder reads.

@@ -162,7 +162,7 @@ def optimize(
     if isinstance(objective, str):
         objective = get_objective(objective)
     # Checked before the initial molecules are scored: a user's objective may be expensive.
-    check_decoding(decode_method, 1.0)
+    check_decoding(decode_method, 1.0, name="decode_method")
     n_init = DEFAULT_N_INIT if n_init is None else n_init
     # numpy integers are fine (budgets often come from arrays); floats and bools are not.
     budget, batch_size = integer_at_least("budget", budget, 1), integer_at_least("batch_size", batch_size, 1)

@@ -51,7 +51,7 @@ def test_chemistry_command_without_rdkit_names_the_package(args: tuple[str, ...]
     (["chem", "eval", "{empty}", "--temperature", "0"], "temperature must be a finite number > 0, got 0.0"),
     (["chem", "eval", "{empty}", "--temperature", "inf"], "temperature must be a finite number > 0, got inf"),
     (["chem", "eval", "{empty}", "--sample-method", "greedy", "--temperature", "0.5"],
-     "temperature 0.5 has no effect on greedy decoding; use method 'sample'"),
+     "temperature 0.5 has no effect on greedy decoding; use sample_method 'sample'"),
     (["molopt", "--model", "{empty}", "--objective", "qed", "--out", "{empty}/o"],
      "holds no model.safetensors or checkpoint.safetensors"),
     (["vae", "--data", "{empty}/nope.npz", "--out", "{empty}/o"], "is neither 'mnist', 'fixture' nor an existing path"),

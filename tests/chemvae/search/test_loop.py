@@ -123,7 +123,8 @@ def test_a_bad_decoding_method_is_refused_before_the_objective_is_called(tiny_mo
         calls.extend(smiles)
         return objectives.qed(smiles)
 
-    with pytest.raises(InputDataError, match="method must be 'greedy' or 'sample', got 'beam'"):
+    # It said 'method must be', and optimize's own method is the search's (bo, gradient, random).
+    with pytest.raises(InputDataError, match="decode_method must be 'greedy' or 'sample', got 'beam'"):
         optimize(tiny_model, objective, method="bo", budget=5, n_init=10, decode_method="beam", settings=fast_bo)
     assert calls == []
 
