@@ -176,7 +176,8 @@ def optimize(
         settings = dataclasses.replace(settings or BOSettings(), acquisition=acquisition)
     expected = {"bo": BOSettings, "gradient": GradientSettings}.get(method)
     if settings is not None and (expected is None or not isinstance(settings, expected)):
-        raise InputDataError(f"settings {type(settings).__name__} do not apply to method {method!r}")
+        wanted = "None (it has no settings)" if expected is None else f"a {expected.__name__} or None"
+        raise InputDataError(f"settings of method {method!r} must be {wanted}, not {type(settings).__name__}")
     record = (None if journal is None
               else ScoreJournal(journal, objective_name(objective), statuses=("scored",) + FAILURE_STATUSES))
 

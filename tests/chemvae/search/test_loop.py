@@ -107,8 +107,10 @@ def test_arguments_are_checked(tiny_model, fast_bo):
     assert result.history["new"].sum() <= 4 and result.history["method"].eq("random").all()
     with pytest.raises(InputDataError, match="method 'bo' only"):
         optimize(tiny_model, objectives.qed, method="random", acquisition="ts")
-    with pytest.raises(InputDataError, match="do not apply"):
+    with pytest.raises(InputDataError, match=r"method 'random' must be None \(it has no settings\), not BOSettings"):
         optimize(tiny_model, objectives.qed, method="random", settings=fast_bo)
+    with pytest.raises(InputDataError, match="settings of method 'bo' must be a BOSettings or None, not int"):
+        optimize(tiny_model, objectives.qed, method="bo", settings=3)  # was 'settings int do not apply'
     with pytest.raises(InputDataError, match="could be encoded"):
         optimize(tiny_model, objectives.qed, method="bo", init_smiles=["not smiles", "C1CC"], n_init=2)
     with pytest.raises(InputDataError, match="init_smiles is empty"):  # was torch's RuntimeError on a reshape
