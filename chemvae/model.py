@@ -111,12 +111,8 @@ class ChemVAEConfig:
 def check_decoding(method: str, temperature: float, *, name: str = "method") -> None:
     """Refuse a decoding ``method`` other than ``greedy`` / ``sample``, or a ``temperature``
     that is not a finite number > 0 (inf decoded every molecule as ``""``), or one other than 1
-    with ``greedy``, which takes the argmax and would ignore it.
-
-    Args:
-        method, temperature: The decoding settings.
-        name: What the caller calls ``method`` (``decode_method`` in a search, whose own
-            ``method`` is the search's), named in the messages.
+    with ``greedy``, which takes the argmax and would ignore it. ``name`` is what the caller
+    calls ``method`` (``decode_method`` in a search, whose own ``method`` is the search's).
 
     Raises:
         InputDataError: Naming the value.
