@@ -7,11 +7,12 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
-from vaecore.errors import VaelabError
+from vaecore.errors import NonFiniteLossError, VaelabError
 
 # Subcommand modules and the command each adds; each defines add_parser(subparsers) that
-# sets ``func`` on its parser, and ``on_interrupt`` (args -> how to go on, or None) where
-# an interrupted run can be continued.
+# sets ``func`` on its parser, ``on_interrupt`` (args -> how to go on, or None) where an
+# interrupted run can be continued, and ``on_diverged`` (args -> what to change) where a
+# run trains.
 _COMMANDS = {"pipelines.vae": "vae", "pipelines.fewlabel": "fewlabel", "pipelines.chem": "chem",
              "pipelines.molopt": "molopt"}
 
@@ -66,6 +67,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
+    except NonFiniteLossError as err:
+        # "non-finite loss (nan) at step 4" alone left the user to guess what to change.
+        on_diverged = getattr(args, "on_diverged", None)
+        how = on_diverged(args) if on_diverged is not None else None
+        print(f"vaelab {args.command}: error: {err}" + (f"; {how}" if how else ""), file=sys.stderr)
+        return 2
     except (VaelabError, ValueError, OSError) as err:
         # Bad input ends with one clear line, not a traceback (OSError: a path that cannot
         # be read or written, which the message names).

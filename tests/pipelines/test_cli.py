@@ -147,3 +147,15 @@ def test_ctrl_c_says_where_the_run_stopped_and_the_command_that_continues_it(tmp
     last = err.strip().splitlines()[-1]
     assert last.startswith("vaelab vae: interrupted in epoch ") and f"checkpoint at {out}" in last
     assert last.endswith(f"; continue with: vaelab vae --resume {out}")
+
+
+def test_a_run_that_diverges_says_what_to_change(tmp_path, capsys) -> None:
+    # It printed "non-finite loss (...) at step 10" alone.
+    from pipelines.cli import main
+
+    args = ["vae", "--data", "fixture", "--epochs", "1", "--lr", "1e12", "--hidden", "16", "--latent", "2",
+            "--eval-samples", "2", "--no-progress", "--out", str(tmp_path / "vae")]
+    assert main(args) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("vaelab vae: error: non-finite loss (")
+    assert last.endswith("; training diverged: start a new run with a smaller --lr (a resume keeps the stored settings)")
