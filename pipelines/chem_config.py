@@ -112,12 +112,19 @@ def unused_settings(config: ChemTrainConfig) -> list[str]:
     """Settings changed from their defaults that this run would not read.
 
     The CNN's channels and kernels, the GRU's layers and the graph encoder's layers are read
-    by their own encoder only, and the KL warm-up and delay by a schedule other than ``none``.
+    by their own encoder only, dropout between stacked GRU layers only (a decoder of one
+    layer and no GRU encoder of two or more have none), and the KL warm-up and delay by a
+    schedule other than ``none``.
     """
     default_model, default = ChemVAEConfig(), ChemTrainConfig()
-    unused = [f"{name}={getattr(config.model, name)!r} (read by the {encoder} encoder only)"
+    model = config.model
+    unused = [f"{name}={getattr(model, name)!r} (read by the {encoder} encoder only)"
               for name, encoder in ENCODER_ONLY.items()
-              if config.model.encoder != encoder and getattr(config.model, name) != getattr(default_model, name)]
+              if model.encoder != encoder and getattr(model, name) != getattr(default_model, name)]
+    stacked = model.decoder_layers > 1 or (model.encoder == "gru" and model.encoder_layers > 1)
+    if model.dropout != default_model.dropout and not stacked:
+        unused.append(f"dropout={model.dropout!r} (read between stacked GRU layers only, and this model has "
+                      "a decoder of 1 layer and no GRU encoder of 2 or more)")
     if config.kl_schedule == "none":
         unused += [f"{name}={getattr(config, name)!r} (kl_schedule 'none' has no warm-up)"
                    for name in ("kl_warmup_fraction", "kl_delay_fraction") if getattr(config, name) != getattr(default, name)]

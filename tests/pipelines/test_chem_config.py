@@ -29,3 +29,9 @@ def test_unused_settings_name_what_this_run_would_not_read():
     assert unused_settings(flat) == ["kl_warmup_fraction=0.5 (kl_schedule 'none' has no warm-up)",
                                      "kl_delay_fraction=0.2 (kl_schedule 'none' has no warm-up)"]
     assert unused_settings(ChemTrainConfig(model=ChemVAEConfig(encoder="cnn", cnn_kernels=(7, 7, 7)))) == []
+    # torch's GRU drops out between its layers only: with one layer the setting was ignored.
+    single = ChemTrainConfig(model=ChemVAEConfig(decoder_layers=1, dropout=0.3))
+    assert unused_settings(single) == ["dropout=0.3 (read between stacked GRU layers only, and this model has a "
+                                       "decoder of 1 layer and no GRU encoder of 2 or more)"]
+    for stacked in (dict(decoder_layers=2), dict(decoder_layers=1, encoder="gru", encoder_layers=2)):
+        assert unused_settings(ChemTrainConfig(model=ChemVAEConfig(dropout=0.3, **stacked))) == []
