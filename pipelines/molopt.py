@@ -122,6 +122,9 @@ class MoloptConfig:
         if self.method not in INIT_METHODS and (self.n_init != defaults["n_init"] or self.init_data is not None):
             raise InputDataError(f"method {self.method!r} starts from no initial molecules, so n_init={self.n_init} "
                                  f"and init_data={self.init_data!r} would be ignored; drop them")
+        if self.n_init == 0 and self.init_data is not None:  # no initial molecule is drawn from it
+            raise InputDataError(f"n_init=0 draws no initial molecules, so init_data={self.init_data!r} would be "
+                                 "ignored; drop it")
         if self.method == "random" and self.prior_bound != defaults["prior_bound"]:  # was ignored without a word
             raise InputDataError(f"method 'random' decodes draws from the whole prior, so prior_bound="
                                  f"{self.prior_bound} would be ignored; drop it")

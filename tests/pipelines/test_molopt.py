@@ -102,6 +102,8 @@ BAD_INPUT = [  # command-line arguments after --model, and what the one error li
     (["--method", "random", "--init-data", "fixture"], "init_data='fixture' would be ignored"),
     (["--method", "random", "--prior-bound", "2"], "method 'random' decodes draws from the whole prior, so "
                                                      "prior_bound=2.0 would be ignored"),
+    (["--method", "gradient", "--n-init", "0", "--init-data", "fixture"],
+     "n_init=0 draws no initial molecules, so init_data='fixture' would be ignored"),  # it was, without a word
 ]
 
 
