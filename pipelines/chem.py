@@ -39,7 +39,7 @@ from chemvae.model import ChemVAEConfig, MoleculeVAE
 from chemvae.persistence import CHECKPOINT_FILE, MODEL_FILE, load, save_model
 from chemvae.tokens import REPRESENTATIONS, Tokenizer, Vocabulary
 from chemvae.train import fit, load_training_state
-from pipelines.chem_config import RESUME_SETTINGS, ChemEvalConfig, ChemTrainConfig, unused_settings
+from pipelines.chem_config import RESUME_SETTINGS, ChemEvalConfig, ChemTrainConfig, check_warmup, unused_settings
 from vaecore.config import read_run_config
 from vaecore.datasets import cache_dir
 from vaecore.errors import InputDataError
@@ -105,6 +105,8 @@ def train(config: ChemTrainConfig, workdir: str | os.PathLike) -> dict[str, Any]
         config = dataclasses.replace(stored, **{name: getattr(config, name) for name in RESUME_SETTINGS})
     elif unused := unused_settings(config):  # a new run: settings it would ignore without a word
         raise InputDataError(f"these settings would be ignored by this run: {'; '.join(unused)}. Drop them")
+    else:
+        check_warmup(config)
     if config.resume is None or Path(workdir).resolve() != Path(config.resume).resolve():  # a new directory
         check_new_run_dir(workdir, ChemTrainConfig, command="chem train",
                           resumable=(Path(workdir) / CHECKPOINT_FILE).is_file())

@@ -131,6 +131,22 @@ def unused_settings(config: ChemTrainConfig) -> list[str]:
     return unused
 
 
+def check_warmup(config: ChemTrainConfig) -> None:
+    """Refuse a KL delay and warm-up that end after the run: beta would never be reached.
+
+    The warm-up starts after the delay, so a delay of 0.1 with the default warm-up of the
+    whole run ended at 90% of beta without a word. Checked for new runs only: a stored
+    run of such settings still loads, resumes and evaluates.
+
+    Raises:
+        InputDataError: Naming both fractions and the longest warm-up that fits.
+    """
+    delay, warmup = config.kl_delay_fraction, config.kl_warmup_fraction
+    if config.kl_schedule != "none" and delay + warmup > 1 + 1e-9:
+        raise InputDataError(f"kl_delay_fraction {delay} + kl_warmup_fraction {warmup} is more than all steps: "
+                             f"the KL weight would end below beta; make the warm-up at most {1 - delay:g}")
+
+
 # The fields of ChemTrainConfig that a resumed run takes from the resuming call.
 RESUME_SETTINGS = ("epochs", "device", "progress", "resume", "n_jobs")
 

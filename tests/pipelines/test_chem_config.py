@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chemvae.model import ChemVAEConfig
-from pipelines.chem_config import ChemEvalConfig, ChemTrainConfig, unused_settings
+from pipelines.chem_config import ChemEvalConfig, ChemTrainConfig, check_warmup, unused_settings
 from vaecore.errors import InputDataError
 
 
@@ -19,6 +19,17 @@ from vaecore.errors import InputDataError
 def test_python_configs_name_counts_that_are_not_integers(config, message):
     with pytest.raises(InputDataError, match=message):
         config()
+
+
+def test_a_warm_up_that_would_end_after_the_run_is_refused():
+    # The warm-up starts after the delay: a delay of 0.1 with the default warm-up of the
+    # whole run ended the run at 90% of beta, without a word.
+    with pytest.raises(InputDataError, match="kl_delay_fraction 0.1 \\+ kl_warmup_fraction 1.0 is more than all "
+                                             "steps: the KL weight would end below beta; make the warm-up at most 0.9"):
+        check_warmup(ChemTrainConfig(kl_delay_fraction=0.1))
+    check_warmup(ChemTrainConfig(kl_delay_fraction=0.1, kl_warmup_fraction=0.9))  # ends with the run
+    check_warmup(ChemTrainConfig(kl_schedule="sigmoid", kl_delay_fraction=0.3, kl_warmup_fraction=0.7))
+    check_warmup(ChemTrainConfig(kl_schedule="none", kl_delay_fraction=0.5))  # no warm-up (unused_settings says so)
 
 
 def test_unused_settings_name_what_this_run_would_not_read():
