@@ -113,8 +113,8 @@ def unused_settings(config: ChemTrainConfig) -> list[str]:
 
     The CNN's channels and kernels, the GRU's layers and the graph encoder's layers are read
     by their own encoder only, dropout between stacked GRU layers only (a decoder of one
-    layer and no GRU encoder of two or more have none), and the KL warm-up and delay by a
-    schedule other than ``none``.
+    layer and no GRU encoder of two or more have none), and the KL schedule, warm-up and
+    delay by a run whose beta is not 0 (the warm-up and delay: whose schedule is not ``none``).
     """
     default_model, default = ChemVAEConfig(), ChemTrainConfig()
     model = config.model
@@ -125,9 +125,13 @@ def unused_settings(config: ChemTrainConfig) -> list[str]:
     if model.dropout != default_model.dropout and not stacked:
         unused.append(f"dropout={model.dropout!r} (read between stacked GRU layers only, and this model has "
                       "a decoder of 1 layer and no GRU encoder of 2 or more)")
-    if config.kl_schedule == "none":
+    changed = [name for name in ("kl_schedule", "kl_warmup_fraction", "kl_delay_fraction")
+               if getattr(config, name) != getattr(default, name)]
+    if config.beta == 0:  # a warm-up from 0 to 0
+        unused += [f"{name}={getattr(config, name)!r} (beta 0 has no KL weight to warm up to)" for name in changed]
+    elif config.kl_schedule == "none":
         unused += [f"{name}={getattr(config, name)!r} (kl_schedule 'none' has no warm-up)"
-                   for name in ("kl_warmup_fraction", "kl_delay_fraction") if getattr(config, name) != getattr(default, name)]
+                   for name in changed if name != "kl_schedule"]
     return unused
 
 

@@ -46,3 +46,8 @@ def test_unused_settings_name_what_this_run_would_not_read():
                                        "decoder of 1 layer and no GRU encoder of 2 or more)"]
     for stacked in (dict(decoder_layers=2), dict(decoder_layers=1, encoder="gru", encoder_layers=2)):
         assert unused_settings(ChemTrainConfig(model=ChemVAEConfig(dropout=0.3, **stacked))) == []
+    # A KL weight of 0 has nothing to warm up to: the schedule's settings were ignored.
+    assert unused_settings(ChemTrainConfig(beta=0.0, kl_schedule="sigmoid", kl_warmup_fraction=0.5)) == [
+        "kl_schedule='sigmoid' (beta 0 has no KL weight to warm up to)",
+        "kl_warmup_fraction=0.5 (beta 0 has no KL weight to warm up to)"]
+    assert unused_settings(ChemTrainConfig(beta=0.0)) == []
