@@ -136,8 +136,9 @@ def check_settings_keys(keys: Iterable[str]) -> None:
         raise InputDataError("the model is chosen with model= (--model), which the preset's settings are made for, "
                              "not with a setting; drop it")
     if fixed := sorted(key for key in keys if key in DATA_SETTINGS):
-        raise InputDataError(f"{', '.join(fixed)} come from the data (the images' size and the labels' classes), "
-                             "whatever a setting says; drop them")
+        one = len(fixed) == 1
+        raise InputDataError(f"{', '.join(fixed)} {'comes' if one else 'come'} from the data (the images' size and "
+                             f"the labels' classes), whatever a setting says; drop {'it' if one else 'them'}")
 
 
 def check_patience_setting(settings: Mapping[str, Any], *, has_valid: bool) -> None:

@@ -77,7 +77,7 @@ def test_chemistry_command_without_rdkit_names_the_package(args: tuple[str, ...]
     (["fewlabel", "--data", "fixture", "--epochs", "5", "--set", "train.epochs=2", "--out", "{empty}/o"],
      "--epochs 5 and --set train.epochs=2 set the same thing two ways; give one"),
     (["fewlabel", "--data", "fixture", "--set", "m2.n_classes=5", "--out", "{empty}/o"],
-     "m2.n_classes come from the data (the images' size and the labels' classes), whatever a setting says"),
+     "m2.n_classes comes from the data (the images' size and the labels' classes), whatever a setting says"),
     (["fewlabel", "--data", "fixture", "--set", "train.epochs=2", "--set", "train.epochs=3", "--out", "{empty}/o"],
      "train.epochs is set twice, to 2 and 3; give it once"),  # the last one won without a word
     # A file as the run directory, or one that cannot be made: FileExistsError ended in a traceback.

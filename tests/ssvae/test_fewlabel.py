@@ -252,7 +252,7 @@ def test_fit_api_m1m2_and_bad_inputs(fixture_data, capsys):
     # Early stopping watches the validation error: without validation data it did nothing.
     with pytest.raises(InputDataError, match="train.patience=5 stops on the validation error, and there is no"):
         ssvae.fit(ds.train.x, ds.train.y, n_labels=20, **{"train.patience": 5})
-    with pytest.raises(InputDataError, match="m2.x_dim come from the data"):  # ignored without a word
+    with pytest.raises(InputDataError, match="m2.x_dim comes from the data"):  # ignored without a word
         ssvae.fit(ds.train.x, ds.train.y, n_labels=20, **{"m2.x_dim": 10})
     with pytest.raises(InputDataError, match=r"x values must lie in \[0, 1\] \(or be uint8\), got range \[0, 2\.9"):
         clf.predict(ds.test.x[:2] * 3)
@@ -315,7 +315,7 @@ def test_m1m2_with_a_convolutional_classifier_learns_and_reloads(fixture_data, t
         ssvae.fit(ds.train.x, ds.train.y, model="m1m2", n_labels=100, **{**settings, "m1.epochs": 1000})
     # The context's size comes from the data, not from a setting (pixel M2 has none): a setting
     # of it was overwritten without a word, and is refused now.
-    with pytest.raises(InputDataError, match="m2.context_dim come from the data"):
+    with pytest.raises(InputDataError, match="m2.context_dim comes from the data"):
         ssvae.fit(ds.train.x, ds.train.y, model="m2", n_labels=100, preset_name="fast",
                   **{**TINY, "m2.context_dim": 5, "train.epochs": 1})
 
