@@ -119,9 +119,12 @@ class MoloptConfig:
             if given:
                 raise InputDataError(f"settings for method 'bo' only, given with method {self.method!r}: "
                                      + ", ".join(f"{k}={v!r}" for k, v in given.items()))
-        if self.method not in INIT_METHODS and (self.n_init != defaults["n_init"] or self.init_data is not None):
-            raise InputDataError(f"method {self.method!r} starts from no initial molecules, so n_init={self.n_init} "
-                                 f"and init_data={self.init_data!r} would be ignored; drop them")
+        init_given = [f"{name}={getattr(self, name)!r}" for name in ("n_init", "init_data")
+                      if getattr(self, name) != defaults[name]]  # not the other one, which was not given
+        if self.method not in INIT_METHODS and init_given:
+            them = "it" if len(init_given) == 1 else "them"
+            raise InputDataError(f"method {self.method!r} starts from no initial molecules, so "
+                                 f"{' and '.join(init_given)} would be ignored; drop {them}")
         if self.n_init == 0 and self.init_data is not None:  # no initial molecule is drawn from it
             raise InputDataError(f"n_init=0 draws no initial molecules, so init_data={self.init_data!r} would be "
                                  "ignored; drop it")

@@ -98,8 +98,10 @@ BAD_INPUT = [  # command-line arguments after --model, and what the one error li
     (["--prior-bound", "0"], "prior_bound must be a finite number > 0, got 0.0"),  # a box of one point
     (["--tr-hedge", "0.1", "--tr-hedge-points", "10", "--n-init", "5"], "hedge_points < batch_size (10), got 10"),
     # Random search starts from no initial molecules: these were ignored without a word.
-    (["--method", "random", "--n-init", "100"], "method 'random' starts from no initial molecules, so n_init=100"),
-    (["--method", "random", "--init-data", "fixture"], "init_data='fixture' would be ignored"),
+    # Each named the other setting too, at its default ("n_init=100 and init_data=None").
+    (["--method", "random", "--n-init", "100"], "method 'random' starts from no initial molecules, so n_init=100 "
+                                                "would be ignored; drop it"),
+    (["--method", "random", "--init-data", "fixture"], "so init_data='fixture' would be ignored; drop it"),
     (["--method", "random", "--prior-bound", "2"], "method 'random' decodes draws from the whole prior, so "
                                                      "prior_bound=2.0 would be ignored"),
     (["--method", "gradient", "--n-init", "0", "--init-data", "fixture"],
