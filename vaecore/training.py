@@ -51,7 +51,10 @@ class WeightAverage:
     def update(self, source: nn.Module) -> None:
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
         self.updates += 1
-        pairs = list(zip(self.module.state_dict().values(), source.state_dict().values(), strict=True))
+        # keep_vars: the tensors themselves; a plain state_dict() detaches each one, about 90
+        # operators a step for M2 that launch nothing but still cost the host its dispatch.
+        pairs = list(zip(self.module.state_dict(keep_vars=True).values(),
+                         source.state_dict(keep_vars=True).values(), strict=True))
         floats = [(mine, theirs) for mine, theirs in pairs if mine.is_floating_point()]
         # One multi-tensor lerp (as torch.optim.swa_utils does) rather than one a tensor: on
         # a GPU this step is bound by kernel launches, not arithmetic.

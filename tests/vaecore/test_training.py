@@ -43,6 +43,26 @@ def test_weight_average_update_is_a_lerp_of_every_float_tensor():
         assert torch.allclose(mine, expected, atol=1e-6), name
 
 
+def test_weight_average_update_dispatches_one_lerp_and_the_counter_copies():
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Operators(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.names: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.append(str(func.overloadpacket))
+            return func(*args, **(kwargs or {}))
+
+    source = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
+    average = WeightAverage(source, decay=0.999)
+    with Operators() as seen:
+        average.update(source)
+    # It also detached every parameter and buffer of both modules (state_dict()): 18 more.
+    assert sorted(seen.names) == ["aten._foreach_lerp_", "aten.copy_"], seen.names
+
+
 @pytest.mark.parametrize("decay", [1.0, -0.1, float("nan"), "0.9", True])
 def test_weight_average_decay_is_checked(decay: object) -> None:
     with pytest.raises(InputDataError, match="ema_decay must be a number in"):
