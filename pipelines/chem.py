@@ -43,14 +43,7 @@ from pipelines.chem_config import RESUME_SETTINGS, ChemEvalConfig, ChemTrainConf
 from vaecore.config import read_run_config
 from vaecore.datasets import cache_dir
 from vaecore.errors import InputDataError
-from vaecore.resume import (
-    check_new_run_dir,
-    check_resume,
-    check_resume_length,
-    check_same_data,
-    diverged_hint,
-    resume_hint,
-)
+from vaecore.resume import check_new_run_dir, check_resume, check_resume_length, check_same_data, resume_hint
 from vaecore.rundir import RunDir
 from vaecore.runtime import flush_denormals, interruptible, resolve_device, seed_everything
 from vaecore.schedules import make_schedule
@@ -274,7 +267,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     t.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.set_defaults(func=_train_main, on_interrupt=lambda args: resume_hint("chem train", args.out or args.resume),
-                   on_diverged=lambda args: diverged_hint("a smaller --lr or --grad-clip"))
+                   diverged_change="a smaller --lr or --grad-clip")
 
     e = sub.add_parser("eval", help="evaluate a trained run: reconstruction and prior-sample metrics")
     e.add_argument("run_dir", metavar="DIR")

@@ -11,8 +11,8 @@ from vaecore.errors import NonFiniteLossError, VaelabError
 
 # Subcommand modules and the command each adds; each defines add_parser(subparsers) that
 # sets ``func`` on its parser, ``on_interrupt`` (args -> how to go on, or None) where an
-# interrupted run can be continued, and ``on_diverged`` (args -> what to change) where a
-# run trains.
+# interrupted run can be continued, and ``diverged_change`` (what to change, in its own
+# options' terms) where a run trains.
 _COMMANDS = {"pipelines.vae": "vae", "pipelines.fewlabel": "fewlabel", "pipelines.chem": "chem",
              "pipelines.molopt": "molopt"}
 
@@ -68,10 +68,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.func(args)
     except NonFiniteLossError as err:
-        # "non-finite loss (nan) at step 4" alone left the user to guess what to change.
-        on_diverged = getattr(args, "on_diverged", None)
-        how = on_diverged(args) if on_diverged is not None else None
-        print(f"vaelab {args.command}: error: {err}" + (f"; {how}" if how else ""), file=sys.stderr)
+        # "non-finite loss (nan) at step 4" alone left the user to guess what to change. A
+        # resume keeps the stored settings (and would diverge again): the advice is a new run.
+        change = getattr(args, "diverged_change", None)
+        how = f"; training diverged: start a new run with {change} (a resume keeps the stored settings)"
+        print(f"vaelab {args.command}: error: {err}" + (how if change else ""), file=sys.stderr)
         return 2
     except (VaelabError, ValueError, OSError) as err:
         # Bad input ends with one clear line, not a traceback (OSError: a path that cannot

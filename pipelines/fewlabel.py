@@ -48,14 +48,7 @@ from ssvae.presets import MODELS, PRESETS, FitConfig, check_patience_setting, ov
 from ssvae.selftrain import SELF_TRAIN_DIR, labels_with, pseudo_labels
 from vaecore.config import config_from_dict, config_to_dict, read_run_config
 from vaecore.errors import InputDataError
-from vaecore.resume import (
-    check_new_run_dir,
-    check_resume,
-    check_resume_length,
-    check_same_data,
-    diverged_hint,
-    resume_hint,
-)
+from vaecore.resume import check_new_run_dir, check_resume, check_resume_length, check_same_data, resume_hint
 from vaecore.rundir import RunDir, write_json
 from vaecore.runtime import resolve_device, set_threads
 
@@ -354,5 +347,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--out", default=None, help="run directory")
     p.add_argument("--resume", default=None, metavar="DIR", help="continue the interrupted run in DIR")
     p.set_defaults(func=_main, on_interrupt=lambda args: resume_hint("fewlabel", args.out or args.resume),
-                   on_diverged=lambda args: diverged_hint("a smaller train.lr (M2) or m1.lr (M1), through --set"))
+                   diverged_change="a smaller train.lr (M2) or m1.lr (M1), through --set")
     return p

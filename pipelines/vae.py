@@ -36,14 +36,7 @@ from ssvae.m1 import OBJECTIVES, VAE, VAEConfig
 from ssvae.train import BINARIZE_MODES, CHECKPOINT_NAME, LR_SCHEDULES, evaluate_log_px, evaluate_terms, fit_vae
 from vaecore.config import read_run_config
 from vaecore.errors import InputDataError, finite_at_least, integer_at_least
-from vaecore.resume import (
-    check_new_run_dir,
-    check_resume,
-    check_resume_length,
-    check_same_data,
-    diverged_hint,
-    resume_hint,
-)
+from vaecore.resume import check_new_run_dir, check_resume, check_resume_length, check_same_data, resume_hint
 from vaecore.rundir import RunDir
 from vaecore.runtime import resolve_device, seed_everything
 
@@ -273,5 +266,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR (or from a checkpoint file)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_main, on_interrupt=lambda args: resume_hint("vae", args.out or args.resume),
-                   on_diverged=lambda args: diverged_hint("a smaller --lr"))
+                   diverged_change="a smaller --lr")
     return p

@@ -127,14 +127,6 @@ def resume_hint(command: str, workdir: str | os.PathLike | None) -> str | None:
     return f"continue with: vaelab {command} --resume {workdir}"
 
 
-def diverged_hint(change: str) -> str:
-    """After a NaN or infinite loss: what to change, in the command's own terms (``a smaller --lr``).
-
-    A resume keeps the stored settings (and would diverge again), so the advice is a new run.
-    """
-    return f"training diverged: start a new run with {change} (a resume keeps the stored settings)"
-
-
 def config_differences(given: Any, stored: Any, *, keep: Collection[str] = ()) -> list[str]:
     """``"name (stored S, given G)"`` for each field of ``given`` unlike ``stored``'s, but those in ``keep``.
 
