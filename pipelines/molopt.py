@@ -147,10 +147,10 @@ class MoloptConfig:
 
 def initial_pool(config: MoloptConfig) -> tuple[list[str] | None, str]:
     """Training SMILES to draw initial molecules from, and a description of the source."""
-    from chemvae.data import load_splits, read_smiles_csv
+    from chemvae.data import NAMED_SOURCES, load_splits, read_smiles_csv
 
     if config.init_data is not None:
-        if config.init_data in ("moses", "fixture"):
+        if config.init_data in NAMED_SOURCES:
             return load_splits(config.init_data, seed=0).train, config.init_data
         return read_smiles_csv(config.init_data)["smiles"].tolist(), config.init_data
     stored = Path(config.model) / "config.json"
@@ -163,7 +163,12 @@ def initial_pool(config: MoloptConfig) -> tuple[list[str] | None, str]:
     from pipelines.chem_config import SPLIT_FIELDS, ChemTrainConfig
 
     # Only the split's fields matter here: a config.json of another vaelab version still names its split.
-    splits = load_run_splits(ChemTrainConfig(**{k: train_config[k] for k in SPLIT_FIELDS if k in train_config}))
+    split_config = ChemTrainConfig(**{k: train_config[k] for k in SPLIT_FIELDS if k in train_config})
+    if split_config.data not in NAMED_SOURCES and not Path(split_config.data).is_file():
+        # It said "no data file at PATH" alone, and the search can start from other molecules.
+        raise InputDataError(f"the initial molecules come from the model's training data, and there is no data file "
+                             f"at {split_config.data} (moved?); give --init-data PATH.csv (or moses, fixture)")
+    splits = load_run_splits(split_config)
     return splits.train, f"{train_config['data']} (the model's training split)"
 
 

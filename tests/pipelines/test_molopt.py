@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -9,6 +10,7 @@ import pytest
 
 from pipelines import cli
 from pipelines.molopt import BO_ONLY, INIT_METHODS, MoloptConfig, add_bo_arguments, bo_options, initial_pool
+from vaecore.errors import InputDataError
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "data" / "fixtures" / "chemvae_tiny"
@@ -188,3 +190,15 @@ def test_init_data_names_a_csv_or_a_dataset_instead_of_the_models_split(tmp_path
     bare.mkdir()
     assert initial_pool(MoloptConfig(model=str(bare))) == (
         None, "prior samples (the model directory has no config.json naming its data)")
+
+
+def test_a_training_file_that_moved_points_to_init_data(tmp_path):
+    # It said "no data file at PATH" alone, and --init-data starts the search from other molecules.
+    moved = tmp_path / "model"
+    shutil.copytree(MODEL, moved)
+    config = json.loads((moved / "config.json").read_text())
+    (moved / "config.json").write_text(json.dumps({**config, "data": str(tmp_path / "gone.csv")}))
+    with pytest.raises(InputDataError, match=f"no data file at {tmp_path / 'gone.csv'} \\(moved\\?\\); give "
+                                             "--init-data PATH.csv"):
+        initial_pool(MoloptConfig(model=str(moved)))
+    assert initial_pool(MoloptConfig(model=str(moved), init_data="fixture"))[1] == "fixture"
