@@ -105,12 +105,18 @@ def check_same_data(source: str, *, named: Collection[str],
         dataset or a missing path (which the data loader reports).
 
     Raises:
-        InputDataError: The data's sha256 differs from the one recorded where the run began.
+        InputDataError: The data's sha256 differs from the one recorded where the run began,
+            or the recorded file is gone (the loader said only that the path does not exist).
     """
-    if source in named or not Path(source).expanduser().exists():
+    record = Path(resumed_from) / DATA_RECORD if resumed_from is not None else None
+    if source in named:
+        return None
+    if not Path(source).expanduser().exists():
+        if record is not None and record.is_file():
+            raise InputDataError(f"{source}, the data this run began on, is no longer there (moved?): put it back to "
+                                 "resume the run, or start a new run with another --out")
         return None
     digest = data_digest(source)
-    record = Path(resumed_from) / DATA_RECORD if resumed_from is not None else None
     if record is not None and record.is_file():
         stored = json.loads(record.read_text(encoding="utf-8")).get("sha256")
         if stored != digest:

@@ -103,6 +103,11 @@ def test_check_same_data_records_a_files_digest_and_refuses_a_changed_one(tmp_pa
     data.write_text("smiles\nCCN\n")
     with pytest.raises(InputDataError, match=r"mols.csv has changed since this run began \(sha256 "):
         check_same_data(str(data), named=("fixture",), resumed_from=tmp_path / "run")
+    # Gone: the loader said only that the path was "neither 'mnist', 'fixture' nor an existing path".
+    data.rename(tmp_path / "moved.csv")
+    with pytest.raises(InputDataError, match="mols.csv, the data this run began on, is no longer there \\(moved\\?\\)"):
+        check_same_data(str(data), named=("fixture",), resumed_from=tmp_path / "run")
+    assert check_same_data(str(data), named=("fixture",), resumed_from=None) is None  # a new run: the loader's word
     # A folder's digest covers its files and their names; a named dataset has no record.
     folder = tmp_path / "idx"
     folder.mkdir()
