@@ -55,6 +55,16 @@ def load_run_splits(config: ChemTrainConfig) -> DataSplits:
                        valid_fraction=config.valid_fraction, test_fraction=config.test_fraction, seed=config.seed)
 
 
+def check_run_data(config: ChemTrainConfig, *, reads: str, advice: str) -> None:
+    """Refuse a trained run whose data file is gone, saying what ``reads`` it and ``advice``.
+
+    The loader said "no data file at PATH" alone, which names neither the run nor a way on.
+    """
+    if config.data not in NAMED_SOURCES and not Path(config.data).is_file():
+        raise InputDataError(f"{reads} come from the run's training data, and there is no data file at "
+                             f"{config.data} (moved?); {advice}")
+
+
 def cached_properties(smiles: list[str], n_jobs: int) -> pd.DataFrame:
     """:func:`chemvae.properties.compute_properties`, cached per machine by the SMILES list's hash."""
     from chemvae.properties import compute_properties

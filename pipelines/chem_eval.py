@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from chemvae.persistence import load
 from chemvae.train import reconstruct
-from pipelines.chem import cached_properties, load_run_splits, stored_config
+from pipelines.chem import cached_properties, check_run_data, load_run_splits, stored_config
 from pipelines.chem_config import ChemEvalConfig
 from vaecore.config import config_to_dict
 from vaecore.datasets import cache_dir
@@ -101,6 +101,8 @@ def evaluate(config: ChemEvalConfig, workdir: str | os.PathLike | None = None) -
     model = load(config.run_dir, device=device)
     make_run_dir(out)  # a file there failed after the decoding
     train_config = stored_config(config.run_dir)
+    check_run_data(train_config, reads="the test molecules (and the novelty reference)",
+                   advice="put it back where the run was trained from it")
     splits = load_run_splits(train_config)
 
     rng = np.random.default_rng(config.seed)

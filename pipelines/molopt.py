@@ -159,15 +159,12 @@ def initial_pool(config: MoloptConfig) -> tuple[list[str] | None, str]:
     train_config = json.loads(stored.read_text())
     if "data" not in train_config:
         return None, "prior samples (the model's config.json names no data)"
-    from pipelines.chem import load_run_splits
+    from pipelines.chem import check_run_data, load_run_splits
     from pipelines.chem_config import SPLIT_FIELDS, ChemTrainConfig
 
     # Only the split's fields matter here: a config.json of another vaelab version still names its split.
     split_config = ChemTrainConfig(**{k: train_config[k] for k in SPLIT_FIELDS if k in train_config})
-    if split_config.data not in NAMED_SOURCES and not Path(split_config.data).is_file():
-        # It said "no data file at PATH" alone, and the search can start from other molecules.
-        raise InputDataError(f"the initial molecules come from the model's training data, and there is no data file "
-                             f"at {split_config.data} (moved?); give --init-data PATH.csv (or moses, fixture)")
+    check_run_data(split_config, reads="the initial molecules", advice="give --init-data PATH.csv (or moses, fixture)")
     splits = load_run_splits(split_config)
     return splits.train, f"{train_config['data']} (the model's training split)"
 

@@ -84,3 +84,8 @@ def test_eval_of_a_run_without_test_molecules(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert 0 <= stored["validity"] <= 1 and "properties.png" not in out
     assert "chem eval: 100%" in err and "5/5" in err  # the stage bar ran through its five stages
+    # The training file moved: it said "no data file at PATH" alone.
+    (tmp_path / "five.csv").rename(tmp_path / "moved.csv")
+    assert main(["chem", "eval", str(tmp_path / "run"), "--n-samples", "20", "--no-fcd", "--device", "cpu"]) == 2
+    assert (f"the test molecules (and the novelty reference) come from the run's training data, and there is no "
+            f"data file at {tmp_path / 'five.csv'} (moved?)") in capsys.readouterr().err

@@ -198,7 +198,8 @@ def test_a_training_file_that_moved_points_to_init_data(tmp_path):
     shutil.copytree(MODEL, moved)
     config = json.loads((moved / "config.json").read_text())
     (moved / "config.json").write_text(json.dumps({**config, "data": str(tmp_path / "gone.csv")}))
-    with pytest.raises(InputDataError, match=f"no data file at {tmp_path / 'gone.csv'} \\(moved\\?\\); give "
+    with pytest.raises(InputDataError, match=f"the initial molecules come from the run's training data, and there "
+                                             f"is no data file at {tmp_path / 'gone.csv'} \\(moved\\?\\); give "
                                              "--init-data PATH.csv"):
         initial_pool(MoloptConfig(model=str(moved)))
     assert initial_pool(MoloptConfig(model=str(moved), init_data="fixture"))[1] == "fixture"
