@@ -107,7 +107,8 @@ def train(config: ChemTrainConfig, workdir: str | os.PathLike) -> dict[str, Any]
         check_resume(config, stored, ChemTrainConfig(), keep=RESUME_SETTINGS, resume=config.resume)
         config = dataclasses.replace(stored, **{name: getattr(config, name) for name in RESUME_SETTINGS})
     elif unused := unused_settings(config):  # a new run: settings it would ignore without a word
-        raise InputDataError(f"these settings would be ignored by this run: {'; '.join(unused)}. Drop them")
+        these, them = ("this setting", "it") if len(unused) == 1 else ("these settings", "them")
+        raise InputDataError(f"{these} would be ignored by this run: {'; '.join(unused)}. Drop {them}")
     else:
         check_warmup(config)
     if config.resume is None or Path(workdir).resolve() != Path(config.resume).resolve():  # a new directory

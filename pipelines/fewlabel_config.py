@@ -92,8 +92,9 @@ class FewLabelRunConfig:
             advice = {"m1": " (M1's own settings are --m1-epochs and --set m1.*)",
                       "m2": " (M1 is trained by models 'm1' and 'm1m2')"}.get(cause, "")
             because = f"--set {IDLE_BECAUSE[cause]}" if cause == "m1.checkpoint" else IDLE_BECAUSE[cause]
+            them = "it" if len(keys) == 1 else "them"
             raise InputDataError(f"{because}, so {', '.join(given[key] for key in keys)} would be ignored; "
-                                 f"drop it{advice}")
+                                 f"drop {them}{advice}")
         for n in self.self_train:
             integer_at_least("each self_train count", n, 1)
         if self.self_train and self.model == "m1":

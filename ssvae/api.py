@@ -223,7 +223,9 @@ def fit(
     if idle := idle_settings(model, overrides):
         cause, keys = idle
         advice = " (M1's own settings are m1.*)" if cause == "m1" else ""
-        raise InputDataError(f"{IDLE_BECAUSE[cause]}, so {sorted(keys)} would be ignored; drop them{advice}")
+        them = "it" if len(keys) == 1 else "them"
+        raise InputDataError(f"{IDLE_BECAUSE[cause]}, so {', '.join(sorted(keys))} would be ignored; "
+                             f"drop {them}{advice}")
     check_patience_setting(overrides, has_valid=x_valid is not None)
     image_shape = without_single_channel(x.shape[1:])  # [N, 1, 28, 28], torch's layout, are 28 x 28 images
     config = override(preset(preset_name, model=model, n_labels=len(idx), n_total=len(xt), image_shape=image_shape),
