@@ -30,7 +30,7 @@ from chemvae.properties import PROPERTY_COLUMNS
 from chemvae.rdkit_utils import smiles_list
 from chemvae.tokens import REPRESENTATIONS, Tokenizer, Vocabulary
 from vaecore.bounds import elbo
-from vaecore.errors import InputDataError, finite_at_least, integer_at_least
+from vaecore.errors import InputDataError, finite_at_least, integer_at_least, integers_at_least
 from vaecore.likelihoods import CategoricalSequenceLikelihood
 from vaecore.nets import mlp
 from vaecore.posteriors import DiagonalGaussianHead, StandardNormalPrior
@@ -87,8 +87,7 @@ class ChemVAEConfig:
             raise InputDataError(f"dropout must be in [0, 1), got {self.dropout}")
         for name in ("cnn_channels", "cnn_kernels", "property_hidden"):
             # torch's errors for a zero width or kernel come only at the first batch.
-            for i, size in enumerate(getattr(self, name)):
-                integer_at_least(f"{name}[{i}]", size, 1)
+            integers_at_least(name, getattr(self, name), 1)
         check_encoder(self.encoder)  # the encoder is built once every training molecule has been checked
         if self.encoder == "cnn":  # here, not in the encoder: it is built once every molecule has been checked
             if len(self.cnn_channels) != len(self.cnn_kernels):

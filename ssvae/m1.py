@@ -21,7 +21,7 @@ from ssvae.train import fit_vae
 from vaecore.bounds import elbo, iwae_bound, log_marginal_likelihood
 from vaecore.checkpoint import load_checkpoint
 from vaecore.config import config_from_dict
-from vaecore.errors import CheckpointError, InputDataError, integer_at_least
+from vaecore.errors import CheckpointError, InputDataError, integer_at_least, integers_at_least
 from vaecore.likelihoods import check_feature_likelihood, make_likelihood
 from vaecore.nets import check_activation, mlp
 from vaecore.posteriors import DiagonalGaussianHead, StandardNormalPrior
@@ -54,8 +54,7 @@ class VAEConfig:
         check_feature_likelihood(self.likelihood)  # "categorical" failed in the model's constructor
         integer_at_least("x_dim", self.x_dim, 1)
         integer_at_least("z_dim", self.z_dim, 1)
-        for i, width in enumerate(self.hidden):
-            integer_at_least(f"hidden[{i}]", width, 1)
+        integers_at_least("hidden", self.hidden, 1)
         check_activation(self.activation)
 
 

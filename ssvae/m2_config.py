@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from vaecore.errors import InputDataError, integer_at_least
+from vaecore.errors import InputDataError, integer_at_least, integers_at_least
 from vaecore.likelihoods import check_feature_likelihood
 from vaecore.nets import check_activation
 
@@ -65,8 +65,7 @@ class M2Config:
         # Checked by the layers when M2 is built: for M1+M2, once M1 had trained.
         check_activation(self.activation)
         for name in ("hidden", "classifier_hidden"):
-            for i, width in enumerate(getattr(self, name) or ()):
-                integer_at_least(f"{name}[{i}]", width, 1)
+            integers_at_least(name, getattr(self, name) or (), 1)
 
     def check_images(self) -> None:
         """Refuse a convolutional classifier that has no images to see.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterable
 
 
 class VaelabError(Exception):
@@ -60,6 +61,15 @@ def integer_at_least(name: str, value: object, least: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
         raise InputDataError(f"{name} must be an integer >= {least}, got {value!r}")
     return int(value)
+
+
+def integers_at_least(name: str, values: Iterable[object], least: int) -> tuple[int, ...]:
+    """Each of ``values`` checked by :func:`integer_at_least`, named ``name[i]`` (layer widths, kernel sizes).
+
+    Raises:
+        InputDataError: For the first value that is not an integer >= ``least``, naming its index.
+    """
+    return tuple(integer_at_least(f"{name}[{i}]", value, least) for i, value in enumerate(values))
 
 
 def finite_at_least(name: str, value: object, least: float, *, strict: bool = False) -> float:

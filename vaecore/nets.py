@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vaecore.errors import InputDataError, InputDataWarning, integer_at_least
+from vaecore.errors import InputDataError, InputDataWarning, integer_at_least, integers_at_least
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "softplus": nn.Softplus,
@@ -65,8 +65,7 @@ def mlp(
     _activation(activation)  # an unknown name fails here even when there is no hidden layer
     # torch builds a zero-width Linear without complaint; a negative width fails in its init.
     integer_at_least("in_features", in_features, 1)
-    for i, h in enumerate(hidden):
-        integer_at_least(f"hidden[{i}]", h, 1)
+    integers_at_least("hidden", hidden, 1)
     if out_features is not None:
         integer_at_least("out_features", out_features, 1)
     layers: list[nn.Module] = []

@@ -66,3 +66,12 @@ def test_integer_at_least_takes_numpy_integers_and_names_the_rest() -> None:
     for bad in (0, -1, 2.0, True, None, "3"):
         with pytest.raises(errors.InputDataError, match=f"n must be an integer >= 1, got {bad!r}"):
             errors.integer_at_least("n", bad, 1)
+
+
+def test_integers_at_least_names_the_first_bad_index() -> None:
+    import numpy as np
+
+    assert errors.integers_at_least("hidden", (500, np.int64(300)), 1) == (500, 300)
+    assert errors.integers_at_least("hidden", (), 1) == ()
+    with pytest.raises(errors.InputDataError, match=r"hidden\[1\] must be an integer >= 1, got 0"):
+        errors.integers_at_least("hidden", [500, 0, -1], 1)
