@@ -7,8 +7,9 @@ warm-up. DIR holds ``config.json``, ``run.json``, ``history.csv`` (one row an ep
 ``checkpoint.safetensors`` (resumable, rewritten every epoch and on Ctrl-C),
 ``model.safetensors`` (the final model, what :func:`chemvae.load` reads) and
 ``train.json`` (data summary, throughput) and ``curves.png`` (loss, KL and token accuracy
-per epoch). ``--resume DIR`` continues a run up to ``--epochs`` in total with the
-configuration stored in DIR.
+per epoch). ``--resume DIR`` continues a run to its own total of epochs (or ``--epochs``
+in total) with the configuration stored in DIR; a run stopped before its first checkpoint
+starts over.
 
 ``vaelab chem eval DIR`` reconstructs held-out test molecules (greedy decoding from the
 posterior mean), decodes ``--n-samples`` prior samples, computes the MOSES metrics
@@ -39,11 +40,13 @@ from chemvae.model import ChemVAEConfig, MoleculeVAE
 from chemvae.persistence import CHECKPOINT_FILE, MODEL_FILE, load, save_model
 from chemvae.tokens import REPRESENTATIONS, Tokenizer, Vocabulary
 from chemvae.train import fit, load_training_state
-from pipelines.chem_config import RESUME_SETTINGS, ChemEvalConfig, ChemTrainConfig, check_warmup, unused_settings
+from pipelines.chem_config import (NEW_RUN_EPOCHS, RESUME_SETTINGS, ChemEvalConfig, ChemTrainConfig, check_warmup,
+                                   unused_settings)
 from vaecore.config import read_run_config
 from vaecore.datasets import cache_dir
 from vaecore.errors import InputDataError
-from vaecore.resume import check_new_run_dir, check_resume, check_resume_length, check_same_data, resume_hint
+from vaecore.resume import (check_new_run_dir, check_resume, check_resume_length, check_same_data, resume_hint,
+                            starts_over)
 from vaecore.rundir import RunDir
 from vaecore.runtime import flush_denormals, interruptible, resolve_device, seed_everything
 from vaecore.schedules import make_schedule
@@ -105,12 +108,15 @@ def train(config: ChemTrainConfig, workdir: str | os.PathLike) -> dict[str, Any]
     if config.resume is not None:  # keep the stored data/model settings, take the new run settings
         stored = stored_config(config.resume)
         check_resume(config, stored, ChemTrainConfig(), keep=RESUME_SETTINGS, resume=config.resume)
-        config = dataclasses.replace(stored, **{name: getattr(config, name) for name in RESUME_SETTINGS})
+        config = dataclasses.replace(stored, **{name: getattr(config, name) for name in RESUME_SETTINGS
+                                                if getattr(config, name) is not None})
     elif unused := unused_settings(config):  # a new run: settings it would ignore without a word
         these, them = ("this setting", "it") if len(unused) == 1 else ("these settings", "them")
         raise InputDataError(f"{these} would be ignored by this run: {'; '.join(unused)}. Drop {them}")
     else:
         check_warmup(config)
+    if config.epochs is None:  # a new run given no epochs (a resume has taken its own)
+        config = dataclasses.replace(config, epochs=NEW_RUN_EPOCHS)
     if config.resume is None or Path(workdir).resolve() != Path(config.resume).resolve():  # a new directory
         check_new_run_dir(workdir, ChemTrainConfig, command="chem train",
                           resumable=(Path(workdir) / CHECKPOINT_FILE).is_file())
@@ -122,6 +128,8 @@ def train(config: ChemTrainConfig, workdir: str | os.PathLike) -> dict[str, Any]
         raise InputDataError(f"{'; '.join(ignored)}. Drop it")
     tokenizer = Tokenizer(config.model.representation)
     resume_path = Path(config.resume) / CHECKPOINT_FILE if config.resume else None
+    if resume_path is not None and starts_over(config.resume, resume_path):
+        resume_path = None
     if resume_path is not None and not resume_path.is_file():
         raise InputDataError(f"--resume {config.resume}: no {CHECKPOINT_FILE} there")
     if resume_path is not None:
@@ -253,7 +261,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="held out for test from a CSV without a split column (moses and CSVs with one have their own test set)")
     t.add_argument("--representation", choices=REPRESENTATIONS, default=m.representation)
     t.add_argument("--encoder", choices=sorted(ENCODERS), default=m.encoder)
-    t.add_argument("--epochs", type=int, default=d.epochs, help="total training epochs")
+    t.add_argument("--epochs", type=int, default=d.epochs,
+                   help=f"total training epochs (default: {NEW_RUN_EPOCHS}; a resume: the run's own total)")
     t.add_argument("--batch-size", type=int, default=d.batch_size)
     t.add_argument("--lr", type=float, default=d.lr)
     t.add_argument("--grad-clip", type=float, default=d.grad_clip)

@@ -26,7 +26,8 @@ class ChemTrainConfig:
         valid_fraction, test_fraction: Held-out fractions (test only for CSVs without a
             ``split`` column; MOSES has its own test files).
         model: The architecture (:class:`chemvae.model.ChemVAEConfig`).
-        epochs, batch_size, lr, grad_clip: Adam training settings.
+        epochs, batch_size, lr, grad_clip: Adam training settings; ``epochs`` ``None``:
+            :data:`NEW_RUN_EPOCHS` for a new run, the run's own total for a resumed one.
         beta: Final KL weight (MOSES's CharVAE uses 0.05; 1 is the plain ELBO).
         kl_schedule: ``linear``, ``sigmoid`` or ``none``.
         kl_warmup_fraction, kl_delay_fraction: Warm-up length and initial delay as
@@ -41,7 +42,7 @@ class ChemTrainConfig:
     valid_fraction: float = 0.05
     test_fraction: float = 0.1
     model: ChemVAEConfig = field(default_factory=ChemVAEConfig)
-    epochs: int = 10
+    epochs: int | None = None
     batch_size: int = 512
     lr: float = 1e-3
     grad_clip: float = 50.0
@@ -57,7 +58,8 @@ class ChemTrainConfig:
 
     def __post_init__(self) -> None:
         integer_at_least("batch_size", self.batch_size, 1)  # Python callers' 2.5 or NaN passed `< 1`
-        integer_at_least("epochs", self.epochs, 0)
+        if self.epochs is not None:
+            integer_at_least("epochs", self.epochs, 0)
         finite_at_least("lr", self.lr, 0, strict=True)
         finite_at_least("beta", self.beta, 0)
         finite_at_least("grad_clip", self.grad_clip, 0, strict=True)  # as chemvae.train, before the data load
@@ -151,8 +153,11 @@ def check_warmup(config: ChemTrainConfig) -> None:
                              f"the KL weight would end below beta; make the warm-up at most {1 - delay:g}")
 
 
-# The fields of ChemTrainConfig that a resumed run takes from the resuming call.
+# The fields of ChemTrainConfig that a resumed run takes from the resuming call (the epochs
+# where given: the interrupted run's hint, 'vaelab chem train --resume DIR', gives none, and
+# the default 10 replaced the run's own total, and with it the KL warm-up's length).
 RESUME_SETTINGS = ("epochs", "device", "progress", "resume", "n_jobs")
+NEW_RUN_EPOCHS = 10  # a new run's epochs where none are given
 
 # The fields of ChemTrainConfig that name a run's split: all that load_run_splits reads.
 SPLIT_FIELDS = ("data", "smiles_column", "max_molecules", "valid_fraction", "test_fraction", "seed")

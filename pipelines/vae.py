@@ -11,10 +11,11 @@ first ``eval_limit`` of them.
 A run directory holds ``config.json``, ``run.json``, ``history.csv`` (one row an epoch),
 ``checkpoint.safetensors`` (rewritten atomically every epoch and on Ctrl-C),
 ``metrics.json``, ``samples.png`` (decoded prior samples) and ``reconstructions.png``.
-``--resume DIR`` continues the run in DIR up to ``--epochs`` in total, with the settings
-stored in its ``config.json``; only the epochs, the device, the progress bars and the
-evaluation settings may change (a bare checkpoint file, with no ``config.json`` beside
-it, continues with the settings given).
+``--resume DIR`` continues the run in DIR to its own total of epochs (or ``--epochs`` in
+total), with the settings stored in its ``config.json``; only the epochs, the device, the
+progress bars and the evaluation settings may change (a bare checkpoint file, with no
+``config.json`` beside it, continues with the settings given; a run stopped before its
+first checkpoint starts over).
 """
 
 from __future__ import annotations
@@ -36,13 +37,17 @@ from ssvae.m1 import OBJECTIVES, VAE, VAEConfig
 from ssvae.train import BINARIZE_MODES, CHECKPOINT_NAME, LR_SCHEDULES, evaluate_log_px, evaluate_terms, fit_vae
 from vaecore.config import read_run_config
 from vaecore.errors import InputDataError, finite_at_least, integer_at_least
-from vaecore.resume import check_new_run_dir, check_resume, check_resume_length, check_same_data, resume_hint
+from vaecore.resume import (check_new_run_dir, check_resume, check_resume_length, check_same_data, resume_hint,
+                            starts_over)
 from vaecore.rundir import RunDir
 from vaecore.runtime import resolve_device, seed_everything
 
 N_GRID = 100  # prior samples in samples.png
 N_RECON = 50  # test digits in reconstructions.png
-# What a resumed run may change: how long and where it trains (always the values given)...
+NEW_RUN_EPOCHS = 10  # a new run's epochs where none are given
+# What a resumed run may change: how long and where it trains (the values given; the
+# epochs where given, since the interrupted run's hint, 'vaelab vae --resume DIR', gives
+# none and trained to the default 10 whatever the run's own total)...
 RUN_SETTINGS = ("epochs", "device", "progress", "resume")
 # ...and how it is evaluated (the values given where set, the stored ones otherwise).
 EVAL_SETTINGS = ("eval_samples", "eval_limit", "eval_batch_size", "eval_chunk")
@@ -54,7 +59,8 @@ class VAERunConfig:
 
     Attributes:
         data: ``mnist``, ``fixture`` or a path (.npz or directory of IDX files).
-        epochs: Total training epochs (a resumed run trains the missing ones).
+        epochs: Total training epochs (a resumed run trains the missing ones); ``None``:
+            :data:`NEW_RUN_EPOCHS` for a new run, the run's own total for a resumed one.
         latent: Latent size z.
         hidden: Hidden widths of encoder (decoder reversed).
         activation: Hidden activation.
@@ -74,7 +80,7 @@ class VAERunConfig:
     """
 
     data: str = "mnist"
-    epochs: int = 10
+    epochs: int | None = None
     latent: int = 50
     hidden: tuple[int, ...] = (500, 500)
     activation: str = "softplus"
@@ -101,8 +107,10 @@ class VAERunConfig:
             raise InputDataError(f"unknown objective {self.objective!r}; choose from {OBJECTIVES}")
         if self.binarize not in BINARIZE_MODES:
             raise InputDataError(f"unknown binarize mode {self.binarize!r}; choose from {BINARIZE_MODES}")
-        for name in ("epochs", "latent", "k", "batch_size", "eval_samples", "eval_batch_size", "eval_chunk"):
-            integer_at_least(name, getattr(self, name), 0 if name == "epochs" else 1)
+        if self.epochs is not None:
+            integer_at_least("epochs", self.epochs, 0)
+        for name in ("latent", "k", "batch_size", "eval_samples", "eval_batch_size", "eval_chunk"):
+            integer_at_least(name, getattr(self, name), 1)
         if self.eval_limit is not None:  # None: all test images
             integer_at_least("eval_limit", self.eval_limit, 1)
         finite_at_least("lr", self.lr, 0, strict=True)  # NaN passed `lr <= 0`
@@ -113,8 +121,11 @@ class VAERunConfig:
             raise InputDataError(f"lr_decay {self.lr_decay} would be ignored by the 'burda' schedule; drop it")
 
 
-def _resume_checkpoint(resume: str) -> Path:
+def _resume_checkpoint(resume: str) -> Path | None:
+    """The checkpoint ``--resume`` continues; ``None``: a run to start over (:func:`starts_over`)."""
     path = Path(resume).expanduser()
+    if path.is_dir() and starts_over(resume, path / CHECKPOINT_NAME):
+        return None
     path = path / CHECKPOINT_NAME if path.is_dir() else path
     if not path.is_file():
         raise InputDataError(f"--resume {resume}: no checkpoint at {path}")
@@ -133,7 +144,7 @@ def _resumed_config(config: VAERunConfig, checkpoint: Path) -> VAERunConfig:
     stored = read_run_config(VAERunConfig, path, command="vae", source=f"--resume {config.resume}")
     default = VAERunConfig()
     check_resume(config, stored, default, keep=RUN_SETTINGS + EVAL_SETTINGS, resume=config.resume)
-    changes = {name: getattr(config, name) for name in RUN_SETTINGS}
+    changes = {name: getattr(config, name) for name in RUN_SETTINGS if getattr(config, name) is not None}
     changes |= {name: getattr(config, name) for name in EVAL_SETTINGS if getattr(config, name) != getattr(default, name)}
     return dataclasses.replace(stored, **changes)
 
@@ -142,8 +153,11 @@ def run(config: VAERunConfig, workdir: str | os.PathLike) -> dict[str, Any]:
     """Train, evaluate and plot; returns the metrics also written to ``metrics.json``."""
     began = time.perf_counter()
     resume_from = _resume_checkpoint(config.resume) if config.resume else None
+    if config.resume:
+        config = _resumed_config(config, resume_from or Path(config.resume) / CHECKPOINT_NAME)
+    if config.epochs is None:  # a new run, or a bare checkpoint resumed without --epochs
+        config = dataclasses.replace(config, epochs=NEW_RUN_EPOCHS)
     if resume_from is not None:
-        config = _resumed_config(config, resume_from)
         check_resume_length("--epochs", config.epochs, resume_from)
     if resume_from is None or Path(workdir).resolve() != resume_from.parent.resolve():  # a new directory
         check_new_run_dir(workdir, VAERunConfig, command="vae", resumable=(Path(workdir) / CHECKPOINT_NAME).is_file())
@@ -243,7 +257,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p = subparsers.add_parser("vae", help="train a VAE (M1) on MNIST; report test ELBO and log p(x)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=defaults.data, help="mnist | fixture | PATH (.npz or IDX directory)")
-    p.add_argument("--epochs", type=int, default=defaults.epochs, help="total training epochs")
+    p.add_argument("--epochs", type=int, default=defaults.epochs,
+                   help=f"total training epochs (default: {NEW_RUN_EPOCHS}; a resume: the run's own total)")
     p.add_argument("--latent", type=int, default=defaults.latent, help="latent size z")
     p.add_argument("--hidden", type=int, nargs="+", default=list(defaults.hidden), help="hidden widths")
     p.add_argument("--activation", default=defaults.activation)

@@ -126,6 +126,25 @@ def check_same_data(source: str, *, named: Collection[str],
     return {"source": str(source), "sha256": digest}
 
 
+def starts_over(resume: str | os.PathLike, checkpoint: Path) -> bool:
+    """Whether ``--resume resume`` starts its run over: one stopped before its first checkpoint.
+
+    A run killed in its first epoch (out of memory, a lost machine) leaves its
+    ``config.json`` and nothing to continue; ``--resume`` said only that there was no
+    checkpoint, and the run's settings had to be typed again. A directory with results but
+    no checkpoint (deleted to save space) is not started over: that would overwrite them.
+
+    Args:
+        resume: The ``--resume`` directory.
+        checkpoint: The checkpoint a resume of it reads.
+    """
+    directory = Path(resume).expanduser()
+    if checkpoint.is_file() or not (directory / "config.json").is_file() or holds_results(directory):
+        return False
+    print(f"--resume {resume}: the run stopped before its first checkpoint; it starts over with its stored settings")
+    return True
+
+
 def resume_hint(command: str, workdir: str | os.PathLike | None) -> str | None:
     """After Ctrl-C: the command that continues the run in ``workdir``, if it left anything to continue."""
     if workdir is None or not holds_results(workdir):

@@ -61,6 +61,23 @@ def test_train_skips_bad_molecules_counts_them_and_resumes(messy_csv, tmp_path, 
     assert main(["chem", "train", "--resume", str(out), "--epochs", "1", "--no-progress"]) == 2
     assert "--epochs 1 is below the 2 epochs this run has trained" in capsys.readouterr().err
     assert json.loads((out / "config.json").read_text())["epochs"] == 2
+    # Without --epochs, as the interrupted run's hint words it, the run's own total (it was the
+    # default 10, and the KL warm-up stretched to 10 epochs with it).
+    assert main(["chem", "train", "--resume", str(out), "--no-progress"]) == 0
+    assert pd.read_csv(out / "history.csv")["epoch"].tolist() == [1, 2]
+    assert json.loads((out / "config.json").read_text())["epochs"] == 2
+    # Killed in its first epoch, a run leaves its config.json and run.json alone; --resume said
+    # "no checkpoint.safetensors there". It starts over with the stored settings.
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    for name in ("config.json", "run.json"):
+        (killed / name).write_bytes((out / name).read_bytes())
+    assert main(["chem", "train", "--resume", str(killed), "--epochs", "1", "--no-progress"]) == 0
+    assert pd.read_csv(killed / "history.csv")["epoch"].tolist() == [1]
+    again = chemvae.load(killed)
+    assert again.vocab == model.vocab
+    for name, tensor in model.state_dict().items():  # the same first epoch, from the same seed
+        torch.testing.assert_close(again.state_dict()[name], tensor, rtol=0, atol=0)
     # No new run is written over it: a second chem train, or a vae run, which replaced its
     # checkpoint and config.json beside its weights.
     before = {p.name: p.read_bytes() for p in out.iterdir()}

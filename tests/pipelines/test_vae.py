@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from pipelines.cli import main
-from pipelines.vae import VAERunConfig, run
+from pipelines.vae import NEW_RUN_EPOCHS, VAERunConfig, run
 from vaecore.errors import InputDataError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,6 +121,34 @@ def test_resume_continues_with_the_stored_settings(tmp_path: Path, capsys: pytes
     capsys.readouterr()
     assert main(["vae", "--resume", str(out), "--epochs", "3", "--no-progress", "--out", str(bare)]) == 2
     assert f"{bare} already holds a vae run; continue it with --resume {bare}" in capsys.readouterr().err
+
+
+def test_a_resume_without_epochs_keeps_the_runs_own_total(tmp_path: Path) -> None:
+    # 'vaelab vae --resume DIR', the command an interrupted run prints, trained to the default
+    # 10 epochs whatever the run's own total (a 1-epoch run went on to 10; a 30-epoch run
+    # stopped past epoch 10 was refused as a resume to fewer epochs than done).
+    out = tmp_path / "run"
+    small = ["vae", "--data", "fixture", "--hidden", "16", "--latent", "2", "--eval-samples", "2", "--eval-limit", "5",
+             "--device", "cpu", "--no-progress"]
+    assert main([*small, "--epochs", "1", "--out", str(out)]) == 0
+    first = pd.read_csv(out / "history.csv").drop(columns="seconds")
+    assert main(["vae", "--resume", str(out), "--no-progress"]) == 0
+    assert list(pd.read_csv(out / "history.csv")["epoch"]) == [1]
+    # Killed in its first epoch, a run leaves its config.json and run.json alone; --resume said
+    # "no checkpoint at ...". It starts over with the stored settings, as the run it was.
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    for name in ("config.json", "run.json"):
+        (killed / name).write_bytes((out / name).read_bytes())
+    assert main(["vae", "--resume", str(killed), "--no-progress"]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(killed / "history.csv").drop(columns="seconds"), first)
+    assert json.loads((out / "config.json").read_text())["epochs"] == 1
+    assert main(["vae", "--resume", str(out), "--epochs", "2", "--no-progress"]) == 0  # given: the new total
+    assert list(pd.read_csv(out / "history.csv")["epoch"]) == [1, 2]
+    # A new run without --epochs trains the default total, and stores the number.
+    assert run(VAERunConfig(data="fixture", latent=2, hidden=(16,), eval_samples=2, eval_limit=5, device="cpu",
+                            progress=False), tmp_path / "new")["epochs"] == NEW_RUN_EPOCHS == 10
+    assert json.loads((tmp_path / "new" / "config.json").read_text())["epochs"] == 10
 
 
 def test_config_validation() -> None:

@@ -12,7 +12,8 @@ import torch
 from vaecore.checkpoint import save_checkpoint
 from vaecore.errors import InputDataError
 from vaecore.resume import (DATA_RECORD, check_new_run_dir, check_resume, check_resume_length, check_same_data,
-                            config_differences, data_digest, existing_run_config, holds_results, resume_conflicts)
+                            config_differences, data_digest, existing_run_config, holds_results, resume_conflicts,
+                            starts_over)
 from vaecore.rundir import RunDir
 
 
@@ -72,6 +73,22 @@ def test_a_new_run_is_not_started_in_a_runs_directory(tmp_path: Path) -> None:
     with pytest.raises(InputDataError, match=rf"^{run} already holds a run of another command \(its config.json is "
                                              r"not a train run's\); give another --out$"):
         check_new_run_dir(run, FitConfig, command="train", resumable=True)
+
+
+def test_a_run_stopped_before_its_first_checkpoint_starts_over(tmp_path: Path, capsys) -> None:
+    # A run killed in its first epoch left its config.json alone, and --resume said only
+    # "no checkpoint": its settings had to be typed again.
+    run = tmp_path / "r"
+    assert not starts_over(run, run / "checkpoint.safetensors")  # nothing there: not a run to start over
+    RunDir(run, JobConfig(name="a"), seed=0, device="cpu")
+    assert starts_over(run, run / "checkpoint.safetensors")
+    assert capsys.readouterr().out == (f"--resume {run}: the run stopped before its first checkpoint; it starts over "
+                                       "with its stored settings\n")
+    (run / "checkpoint.safetensors").write_bytes(b"")
+    assert not starts_over(run, run / "checkpoint.safetensors")  # a checkpoint: resumed from it
+    (run / "checkpoint.safetensors").unlink()
+    (run / "train.json").write_text("{}")  # results, their checkpoint deleted: never written over
+    assert not starts_over(run, run / "checkpoint.safetensors")
 
 
 def test_config_differences_name_every_field_that_differs_but_those_kept() -> None:
