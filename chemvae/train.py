@@ -145,9 +145,12 @@ def reconstruct(model: MoleculeVAE, smiles: Sequence[str], *, batch_size: int = 
 
 def save_training_state(path: Path, model: MoleculeVAE, optimizer: torch.optim.Optimizer,
                         generator: torch.Generator, *, epoch: int, step: int) -> Path:
-    """A resumable checkpoint: model, optimizer, shuffling-generator state, counters."""
+    """A resumable checkpoint: model, optimizer, shuffling-generator state, counters, and the
+    global CPU generator's state (the reparameterization noise and dropout draw from it on
+    the CPU: without it a resumed run redrew the noise of its first epochs, and differed
+    from the run uninterrupted from epoch 2 on)."""
     return save_model(model, path, optimizer=optimizer.state_dict(), generator=generator.get_state(),
-                      epoch=epoch, step=step)
+                      torch_rng=torch.get_rng_state(), epoch=epoch, step=step)
 
 
 def load_training_state(path: Path, model: MoleculeVAE, optimizer: torch.optim.Optimizer,
@@ -161,6 +164,8 @@ def load_training_state(path: Path, model: MoleculeVAE, optimizer: torch.optim.O
     model.load_state_dict(ckpt.payload["model"])
     optimizer.load_state_dict(ckpt.payload["optimizer"])
     generator.set_state(ckpt.payload["generator"].cpu())
+    if "torch_rng" in ckpt.payload:  # checkpoints written before it was stored lack it
+        torch.set_rng_state(ckpt.payload["torch_rng"].cpu())
     return int(ckpt.payload["epoch"]), int(ckpt.payload["step"])
 
 

@@ -100,6 +100,34 @@ def test_fit_logs_checkpoints_and_resumes(tmp_path):
         load_training_state(tmp_path / "ckpt.safetensors", other, torch.optim.Adam(other.parameters()), generator2)
 
 
+def test_a_resumed_run_matches_an_uninterrupted_one(tmp_path):
+    # The checkpoint kept the shuffling generator but not the global one that draws the
+    # reparameterization noise: resumed after epoch 1 (in a new process, seeded afresh), a
+    # run redrew epoch 1's noise in epoch 2, and its weights and losses differed from there.
+    data, vocab = _data(30, TINY)
+
+    def run(directory, epochs, resume):
+        torch.manual_seed(0)  # as seed_everything at every start of the command
+        model = MoleculeVAE(TINY, vocab)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        generator = torch.Generator().manual_seed(0)
+        start, step = (load_training_state(directory / "ckpt.safetensors", model, optimizer, generator)
+                       if resume else (0, 0))
+        fit(model, data, data, optimizer=optimizer, schedule=LinearWarmup(steps=6), epochs=epochs, batch_size=10,
+            generator=generator, rundir=RunDir(directory, TINY, seed=0, device="cpu"),
+            checkpoint_path=directory / "ckpt.safetensors", start_epoch=start, step=step, progress=False)
+        return model
+
+    whole = run(tmp_path / "whole", 2, resume=False)
+    run(tmp_path / "cut", 1, resume=False)
+    resumed = run(tmp_path / "cut", 2, resume=True)
+    for name, tensor in whole.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[name], tensor, rtol=0, atol=0)
+    columns = ["epoch", "train_loss", "train_kl", "valid_loss"]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "cut" / "history.csv")[columns],
+                                  pd.read_csv(tmp_path / "whole" / "history.csv")[columns])
+
+
 def test_a_non_finite_epoch_leaves_the_last_checkpoint_as_it_was(tmp_path):
     # An epoch of fewer than 50 steps (or NaN in its steps after the last check) was
     # logged with empty means and its NaN weights written over the last good checkpoint.
