@@ -40,7 +40,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="moses")
     p.add_argument("--max-molecules", type=int, default=None)
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=None, help="default: 30 (--resume: the run's own total)")
     p.add_argument("--representation", default="smiles", choices=("smiles", "selfies"))
     p.add_argument("--encoder", default="gru")
     p.add_argument("--batch-size", type=int, default=512)
@@ -67,7 +67,8 @@ def main() -> None:
         architecture = ChemVAEConfig(representation=args.representation, encoder=args.encoder,
                                      latent_dim=args.latent_dim, decoder_hidden=args.decoder_hidden,
                                      decoder_layers=args.decoder_layers)
-        config = ChemTrainConfig(data=args.data, max_molecules=args.max_molecules, epochs=args.epochs,
+        epochs = 30 if args.epochs is None and not args.resume else args.epochs
+        config = ChemTrainConfig(data=args.data, max_molecules=args.max_molecules, epochs=epochs,
                                  model=architecture, batch_size=args.batch_size, lr=args.lr, beta=args.beta,
                                  kl_warmup_fraction=args.kl_warmup_fraction, n_jobs=args.n_jobs, device=args.device,
                                  progress=not args.no_progress, resume=args.out if args.resume else None)

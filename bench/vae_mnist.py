@@ -31,7 +31,7 @@ ANCHORS = {("elbo", 1): 86.76, ("iwae", 50): 84.78}
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="mnist", help="mnist | fixture | PATH (.npz or IDX directory)")
-    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=None, help="default: 1 (--resume: the run's own total)")
     parser.add_argument("--objective", choices=("elbo", "iwae"), default="elbo")
     parser.add_argument("--k", type=int, default=None, help="default: 1 for elbo, 50 for iwae")
     parser.add_argument("--lr-schedule", choices=("exponential", "burda"), default="exponential")
@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     try:
         set_threads(args.threads)
         config = VAERunConfig(
-            data=args.data, epochs=args.epochs, objective=args.objective, k=k, lr_schedule=args.lr_schedule,
+            data=args.data, epochs=1 if args.epochs is None and not args.resume else args.epochs,
+            objective=args.objective, k=k, lr_schedule=args.lr_schedule,
             lr_decay=args.lr_decay, train_on_valid=args.train_on_valid, eval_samples=args.eval_samples,
             eval_limit=args.eval_limit, eval_batch_size=args.eval_batch_size, device=args.device, seed=args.seed,
             resume=str(out) if args.resume else None, progress=not args.no_progress,

@@ -29,6 +29,16 @@ def test_rows_name_their_data_and_count_its_training_digits(tmp_path, bench):
     assert len(pd.read_csv(tmp_path / "bench.csv")) == 2  # appended, not overwritten
 
 
+def test_a_resume_without_epochs_keeps_the_runs_own_total(tmp_path, bench):
+    # --resume took --epochs' default, 1: a run of 2 epochs or more resumed without it was
+    # refused as a resume to fewer epochs than done.
+    argv = ["--data", "fixture", "--eval-limit", "5", "--eval-samples", "2", "--threads", "1", "--device", "cpu",
+            "--no-progress", "--out", str(tmp_path)]
+    assert bench.main([*argv, "--epochs", "2"]).iloc[0]["epochs"] == 2
+    assert bench.main([*argv, "--resume"]).iloc[0]["epochs"] == 2
+    assert bench.main([*argv, "--resume", "--epochs", "3"]).iloc[0]["epochs"] == 3
+
+
 def test_missing_data_is_one_line_naming_it(tmp_path, capsys, bench):
     with pytest.raises(SystemExit) as stop:
         bench.main(["--data", str(tmp_path / "nope.npz"), "--out", str(tmp_path)])
