@@ -10,7 +10,9 @@ Loading parses only JSON and raw tensor bytes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import glob
 import hashlib
 import json
 import os
@@ -145,6 +147,7 @@ def _atomic_target(path: Path) -> Iterator[Path]:
     # file gets the usual umask permissions, not mkstemp's 0600.
     with open(tmp, "xb"):
         pass
+    began = tmp.stat().st_mtime
     try:
         mode = tmp.stat().st_mode & 0o777
         yield tmp
@@ -155,6 +158,13 @@ def _atomic_target(path: Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    # A process killed mid-write (SIGKILL, out of memory) cannot remove its temporary file:
+    # each such kill left a checkpoint-sized one in the run directory. Those of this path
+    # from before this write are remnants of that; this write has replaced them.
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if stale.stat().st_mtime < began:
+                stale.unlink()
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import pickle
+import time
 from pathlib import Path
 
 import pytest
@@ -148,6 +150,22 @@ def test_atomic_write_bytes(tmp_path: Path) -> None:
     for written in (target, ckpt):  # usual umask permissions, not a temp file's 0600
         assert written.stat().st_mode & 0o777 == reference.stat().st_mode & 0o777
     assert _no_temp_files(tmp_path)
+
+
+def test_a_write_removes_what_a_killed_write_of_the_same_file_left(tmp_path: Path) -> None:
+    # A process killed while writing (SIGKILL in a kill-and-resume sweep of fewlabel) left
+    # '.checkpoint.safetensors.<hex>.tmp', 16 MB, in the run directory for good.
+    killed = tmp_path / ".checkpoint.safetensors.bdcf90dae57227f4.tmp"
+    killed.write_bytes(b"partial")
+    other = tmp_path / ".model.safetensors.0123456789abcdef.tmp"  # another file's: not this write's to remove
+    other.write_bytes(b"partial")
+    past = time.time() - 5
+    for path in (killed, other):
+        os.utime(path, (past, past))
+    save_checkpoint(tmp_path / "checkpoint.safetensors", {"w": torch.ones(2)}, CONFIG)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, "checkpoint.safetensors"]
+    atomic_write_bytes(tmp_path / "model.safetensors", b"x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.safetensors", "model.safetensors"]
 
 
 # --------------------------------------------------------------------------- refusals
