@@ -14,8 +14,8 @@ A run directory holds ``config.json``, ``run.json``, ``history.csv`` (one row an
 ``--resume DIR`` continues the run in DIR to its own total of epochs (or ``--epochs`` in
 total), with the settings stored in its ``config.json``; only the epochs, the device, the
 progress bars and the evaluation settings may change (a bare checkpoint file, with no
-``config.json`` beside it, continues with the settings given; a run stopped before its
-first checkpoint starts over).
+``config.json`` beside it, continues with the settings given, refusing data, objective or
+k other than those stored in it; a run stopped before its first checkpoint starts over).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from pipelines.plots import grid_shape, save_image_grid, save_reconstruction_gri
 from ssvae.data import NAMED_SOURCES, fixed_binarize, load_dataset
 from ssvae.m1 import OBJECTIVES, VAE, VAEConfig
 from ssvae.train import BINARIZE_MODES, CHECKPOINT_NAME, LR_SCHEDULES, evaluate_log_px, evaluate_terms, fit_vae
+from vaecore.checkpoint import stored_extra
 from vaecore.config import read_run_config
 from vaecore.errors import InputDataError, finite_at_least, integer_at_least
 from vaecore.resume import (check_new_run_dir, check_resume, check_resume_length, check_same_data, resume_hint,
@@ -132,6 +133,31 @@ def _resume_checkpoint(resume: str) -> Path | None:
     return path
 
 
+def _same_data(stored: str, given: str) -> bool:
+    if stored in NAMED_SOURCES or given in NAMED_SOURCES:
+        return stored == given
+    # Two paths: a relative one stored by a run started elsewhere may not resolve from here.
+    first, second = Path(stored).expanduser(), Path(given).expanduser()
+    return stored == given or not first.exists() or not second.exists() or first.resolve() == second.resolve()
+
+
+def _check_bare_checkpoint(config: VAERunConfig, checkpoint: Path) -> None:
+    """Refuse data, an objective or a k other than those a bare checkpoint was trained with.
+
+    They are stored in it (``run_config``), and were not read: a fixture model's checkpoint
+    resumed without ``--data`` went on training on MNIST without a word.
+    """
+    stored = stored_extra(checkpoint).get("run_config")
+    if not isinstance(stored, dict):  # a checkpoint of another loop (ssvae.fit_vae's own callers)
+        return
+    differ = [f"{name} (stored {stored[name]!r}, given {getattr(config, name)!r})" for name in ("data", "objective", "k")
+              if name in stored and not (_same_data(str(stored[name]), config.data) if name == "data"
+                                         else stored[name] == getattr(config, name))]
+    if differ:
+        raise InputDataError(f"--resume {config.resume}: the checkpoint was trained with other settings than given: "
+                             f"{'; '.join(differ)}. Give its own")
+
+
 def _resumed_config(config: VAERunConfig, checkpoint: Path) -> VAERunConfig:
     """The run's stored config with ``config``'s :data:`RUN_SETTINGS` and the :data:`EVAL_SETTINGS` it sets.
 
@@ -140,6 +166,7 @@ def _resumed_config(config: VAERunConfig, checkpoint: Path) -> VAERunConfig:
     """
     path = checkpoint.parent / "config.json"
     if not path.is_file():  # a bare checkpoint: the settings given are all there is
+        _check_bare_checkpoint(config, checkpoint)
         return config
     stored = read_run_config(VAERunConfig, path, command="vae", source=f"--resume {config.resume}")
     default = VAERunConfig()

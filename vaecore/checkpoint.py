@@ -272,6 +272,17 @@ def config_mismatches(stored: Mapping[str, Any], expected: Mapping[str, Any]) ->
     return out
 
 
+def _header_entry(path: str | os.PathLike, key: str) -> Any:
+    """One JSON document of a checkpoint's metadata, read from its header alone."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        return json.loads(_read_metadata(path)[key])
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: corrupted checkpoint metadata: {err}") from err
+
+
 def stored_scalar(path: str | os.PathLike, key: str) -> Any:
     """A top-level scalar of a checkpoint's payload (its ``epoch``, say), or ``None``.
 
@@ -281,15 +292,19 @@ def stored_scalar(path: str | os.PathLike, key: str) -> Any:
     Raises:
         CheckpointError: As :func:`load_checkpoint`, for a file that is no vaelab checkpoint.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}")
-    try:
-        structure = json.loads(_read_metadata(path)["structure"])
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path}: corrupted checkpoint metadata: {err}") from err
+    structure = _header_entry(path, "structure")
     pairs = structure.get(_DICT, []) if isinstance(structure, dict) else []
     return next((v for k, v in pairs if k == key and not isinstance(v, (dict, list))), None)
+
+
+def stored_extra(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint's ``extra`` data, read from the file's header alone (no tensor loaded).
+
+    Raises:
+        CheckpointError: As :func:`load_checkpoint`, for a file that is no vaelab checkpoint.
+    """
+    extra = _header_entry(path, "extra")
+    return extra if isinstance(extra, dict) else {}
 
 
 def load_checkpoint(

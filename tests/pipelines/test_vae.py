@@ -115,6 +115,17 @@ def test_resume_continues_with_the_stored_settings(tmp_path: Path, capsys: pytes
                  "--eval-limit", "5", "--device", "cpu", "--no-progress", "--epochs", "3",
                  "--resume", str(bare / "ckpt.safetensors")]) == 0
     assert list(pd.read_csv(bare / "history.csv")["epoch"]) == [3]
+    # The data, objective and k it was trained with are stored in it: a resume without
+    # --data went on training the fixture's model on MNIST without a word.
+    capsys.readouterr()
+    (tmp_path / "bare2").mkdir()
+    (tmp_path / "bare2" / "ckpt.safetensors").write_bytes((out / "checkpoint.safetensors").read_bytes())
+    assert main(["vae", "--hidden", "16", "--latent", "3", "--objective", "iwae", "--k", "2", "--epochs", "4",
+                 "--no-progress", "--resume", str(tmp_path / "bare2" / "ckpt.safetensors")]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "the checkpoint was trained with other settings than given: data (stored 'fixture', given 'mnist'); "
+        "objective (stored 'elbo', given 'iwae'); k (stored 1, given 2). Give its own")
+    assert sorted(p.name for p in (tmp_path / "bare2").iterdir()) == ["ckpt.safetensors"]  # nothing written
     # Continued in another directory: a new one, not one that holds a run (it was written over).
     assert main(["vae", "--resume", str(out), "--epochs", "3", "--no-progress", "--out", str(tmp_path / "copy")]) == 0
     assert list(pd.read_csv(tmp_path / "copy" / "history.csv")["epoch"]) == [3]  # its own epochs

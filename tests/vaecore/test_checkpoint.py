@@ -16,7 +16,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 import vaecore.checkpoint as checkpoint
-from vaecore.checkpoint import atomic_write_bytes, config_mismatches, load_checkpoint, save_checkpoint, stored_scalar
+from vaecore.checkpoint import (atomic_write_bytes, config_mismatches, load_checkpoint, save_checkpoint, stored_extra,
+                               stored_scalar)
 from vaecore.errors import CheckpointError, ConfigMismatchError, InputDataError
 
 CONFIG = {"x_dim": 4, "z_dim": 2, "hidden": [8, 8], "likelihood": "bernoulli"}
@@ -318,3 +319,13 @@ def test_stored_scalar_reads_the_header_alone(tmp_path: Path) -> None:
         stored_scalar(tmp_path / "pickle.safetensors", "epoch")
     with pytest.raises(CheckpointError, match="no checkpoint at"):
         stored_scalar(tmp_path / "none.safetensors", "epoch")
+
+
+def test_stored_extra_reads_the_header_alone(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "c.safetensors", {"w": torch.ones(2)}, {"d": 2},
+                           extra={"run_config": {"data": "fixture", "k": 1}})
+    assert stored_extra(path) == {"run_config": {"data": "fixture", "k": 1}}
+    assert stored_extra(save_checkpoint(tmp_path / "plain.safetensors", {"w": torch.ones(2)}, {"d": 2})) == {}
+    (tmp_path / "pickle.safetensors").write_bytes(pickle.dumps({"epoch": 3}))
+    with pytest.raises(CheckpointError, match="not a safetensors checkpoint"):
+        stored_extra(tmp_path / "pickle.safetensors")
