@@ -33,6 +33,10 @@ def existing_run_config(workdir: str | os.PathLike, cls: type[C], *, command: st
     path = Path(workdir) / "config.json"
     if not path.is_file():
         return None
+    try:  # a damaged file was called another command's run
+        json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputDataError(f"{workdir} holds a run whose config.json is damaged ({err}); give another --out") from err
     try:
         return read_run_config(cls, path, command=command, source=str(workdir))
     except InputDataError as err:

@@ -101,6 +101,9 @@ class RunDir:
                 self._rows = pd.read_csv(history).to_dict("records")
             except pd.errors.EmptyDataError:  # written before any column existed
                 self._rows = []
+            except (UnicodeDecodeError, pd.errors.ParserError) as err:  # pandas' message named no file
+                raise InputDataError(f"{history} is damaged ({err}); move it aside to go on without the "
+                                     "rows it held") from err
 
     def __truediv__(self, name: str) -> Path:
         return self.path / name

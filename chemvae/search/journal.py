@@ -70,12 +70,14 @@ class ScoreJournal:
     def _unused_other_journal(self) -> bool:
         """A journal of another objective that records nothing (its search was refused before
         its first call): nothing is lost by starting this one's there."""
-        with self.path.open(encoding="utf-8") as f:
+        with self.path.open(encoding="utf-8", errors="replace") as f:
             head = f.readline().rstrip("\n")
         return head.startswith(HEADER) and head[len(HEADER):] != self.objective and not has_records(self.path)
 
     def _read(self) -> None:
-        text = self.path.read_text()
+        # Undecodable bytes (a damaged file) fail the header check or drop their line, as a
+        # torn line does; a strict read raised UnicodeDecodeError naming no file.
+        text = self.path.read_text(encoding="utf-8", errors="replace")
         lines = text.splitlines(keepends=True)
         head = lines[0].rstrip("\n")
         if not head.startswith(HEADER):
@@ -84,7 +86,7 @@ class ScoreJournal:
             raise InputDataError(f"{self.path} records objective {head[len(HEADER):]!r}, not {self.objective!r}; "
                                  "give this search another journal (vaelab molopt: another --out)")
         for line in lines[1:]:
-            fields = next(csv.reader([line])) if line.endswith("\n") else []
+            fields = next(csv.reader([line])) if line.endswith("\n") and "\ufffd" not in line else []
             if len(fields) != 4 or fields[3] != END:
                 self.dropped += 1
                 continue
@@ -130,7 +132,7 @@ class ScoreJournal:
 def has_records(path: str | os.PathLike) -> bool:
     """Whether the journal file at ``path`` holds a line beyond its header (an outcome, or a torn one)."""
     path = Path(path)
-    return path.is_file() and len(path.read_text(encoding="utf-8").splitlines()) > 1
+    return path.is_file() and len(path.read_bytes().splitlines()) > 1  # bytes: a damaged file has lines too
 
 
 def _parse_float(text: str) -> float | None:

@@ -70,6 +70,11 @@ def test_a_new_run_is_not_started_in_a_runs_directory(tmp_path: Path) -> None:
         check_new_run_dir(run, JobConfig, command="demo", resumable=True)
     with pytest.raises(InputDataError, match=rf"^{run} already holds a demo run; give another --out"):
         check_new_run_dir(run, JobConfig, command="demo", resumable=False)
+    (tmp_path / "damaged").mkdir()
+    (tmp_path / "damaged" / "config.json").write_text('{"name": "a", "se')  # cut short: not another command's run
+    with pytest.raises(InputDataError, match=rf"^{tmp_path / 'damaged'} holds a run whose config.json is damaged "
+                                             r"\(Unterminated string"):
+        existing_run_config(tmp_path / "damaged", JobConfig, command="demo")
     with pytest.raises(InputDataError, match=rf"^{run} already holds a run of another command \(its config.json is "
                                              r"not a train run's\); give another --out$"):
         check_new_run_dir(run, FitConfig, command="train", resumable=True)

@@ -67,6 +67,14 @@ def test_resume_keeps_history_and_truncates(tmp_path: Path) -> None:
     assert list(pd.read_csv(tmp_path / "history.csv")["loss"]) == [9.0, 8.0, 6.5]
 
 
+def test_a_damaged_history_is_named(tmp_path: Path) -> None:
+    # pandas' UnicodeDecodeError named no file ("vaelab vae: error: 'utf-8' codec can't decode ...").
+    RunDir(tmp_path, RunConfig(name="m1"), seed=1, device="cpu").log({"epoch": 1})
+    (tmp_path / "history.csv").write_bytes(b"\x90\xff binary")
+    with pytest.raises(InputDataError, match=rf"^{tmp_path / 'history.csv'} is damaged \('utf-8' codec can't decode"):
+        RunDir(tmp_path, RunConfig(name="m1"), seed=1, device="cpu")
+
+
 def test_write_json_is_sorted_and_handles_paths(tmp_path: Path) -> None:
     path = write_json(tmp_path / "sub" / "x.json", {"b": Path("p"), "a": 1})
     assert path.read_text() == '{\n  "a": 1,\n  "b": "p"\n}\n'

@@ -63,6 +63,18 @@ def test_a_journal_of_another_objective_or_another_file_is_refused(tmp_path):
         ScoreJournal(tmp_path / "other.csv", "qed")
     with pytest.raises(InputDataError, match="exists and is not a file"):
         ScoreJournal(tmp_path, "qed")
+    # Undecodable bytes raised UnicodeDecodeError, naming no file: a damaged header is
+    # refused by name, a damaged line dropped like a torn one.
+    (tmp_path / "garbage.csv").write_bytes(b"\x90\xff\x01binary")
+    with pytest.raises(InputDataError, match="garbage.csv is not a vaelab score journal"):
+        ScoreJournal(tmp_path / "garbage.csv", "qed")
+    damaged = tmp_path / "damaged.csv"
+    ScoreJournal(damaged, "qed").record([("CCO", 0.4, "scored")])
+    with damaged.open("ab") as f:
+        f.write(b"C\xffC,0.5,scored,end\n")
+    again = ScoreJournal(damaged, "qed")
+    assert again.recorded == {"CCO": (0.4, "scored")} and again.dropped == 1
+    assert again.lookup("CCO") == (0.4, "scored")
 
 
 class CountingQED:
