@@ -279,10 +279,10 @@ def train_m2(
                 if rundir is not None:
                     save_checkpoint(rundir / MODEL_NAME, {"model": best_state}, model_spec, extra={"best": best})
             done = epoch + 1
-            save(done)
             logged.append(row)
             if rundir is not None:
                 rundir.log(row)
+            save(done)  # after the row: a kill between the two re-runs the epoch, it never loses its row
             if progress:
                 tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
     history = rundir.history if rundir is not None else pd.DataFrame(logged)

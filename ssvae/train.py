@@ -282,10 +282,12 @@ def fit_vae(
             if x_valid is not None:
                 row["valid_elbo"] = evaluate_terms(model, x_valid, batch_size=eval_batch_size)["elbo"].mean().item()
             row["seconds"] = time.perf_counter() - began
-            save(epoch + 1)
             rows.append(row)
             if rundir is not None:
                 rundir.log(row)
+            # After the row: killed between the two, a resume runs the epoch again and replaces
+            # its row; checkpointed first, the epoch's row was lost for good.
+            save(epoch + 1)
             if progress:
                 tqdm.write(" ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
                                     for key, value in row.items()))

@@ -81,6 +81,15 @@ def test_resume_continues_where_it_stopped(learned, tmp_path):
     assert result.epochs_done == 7 and (tmp_path / "model.safetensors").exists()
 
 
+def test_an_epochs_row_is_logged_before_its_checkpoint(fixture_data, tmp_path):
+    # As fit_vae's: a kill between the checkpoint and the row lost the epoch's row for good.
+    _, data = fixture_data
+    (tmp_path / "checkpoint.safetensors").mkdir()  # the write fails, as on a full disk
+    with pytest.raises(InputDataError, match="is a directory"):
+        _train(data, rundir=RunDir(tmp_path, TrainConfig(), seed=0, device="cpu"), **{"train.epochs": 2})
+    assert pd.read_csv(tmp_path / "history.csv")["epoch"].tolist() == [1]
+
+
 def test_time_budget_stops_after_the_epoch_that_exceeds_it(fixture_data):
     _, data = fixture_data
     result = _train(data, **{"train.epochs": 50, "train.time_budget_minutes": 1e-6})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -107,6 +108,18 @@ def test_learning_rate_schedules() -> None:
     # Stage i lasts 3**i epochs: 1 epoch, then 3, then 9.
     assert burda[0] == 1e-3 and burda[1] == burda[3] == pytest.approx(1e-3 * 10 ** (-1 / 7))
     assert burda[4] == burda[12] == pytest.approx(1e-3 * 10 ** (-2 / 7)) and burda[13] < burda[12]
+
+
+def test_an_epochs_row_is_logged_before_its_checkpoint(tmp_path: Path, digits: torch.Tensor) -> None:
+    # Checkpointed first, an epoch whose row a kill kept from the history was lost for good
+    # (the resume goes on after it): a kill-and-resume sweep of fewlabel ended with M1's
+    # history missing epoch 1. The failing write (a directory in the checkpoint's place, as
+    # a full disk would fail it) comes after the row now.
+    (tmp_path / "checkpoint.safetensors").mkdir()
+    with pytest.raises(InputDataError, match="is a directory"):
+        fit_vae(VAE(SMALL), digits[:100], epochs=2, batch_size=50, progress=False,
+                rundir=RunDir(tmp_path, SMALL, seed=0, device="cpu"))
+    assert list(pd.read_csv(tmp_path / "history.csv")["epoch"]) == [1]
 
 
 def test_ctrl_c_leaves_a_resumable_checkpoint(tmp_path: Path, digits: torch.Tensor) -> None:
