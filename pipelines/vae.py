@@ -150,9 +150,11 @@ def _check_bare_checkpoint(config: VAERunConfig, checkpoint: Path) -> None:
     stored = stored_extra(checkpoint).get("run_config")
     if not isinstance(stored, dict):  # a checkpoint of another loop (ssvae.fit_vae's own callers)
         return
-    differ = [f"{name} (stored {stored[name]!r}, given {getattr(config, name)!r})" for name in ("data", "objective", "k")
-              if name in stored and not (_same_data(str(stored[name]), config.data) if name == "data"
-                                         else stored[name] == getattr(config, name))]
+    differ = []
+    for name in ("data", "objective", "k"):
+        given = getattr(config, name)
+        if name in stored and not (_same_data(str(stored[name]), given) if name == "data" else stored[name] == given):
+            differ.append(f"{name} (stored {stored[name]!r}, given {given!r})")
     if differ:
         raise InputDataError(f"--resume {config.resume}: the checkpoint was trained with other settings than given: "
                              f"{'; '.join(differ)}. Give its own")
