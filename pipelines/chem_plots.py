@@ -80,8 +80,11 @@ def save_property_histograms(samples: pd.DataFrame, reference: pd.DataFrame, pat
             bins = np.linspace(low, high, 41) if high > low else 40
             for values, label, color in ((theirs, reference_name, "tab:blue"), (ours, "valid samples", "tab:orange")):
                 if values.size:  # a density of nothing is 0 / 0
-                    ax.hist(values, bins=bins, density=True, alpha=0.5, color=color,
-                            label=f"{label} ({values.size:,})")
+                    # Values beyond the bins go in the edge bins: left out, a set that lay all
+                    # outside (one valid sample, an outlier) was a density of 0 / 0, drawn as
+                    # nothing with numpy's "invalid value encountered in divide".
+                    ax.hist(np.clip(values, low, high) if high > low else values, bins=bins, density=True,
+                            alpha=0.5, color=color, label=f"{label} ({values.size:,})")
             ax.legend(fontsize=8)
         ax.set_xlabel(PROPERTY_LABELS.get(column, column))
         ax.set_yticks([])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -24,6 +26,16 @@ def test_property_histograms_draw_with_and_without_valid_samples(tmp_path):
     assert save_property_histograms(_table(5, False, 3), reference, tmp_path / "b.png").stat().st_size > 0
     with pytest.raises(InputDataError, match=r"the samples table has no column \['weight'\]"):
         save_property_histograms(_table(5, True, 4), reference, tmp_path / "c.png", columns=("qed", "weight"))
+
+
+def test_samples_that_all_lie_beyond_the_bins_are_drawn_at_their_edge(tmp_path):
+    # One valid sample, an outlier beyond the shared bins (the bulk of both sets): a density
+    # of 0 / 0, drawn as nothing with numpy's RuntimeWarning (chem eval of a tiny model).
+    reference = _table(200, True, 0)
+    outlier = _table(1, True, 2).assign(logp=60.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert save_property_histograms(outlier, reference, tmp_path / "a.png").stat().st_size > 0
 
 
 def test_training_curves_draw_from_a_history_and_from_none(tmp_path):
