@@ -22,6 +22,7 @@ from vaecore.checkpoint import atomic_write_bytes
 from vaecore.config import config_to_dict
 from vaecore.errors import InputDataError
 from vaecore.resume import DATA_RECORD, holds_results
+from vaecore.runlock import hold
 from vaecore.runtime import library_versions
 
 
@@ -55,7 +56,8 @@ def make_run_dir(path: str | os.PathLike) -> Path:
 class RunDir:
     """A run's directory and the files every run writes.
 
-    Creating it writes ``config.json`` and ``run.json`` and reads back an existing
+    Creating it locks the directory against other processes while the ``RunDir`` lives
+    (:mod:`vaecore.runlock`), writes ``config.json`` and ``run.json`` and reads back an existing
     ``history.csv``, so that :meth:`log` appends to it. ``run.json`` describes this call
     (seed, device, library versions, start, command line); where the directory already holds
     the run's results (a resume, a rerun), it keeps what each earlier call recorded, oldest
@@ -74,6 +76,7 @@ class RunDir:
     def __init__(self, path: str | os.PathLike, config: Any, *, seed: int, device: torch.device | str,
                  data: Mapping[str, str] | None = None) -> None:
         self.path = make_run_dir(path)
+        hold(self.path, self)  # before any write: another live process's run here is refused
         self.config = config
         write_json(self.path / "config.json", config_to_dict(config))
         if data is not None:

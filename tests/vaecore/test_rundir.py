@@ -13,6 +13,7 @@ import torch
 from vaecore.config import config_to_dict
 from vaecore.errors import InputDataError
 from vaecore.rundir import RunDir, write_csv, write_json
+from vaecore.runlock import LOCK_NAME
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ def test_run_dir_files(tmp_path: Path) -> None:
     assert len(table) == 2 and len(run.history) == 2
     run.write_json("metrics.json", {"best": 2.0})
     assert json.loads((run / "metrics.json").read_text()) == {"best": 2.0}
-    assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith(".")]  # no temp files
+    assert [p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".")] == [LOCK_NAME]  # no temp files
 
     # A resume keeps what the earlier calls recorded (their devices and library versions): it overwrote them.
     again = RunDir(tmp_path / "run", config, seed=7, device="meta")
