@@ -28,7 +28,6 @@ Ctrl-C leaves a resumable checkpoint; ``--resume DIR`` continues that run.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import time
@@ -46,7 +45,7 @@ from ssvae.data import NAMED_SOURCES, ImageDataset, load_dataset
 from ssvae.labels import balanced_split, given_labels, load_split, save_split
 from ssvae.presets import MODELS, PRESETS, FitConfig, check_patience_setting, override
 from ssvae.selftrain import SELF_TRAIN_DIR, labels_with, pseudo_labels
-from vaecore.config import config_from_dict, config_to_dict, read_run_config
+from vaecore.config import config_to_dict, read_json, read_run_config
 from vaecore.errors import InputDataError
 from vaecore.resume import check_new_run_dir, check_resume, check_resume_length, check_same_data, resume_hint
 from vaecore.rundir import RunDir, write_json
@@ -78,7 +77,7 @@ def _train(config: FewLabelRunConfig, dataset: ImageDataset, y: torch.Tensor, id
     if resume and stored.is_file():
         # The settings the run started with, even if a preset has changed since; only
         # how long it runs may change.
-        fit_config = override(config_from_dict(FitConfig, json.loads(stored.read_text(encoding="utf-8"))),
+        fit_config = override(read_run_config(FitConfig, stored, command="fewlabel", source=f"--resume {workdir}"),
                               **length_changes(config))
     else:
         fit_config = override(fit_config_for(config, n_labels=len(idx), n_total=len(dataset.train),
@@ -152,7 +151,7 @@ def _self_train(config: FewLabelRunConfig, dataset: ImageDataset, idx: torch.Ten
         begun = max((r for r in range(1, len(dirs)) if (dirs[r] / "fit_config.json").is_file()), default=0)
     if begun:
         RunDir(workdir, config, seed=config.seed, device=device, data=data_record)  # this call's config.json and run.json
-        first = json.loads((workdir / STAGE1_METRICS).read_text(encoding="utf-8"))
+        first = read_json(workdir / STAGE1_METRICS)
     else:
         clf, first = _train(config, dataset, dataset.train.y, idx, workdir, device, resume=resume,
                             data_record=data_record)
@@ -160,7 +159,7 @@ def _self_train(config: FewLabelRunConfig, dataset: ImageDataset, idx: torch.Ten
     stages = [first]
     for r, n in enumerate(config.self_train, start=1):
         if r < begun:  # finished in an earlier call
-            stages.append(json.loads((dirs[r] / "metrics.json").read_text(encoding="utf-8")))
+            stages.append(read_json(dirs[r] / "metrics.json"))
             continue
         if r == begun:
             pseudo_idx, pseudo_y = load_split(dirs[r - 1] / PSEUDO_LABELS)
@@ -203,7 +202,7 @@ def train_on_pseudo_labels(config: FewLabelRunConfig, dataset: ImageDataset, idx
     """
     changes = {}
     if config.model == "m1m2":
-        given = json.loads((first_dir / "fit_config.json").read_text(encoding="utf-8"))["m1"]["checkpoint"]
+        given = read_json(first_dir / "fit_config.json")["m1"]["checkpoint"]
         changes["m1.checkpoint"] = given or str(first_dir / "m1")
     y = labels_with(dataset.train.y, pseudo_idx, pseudo_y)
     clf, metrics = _train(config, dataset, y, torch.cat([idx, pseudo_idx]).sort().values, workdir, device,

@@ -25,7 +25,6 @@ the normalized penalized logP (JT-VAE constants); ``plogp_unnormalized`` is the 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 from dataclasses import dataclass, fields
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from vaecore.config import read_json
 from vaecore.errors import InputDataError, finite_at_least, integer_at_least
 from vaecore.resume import config_differences, existing_run_config
 from vaecore.rundir import RunDir, write_csv
@@ -156,8 +156,8 @@ def initial_pool(config: MoloptConfig) -> tuple[list[str] | None, str]:
     stored = Path(config.model) / "config.json"
     if not stored.is_file():
         return None, "prior samples (the model directory has no config.json naming its data)"
-    train_config = json.loads(stored.read_text())
-    if "data" not in train_config:
+    train_config = read_json(stored)
+    if not isinstance(train_config, dict) or "data" not in train_config:
         return None, "prior samples (the model's config.json names no data)"
     from pipelines.chem import check_run_data, load_run_splits
     from pipelines.chem_config import SPLIT_FIELDS, ChemTrainConfig

@@ -11,7 +11,6 @@ The settings it trains with are a :class:`~ssvae.presets.FitConfig`, named by a 
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import replace
@@ -31,6 +30,7 @@ from ssvae.m1m2 import M1M2, active_dimensions
 from ssvae.pixel_m2 import PixelM2
 from ssvae.presets import (IDLE_BECAUSE, FitConfig, M1Settings, check_patience_setting, check_settings_keys,
                            idle_settings, override, preset)
+from vaecore.config import read_json
 from vaecore.errors import InputDataError
 from vaecore.nets import without_single_channel
 from vaecore.resume import check_resume_length, config_differences, existing_run_config, holds_results
@@ -272,7 +272,8 @@ def check_fit_dir(workdir: str | os.PathLike, config: FitConfig, *, seed: int, l
     lengths = {key: _setting(config, key) for key in FIT_LENGTHS}
     differences = config_differences(config, override(stored, **lengths))
     run_json = Path(workdir) / "run.json"
-    stored_seed = json.loads(run_json.read_text(encoding="utf-8")).get("seed") if run_json.is_file() else None
+    record = read_json(run_json) if run_json.is_file() else None
+    stored_seed = record.get("seed") if isinstance(record, dict) else None
     if stored_seed != seed:
         differences.append(f"seed (stored {stored_seed!r}, given {seed!r})")
     stored_idx, stored_labels = load_split(Path(workdir) / "labels.csv")

@@ -8,7 +8,6 @@ architecture stored with it (:func:`model_spec`), without unpickling code.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import warnings
@@ -30,7 +29,7 @@ from ssvae.pixel_m2 import PixelM2
 from ssvae.presets import FitConfig
 from ssvae.selftrain import SELF_TRAIN_DIR
 from vaecore.checkpoint import load_checkpoint
-from vaecore.config import config_from_dict, config_to_dict
+from vaecore.config import config_from_dict, config_to_dict, read_json
 from vaecore.errors import CheckpointError, InputDataError, InputDataWarning, integer_at_least
 from vaecore.runtime import resolve_device
 
@@ -219,7 +218,8 @@ def _stored_fit_setting(directory: Path, name: str) -> Any:
     for file in ("fit_config.json", "config.json"):  # the CLI's config.json is its own run config
         stored = directory / file
         if stored.is_file():
-            value = json.loads(stored.read_text(encoding="utf-8")).get(name)
+            record = read_json(stored)
+            value = record.get(name) if isinstance(record, dict) else None
             if value is not None:
                 return value
     return None

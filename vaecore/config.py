@@ -120,8 +120,21 @@ def config_from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
     return cls(**kwargs)
 
 
+def read_json(path: str | os.PathLike) -> Any:
+    """The JSON document in the file at ``path``.
+
+    Raises:
+        InputDataError: The file is not JSON (damaged, cut short), naming it: json's own
+            message ("Expecting value: line 1 column 1 (char 0)") named no file.
+    """
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputDataError(f"{path} is damaged ({err})") from err
+
+
 def read_run_config(cls: type[C], path: str | os.PathLike, *, command: str, source: str) -> C:
-    """The ``cls`` config stored in a run's ``config.json`` at ``path``.
+    """The ``cls`` config stored in a run's ``config.json`` (or ``fit_config.json``) at ``path``.
 
     Args:
         cls: The run config's dataclass.
@@ -137,4 +150,4 @@ def read_run_config(cls: type[C], path: str | os.PathLike, *, command: str, sour
     try:
         return config_from_dict(cls, json.loads(Path(path).read_text(encoding="utf-8")))
     except (InputDataError, json.JSONDecodeError, UnicodeDecodeError) as err:  # another command's run, say
-        raise InputDataError(f"{source}: its config.json is not a {command} run's ({err})") from err
+        raise InputDataError(f"{source}: its {Path(path).name} is not a {command} run's ({err})") from err

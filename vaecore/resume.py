@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from vaecore.checkpoint import stored_scalar
-from vaecore.config import read_run_config
+from vaecore.config import read_json, read_run_config
 from vaecore.datasets import sha256_file
 from vaecore.errors import InputDataError
 
@@ -122,7 +122,8 @@ def check_same_data(source: str, *, named: Collection[str],
         return None
     digest = data_digest(source)
     if record is not None and record.is_file():
-        stored = json.loads(record.read_text(encoding="utf-8")).get("sha256")
+        recorded = read_json(record)
+        stored = recorded.get("sha256") if isinstance(recorded, dict) else None
         if stored != digest:
             raise InputDataError(f"{source} has changed since this run began (sha256 {str(stored)[:12]}... then, "
                                  f"{digest[:12]}... now): resumed, it would train on other data. Put the run's data "

@@ -164,6 +164,12 @@ def test_the_initial_pool_reads_a_config_of_another_version(tmp_path):
     assert (pool, source) == initial_pool(MoloptConfig(model=str(MODEL)))
     (model / "config.json").write_text(json.dumps({"seed": 0}))
     assert initial_pool(MoloptConfig(model=str(model))) == (None, "prior samples (the model's config.json names no data)")
+    (model / "config.json").write_text(json.dumps([1, 2]))
+    assert initial_pool(MoloptConfig(model=str(model))) == (None, "prior samples (the model's config.json names no data)")
+    # Cut short: json's "Expecting value: line 1 column 1 (char 0)" was all molopt said.
+    (model / "config.json").write_text("")
+    with pytest.raises(InputDataError, match=rf"^{model / 'config.json'} is damaged \(Expecting value"):
+        initial_pool(MoloptConfig(model=str(model)))
 
 
 def test_bo_options_map_onto_the_config_with_its_defaults():

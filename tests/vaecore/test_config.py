@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vaecore.config import check_field_value, config_from_dict, config_to_dict, read_run_config
+from vaecore.config import check_field_value, config_from_dict, config_to_dict, read_json, read_run_config
 from vaecore.errors import InputDataError
 from vaecore.rundir import write_json
 
@@ -106,3 +106,20 @@ def test_read_run_config_names_what_is_not_a_runs_config(tmp_path: Path) -> None
     write_json(path, {"lr": 0.1, "epochs": 3})
     with pytest.raises(InputDataError, match=r"its config.json is not a demo run's \(unknown RunConfig field"):
         read_run_config(RunConfig, path, command="demo", source="--resume d")
+    # Any stored config names its own file (a damaged fit_config.json was called config.json).
+    (tmp_path / "fit_config.json").write_text("")
+    with pytest.raises(InputDataError, match=r"^--resume d: its fit_config.json is not a demo run's \(Expecting"):
+        read_run_config(RunConfig, tmp_path / "fit_config.json", command="demo", source="--resume d")
+
+
+def test_read_json_names_a_damaged_file(tmp_path: Path) -> None:
+    # json's own message, "Expecting value: line 1 column 1 (char 0)", was all a command said.
+    path = tmp_path / "metrics.json"
+    write_json(path, {"a": 1})
+    assert read_json(path) == {"a": 1}
+    path.write_text('{"a": ')
+    with pytest.raises(InputDataError, match=rf"^{path} is damaged \(Expecting value"):
+        read_json(path)
+    path.write_bytes(b"\x90\xff")
+    with pytest.raises(InputDataError, match=rf"^{path} is damaged \('utf-8' codec can't decode"):
+        read_json(path)
