@@ -47,7 +47,8 @@ from ssvae.presets import MODELS, PRESETS, FitConfig, check_patience_setting, ov
 from ssvae.selftrain import SELF_TRAIN_DIR, labels_with, pseudo_labels
 from vaecore.config import config_to_dict, read_json, read_run_config
 from vaecore.errors import InputDataError
-from vaecore.resume import check_new_run_dir, check_resume, check_resume_length, check_same_data, resume_hint
+from vaecore.resume import (check_new_run_dir, check_resume, check_resume_length, check_same_data, resume_hint,
+                            starts_over)
 from vaecore.rundir import RunDir, write_json
 from vaecore.runtime import resolve_device, set_threads
 
@@ -221,6 +222,9 @@ def train_on_pseudo_labels(config: FewLabelRunConfig, dataset: ImageDataset, idx
 def run(config: FewLabelRunConfig, workdir: str | os.PathLike, *, resume: bool = False) -> dict[str, Any]:
     """Train, select on validation, evaluate, plot; returns what ``metrics.json`` holds."""
     began = time.perf_counter()
+    # A run stopped before its first checkpoint starts over with its stored settings (its
+    # fit_config.json), and is no resumed run to metrics.json and the closing line.
+    resumed = resume and not starts_over(workdir, Path(workdir) / "checkpoint.safetensors")
     if not resume:  # a resume's new --epochs rightly replaces a stored --set train.epochs
         check_length_settings(config)
         check_new_run_dir(workdir, FewLabelRunConfig, command="fewlabel", resumable=True)
@@ -238,6 +242,7 @@ def run(config: FewLabelRunConfig, workdir: str | os.PathLike, *, resume: bool =
     else:
         clf, metrics = _train(config, dataset, dataset.train.y, idx, workdir, device, resume=resume,
                               data_record=data_record)
+    metrics["resumed"] = resumed
     metrics["wall_seconds"] = time.perf_counter() - began  # this call's; train_seconds spans every call
     write_json(workdir / "metrics.json", metrics)  # before the plots: one that fails leaves the figures written
     if config.plots:
@@ -300,7 +305,7 @@ def _main(args: argparse.Namespace) -> None:
            else " (stopped by the time budget)" if metrics.get("stopped_by_budget") else "")
     epoch = f" at epoch {metrics['best_epoch']} of {metrics['epochs_done']}{why}" if "best_epoch" in metrics else ""
     # A resumed call's own time says little about the run: give its training time in all too.
-    took = f" (resumed; {metrics['train_seconds']:.0f} s of training in all)" if resume else ""
+    took = f" (resumed; {metrics['train_seconds']:.0f} s of training in all)" if metrics["resumed"] else ""
     alone = (f"; the classifier alone {100 * metrics['classifier_test_error']:.2f}%"
              if "classifier_test_error" in metrics else "")
     pseudo = (f" and {metrics['n_pseudo_labels']} pseudo-labels (before self-training: test error "

@@ -93,6 +93,18 @@ def test_fewlabel_resume_continues_the_run(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["fewlabel", "--data", "fixture", "--labels", "20", "--model", "m2", "--preset", "fast", *TINY_M2, "--no-plots"]
     assert main([*args, "--epochs", "1", "--out", str(out)]) == 0
+    # Killed in its first epoch, a run leaves its settings and label split alone: it starts
+    # over, and its closing line and metrics.json no longer call it resumed.
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    for name in ("config.json", "fit_config.json", "labels.csv", "run.json"):
+        (killed / name).write_bytes((out / name).read_bytes())
+    capsys.readouterr()
+    assert main(["fewlabel", "--resume", str(killed), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "the run stopped before its first checkpoint; it starts over" in printed and "(resumed;" not in printed
+    assert not json.loads((killed / "metrics.json").read_text())["resumed"]
+    assert pd.read_csv(killed / "history.csv")["epoch"].tolist() == [1]
     # the run keeps the settings it started with, even where the preset has changed since
     stored = json.loads((out / "fit_config.json").read_text())
     stored["train"]["alpha"] = 7.5
