@@ -138,6 +138,7 @@ def starts_over(resume: str | os.PathLike, checkpoint: Path) -> bool:
     ``config.json`` and nothing to continue; ``--resume`` said only that there was no
     checkpoint, and the run's settings had to be typed again. A directory with results but
     no checkpoint (deleted to save space) is not started over: that would overwrite them.
+    Where it is, one line says so (here, so that the three commands word it alike).
 
     Args:
         resume: The ``--resume`` directory.
