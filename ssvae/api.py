@@ -81,9 +81,13 @@ def train_m1(x: Tensor, settings: M1Settings, *, x_valid: Tensor | None, device:
     began = time.perf_counter()
     steps_per_epoch = -(-len(x) // settings.batch_size)
     beta = LinearWarmup(steps=round(settings.warmup_epochs * steps_per_epoch)) if settings.warmup_epochs > 0 else 1.0
-    fit_vae(model, x, epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
-            lr_decay=settings.lr_decay, beta=beta, binarize="dynamic", valid=x_valid, device=device,
-            rundir=rundir, progress=progress, seed=seed, resume_from=resume_from)
+    try:
+        fit_vae(model, x, epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
+                lr_decay=settings.lr_decay, beta=beta, binarize="dynamic", valid=x_valid, device=device,
+                rundir=rundir, progress=progress, seed=seed, resume_from=resume_from)
+    finally:
+        if rundir is not None:
+            rundir.close()  # an interrupted fit's frames may outlive it (a notebook's last traceback)
     seconds = m1_training_seconds(workdir) if workdir is not None else time.perf_counter() - began
     return model.eval(), seconds
 
@@ -239,8 +243,12 @@ def fit(
     elif resume:
         raise InputDataError("resume=True continues the fit interrupted in a workdir: give that workdir")
     data = split_data(xt, yt, idx, x_valid=xv, y_valid=yv, image_shape=image_shape)
-    return fit_data(data, config, n_classes=n_classes, device=device, seed=seed, rundir=rundir, progress=progress,
-                    resume=resume)
+    try:
+        return fit_data(data, config, n_classes=n_classes, device=device, seed=seed, rundir=rundir,
+                        progress=progress, resume=resume)
+    finally:
+        if rundir is not None:
+            rundir.close()  # as train_m1's: the directory is free once the call ends, however it ends
 
 
 # What a resumed fit may change: how long it trains.

@@ -76,7 +76,7 @@ class RunDir:
     def __init__(self, path: str | os.PathLike, config: Any, *, seed: int, device: torch.device | str,
                  data: Mapping[str, str] | None = None) -> None:
         self.path = make_run_dir(path)
-        hold(self.path, self)  # before any write: another live process's run here is refused
+        self._lock = hold(self.path, self)  # before any write: another live process's run here is refused
         self.config = config
         write_json(self.path / "config.json", config_to_dict(config))
         if data is not None:
@@ -107,6 +107,15 @@ class RunDir:
             except (UnicodeDecodeError, pd.errors.ParserError) as err:  # pandas' message named no file
                 raise InputDataError(f"{history} is damaged ({err}); move it aside to go on without the "
                                      "rows it held") from err
+
+    def close(self) -> None:
+        """Let other processes open the directory now, not when this object goes.
+
+        A Python session that keeps an interrupted call's frames (a notebook's last
+        traceback) would keep the directory locked until it ended.
+        """
+        if self._lock is not None:
+            self._lock()
 
     def __truediv__(self, name: str) -> Path:
         return self.path / name

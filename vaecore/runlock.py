@@ -29,25 +29,29 @@ LOCK_NAME = ".vaelab.lock"
 _held: dict[Path, list[int]] = {}
 
 
-def hold(directory: str | os.PathLike, owner: object) -> None:
+def hold(directory: str | os.PathLike, owner: object) -> weakref.finalize | None:
     """Lock ``directory`` for this process while ``owner`` (its ``RunDir``) lives.
 
     Args:
         directory: An existing run directory.
         owner: The object whose lifetime the lock follows.
 
+    Returns:
+        What releases ``owner``'s hold early when called (once; later calls do nothing),
+        or ``None`` where the directory goes unguarded.
+
     Raises:
         InputDataError: Another live process holds the directory.
     """
     if fcntl is None:
-        return
+        return None
     key = Path(directory).resolve()
     entry = _held.get(key)
     if entry is None:
         try:
             fd = os.open(key / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError:  # unwritable: the run's own first write reports it
-            return
+            return None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -57,12 +61,12 @@ def hold(directory: str | os.PathLike, owner: object) -> None:
                                  "or give another --out") from None
         except OSError:  # a file system without flock (some network mounts): unguarded
             os.close(fd)
-            return
+            return None
         os.ftruncate(fd, 0)
         os.write(fd, f"process {os.getpid()}".encode())
         entry = _held[key] = [fd, 0]
     entry[1] += 1
-    weakref.finalize(owner, _release, key)
+    return weakref.finalize(owner, _release, key)
 
 
 def _release(key: Path) -> None:

@@ -48,3 +48,13 @@ def test_another_process_is_refused_while_a_run_dir_lives(tmp_path: Path) -> Non
     assert freed.returncode == 0, freed.stderr
     assert '"name": "b"' in (tmp_path / "r" / "config.json").read_text()
     assert (tmp_path / "r" / LOCK_NAME).is_file()  # left behind, free: a killed run leaves nothing to clean
+
+
+def test_close_frees_the_directory_while_the_run_dir_lives(tmp_path: Path) -> None:
+    # The lock followed the object alone: a Python session that kept an interrupted call's
+    # frames (a notebook's last traceback) kept the directory locked until it ended.
+    run = RunDir(tmp_path / "r", Config(), seed=0, device="cpu")
+    assert _other_process_opens(tmp_path / "r").returncode != 0
+    run.close()
+    run.close()  # twice: nothing more
+    assert _other_process_opens(tmp_path / "r").returncode == 0
