@@ -94,8 +94,11 @@ def config_from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
 
     Raises:
         InputDataError: Naming any unknown or missing field, or a value of the wrong type
-            (a hand-edited ``"epochs": "10"``), nested configs too.
+            (a hand-edited ``"epochs": "10"``), nested configs too; ``data`` that is no JSON
+            object (a damaged config.json of ``5`` or ``null`` failed in a TypeError).
     """
+    if not isinstance(data, Mapping):
+        raise InputDataError(f"a {cls.__name__} is a JSON object of its fields, not {type(data).__name__} {data!r:.60}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(fields))
     if unknown:

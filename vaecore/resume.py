@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any, TypeVar
 
 from vaecore.checkpoint import stored_scalar
-from vaecore.config import read_json, read_run_config
+from vaecore.config import config_from_dict, read_json
 from vaecore.datasets import sha256_file
 from vaecore.errors import InputDataError
 
@@ -34,11 +33,12 @@ def existing_run_config(workdir: str | os.PathLike, cls: type[C], *, command: st
     if not path.is_file():
         return None
     try:  # a damaged file was called another command's run
-        json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputDataError(f"{workdir} holds a run whose config.json is damaged ({err}); give another --out") from err
+        stored = read_json(path)
+    except InputDataError as err:
+        raise InputDataError(f"{workdir} holds a run whose config.json is damaged ({err.__cause__}); give another "
+                             "--out") from err
     try:
-        return read_run_config(cls, path, command=command, source=str(workdir))
+        return config_from_dict(cls, stored)
     except InputDataError as err:
         raise InputDataError(f"{workdir} already holds a run of another command (its config.json is not a "
                              f"{command} run's); give another --out") from err

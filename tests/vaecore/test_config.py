@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,6 +111,18 @@ def test_read_run_config_names_what_is_not_a_runs_config(tmp_path: Path) -> None
     (tmp_path / "fit_config.json").write_text("")
     with pytest.raises(InputDataError, match=r"^--resume d: its fit_config.json is not a demo run's \(Expecting"):
         read_run_config(RunConfig, tmp_path / "fit_config.json", command="demo", source="--resume d")
+
+
+def test_a_stored_config_that_is_no_json_object_is_refused_by_name(tmp_path: Path) -> None:
+    # A config.json of 5 or null failed in config_from_dict with "'int' object is not iterable"
+    # (vaelab vae --resume and molopt's rerun ended in that traceback).
+    for data, shown in ((5, "int 5"), (None, "NoneType None"), ([1, 2], "list [1, 2]")):
+        with pytest.raises(InputDataError, match=rf"^a RunConfig is a JSON object of its fields, not {re.escape(shown)}$"):
+            config_from_dict(RunConfig, data)
+    path = tmp_path / "config.json"
+    path.write_text("null")
+    with pytest.raises(InputDataError, match=r"^--resume d: its config.json is not a demo run's \(a RunConfig is"):
+        read_run_config(RunConfig, path, command="demo", source="--resume d")
 
 
 def test_read_json_names_a_damaged_file(tmp_path: Path) -> None:
