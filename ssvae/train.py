@@ -86,7 +86,7 @@ def check_rows(x: Tensor, name: str, *, width: int | None, binarize: str, dtype:
                              f"got shape {list(x.shape)}")
     x = x.to(dtype)
     if len(x):
-        low, high = (float(v) for v in torch.aminmax(x))
+        low, high = torch.stack(torch.aminmax(x)).tolist()  # one read, as the docstring says
         if not math.isfinite(low + high):  # NaN is neither above nor below anything
             raise InputDataError(f"{name} has NaN or infinite values")
         if binarize != "none" and not 0 <= low <= high <= 1:
