@@ -168,42 +168,42 @@ def train(config: ChemTrainConfig, workdir: str | os.PathLike) -> dict[str, Any]
     total = steps_per_epoch * max(config.epochs, 1)
     schedule = make_schedule(config.kl_schedule, steps=int(config.kl_warmup_fraction * total), end=config.beta,
                              delay=int(config.kl_delay_fraction * total))
-    rundir = RunDir(workdir, config, seed=config.seed, device=device, data=data_record)
-    start_epoch, step = 0, 0
-    if resume_path is not None:
-        start_epoch, step = load_training_state(resume_path, model, optimizer, generator)
-    rundir.truncate_history("epoch", start_epoch)
+    with RunDir(workdir, config, seed=config.seed, device=device, data=data_record) as rundir:
+        start_epoch, step = 0, 0
+        if resume_path is not None:
+            start_epoch, step = load_training_state(resume_path, model, optimizer, generator)
+        rundir.truncate_history("epoch", start_epoch)
 
-    with interruptible() as stop, flush_denormals():
-        done = fit(model, train_data, valid_data, optimizer=optimizer, schedule=schedule, epochs=config.epochs,
-                   batch_size=config.batch_size, generator=generator, rundir=rundir,
-                   checkpoint_path=rundir / CHECKPOINT_FILE, start_epoch=start_epoch, step=step,
-                   grad_clip=config.grad_clip, stop=stop, progress=config.progress)
-    if stop["stop"]:
-        raise KeyboardInterrupt  # the checkpoint holds the last completed epoch
-    save_model(model, rundir / MODEL_FILE)
-    history = rundir.history
-    last = history.iloc[-1].to_dict() if len(history) else {}
-    summary = {
-        "epochs": done,
-        "n_train": len(train_data),
-        "n_valid": len(valid_data),
-        "vocab_size": len(vocab),
-        "skipped": dict(checked.skipped),
-        "valid_skipped": dict(checked_valid.skipped),
-        "data_summary": checked.summary(),
-        "train_molecules_per_s": float(history["train_molecules_per_s"].mean()) if len(history) else None,
-        "epoch_seconds": float(history["train_seconds"].mean()) if len(history) else None,
-        **{k: last[k] for k in ("train_loss", "train_recon", "train_kl", "train_token_accuracy",
-                                "valid_loss", "valid_token_accuracy", "valid_property_mse") if k in last},
-        "wall_seconds": time.perf_counter() - began,
-        "device": str(device),
-    }
-    rundir.write_json("train.json", summary)
-    from pipelines.chem_plots import save_training_curves  # matplotlib only when a run ends
+        with interruptible() as stop, flush_denormals():
+            done = fit(model, train_data, valid_data, optimizer=optimizer, schedule=schedule, epochs=config.epochs,
+                       batch_size=config.batch_size, generator=generator, rundir=rundir,
+                       checkpoint_path=rundir / CHECKPOINT_FILE, start_epoch=start_epoch, step=step,
+                       grad_clip=config.grad_clip, stop=stop, progress=config.progress)
+        if stop["stop"]:
+            raise KeyboardInterrupt  # the checkpoint holds the last completed epoch
+        save_model(model, rundir / MODEL_FILE)
+        history = rundir.history
+        last = history.iloc[-1].to_dict() if len(history) else {}
+        summary = {
+            "epochs": done,
+            "n_train": len(train_data),
+            "n_valid": len(valid_data),
+            "vocab_size": len(vocab),
+            "skipped": dict(checked.skipped),
+            "valid_skipped": dict(checked_valid.skipped),
+            "data_summary": checked.summary(),
+            "train_molecules_per_s": float(history["train_molecules_per_s"].mean()) if len(history) else None,
+            "epoch_seconds": float(history["train_seconds"].mean()) if len(history) else None,
+            **{k: last[k] for k in ("train_loss", "train_recon", "train_kl", "train_token_accuracy",
+                                    "valid_loss", "valid_token_accuracy", "valid_property_mse") if k in last},
+            "wall_seconds": time.perf_counter() - began,
+            "device": str(device),
+        }
+        rundir.write_json("train.json", summary)
+        from pipelines.chem_plots import save_training_curves  # matplotlib only when a run ends
 
-    save_training_curves(history, rundir / "curves.png")
-    return summary
+        save_training_curves(history, rundir / "curves.png")
+        return summary
 
 
 def run(config: ChemTrainConfig | ChemEvalConfig, workdir: str | os.PathLike) -> dict[str, Any]:

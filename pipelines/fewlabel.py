@@ -83,15 +83,15 @@ def _train(config: FewLabelRunConfig, dataset: ImageDataset, y: torch.Tensor, id
     else:
         fit_config = override(fit_config_for(config, n_labels=len(idx), n_total=len(dataset.train),
                                              image_shape=dataset.image_shape), **(changes or {}))
-    rundir = RunDir(workdir, config, seed=config.seed, device=device, data=data_record)
-    rundir.write_json("fit_config.json", config_to_dict(fit_config))
-    save_split(rundir / "labels.csv", idx, y[idx])
-    valid, test = dataset.valid, dataset.test
-    data = split_data(dataset.train.x, y, idx,
-                      x_valid=None if valid is None else valid.x, y_valid=None if valid is None else valid.y,
-                      x_test=test.x, y_test=test.y, image_shape=dataset.image_shape)
-    clf = fit_data(data, fit_config, n_classes=dataset.n_classes, device=device, seed=config.seed,
-                   rundir=rundir, progress=config.progress, resume=resume)
+    with RunDir(workdir, config, seed=config.seed, device=device, data=data_record) as rundir:
+        rundir.write_json("fit_config.json", config_to_dict(fit_config))
+        save_split(rundir / "labels.csv", idx, y[idx])
+        valid, test = dataset.valid, dataset.test
+        data = split_data(dataset.train.x, y, idx,
+                          x_valid=None if valid is None else valid.x, y_valid=None if valid is None else valid.y,
+                          x_test=test.x, y_test=test.y, image_shape=dataset.image_shape)
+        clf = fit_data(data, fit_config, n_classes=dataset.n_classes, device=device, seed=config.seed,
+                       rundir=rundir, progress=config.progress, resume=resume)
 
     metrics: dict[str, Any] = {
         "model": config.model, "preset": config.preset, "n_labels": int(len(idx)), "seed": config.seed,

@@ -239,32 +239,32 @@ def run(config: MoloptConfig, workdir: str | os.PathLike) -> dict[str, Any]:
     objective = get_objective(config.objective)
     model = load(config.model, device=device)  # = chemvae.load
     pool, source = (None, "none (random search)") if config.method == "random" else initial_pool(config)
-    rundir = RunDir(workdir, config, seed=config.seed, device=device)
-    result = optimize(model, objective, method=config.method, budget=config.budget,
-                      batch_size=config.batch_size, n_init=config.n_init, seed=config.seed, init_smiles=pool,
-                      settings=config.bo_settings(), prior_bound=config.prior_bound, progress=config.progress,
-                      journal=rundir / JOURNAL_FILE)
+    with RunDir(workdir, config, seed=config.seed, device=device) as rundir:
+        result = optimize(model, objective, method=config.method, budget=config.budget,
+                          batch_size=config.batch_size, n_init=config.n_init, seed=config.seed, init_smiles=pool,
+                          settings=config.bo_settings(), prior_bound=config.prior_bound, progress=config.progress,
+                          journal=rundir / JOURNAL_FILE)
 
-    write_csv(rundir / "history.csv", result.history)
-    best = result.best(config.top_k)
-    write_csv(rundir / "best.csv", best)
-    write_csv(rundir / "iterations.csv", result.iterations)
-    summary = {
-        **result.summary(),
-        "objective_description": getattr(objective, "description", ""),
-        "init_source": source,
-        "model": str(config.model),
-        "device": str(device),
-        "settings": result.settings,
-    }
-    rundir.write_json("summary.json", summary)  # before the plots: one that fails leaves the figures written
-    plot_best_so_far(result, rundir / "best_so_far.png")
-    top = best.head(10)
-    summary["molecules_drawn"] = save_molecule_grid(top["smiles"].tolist(), rundir / "top_molecules.png", per_row=5,
-                                                    size=260, legends=[f"#{r.rank}  {r.score:.4g}"
-                                                                       for r in top.itertuples()])
-    rundir.write_json("summary.json", summary)
-    return summary
+        write_csv(rundir / "history.csv", result.history)
+        best = result.best(config.top_k)
+        write_csv(rundir / "best.csv", best)
+        write_csv(rundir / "iterations.csv", result.iterations)
+        summary = {
+            **result.summary(),
+            "objective_description": getattr(objective, "description", ""),
+            "init_source": source,
+            "model": str(config.model),
+            "device": str(device),
+            "settings": result.settings,
+        }
+        rundir.write_json("summary.json", summary)  # before the plots: one that fails leaves the figures written
+        plot_best_so_far(result, rundir / "best_so_far.png")
+        top = best.head(10)
+        summary["molecules_drawn"] = save_molecule_grid(top["smiles"].tolist(), rundir / "top_molecules.png", per_row=5,
+                                                        size=260, legends=[f"#{r.rank}  {r.score:.4g}"
+                                                                           for r in top.itertuples()])
+        rundir.write_json("summary.json", summary)
+        return summary
 
 
 # ---------------------------------------------------------------------- command line

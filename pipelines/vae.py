@@ -204,54 +204,54 @@ def run(config: VAERunConfig, workdir: str | os.PathLike) -> dict[str, Any]:
 
     model = VAE(VAEConfig(x_dim=dataset.x_dim, z_dim=config.latent, hidden=tuple(config.hidden),
                           activation=config.activation, likelihood="bernoulli")).to(device)
-    rundir = RunDir(workdir, config, seed=config.seed, device=device, data=data_record)
-    if resume_from is None:
-        rundir.truncate_history("epoch", 0)  # a fresh run in an old directory starts a fresh table
-    history = fit_vae(
-        model, x_train, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-        lr_schedule=config.lr_schedule, lr_decay=config.lr_decay, binarize=config.binarize,
-        objective=config.objective, k=config.k, valid=valid, device=device, rundir=rundir,
-        progress=config.progress, resume_from=resume_from, seed=config.seed,
-        extra={"run_config": {"data": config.data, "objective": config.objective, "k": config.k}},
-    )
-    train_seconds = time.perf_counter() - began
+    with RunDir(workdir, config, seed=config.seed, device=device, data=data_record) as rundir:
+        if resume_from is None:
+            rundir.truncate_history("epoch", 0)  # a fresh run in an old directory starts a fresh table
+        history = fit_vae(
+            model, x_train, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+            lr_schedule=config.lr_schedule, lr_decay=config.lr_decay, binarize=config.binarize,
+            objective=config.objective, k=config.k, valid=valid, device=device, rundir=rundir,
+            progress=config.progress, resume_from=resume_from, seed=config.seed,
+            extra={"run_config": {"data": config.data, "objective": config.objective, "k": config.k}},
+        )
+        train_seconds = time.perf_counter() - began
 
-    # Evaluation on a fixed (seeded) binarization of the test digits.
-    x_test = fixed_binarize(dataset.test.x, config.test_binarize_seed).to(device)
-    test_elbo = evaluate_terms(model, x_test, batch_size=max(config.eval_batch_size, 1000))["elbo"]
-    x_eval = x_test[: config.eval_limit] if config.eval_limit else x_test
-    log_px = evaluate_log_px(model, x_eval, n_samples=config.eval_samples, batch_size=config.eval_batch_size,
-                             chunk_size=config.eval_chunk, progress=config.progress)
+        # Evaluation on a fixed (seeded) binarization of the test digits.
+        x_test = fixed_binarize(dataset.test.x, config.test_binarize_seed).to(device)
+        test_elbo = evaluate_terms(model, x_test, batch_size=max(config.eval_batch_size, 1000))["elbo"]
+        x_eval = x_test[: config.eval_limit] if config.eval_limit else x_test
+        log_px = evaluate_log_px(model, x_eval, n_samples=config.eval_samples, batch_size=config.eval_batch_size,
+                                 chunk_size=config.eval_chunk, progress=config.progress)
 
-    last = history.iloc[-1].to_dict() if len(history) else {}
-    metrics: dict[str, Any] = {
-        "test_elbo": float(test_elbo.mean()),
-        "test_log_px": float(log_px.mean()),
-        "test_nll": float(-log_px.mean()),
-        "n_train": int(len(x_train)),
-        "n_test_elbo": int(len(x_test)),
-        "n_test_log_px": int(len(x_eval)),
-        "eval_samples": config.eval_samples,
-        "epochs": int(last.get("epoch", 0)),
-        "objective": config.objective,
-        "k": config.k,
-        "train_elbo": last.get("train_elbo"),
-        "valid_elbo": last.get("valid_elbo"),
-        "mean_epoch_seconds": float(history["seconds"].mean()) if len(history) else None,
-        "train_seconds": train_seconds,
-        "wall_seconds": time.perf_counter() - began,
-        "device": str(device),
-    }
-    rundir.write_json("metrics.json", metrics)  # before the plots: one that fails leaves the figures written
+        last = history.iloc[-1].to_dict() if len(history) else {}
+        metrics: dict[str, Any] = {
+            "test_elbo": float(test_elbo.mean()),
+            "test_log_px": float(log_px.mean()),
+            "test_nll": float(-log_px.mean()),
+            "n_train": int(len(x_train)),
+            "n_test_elbo": int(len(x_test)),
+            "n_test_log_px": int(len(x_eval)),
+            "eval_samples": config.eval_samples,
+            "epochs": int(last.get("epoch", 0)),
+            "objective": config.objective,
+            "k": config.k,
+            "train_elbo": last.get("train_elbo"),
+            "valid_elbo": last.get("valid_elbo"),
+            "mean_epoch_seconds": float(history["seconds"].mean()) if len(history) else None,
+            "train_seconds": train_seconds,
+            "wall_seconds": time.perf_counter() - began,
+            "device": str(device),
+        }
+        rundir.write_json("metrics.json", metrics)  # before the plots: one that fails leaves the figures written
 
-    shape = grid_shape(dataset.image_shape, dataset.x_dim)
-    generator = torch.Generator(device=device).manual_seed(config.seed)
-    save_image_grid(model.sample(N_GRID, generator=generator), rundir / "samples.png", shape,
-                    title=f"p(x|z) means, z ~ N(0, I) (epoch {len(history)})")
-    shown = x_test[:N_RECON]
-    save_reconstruction_grid(shown, model.reconstruct(shown), rundir / "reconstructions.png", shape,
-                             title="test digits (odd rows) and reconstructions (even rows)")
-    return metrics
+        shape = grid_shape(dataset.image_shape, dataset.x_dim)
+        generator = torch.Generator(device=device).manual_seed(config.seed)
+        save_image_grid(model.sample(N_GRID, generator=generator), rundir / "samples.png", shape,
+                        title=f"p(x|z) means, z ~ N(0, I) (epoch {len(history)})")
+        shown = x_test[:N_RECON]
+        save_reconstruction_grid(shown, model.reconstruct(shown), rundir / "reconstructions.png", shape,
+                                 title="test digits (odd rows) and reconstructions (even rows)")
+        return metrics
 
 
 def _config_from_args(args: argparse.Namespace) -> VAERunConfig:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -73,21 +74,19 @@ def train_m1(x: Tensor, settings: M1Settings, *, x_valid: Tensor | None, device:
                                  f"the data has {x.shape[1]}")
         return model, m1_training_seconds(Path(settings.checkpoint))
     model = VAE(replace(settings.vae, x_dim=x.shape[1])).to(device)
-    rundir = RunDir(workdir, settings, seed=seed, device=device) if workdir is not None else None
     ckpt = workdir / "checkpoint.safetensors" if workdir is not None else None
     resume_from = ckpt if resume and ckpt is not None and ckpt.exists() else None
-    if rundir is not None and resume_from is None:
-        rundir.truncate_history("epoch", 0)
     began = time.perf_counter()
     steps_per_epoch = -(-len(x) // settings.batch_size)
     beta = LinearWarmup(steps=round(settings.warmup_epochs * steps_per_epoch)) if settings.warmup_epochs > 0 else 1.0
-    try:
+    # Closed however the fit ends: an interrupted fit's frames may outlive it (a notebook's
+    # last traceback) and would keep the directory locked.
+    with RunDir(workdir, settings, seed=seed, device=device) if workdir is not None else nullcontext() as rundir:
+        if rundir is not None and resume_from is None:
+            rundir.truncate_history("epoch", 0)
         fit_vae(model, x, epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
                 lr_decay=settings.lr_decay, beta=beta, binarize="dynamic", valid=x_valid, device=device,
                 rundir=rundir, progress=progress, seed=seed, resume_from=resume_from)
-    finally:
-        if rundir is not None:
-            rundir.close()  # an interrupted fit's frames may outlive it (a notebook's last traceback)
     seconds = m1_training_seconds(workdir) if workdir is not None else time.perf_counter() - began
     return model.eval(), seconds
 
@@ -235,20 +234,17 @@ def fit(
     config = override(preset(preset_name, model=model, n_labels=len(idx), n_total=len(xt), image_shape=image_shape),
                       **overrides)
     device = resolve_device(device)
-    rundir = None
     if workdir is not None:
         check_fit_dir(workdir, config, seed=seed, labelled=idx, labels=yt[idx], resume=resume)
-        rundir = RunDir(workdir, config, seed=seed, device=device)
-        save_split(rundir / "labels.csv", idx, yt[idx])
     elif resume:
         raise InputDataError("resume=True continues the fit interrupted in a workdir: give that workdir")
     data = split_data(xt, yt, idx, x_valid=xv, y_valid=yv, image_shape=image_shape)
-    try:
+    # As train_m1's: the directory is free once the call ends, however it ends.
+    with RunDir(workdir, config, seed=seed, device=device) if workdir is not None else nullcontext() as rundir:
+        if rundir is not None:
+            save_split(rundir / "labels.csv", idx, yt[idx])
         return fit_data(data, config, n_classes=n_classes, device=device, seed=seed, rundir=rundir,
                         progress=progress, resume=resume)
-    finally:
-        if rundir is not None:
-            rundir.close()  # as train_m1's: the directory is free once the call ends, however it ends
 
 
 # What a resumed fit may change: how long it trains.

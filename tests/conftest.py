@@ -1,12 +1,17 @@
-"""Shared test settings and fixtures: one torch thread, no GUI plots, a host-read counter.
+"""Shared test settings and fixtures: one torch thread, no GUI plots, a host-read counter,
+a run directory opened from another process.
 
 The models in the suite are tiny, so intra-op parallelism buys nothing, while OpenMP
 threads spinning against each other on a shared 2-core machine made some files 5-50x
 slower (ChemNet, small GPs, graph batches). Tests that need more threads set them.
 """
 
+import os
+import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
 
 import matplotlib
 import pytest
@@ -14,6 +19,7 @@ import torch
 
 matplotlib.use("Agg")
 torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[1]
 
 # Tensor methods that hand a tensor's values to Python. On a GPU each one waits for the
 # device to finish its queued work (a host sync).
@@ -46,3 +52,21 @@ def host_reads(monkeypatch: pytest.MonkeyPatch) -> Counter:
 def private_data_cache(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     """A per-test data and property cache (``VAELAB_DATA``), so no test reads another's."""
     monkeypatch.setenv("VAELAB_DATA", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def opens_elsewhere() -> Callable[[Path], subprocess.CompletedProcess]:
+    """Opens a ``RunDir`` at a path from another Python process, as a second command would.
+
+    It exits 0 where the path's run lock lets it in, 1 with "... is in use" on stderr where
+    a live run of this process holds it. It writes that run's ``config.json`` (``name: "b"``).
+    """
+    code = ("import sys; from dataclasses import dataclass; from vaecore.rundir import RunDir\n"
+            "@dataclass(frozen=True)\nclass Config:\n    name: str = 'b'\n"
+            "RunDir(sys.argv[1], Config(), seed=0, device='cpu')")
+
+    def opens(path: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", code, str(path)], cwd=ROOT, capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+
+    return opens

@@ -57,7 +57,8 @@ class RunDir:
     """A run's directory and the files every run writes.
 
     Creating it locks the directory against other processes while the ``RunDir`` lives
-    (:mod:`vaecore.runlock`), writes ``config.json`` and ``run.json`` and reads back an existing
+    (:mod:`vaecore.runlock`) or until :meth:`close` (a ``with`` block closes it however the
+    block ends), writes ``config.json`` and ``run.json`` and reads back an existing
     ``history.csv``, so that :meth:`log` appends to it. ``run.json`` describes this call
     (seed, device, library versions, start, command line); where the directory already holds
     the run's results (a resume, a rerun), it keeps what each earlier call recorded, oldest
@@ -77,6 +78,14 @@ class RunDir:
                  data: Mapping[str, str] | None = None) -> None:
         self.path = make_run_dir(path)
         self._lock = hold(self.path, self)  # before any write: another live process's run here is refused
+        try:
+            self._begin(config, seed=seed, device=device, data=data)
+        except BaseException:
+            self.close()  # a failed start's frames live on in its traceback, and would keep the lock
+            raise
+
+    def _begin(self, config: Any, *, seed: int, device: torch.device | str, data: Mapping[str, str] | None) -> None:
+        """Write ``config.json``, the data record and ``run.json``; read back ``history.csv``."""
         self.config = config
         write_json(self.path / "config.json", config_to_dict(config))
         if data is not None:
@@ -116,6 +125,12 @@ class RunDir:
         """
         if self._lock is not None:
             self._lock()
+
+    def __enter__(self) -> RunDir:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()  # however the run ends: its frames may outlive it in a kept traceback
 
     def __truediv__(self, name: str) -> Path:
         return self.path / name

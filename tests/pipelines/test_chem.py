@@ -15,6 +15,7 @@ from chemvae.model import ChemVAEConfig
 from pipelines.chem import run
 from pipelines.chem_config import ChemTrainConfig
 from pipelines.cli import main
+from vaecore.errors import InputDataError
 
 TINY_ARGS = ["--epochs", "1", "--batch-size", "16", "--latent-dim", "4", "--embedding-dim", "8",
              "--encoder-hidden", "8", "--decoder-hidden", "16", "--decoder-layers", "1", "--property-hidden", "8",
@@ -170,3 +171,17 @@ def test_a_valid_fraction_the_data_would_not_read_is_refused(tmp_path, capsys):
 def test_chem_needs_a_subcommand():
     with pytest.raises(SystemExit):
         main(["chem"])
+
+
+def test_a_failed_run_leaves_its_directory_free_for_other_processes(tmp_path, opens_elsewhere):
+    # The lock followed the run's RunDir, which a failed call's frames (kept by its traceback,
+    # as a notebook keeps its last one) kept alive: a terminal's command was refused as "in use".
+    (tmp_path / "curves.png").mkdir()  # its last write fails, as on a full disk
+    architecture = ChemVAEConfig(latent_dim=4, embedding_dim=8, encoder_hidden=8, decoder_hidden=16, decoder_layers=1,
+                                 property_hidden=(8,), max_length=50)
+    with pytest.raises(InputDataError, match="is a directory") as failed:
+        run(ChemTrainConfig(data="fixture", max_molecules=40, model=architecture, epochs=1, batch_size=20, n_jobs=1,
+                            device="cpu", progress=False), tmp_path)
+    other = opens_elsewhere(tmp_path)
+    assert other.returncode == 0, other.stderr
+    assert failed.tb is not None

@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from pipelines.cli import main
+from pipelines.fewlabel import FewLabelRunConfig, run
 from ssvae.classifier import load_classifier
 from ssvae.data import load_dataset
-from vaecore.errors import InputDataWarning
+from vaecore.errors import InputDataError, InputDataWarning
 
 
 RUN = ["--device", "cpu", "--no-progress", "--tsne-points", "0"]
@@ -294,3 +295,16 @@ def test_fewlabel_self_training_rounds_nest_and_resume_between_them(tmp_path):
     assert (second / "history.csv").read_text() == second_history
     assert pd.read_csv(second / "pseudo_labels.csv").equals(pseudo)
     assert _metrics(out)["test_error"] == metrics["test_error"]
+
+
+def test_a_failed_run_leaves_its_directory_free_for_other_processes(tmp_path, opens_elsewhere):
+    # The lock followed the run's RunDir, which a failed call's frames (kept by its traceback,
+    # as a notebook keeps its last one) kept alive: a terminal's command was refused as "in use".
+    (tmp_path / "m1_classifiers.csv").mkdir()  # a write during training fails, as on a full disk
+    config = FewLabelRunConfig(data="fixture", labels=100, model="m1", preset="fast", device="cpu", m1_epochs=1,
+                               settings=("m1.vae.hidden=(32,)", "m1.vae.z_dim=6"), tsne_points=0, progress=False)
+    with pytest.raises(InputDataError, match="is a directory") as failed:
+        run(config, tmp_path)
+    other = opens_elsewhere(tmp_path)
+    assert other.returncode == 0, other.stderr
+    assert failed.tb is not None

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from pipelines import cli
-from pipelines.molopt import BO_ONLY, INIT_METHODS, MoloptConfig, add_bo_arguments, bo_options, initial_pool
+from pipelines.molopt import BO_ONLY, INIT_METHODS, MoloptConfig, add_bo_arguments, bo_options, initial_pool, run
 from vaecore.errors import InputDataError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -209,3 +209,15 @@ def test_a_training_file_that_moved_points_to_init_data(tmp_path):
                                              "--init-data PATH.csv"):
         initial_pool(MoloptConfig(model=str(moved)))
     assert initial_pool(MoloptConfig(model=str(moved), init_data="fixture"))[1] == "fixture"
+
+
+def test_a_failed_run_leaves_its_directory_free_for_other_processes(tmp_path, opens_elsewhere):
+    # The lock followed the run's RunDir, which a failed call's frames (kept by its traceback,
+    # as a notebook keeps its last one) kept alive: a terminal's command was refused as "in use".
+    (tmp_path / "top_molecules.png").mkdir()  # its last write fails, as on a full disk
+    with pytest.raises(InputDataError, match="is a directory") as failed:
+        run(MoloptConfig(model=str(MODEL), objective="qed", method="random", budget=4, batch_size=4, device="cpu",
+                         threads=1, progress=False), tmp_path)
+    other = opens_elsewhere(tmp_path)
+    assert other.returncode == 0, other.stderr
+    assert failed.tb is not None

@@ -181,3 +181,15 @@ def test_config_validation() -> None:
         VAERunConfig(lr_schedule="cosine")
     with pytest.raises(InputDataError, match="lr_decay 0.97 would be ignored by the 'burda' schedule"):
         VAERunConfig(lr_schedule="burda", lr_decay=0.97)
+
+
+def test_a_failed_run_leaves_its_directory_free_for_other_processes(tmp_path: Path, opens_elsewhere) -> None:
+    # The lock followed the run's RunDir, which a failed call's frames (kept by its traceback,
+    # as a notebook keeps its last one) kept alive: a terminal's command was refused as "in use".
+    (tmp_path / "samples.png").mkdir()  # its last write fails, as on a full disk
+    with pytest.raises(InputDataError, match="is a directory") as failed:
+        run(VAERunConfig(data="fixture", epochs=1, latent=4, hidden=(32,), device="cpu", eval_samples=2,
+                         eval_limit=10, progress=False), tmp_path)
+    other = opens_elsewhere(tmp_path)
+    assert other.returncode == 0, other.stderr
+    assert failed.tb is not None  # the frames lived on

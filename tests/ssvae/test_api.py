@@ -6,18 +6,11 @@ beside the loop they drive.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 import ssvae
 from ssvae.data import load_dataset
 from vaecore.errors import InputDataError
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_fit_of_zero_m2_epochs_is_refused_before_m1_trains(tmp_path):
@@ -30,17 +23,14 @@ def test_a_fit_of_zero_m2_epochs_is_refused_before_m1_trains(tmp_path):
     assert not (tmp_path / "m1").exists()
 
 
-def test_a_fit_that_failed_leaves_its_workdir_free_for_other_processes(tmp_path):
+def test_a_fit_that_failed_leaves_its_workdir_free_for_other_processes(tmp_path, opens_elsewhere):
     # The workdir's lock followed the RunDir object, which the failed call's frames (kept by
     # the exception's traceback, as a notebook keeps its last one) kept alive.
     ds = load_dataset("fixture")
     with pytest.raises(InputDataError) as failed:
         ssvae.fit(ds.train.x, ds.train.y, model="m2", n_labels=20, workdir=tmp_path / "w", progress=False,
                   **{"train.epochs": 0})
-    code = ("from dataclasses import dataclass; from vaecore.rundir import RunDir\n"
-            "@dataclass(frozen=True)\nclass C:\n    a: int = 0\nRunDir(__import__('sys').argv[1], C(), seed=0, device='cpu')")
-    other = subprocess.run([sys.executable, "-c", code, str(tmp_path / "w")], capture_output=True, text=True,
-                           cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    other = opens_elsewhere(tmp_path / "w")
     assert other.returncode == 0, other.stderr
     assert failed.tb is not None  # the frames were alive all along
 
