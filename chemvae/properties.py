@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import math
 import os
 import pickle
@@ -33,6 +34,7 @@ from rdkit import Chem, RDConfig
 from rdkit.Chem import QED, Crippen
 
 from chemvae.rdkit_utils import map_chunks, mol_from_smiles, smiles_list
+from vaecore.checkpoint import atomic_write_bytes
 from vaecore.errors import InputDataError
 
 PROPERTY_COLUMNS = ("logp", "qed", "sa", "ring_penalty", "plogp", "plogp_unnormalized")
@@ -218,8 +220,7 @@ def compute_properties(
     table[list(PROPERTY_COLUMNS)] = table[list(PROPERTY_COLUMNS)].astype(np.float64)
 
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + f".{os.getpid()}.partial")
-        table.to_csv(partial, index=False, compression="gzip")
-        os.replace(partial, path)  # atomic: readers never see a half-written cache
+        buffer = io.BytesIO()
+        table.to_csv(buffer, index=False, compression="gzip")
+        atomic_write_bytes(path, buffer.getvalue())  # readers never see a half-written cache
     return table

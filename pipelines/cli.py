@@ -7,7 +7,7 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
-from vaecore.errors import NonFiniteLossError, VaelabError
+from vaecore.errors import FileWriteError, NonFiniteLossError, VaelabError
 
 # Subcommand modules and the command each adds; each defines add_parser(subparsers) that
 # sets ``func`` on its parser, ``on_interrupt`` (args -> how to go on, or None) where an
@@ -77,7 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (VaelabError, ValueError, OSError) as err:
         # Bad input ends with one clear line, not a traceback (OSError: a path that cannot
         # be read or written, which the message names).
-        print(f"vaelab {args.command}: error: {err}", file=sys.stderr)
+        on_interrupt = getattr(args, "on_interrupt", None)
+        # A run stopped by a full disk goes on from its last checkpoint, as after Ctrl-C.
+        how = on_interrupt(args) if isinstance(err, FileWriteError) and on_interrupt is not None else None
+        print(f"vaelab {args.command}: error: {err}" + (f"; once it can be written, {how}" if how else ""),
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:
         # The run's own word (the epoch, its checkpoint) and the command that goes on from

@@ -16,6 +16,7 @@ models: a fresh draw per batch for training, a seeded fixed draw for evaluation.
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import pickle
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vaecore.checkpoint import atomic_write_bytes
 from vaecore.datasets import REPO_DATA_DIR, fetch_member
 from vaecore.errors import InputDataError, integer_at_least
 from vaecore.nets import warn_if_channels_first, without_single_channel
@@ -355,7 +357,6 @@ def save_npz(dataset: ImageDataset, path: str | os.PathLike) -> Path:
         x = split.x.reshape(len(split), *dataset.image_shape).cpu().numpy()
         arrays[f"x_{name}"] = np.round(x * 255.0).clip(0, 255).astype(np.uint8)
         arrays[f"y_{name}"] = split.y.cpu().numpy().astype(np.int64)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **arrays)
-    return path
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return atomic_write_bytes(path, buffer.getvalue())  # a full disk's error names the file

@@ -1,5 +1,5 @@
 """Shared test settings and fixtures: one torch thread, no GUI plots, a host-read counter,
-a run directory opened from another process.
+a run directory opened from another process, writes that fail as on a full disk.
 
 The models in the suite are tiny, so intra-op parallelism buys nothing, while OpenMP
 threads spinning against each other on a shared 2-core machine made some files 5-50x
@@ -7,10 +7,12 @@ slower (ChemNet, small GPs, graph batches). Tests that need more threads set the
 """
 
 import os
+import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import matplotlib
@@ -70,3 +72,26 @@ def opens_elsewhere() -> Callable[[Path], subprocess.CompletedProcess]:
                               env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
 
     return opens
+
+
+@pytest.fixture
+def file_size_limit() -> Callable[[int], AbstractContextManager[None]]:
+    """``with file_size_limit(n):`` a write that takes any file of this process past ``n``
+    bytes fails, as on a full disk, with the operating system's own error (EFBIG, "File
+    too large"): ``RLIMIT_FSIZE``, no mock. Keep what the block prints short: pytest's
+    capture files are files of this process too.
+    """
+    resource = pytest.importorskip("resource")  # POSIX
+
+    @contextmanager
+    def limit(n: int) -> Iterator[None]:
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the signal ends the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (n, hard))
+        try:
+            yield
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+            signal.signal(signal.SIGXFSZ, previous)
+
+    return limit

@@ -17,18 +17,17 @@ import hashlib
 import json
 import os
 import secrets
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import Tensor
 
-from vaecore.errors import CheckpointError, ConfigMismatchError, InputDataError
+from vaecore.errors import CheckpointError, ConfigMismatchError, InputDataError, cannot_write
 
 FORMAT_VERSION = "1"
 _TENSOR = "__tensor__"
@@ -132,31 +131,36 @@ class Checkpoint:
     extra: dict[str, Any]
 
 
-@contextmanager
-def _atomic_target(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success fsync it and rename it over.
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to a temporary file beside ``path``, fsync, then rename over it.
 
-    The temporary file lives in the destination's directory (created if missing), so
-    the final ``os.replace`` is atomic; it is removed if anything fails.
+    Readers see either the old file or the complete new one, never a partial write;
+    missing parent directories are created. The temporary file lives in the destination's
+    directory, so that the final ``os.replace`` is atomic, and is removed if anything fails.
+
+    Raises:
+        InputDataError: ``path`` is a directory.
+        FileWriteError: The file could not be written (a full disk, a read-only place),
+            naming it: a full disk's bare "[Errno 28] No space left on device" named none.
     """
+    path = Path(path)
     if path.is_dir():  # os.replace would fail only after the whole write, beside the directory
         raise InputDataError(f"{path} is a directory; give the path of a file to write")
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
-    # Created here (exclusively) rather than by ``tempfile.mkstemp`` so that the final
-    # file gets the usual umask permissions, not mkstemp's 0600.
-    with open(tmp, "xb"):
-        pass
-    began = tmp.stat().st_mtime
     try:
-        mode = tmp.stat().st_mode & 0o777
-        yield tmp
-        os.chmod(tmp, mode)  # writers such as safetensors may recreate the file as 0600
-        with open(tmp, "rb") as fh:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Created here (exclusively) rather than by ``tempfile.mkstemp`` so that the final
+        # file gets the usual umask permissions, not mkstemp's 0600.
+        with open(tmp, "xb") as fh:
+            began = os.fstat(fh.fileno()).st_mtime
+            fh.write(data)
+            fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise cannot_write(path, err) from err
         raise
     # A process killed mid-write (SIGKILL, out of memory) cannot remove its temporary file:
     # each such kill left a checkpoint-sized one in the run directory. Those of this path
@@ -165,17 +169,6 @@ def _atomic_target(path: Path) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             if stale.stat().st_mtime < began:
                 stale.unlink()
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path``, fsync, then rename over it.
-
-    Readers see either the old file or the complete new one, never a partial write;
-    missing parent directories are created.
-    """
-    path = Path(path)
-    with _atomic_target(path) as tmp:
-        tmp.write_bytes(data)
     return path
 
 
@@ -215,10 +208,10 @@ def save_checkpoint(
         "extra": json.dumps(dict(extra or {})),
         "tensors_sha256": _tensors_digest(tensors),
     }
-    path = Path(path)
-    with _atomic_target(path) as tmp:
-        save_file(tensors, tmp, metadata=metadata)
-    return path
+    # Serialized in memory (ours are tens of MB at most) and written by atomic_write_bytes:
+    # safetensors' own writer reported a full disk as a SafetensorError naming no file,
+    # which ended runs in a traceback.
+    return atomic_write_bytes(path, save(tensors, metadata=metadata))
 
 
 def _read_metadata(path: Path) -> dict[str, str]:

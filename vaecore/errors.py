@@ -32,6 +32,10 @@ class ConfigMismatchError(CheckpointError, ValueError):
     """A checkpoint whose stored config differs from the model it is loaded into."""
 
 
+class FileWriteError(VaelabError, OSError):
+    """A file that could not be written (a full disk, a read-only place, a quota); the message names it."""
+
+
 class ObjectiveError(VaelabError, RuntimeError):
     """A user's objective that gave no score for any of the first molecules it was called on."""
 
@@ -50,6 +54,15 @@ class InputDataWarning(VaelabWarning):
 
 class SearchWarning(VaelabWarning):
     """A latent-space search fell back to a simpler strategy (e.g. failed GP fit)."""
+
+
+def cannot_write(path: object, err: OSError) -> FileWriteError:
+    """The :class:`FileWriteError` for ``err`` met writing ``path``: "cannot write PATH: REASON".
+
+    Errors of a write (as against an ``open``) carry no file name: a full disk said only
+    "[Errno 28] No space left on device".
+    """
+    return FileWriteError(f"cannot write {path}: {err.strerror or err}")
 
 
 def integer_at_least(name: str, value: object, least: int) -> int:

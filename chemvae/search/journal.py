@@ -28,7 +28,7 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from vaecore.checkpoint import atomic_write_bytes
-from vaecore.errors import InputDataError
+from vaecore.errors import InputDataError, cannot_write
 
 HEADER = "# vaelab score journal; objective="
 END = "end"
@@ -120,10 +120,13 @@ class ScoreJournal:
     def _append(self, text: str) -> None:
         # One write per batch, then fsync: after a crash the file holds whole batches and
         # at most one torn line, which _read drops.
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as err:
+            raise cannot_write(self.path, err) from err
 
     def __len__(self) -> int:
         return len(self.recorded)

@@ -23,6 +23,7 @@ from chemvae.properties import (
     smiles_checksum,
 )
 from chemvae.rdkit_utils import mol_from_smiles
+from vaecore.errors import FileWriteError
 
 FIXTURE = Path(__file__).resolve().parents[2] / "data" / "fixtures" / "moses_small.csv"
 
@@ -97,6 +98,13 @@ def test_cache_is_keyed_by_checksum_and_read_back(tmp_path):
     other = compute_properties(smiles[::-1], cache_dir=tmp_path)
     assert other.loc[2, "qed"] == pytest.approx(qed(mol_from_smiles("CCO")))
     assert len(list(tmp_path.glob("properties-*.csv.gz"))) == 2
+
+
+def test_a_cache_that_cannot_be_written_is_named(tmp_path, file_size_limit):
+    # A full disk said only "[Errno 28] No space left on device", and left a ".partial" file.
+    with file_size_limit(40), pytest.raises(FileWriteError, match=r"^cannot write .*/properties-[0-9a-f]+\.csv\.gz: "):
+        compute_properties(["CCO", "c1ccccc1O"], cache_dir=tmp_path)
+    assert not any(tmp_path.iterdir())
 
 
 def test_parallel_workers_match_serial():

@@ -221,3 +221,18 @@ def test_a_failed_run_leaves_its_directory_free_for_other_processes(tmp_path, op
     other = opens_elsewhere(tmp_path)
     assert other.returncode == 0, other.stderr
     assert failed.tb is not None
+
+
+def test_a_search_stopped_by_a_full_disk_goes_on_when_run_again(tmp_path, capsys, file_size_limit):
+    # It ended in "[Errno 28] No space left on device", naming neither the file nor what to do.
+    out = tmp_path / "full"
+    command = ["molopt", "--model", str(MODEL), "--objective", "qed", "--method", "random", "--budget", "40",
+               "--batch-size", "5", "--device", "cpu", "--out", str(out), "--threads", "1", "--no-progress"]
+    with file_size_limit(1500):  # config.json and run.json fit; the journal of 40 outcomes does not
+        assert cli.main(command) == 2
+    err = capsys.readouterr().err
+    assert (f"vaelab molopt: error: cannot write {out / 'journal.csv'}: File too large; once it can be written, "
+            f"the same command again goes on from the outcomes recorded in {out / 'journal.csv'}") in err
+    assert cli.main(command) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["oracle_calls"] == 40 and 0 < summary["replayed"] < 40

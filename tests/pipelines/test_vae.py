@@ -193,3 +193,17 @@ def test_a_failed_run_leaves_its_directory_free_for_other_processes(tmp_path: Pa
     other = opens_elsewhere(tmp_path)
     assert other.returncode == 0, other.stderr
     assert failed.tb is not None  # the frames lived on
+
+
+def test_a_checkpoint_that_cannot_be_written_ends_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                              file_size_limit) -> None:
+    # A full disk ended the run in a traceback: "safetensors._safetensors_rust.SafetensorError:
+    # Error while serializing: I/O error: No space left on device (os error 28)".
+    tiny = [*ARGS, "--latent", "4", "--hidden", "32", "--eval-samples", "2", "--epochs", "1"]
+    with file_size_limit(16_384):  # config.json, run.json and history.csv fit; the checkpoint does not
+        assert main([*tiny, "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (f"vaelab vae: error: cannot write {tmp_path / 'checkpoint.safetensors'}: "
+                                               "File too large")
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert main(["vae", "--resume", str(tmp_path), "--no-progress"]) == 0  # with room, it starts over
+    assert json.loads((tmp_path / "metrics.json").read_text())["epochs"] == 1

@@ -25,7 +25,7 @@ from ssvae.data import (
     translations,
 )
 from vaecore.datasets import cache_dir, manifest_member
-from vaecore.errors import ChecksumError, InputDataError, InputDataWarning
+from vaecore.errors import ChecksumError, FileWriteError, InputDataError, InputDataWarning
 
 
 def test_fixture_is_small_balanced_and_well_formed() -> None:
@@ -115,6 +115,14 @@ def test_npz_uint8_is_scaled_and_roundtrips(tmp_path: Path) -> None:
     assert torch.allclose(ds.train.x[0], torch.tensor([0.0, 1.0, 0.2, 0.4]))
     again = load_dataset(save_npz(ds, tmp_path / "again.npz"))
     assert torch.allclose(again.train.x, ds.train.x) and torch.equal(again.test.y, ds.test.y)
+
+
+def test_save_npz_names_a_file_it_cannot_write(tmp_path: Path, file_size_limit) -> None:
+    # A full disk said only "[Errno 28] No space left on device", and left half a file.
+    ds = load_dataset("fixture")
+    with file_size_limit(4096), pytest.raises(FileWriteError, match=r"^cannot write .*/big\.npz: File too large$"):
+        save_npz(ds, tmp_path / "big.npz")
+    assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize(

@@ -15,10 +15,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-import vaecore.checkpoint as checkpoint
 from vaecore.checkpoint import (atomic_write_bytes, config_mismatches, load_checkpoint, save_checkpoint, stored_extra,
                                stored_scalar)
-from vaecore.errors import CheckpointError, ConfigMismatchError, InputDataError
+from vaecore.errors import CheckpointError, ConfigMismatchError, FileWriteError, InputDataError
 
 CONFIG = {"x_dim": 4, "z_dim": 2, "hidden": [8, 8], "likelihood": "bernoulli"}
 
@@ -119,18 +118,19 @@ def test_save_creates_missing_parent_dirs_and_leaves_no_temp_files(tmp_path: Pat
     assert _no_temp_files(tmp_path)
 
 
-def test_failed_write_keeps_the_old_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_write_names_the_file_and_keeps_the_old_one(tmp_path: Path, file_size_limit) -> None:
+    # A full disk ended runs in safetensors' "SafetensorError: Error while serializing: I/O
+    # error: No space left on device (os error 28)", a traceback naming no file, and other
+    # writes in a bare "[Errno 28] No space left on device".
     path = save_checkpoint(tmp_path / "c.safetensors", {"w": torch.ones(3)}, CONFIG)
-
-    def crash_midway(tensors, filename, metadata=None):  # noqa: ANN001 - safetensors signature
-        Path(filename).write_bytes(b"partial")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(checkpoint, "save_file", crash_midway)
-    with pytest.raises(OSError, match="disk full"):
-        save_checkpoint(path, {"w": torch.zeros(3)}, CONFIG)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.safetensors"]
+    with file_size_limit(4096):
+        with pytest.raises(FileWriteError, match=r"^cannot write .*/c\.safetensors: File too large$"):
+            save_checkpoint(path, {"w": torch.zeros(10_000)}, CONFIG)
+        with pytest.raises(FileWriteError, match=r"^cannot write .*/h\.csv: File too large$"):
+            atomic_write_bytes(tmp_path / "h.csv", b"x" * 10_000)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.safetensors"]  # no temporary file left
     assert torch.equal(load_checkpoint(path).payload["w"], torch.ones(3))
+    assert isinstance(FileWriteError("x"), OSError)  # what callers catching OSError already catch
 
 
 def test_a_directory_as_the_destination_is_refused_before_writing(tmp_path: Path) -> None:

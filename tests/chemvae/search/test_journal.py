@@ -10,7 +10,7 @@ import pytest
 from chemvae import objectives
 from chemvae.search import optimize
 from chemvae.search.journal import ScoreJournal
-from vaecore.errors import InputDataError
+from vaecore.errors import FileWriteError, InputDataError
 
 
 def test_outcomes_round_trip_and_a_torn_last_line_is_dropped(tmp_path):
@@ -110,3 +110,15 @@ def test_an_interrupted_search_resumes_with_the_same_history_and_no_repeated_cal
     assert resumed.replayed == kept - 1 and resumed.oracle_calls == whole.oracle_calls == 10
     columns = ["iteration", "smiles", "score", "status", "new"]
     pd.testing.assert_frame_equal(resumed.history[columns], whole.history[columns])
+
+
+def test_an_append_that_fails_names_the_journal_and_leaves_a_readable_one(tmp_path, file_size_limit):
+    # A full disk said only "[Errno 28] No space left on device".
+    path = tmp_path / "journal.csv"
+    journal = ScoreJournal(path, "qed")
+    journal.record([("CCO", 0.25, "scored")])
+    with file_size_limit(path.stat().st_size + 5):  # five bytes of the first line reach the disk
+        with pytest.raises(FileWriteError, match=r"^cannot write .*/journal\.csv: File too large$"):
+            journal.record([("C" * n + "N", 0.5, "scored") for n in range(1, 11)])
+    again = ScoreJournal(path, "qed")  # what reached the disk: a torn line, dropped
+    assert again.recorded == {"CCO": (0.25, "scored")} and again.dropped == 1
