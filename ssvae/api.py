@@ -154,8 +154,6 @@ def fit_data(data: FewLabelData, config: FitConfig, *, n_classes: int, device: t
     else:
         assert m1 is not None
         model = M1M2(m1, m2_config, active_dimensions(m1, data.x_u[:10_000].to(device)))
-    if rundir is not None and not resume:
-        rundir.truncate_history("epoch", 0)  # a fresh run in an old directory starts a fresh table
     result = train_m2(model, data, config.train, device=device, model_spec=model_spec(model, config),
                       rundir=rundir, progress=progress, resume=resume, seconds_before=m1_seconds)
     clf = FewLabelClassifier(result.model, n_classes=n_classes, result=result, bayes_samples=config.bayes_samples)

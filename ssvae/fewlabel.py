@@ -191,6 +191,10 @@ def train_m2(
         best = dict(ckpt.payload["best"])
         best_state = ckpt.payload.get("best_state")
         stored_ema = ckpt.payload.get("ema")
+    if rundir is not None:
+        # Rows after the checkpoint are run again. Without one the table starts afresh: a
+        # run whose first checkpoint was never written (a full disk, a kill) had logged
+        # epoch 1, and its resume, from scratch, logged epoch 1 a second time.
         rundir.truncate_history("epoch", start)
     # Polyak averaging of M2 (batch-norm statistics included); made after a resume so
     # that, without a stored average, it starts from the resumed weights.

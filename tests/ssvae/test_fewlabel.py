@@ -88,6 +88,13 @@ def test_an_epochs_row_is_logged_before_its_checkpoint(fixture_data, tmp_path):
     with pytest.raises(InputDataError, match="is a directory"):
         _train(data, rundir=RunDir(tmp_path, TrainConfig(), seed=0, device="cpu"), **{"train.epochs": 2})
     assert pd.read_csv(tmp_path / "history.csv")["epoch"].tolist() == [1]
+    # Resumed with room (no checkpoint: from scratch), epoch 1 is not logged twice: it
+    # was (a disk-full sweep of 'vaelab fewlabel --self-train' found history [1, 1, 2, 3]).
+    (tmp_path / "checkpoint.safetensors").rmdir()
+    result = _train(data, rundir=RunDir(tmp_path, TrainConfig(), seed=0, device="cpu"), resume=True,
+                    **{"train.epochs": 2})
+    assert result.history["epoch"].tolist() == [1, 2]
+    assert pd.read_csv(tmp_path / "history.csv")["epoch"].tolist() == [1, 2]
 
 
 def test_time_budget_stops_after_the_epoch_that_exceeds_it(fixture_data):
