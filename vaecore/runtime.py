@@ -162,26 +162,33 @@ class Interrupted(Exception):
 
 @contextmanager
 def interruptible() -> Iterator[dict[str, bool]]:
-    """Turn the first Ctrl-C into a flag the training loop polls between steps.
+    """Turn the first Ctrl-C or SIGTERM into a flag the training loop polls between steps.
 
-    Yields a dict whose ``"stop"`` entry becomes ``True`` on SIGINT; loops check it,
-    write a checkpoint and exit cleanly. A second Ctrl-C interrupts immediately.
+    Yields a dict whose ``"stop"`` entry becomes ``True`` on SIGINT or SIGTERM; loops
+    check it, write a checkpoint and exit cleanly. SIGTERM is what ``kill``, batch
+    schedulers (a job's time limit, preemption) and container runtimes send before they
+    kill: it ended a run at once, losing the work since its last checkpoint (up to an
+    epoch). A second signal interrupts immediately.
     """
     state = {"stop": False}
-    previous = signal.getsignal(signal.SIGINT)
+    caught = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.getsignal(signum) for signum in caught}
 
     def handler(signum, frame):  # noqa: ANN001 - signal handler signature
         if state["stop"]:
-            signal.signal(signal.SIGINT, previous)
+            for each, before in previous.items():
+                signal.signal(each, before)
             raise KeyboardInterrupt
         state["stop"] = True
 
     try:
-        signal.signal(signal.SIGINT, handler)
+        for signum in caught:
+            signal.signal(signum, handler)
     except ValueError:  # not the main thread: no handler, plain KeyboardInterrupt semantics
         yield state
         return
     try:
         yield state
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, before in previous.items():
+            signal.signal(signum, before)

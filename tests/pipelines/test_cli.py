@@ -129,9 +129,11 @@ def test_another_commands_run_is_named_by_the_chemistry_commands(tmp_path, capsy
         assert err.count("\n") == 1 and message in err, err
 
 
-def test_ctrl_c_says_where_the_run_stopped_and_the_command_that_continues_it(tmp_path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_says_where_the_run_stopped_and_the_command_that_continues_it(tmp_path, signum) -> None:
     # It printed "vaelab vae: interrupted" alone: the run's own word on its checkpoint and
-    # how to go on were dropped.
+    # how to go on were dropped. SIGTERM (a batch scheduler's time limit) ended the run at
+    # once, without a word and without the checkpoint of the epoch under way.
     out = tmp_path / "vae"
     proc = subprocess.Popen(  # SIGINT at its default: a shell without job control may have it ignored
         [sys.executable, "-m", "pipelines.cli", "vae", "--data", "fixture", "--epochs", "1000", "--hidden", "16",
@@ -141,7 +143,7 @@ def test_ctrl_c_says_where_the_run_stopped_and_the_command_that_continues_it(tmp
     deadline = time.monotonic() + 240
     while not (out / "checkpoint.safetensors").is_file() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=240)
     assert proc.returncode == 130, err
     last = err.strip().splitlines()[-1]

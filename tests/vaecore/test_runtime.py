@@ -108,15 +108,27 @@ def test_library_versions() -> None:
     assert {"python", "platform", "cuda", "safetensors", "vaelab"} <= set(versions)
 
 
-def test_interruptible_turns_first_ctrl_c_into_a_flag() -> None:
-    before = signal.getsignal(signal.SIGINT)
-    with interruptible() as state:
-        assert state["stop"] is False
-        signal.raise_signal(signal.SIGINT)  # no KeyboardInterrupt: just the flag
-        assert state["stop"] is True
-        with pytest.raises(KeyboardInterrupt):
-            signal.raise_signal(signal.SIGINT)  # the second one interrupts
-    assert signal.getsignal(signal.SIGINT) is before
+def _outside(signum: int, frame: object) -> None:
+    raise AssertionError(f"signal {signum} reached the handler from outside interruptible()")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interruptible_turns_the_first_ctrl_c_or_sigterm_into_a_flag(signum: signal.Signals) -> None:
+    # SIGTERM (kill, a batch scheduler's time limit or preemption) ended a run at once,
+    # losing the work since its last checkpoint. Handlers of the test's own stand outside,
+    # so that a signal let through fails the test instead of ending pytest.
+    before = {each: signal.signal(each, _outside) for each in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with interruptible() as state:
+            assert state["stop"] is False
+            signal.raise_signal(signum)  # no KeyboardInterrupt: just the flag
+            assert state["stop"] is True
+            with pytest.raises(KeyboardInterrupt):
+                signal.raise_signal(signum)  # the second one interrupts
+        assert all(signal.getsignal(each) is _outside for each in before)  # put back
+    finally:
+        for each, handler in before.items():
+            signal.signal(each, handler)
 
 
 def _flushes() -> bool:
