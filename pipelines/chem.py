@@ -179,8 +179,9 @@ def train(config: ChemTrainConfig, workdir: str | os.PathLike) -> dict[str, Any]
                        batch_size=config.batch_size, generator=generator, rundir=rundir,
                        checkpoint_path=rundir / CHECKPOINT_FILE, start_epoch=start_epoch, step=step,
                        grad_clip=config.grad_clip, stop=stop, progress=config.progress)
-        if stop["stop"]:
-            raise KeyboardInterrupt  # the checkpoint holds the last completed epoch
+        if stop["stop"]:  # the checkpoint holds the last completed epoch ("interrupted" alone said neither)
+            raise KeyboardInterrupt(f"interrupted in epoch {done + 1}; the checkpoint at {rundir / CHECKPOINT_FILE} "
+                                    f"holds epoch {done}" if done else "interrupted in epoch 1, before its checkpoint")
         save_model(model, rundir / MODEL_FILE)
         history = rundir.history
         last = history.iloc[-1].to_dict() if len(history) else {}

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -17,6 +23,7 @@ from pipelines.chem_config import ChemTrainConfig
 from pipelines.cli import main
 from vaecore.errors import InputDataError
 
+ROOT = Path(__file__).resolve().parents[2]
 TINY_ARGS = ["--epochs", "1", "--batch-size", "16", "--latent-dim", "4", "--embedding-dim", "8",
              "--encoder-hidden", "8", "--decoder-hidden", "16", "--decoder-layers", "1", "--property-hidden", "8",
              "--max-length", "50", "--n-jobs", "1", "--device", "cpu", "--no-progress"]
@@ -185,3 +192,22 @@ def test_a_failed_run_leaves_its_directory_free_for_other_processes(tmp_path, op
     other = opens_elsewhere(tmp_path)
     assert other.returncode == 0, other.stderr
     assert failed.tb is not None
+
+
+def test_a_stopped_run_says_which_epoch_its_checkpoint_holds(tmp_path):
+    # It printed "vaelab chem: interrupted" alone.
+    out = tmp_path / "chem"
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "chem", "train", "--data", "fixture", *TINY_ARGS,
+                             "--epochs", "1000", "--out", str(out)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.monotonic() + 240
+    while not (out / "checkpoint.safetensors").is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)  # as a batch scheduler's time limit
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    stopped = re.fullmatch(rf"vaelab chem: interrupted in epoch (\d+); the checkpoint at "
+                           rf"{re.escape(str(out / 'checkpoint.safetensors'))} holds epoch (\d+); "
+                           rf"continue with: vaelab chem train --resume {re.escape(str(out))}", last)
+    assert stopped and int(stopped[1]) == int(stopped[2]) + 1 >= 2, last
