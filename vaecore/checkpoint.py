@@ -27,7 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from torch import Tensor
 
-from vaecore.errors import CheckpointError, ConfigMismatchError, InputDataError, cannot_write
+from vaecore.errors import CheckpointError, ConfigMismatchError, FileWriteError, InputDataError, cannot_write
 
 FORMAT_VERSION = "1"
 _TENSOR = "__tensor__"
@@ -158,7 +158,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException as err:
-        tmp.unlink(missing_ok=True)
+        # Where it was never made (a read-only place, a parent that is a file) the unlink
+        # fails too, and its error ("Read-only file system: '.../.x.json.<hex>.tmp'") took
+        # the place of the one that matters.
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(err, FileExistsError) and path.parent.is_file():
+            raise FileWriteError(f"cannot write {path}: {path.parent} is a file, not a directory") from err
         if isinstance(err, OSError):
             raise cannot_write(path, err) from err
         raise

@@ -133,6 +133,18 @@ def test_a_failed_write_names_the_file_and_keeps_the_old_one(tmp_path: Path, fil
     assert isinstance(FileWriteError("x"), OSError)  # what callers catching OSError already catch
 
 
+def test_a_write_where_no_file_can_be_made_names_the_file(tmp_path: Path) -> None:
+    # The failed clean-up of a temporary file never made raised in place of the error:
+    # "NotADirectoryError: [Errno 20] Not a directory: '.../afile/.x.json.<hex>.tmp'" (and on
+    # a read-only file system "[Errno 30] Read-only file system: '.../.x.json.<hex>.tmp'").
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(FileWriteError, match=r"^cannot write .*/afile/x\.json: .*/afile is a file, not a directory$"):
+        atomic_write_bytes(tmp_path / "afile" / "x.json", b"{}")
+    with pytest.raises(FileWriteError, match=r"^cannot write .*/afile/deeper/x\.json: Not a directory$"):
+        save_checkpoint(tmp_path / "afile" / "deeper" / "x.json", {"w": torch.ones(2)}, CONFIG)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
 def test_a_directory_as_the_destination_is_refused_before_writing(tmp_path: Path) -> None:
     target = tmp_path / "runs"
     target.mkdir()
