@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -15,6 +16,12 @@ from vaecore.errors import FileWriteError, NonFiniteLossError, VaelabError
 # options' terms) where a run trains.
 _COMMANDS = {"pipelines.vae": "vae", "pipelines.fewlabel": "fewlabel", "pipelines.chem": "chem",
              "pipelines.molopt": "molopt"}
+# The options (dests) that name a file or directory. A shell expands ~ only at the start
+# of an unquoted word: "--out=~/runs", or "~/runs" quoted in a script, reached the commands
+# as is; --out made a directory named ~ in the current one, while --resume and ssvae's
+# --data looked in the home directory, and chem's --data, --model and chem eval's DIR
+# found nothing. Names without ~ (mnist, fixture, a model kind) pass unchanged.
+PATH_OPTIONS = ("out", "resume", "data", "model", "init_data", "run_dir")
 
 
 def _unavailable(command: str, package: str) -> Callable[[argparse.Namespace], None]:
@@ -65,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    for name in PATH_OPTIONS:
+        value = getattr(args, name, None)
+        if isinstance(value, str) and value.startswith("~"):
+            setattr(args, name, os.path.expanduser(value))
     try:
         args.func(args)
     except NonFiniteLossError as err:

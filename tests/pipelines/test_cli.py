@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -161,3 +162,26 @@ def test_a_run_that_diverges_says_what_to_change(tmp_path, capsys) -> None:
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("vaelab vae: error: non-finite loss (")
     assert last.endswith("; training diverged: start a new run with a smaller --lr (a resume keeps the stored settings)")
+
+
+def test_paths_that_begin_with_a_tilde_are_in_the_home_directory(tmp_path, monkeypatch, capsys) -> None:
+    # A shell leaves ~ as is where quoted, or after "--out=": --out "~/runs/a" made a directory
+    # named ~ in the current one, which --resume "~/runs/a" did not find (it looked in the
+    # home directory), and molopt's --model "~/model" was "no checkpoint at ~/model".
+    from pipelines.cli import main
+
+    home, elsewhere = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(elsewhere)
+    vae = ["vae", "--data", "fixture", "--hidden", "16", "--latent", "2", "--eval-samples", "2", "--device", "cpu",
+           "--no-progress"]
+    assert main([*vae, "--epochs", "1", "--out=~/runs/a"]) == 0
+    assert (home / "runs" / "a" / "metrics.json").is_file() and not any(elsewhere.iterdir())
+    assert main(["vae", "--resume", "~/runs/a", "--epochs", "2", "--no-progress"]) == 0
+    shutil.copytree(ROOT / "data" / "fixtures" / "chemvae_tiny", home / "model")
+    assert main(["molopt", "--model", "~/model", "--objective", "qed", "--method", "random", "--budget", "2",
+                 "--batch-size", "2", "--device", "cpu", "--threads", "1", "--no-progress", "--out", "~/search"]) == 0
+    assert (home / "search" / "summary.json").is_file() and not any(elsewhere.iterdir())
+    assert f"{home / 'search'}/history.csv" in capsys.readouterr().out
