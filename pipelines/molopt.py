@@ -35,7 +35,7 @@ import pandas as pd
 
 from vaecore.config import read_json
 from vaecore.errors import InputDataError, finite_at_least, integer_at_least
-from vaecore.resume import config_differences, existing_run_config
+from vaecore.resume import config_differences, existing_run_config, holds_results
 from vaecore.rundir import RunDir, write_csv
 from vaecore.runtime import resolve_device, set_threads
 
@@ -213,7 +213,9 @@ def check_rerun(config: MoloptConfig, workdir: str | os.PathLike) -> None:
     """
     from chemvae.search.journal import has_records
 
-    begun = (Path(workdir) / "summary.json").is_file() or has_records(Path(workdir) / JOURNAL_FILE)
+    # Another command's results count too: a search given a trained model's directory as
+    # --out wrote its config.json over the model's.
+    begun = holds_results(workdir) or has_records(Path(workdir) / JOURNAL_FILE)
     stored = existing_run_config(workdir, MoloptConfig, command="molopt") if begun else None
     if stored is None:  # nothing there, or a search refused before its first objective call
         return

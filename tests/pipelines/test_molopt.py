@@ -236,3 +236,15 @@ def test_a_search_stopped_by_a_full_disk_goes_on_when_run_again(tmp_path, capsys
     assert cli.main(command) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["oracle_calls"] == 40 and 0 < summary["replayed"] < 40
+
+
+def test_a_search_into_a_trained_models_directory_is_refused(tmp_path, capsys):
+    # It wrote its config.json over the model's and exited 0: chemvae.load of that
+    # directory then failed on the search's settings.
+    model = shutil.copytree(MODEL, tmp_path / "model")
+    before = {p.name: p.read_bytes() for p in model.iterdir()}
+    assert cli.main(["molopt", "--model", str(model), "--objective", "qed", "--method", "random", "--budget", "2",
+                     "--batch-size", "2", "--device", "cpu", "--threads", "1", "--no-progress", "--out", str(model)]) == 2
+    assert (f"{model} already holds a run of another command (its config.json is not a molopt run's); give another "
+            "--out") in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in model.iterdir()} == before
