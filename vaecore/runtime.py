@@ -77,6 +77,15 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
         raise InputDataError(f"device {spec!r} was asked for but only {torch.cuda.device_count()} CUDA device(s) exist")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise InputDataError(f"device {spec!r} was asked for but MPS is not available here")
+    if device.type not in ("cpu", "cuda", "mps"):
+        # Other types torch names (xpu, hpu, xla, meta, ...) work where a plugin provides
+        # them; elsewhere a run ended in torch's traceback at its first tensor ("PyTorch is
+        # not linked with support for xla devices"), or at its first read from meta's.
+        try:
+            torch.zeros(1, device=device).cpu()
+        except (RuntimeError, NotImplementedError) as err:  # torch's words: a table of its backends
+            raise InputDataError(f"device {spec!r} is not usable here (torch cannot make and read a tensor on it); "
+                                 "use auto, cpu, cuda, cuda:N or mps") from err
     return device
 
 

@@ -84,6 +84,14 @@ def test_bad_device_string_is_named(bad: str) -> None:
         resolve_device(bad)
 
 
+@pytest.mark.parametrize("kind", ["meta", "xla"])
+def test_a_device_type_that_cannot_run_here_is_named(kind: str) -> None:
+    # torch accepts the names; a run ended in a traceback at its first tensor (xla: "PyTorch
+    # is not linked with support for xla devices") or its first read (meta, which holds no data).
+    with pytest.raises(InputDataError, match=f"device '{kind}' is not usable here"):
+        resolve_device(kind)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present here")
 def test_absent_cuda_is_named() -> None:
     with pytest.raises(InputDataError, match="'cuda:1'.*CUDA is not available"):
