@@ -64,20 +64,26 @@ def manifest_member(dataset: str, name: str) -> DatasetMember:
 def cache_dir() -> Path:
     """``$VAELAB_DATA`` or ``~/.cache/vaelab``; created if missing.
 
+    An empty ``$VAELAB_DATA`` (``export VAELAB_DATA=`` in a script) is unset: it was the
+    current directory, which each run filled with cache folders wherever it was started.
+
     Raises:
         InputDataError: It cannot be created or written to, naming it and ``$VAELAB_DATA``
             (it was the bare ``OSError``, "[Errno 2] No such file or directory").
     """
-    root = Path(os.environ.get("VAELAB_DATA", Path.home() / ".cache" / "vaelab")).expanduser()
+    given = os.environ.get("VAELAB_DATA") or None
+    root = Path(given or Path.home() / ".cache" / "vaelab").expanduser()
     try:
         root.mkdir(parents=True, exist_ok=True)
         writable = os.access(root, os.W_OK | os.X_OK)
+    except FileExistsError:
+        writable, why = False, ": it is a file"
     except OSError as err:
         writable, why = False, f": {err.strerror or err}"
     else:
         why = ": not writable"
     if not writable:
-        source = "$VAELAB_DATA" if "VAELAB_DATA" in os.environ else "the default cache folder"
+        source = "$VAELAB_DATA" if given else "the default cache folder"
         raise InputDataError(f"cannot use {root} ({source}) as the dataset cache{why}; set $VAELAB_DATA to a "
                              "writable folder")
     return root

@@ -40,8 +40,17 @@ def test_manifest_members() -> None:
         manifest_member("mnist", "train.csv")
 
 
-def test_cache_dir_follows_env(data_home: Path) -> None:
+def test_cache_dir_follows_env(data_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert cache_dir() == data_home and data_home.is_dir()
+    # Empty is unset: it was the current directory, which runs filled with cache folders.
+    monkeypatch.setenv("VAELAB_DATA", "")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_dir() == tmp_path / "home" / ".cache" / "vaelab"
+    (tmp_path / "a_file").write_text("")
+    monkeypatch.setenv("VAELAB_DATA", str(tmp_path / "a_file"))
+    with pytest.raises(InputDataError, match=r"cannot use .*a_file \(\$VAELAB_DATA\) as the dataset cache: it is a "
+                                             r"file; set \$VAELAB_DATA to a writable folder"):
+        cache_dir()
 
 
 def test_a_cache_that_cannot_be_made_is_named_with_its_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
