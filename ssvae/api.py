@@ -218,6 +218,10 @@ def fit(
     if n_labels is not None and (yt < 0).any():  # was "training labels[0] = -1 is out of range"
         raise InputDataError(f"n_labels={n_labels} draws labels from a fully labelled y, but {int((yt < 0).sum())} "
                              "examples are unlabelled (-1); omit n_labels to use the labels as given")
+    if n_labels is not None and (absent := sorted(set(range(n_classes)) - set(torch.unique(yt).tolist()))):
+        # Labels with gaps (0, 2, 4, 6) were "40 labels cannot be split evenly over 7 classes".
+        raise InputDataError(f"y's labels run up to {n_classes - 1}, but class(es) {absent} have no example; number "
+                             "the classes 0..K-1")
     idx = (balanced_split(yt, n_labels, n_classes=n_classes, seed=seed) if n_labels is not None
            else given_labels(yt, n_classes=n_classes))
     check_settings_keys(overrides)

@@ -171,10 +171,19 @@ def _from_arrays(arrays: dict[str, np.ndarray], origin: str) -> ImageDataset:
             raise InputDataError(f"{origin}: x_{name} images have shape {tuple(x.shape[1:])}, x_train has {stored_shape}")
         if len(x) != len(y):
             raise InputDataError(f"{origin}: x_{name} has {len(x)} rows but y_{name} has {len(y)}")
+        if len(x) == 0:  # numpy's "cannot reshape array of size 0 into shape (0,newaxis)" named nothing
+            raise InputDataError(f"{origin}: x_{name} holds no images")
         splits[name] = Split(torch.from_numpy(x.reshape(len(x), -1)), torch.from_numpy(y))
     n_classes = int(max(int(s.y.max()) if len(s) else -1 for s in splits.values())) + 1
     if n_classes < 1:
         raise InputDataError(f"{origin}: no labelled example in any split")
+    # Classes are 0..K-1. Labels with gaps (0, 2, 4, 6) were refused later as "40 labels
+    # cannot be split evenly over 7 classes", and a stray test label (7 among 0..3) as
+    # "class(es) [4, 5, 6, 7] have no labelled example".
+    present = set(torch.unique(torch.cat([split.y for split in splits.values()])).tolist())
+    if absent := sorted(set(range(n_classes)) - present):
+        raise InputDataError(f"{origin}: labels run up to {n_classes - 1}, but no split holds class(es) {absent}; "
+                             "number the classes 0..K-1")
     return ImageDataset(splits["train"], splits.get("valid"), splits["test"], without_single_channel(stored_shape),
                         n_classes)
 

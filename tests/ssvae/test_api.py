@@ -43,3 +43,12 @@ def test_n_labels_with_unlabelled_examples_says_to_use_the_labels_as_given():
     with pytest.raises(InputDataError, match=r"n_labels=20 draws labels from a fully labelled y, but 500 examples "
                                              r"are unlabelled \(-1\); omit n_labels"):
         ssvae.fit(ds.train.x, y, model="m2", n_labels=20, progress=False)
+
+
+def test_labels_with_gaps_are_named_before_the_split(tmp_path):
+    # Labels 0, 2, 4, 6 were "40 labels cannot be split evenly over 7 classes".
+    ds = load_dataset("fixture")
+    y = ds.train.y * 2
+    with pytest.raises(InputDataError, match=r"y's labels run up to 18, but class\(es\) \[1, 3, 5, 7, 9, 11, 13, 15, "
+                                             r"17\] have no example; number the classes 0..K-1"):
+        ssvae.fit(ds.train.x, y, model="m2", n_labels=40, progress=False)

@@ -117,6 +117,22 @@ def test_npz_uint8_is_scaled_and_roundtrips(tmp_path: Path) -> None:
     assert torch.allclose(again.train.x, ds.train.x) and torch.equal(again.test.y, ds.test.y)
 
 
+@pytest.mark.parametrize(("change", "message"), [
+    ({"y_train": [0, 2], "y_test": [2, 0]}, r"labels run up to 2, but no split holds class\(es\) \[1\]; number the "
+                                            r"classes 0..K-1"),  # was "... split evenly over 3 classes"
+    ({"y_test": [1, 4]}, r"labels run up to 4, but no split holds class\(es\) \[2, 3\]"),
+    ({"x_train": np.zeros((0, 2, 2), np.float32), "y_train": np.zeros(0, np.int64)},
+     r"x_train holds no images"),  # was numpy's "cannot reshape array of size 0 into shape (0,newaxis)"
+])
+def test_labels_with_gaps_and_empty_splits_are_named(tmp_path: Path, change: dict, message: str) -> None:
+    arrays = _arrays(x_train=np.zeros((2, 2, 2), np.float32), y_train=np.array([0, 1]),
+                     x_test=np.zeros((2, 2, 2), np.float32), y_test=np.array([1, 0]))
+    arrays.update({k: np.asarray(v) for k, v in change.items()})
+    np.savez(tmp_path / "d.npz", **arrays)
+    with pytest.raises(InputDataError, match=message):
+        load_dataset(tmp_path / "d.npz")
+
+
 def test_save_npz_names_a_file_it_cannot_write(tmp_path: Path, file_size_limit) -> None:
     # A full disk said only "[Errno 28] No space left on device", and left half a file.
     ds = load_dataset("fixture")
