@@ -13,6 +13,7 @@ Checked molecules become tensors and batches in :mod:`chemvae.batches`.
 from __future__ import annotations
 
 import functools
+import gzip
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -175,11 +176,16 @@ def check_molecules(
 NAMED_SOURCES = ("moses", "fixture")
 
 
+# A SMILES file: one molecule a line, its SMILES first, anything after whitespace its name.
+SMILES_FILE_SUFFIXES = (".smi", ".smiles")
+
+
 def read_smiles_csv(path: str | Path, smiles_column: str = "smiles") -> pd.DataFrame:
     """Read a CSV whose SMILES column is matched exactly, else case-insensitively.
 
     Commas separate the columns, or tabs or semicolons where the header line has them and
-    no comma.
+    no comma. A SMILES file (:data:`SMILES_FILE_SUFFIXES`, optionally ``.gz``) is read by
+    :func:`read_smiles_file` instead, ``smiles_column`` aside.
 
     Returns:
         The table with that column renamed ``smiles`` and empty cells as ``""``.
@@ -191,6 +197,9 @@ def read_smiles_csv(path: str | Path, smiles_column: str = "smiles") -> pd.DataF
     path = Path(path)
     if not path.is_file():
         raise InputDataError(f"no data file at {path}")
+    if path.suffix.lower() in SMILES_FILE_SUFFIXES or (
+            path.suffix.lower() == ".gz" and Path(path.stem).suffix.lower() in SMILES_FILE_SUFFIXES):
+        return read_smiles_file(path)
     try:
         header, sep = pd.read_csv(path, nrows=0).columns, ","
         if len(header) == 1 and (other := next((d for d in "\t;" if d in str(header[0])), None)):
@@ -212,6 +221,32 @@ def read_smiles_csv(path: str | Path, smiles_column: str = "smiles") -> pd.DataF
         # A binary file, a damaged .gz (BadGzipFile is an OSError) or ragged rows.
         raise InputDataError(f"{path} cannot be read as a CSV table: {err}") from err
     return table.rename(columns={matches[0]: "smiles"})
+
+
+def read_smiles_file(path: str | Path) -> pd.DataFrame:
+    """Read a SMILES file: a molecule a line, its SMILES first, a name after whitespace.
+
+    It was refused as a CSV without a SMILES column ("its columns are ['CCOC(=O)c1...']").
+    A first line whose first word is ``smiles`` (any case) is a header; blank lines are
+    skipped.
+
+    Returns:
+        Columns ``smiles`` and ``name`` (``""`` where a line has none).
+
+    Raises:
+        InputDataError: An unreadable file (binary, a damaged ``.gz``), naming it.
+    """
+    path = Path(path)
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as fh:
+            rows = [line.split(None, 1) for line in fh if line.strip()]
+    except (UnicodeDecodeError, OSError, EOFError) as err:
+        raise InputDataError(f"{path} cannot be read as a SMILES file: {err}") from err
+    if rows and rows[0][0].lower() == "smiles":
+        rows = rows[1:]
+    return pd.DataFrame({"smiles": [row[0] for row in rows],
+                         "name": [row[1].strip() if len(row) > 1 else "" for row in rows]})
 
 
 def moses_smiles(split: str) -> list[str]:

@@ -254,7 +254,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     sub = p.add_subparsers(dest="chem_command", required=True, metavar="{train,eval}")
 
     t = sub.add_parser("train", help="train a molecule VAE")
-    t.add_argument("--data", default=d.data, help="moses | fixture | PATH.csv")
+    t.add_argument("--data", default=d.data, help="moses | fixture | PATH.csv | PATH.smi (one SMILES a line)")
     t.add_argument("--smiles-column", default=d.smiles_column)
     t.add_argument("--max-molecules", type=int, default=None, help="cap on training molecules")
     t.add_argument("--valid-fraction", type=float, default=d.valid_fraction)

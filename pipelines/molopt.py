@@ -336,7 +336,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--n-init", type=int, default=d.n_init, help="initial training molecules (bo, gradient)")
     p.add_argument("--init-data", default=None,
-                   help="moses | fixture | PATH.csv (default: the model's training data)")
+                   help="moses | fixture | PATH.csv | PATH.smi (default: the model's training data)")
     add_bo_arguments(p)
     p.add_argument("--prior-bound", type=float, default=d.prior_bound, help="search box half-width in prior stds")
     p.add_argument("--top-k", type=int, default=d.top_k, help="rows of best.csv")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 
 import pytest
 from hypothesis import given, settings
@@ -111,6 +112,23 @@ def test_read_smiles_csv(tmp_path):
                          ("ragged.csv", "Expected 2 fields in line 3, saw 4")]:
         with pytest.raises(InputDataError, match=f"{name} cannot be read as a CSV table: .*{detail}"):
             read_smiles_csv(tmp_path / name)
+
+
+def test_a_smiles_file_is_read_a_molecule_a_line(tmp_path):
+    # A .smi file (ZINC's, RDKit's, an export of ChEMBL) was refused as a CSV without a
+    # SMILES column: "its columns are ['CCOC(=O)c1...']".
+    (tmp_path / "named.smi").write_text("SMILES Name\nCCO ethanol\n\nc1ccccc1\tbenzene ring\nnot-a-molecule x\n")
+    table = read_smiles_csv(tmp_path / "named.smi")
+    assert table["smiles"].tolist() == ["CCO", "c1ccccc1", "not-a-molecule"]  # the header and a blank line skipped
+    assert table["name"].tolist() == ["ethanol", "benzene ring", "x"]
+    with gzip.open(tmp_path / "bare.smiles.gz", "wt") as fh:
+        fh.write("CCO\nCCN\nC1CC1\nCCCC\n")
+    assert read_smiles_csv(tmp_path / "bare.smiles.gz")["smiles"].tolist() == ["CCO", "CCN", "C1CC1", "CCCC"]
+    splits = load_splits(tmp_path / "bare.smiles.gz", test_fraction=0.25, valid_fraction=0.0)
+    assert sorted(splits.train + splits.test) == ["C1CC1", "CCCC", "CCN", "CCO"] and len(splits.test) == 1
+    (tmp_path / "damaged.smi.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(InputDataError, match="damaged.smi.gz cannot be read as a SMILES file: .*Not a gzipped file"):
+        read_smiles_csv(tmp_path / "damaged.smi.gz")
 
 
 def test_fixture_splits_use_split_column_and_are_deterministic():
