@@ -237,9 +237,13 @@ class Oracle:
         if self._live["scored"] or called < GIVE_UP_AFTER:
             return
         counts = ", ".join(f"{n} {status}" for status, n in self._live.most_common())
-        message = f"the objective gave no score for any of the first {called} molecules it was called on ({counts})"
+        # The calling convention in every case: a function of one SMILES string (RDKit's
+        # QED.qed(Chem.MolFromSmiles(s))), the likeliest mistake, raised a TypeError about
+        # C++ string converters that said nothing of it.
+        message = (f"the objective gave no score for any of the first {called} molecules it was called on ({counts}); "
+                   "an objective takes a list of SMILES strings, and it must return one float per molecule")
         if self.first_exception is None:
-            raise ObjectiveError(f"{message}; it must return one float per molecule")
+            raise ObjectiveError(message)
         raise ObjectiveError(f"{message}; the first exception, {self.exception_note()}") from self.first_exception[1]
 
     def exception_note(self) -> str | None:

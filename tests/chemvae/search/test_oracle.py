@@ -83,6 +83,17 @@ def test_an_objective_that_scores_nothing_is_given_up_with_its_first_exception()
         Oracle(lambda smiles: ["high"] * len(smiles)).evaluate(MANY)
 
 
+def test_a_function_of_one_smiles_is_told_the_calling_convention():
+    # The likeliest mistake: its TypeError (from RDKit's C++ converters) said nothing of it.
+    def per_molecule(smiles: str) -> float:
+        return float(len(smiles.upper()))  # a list has no .upper()
+
+    with pytest.raises(ObjectiveError, match=r"\(20 exception\); an objective takes a list of SMILES strings, and it "
+                                             r"must return one float per molecule; the first exception, for 'C': "
+                                             r"AttributeError"):
+        Oracle(per_molecule).evaluate(MANY)
+
+
 def test_an_objective_that_scored_once_keeps_going_and_keeps_its_first_exception():
     def first_only(smiles):
         if smiles != ["C"]:
