@@ -232,7 +232,8 @@ def fit(
         raise InputDataError(f"{IDLE_BECAUSE[cause]}, so {', '.join(sorted(keys))} would be ignored; "
                              f"drop {them}{advice}")
     check_patience_setting(overrides, has_valid=x_valid is not None)
-    image_shape = without_single_channel(x.shape[1:])  # [N, 1, 28, 28], torch's layout, are 28 x 28 images
+    # [N, 1, 28, 28], torch's layout, are 28 x 28 images; np.shape, as x may be nested lists
+    image_shape = without_single_channel(tuple(np.shape(x)[1:]))
     config = override(preset(preset_name, model=model, n_labels=len(idx), n_total=len(xt), image_shape=image_shape),
                       **overrides)
     device = resolve_device(device)

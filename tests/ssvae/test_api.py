@@ -52,3 +52,13 @@ def test_labels_with_gaps_are_named_before_the_split(tmp_path):
     with pytest.raises(InputDataError, match=r"y's labels run up to 18, but class\(es\) \[1, 3, 5, 7, 9, 11, 13, 15, "
                                              r"17\] have no example; number the classes 0..K-1"):
         ssvae.fit(ds.train.x, y, model="m2", n_labels=40, progress=False)
+
+
+def test_nested_lists_are_data_too():
+    # image_rows read them, then fit asked for x.shape: "AttributeError: 'list' object has
+    # no attribute 'shape'".
+    ds = load_dataset("fixture")
+    x, y = ds.train.x[:400], ds.train.y[:400]
+    clf = ssvae.fit(x.reshape(-1, 28, 28).tolist(), y.tolist(), model="m2", n_labels=100, progress=False,
+                    preset_name="fast", **{"train.epochs": 1})
+    assert clf.predict(x[:5].reshape(-1, 28, 28).tolist()).shape == (5,)
