@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from vaecore.errors import FileWriteError, NonFiniteLossError, VaelabError
 
@@ -70,6 +72,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM as Ctrl-C for the whole command, so that it ends with its word on how to go on.
+
+    It is what ``kill`` and a batch scheduler's time limit send; it ended a command at once
+    and without a word (a search's journal kept its outcomes, but nothing said so). The
+    training loops take it as their first Ctrl-C (:func:`vaecore.runtime.interruptible`).
+    """
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: signals are the host program's
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     for name in PATH_OPTIONS:
@@ -77,7 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(value, str) and value.startswith("~"):
             setattr(args, name, os.path.expanduser(value))
     try:
-        args.func(args)
+        with _terminate_as_interrupt():
+            args.func(args)
     except NonFiniteLossError as err:
         # "non-finite loss (nan) at step 4" alone left the user to guess what to change. A
         # resume keeps the stored settings (and would diverge again): the advice is a new run.

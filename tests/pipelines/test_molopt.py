@@ -2,7 +2,12 @@
 
 import argparse
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -248,3 +253,22 @@ def test_a_search_into_a_trained_models_directory_is_refused(tmp_path, capsys):
     assert (f"{model} already holds a run of another command (its config.json is not a molopt run's); give another "
             "--out") in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in model.iterdir()} == before
+
+
+def test_sigterm_ends_a_search_with_how_to_go_on(tmp_path):
+    # SIGTERM (kill, a scheduler's time limit) ended it at once and without a word.
+    out = tmp_path / "search"
+    command = [sys.executable, "-m", "pipelines.cli", "molopt", "--model", str(MODEL), "--objective", "qed",
+               "--method", "random", "--budget", "100000", "--batch-size", "5", "--device", "cpu", "--threads", "1",
+               "--no-progress", "--out", str(out)]
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline and not (
+            (out / "journal.csv").is_file() and len((out / "journal.csv").read_text().splitlines()) > 10):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == (f"vaelab molopt: interrupted; the same command again goes on from the "
+                                            f"outcomes recorded in {out / 'journal.csv'}")
