@@ -29,6 +29,7 @@ import math
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -270,13 +271,22 @@ def run(config: MoloptConfig, workdir: str | os.PathLike) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- command line
+def config_defaults() -> SimpleNamespace:
+    """:class:`MoloptConfig`'s defaults by field name, for the parsers.
+
+    Not ``MoloptConfig(model="")``: its checks import BoTorch (for the ``bo`` settings),
+    which added a second or more to every ``vaelab --help`` and every mistyped command.
+    """
+    return SimpleNamespace(**{f.name: f.default for f in fields(MoloptConfig)})
+
+
 def add_bo_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``bo`` method's options to ``parser``; their ``dest`` are :data:`BO_ONLY`.
 
     Shared by ``vaelab molopt`` and ``bench/molopt.py``, so that the two accept the same
     settings under the same names; read them back with :func:`bo_options`.
     """
-    d = MoloptConfig(model="")
+    d = config_defaults()
     parser.add_argument("--acquisition", choices=("logei", "ts"), default=d.acquisition, help="bo acquisition")
     # The defaults are BOSettings'; written out so that building the parser needs no BoTorch import.
     parser.add_argument("--tr-length", type=float, default=None,
@@ -325,7 +335,7 @@ def _on_interrupt(args: argparse.Namespace) -> str | None:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``molopt`` subcommand."""
-    d = MoloptConfig(model="")
+    d = config_defaults()
     p = subparsers.add_parser("molopt", help="optimize a molecular objective in a molecule VAE's latent space",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="vaelab chem train run directory (or model file)")

@@ -31,7 +31,6 @@ from typing import Any
 import pandas as pd
 import torch
 
-from pipelines.plots import grid_shape, save_image_grid, save_reconstruction_grid
 from ssvae.data import NAMED_SOURCES, fixed_binarize, load_dataset
 from ssvae.m1 import OBJECTIVES, VAE, VAEConfig
 from ssvae.train import BINARIZE_MODES, CHECKPOINT_NAME, LR_SCHEDULES, evaluate_log_px, evaluate_terms, fit_vae
@@ -243,6 +242,8 @@ def run(config: VAERunConfig, workdir: str | os.PathLike) -> dict[str, Any]:
             "device": str(device),
         }
         rundir.write_json("metrics.json", metrics)  # before the plots: one that fails leaves the figures written
+
+        from pipelines.plots import grid_shape, save_image_grid, save_reconstruction_grid  # matplotlib at the end only
 
         shape = grid_shape(dataset.image_shape, dataset.x_dim)
         generator = torch.Generator(device=device).manual_seed(config.seed)

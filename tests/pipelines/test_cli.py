@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -185,3 +186,14 @@ def test_paths_that_begin_with_a_tilde_are_in_the_home_directory(tmp_path, monke
                  "--batch-size", "2", "--device", "cpu", "--threads", "1", "--no-progress", "--out", "~/search"]) == 0
     assert (home / "search" / "summary.json").is_file() and not any(elsewhere.iterdir())
     assert f"{home / 'search'}/history.csv" in capsys.readouterr().out
+
+
+def test_building_the_parser_imports_neither_botorch_nor_matplotlib() -> None:
+    # molopt's parser built a MoloptConfig for its defaults, whose check imports BoTorch, and
+    # vae's imported pyplot: a second or two of every 'vaelab --help' and mistyped command.
+    code = ("import sys; from pipelines.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('botorch', 'gpytorch', 'matplotlib.pyplot') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
