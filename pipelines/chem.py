@@ -288,7 +288,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     t.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.set_defaults(func=_train_main, on_interrupt=lambda args: resume_hint("chem train", args.out or args.resume),
-                   diverged_change="a smaller --lr or --grad-clip")
+                   diverged_change="a smaller --lr or --grad-clip", memory_change="a smaller --batch-size")
 
     e = sub.add_parser("eval", help="evaluate a trained run: reconstruction and prior-sample metrics")
     e.add_argument("run_dir", metavar="DIR")
@@ -303,5 +303,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     e.add_argument("--device", default="auto")
     e.add_argument("--out", default=None, help="where to write (default: DIR)")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
-    e.set_defaults(func=_eval_main)
+    e.set_defaults(func=_eval_main, memory_change="a smaller --batch-size")
     return p

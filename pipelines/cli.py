@@ -14,8 +14,9 @@ from vaecore.errors import FileWriteError, NonFiniteLossError, VaelabError
 
 # Subcommand modules and the command each adds; each defines add_parser(subparsers) that
 # sets ``func`` on its parser, ``on_interrupt`` (args -> how to go on, or None) where an
-# interrupted run can be continued, and ``diverged_change`` (what to change, in its own
-# options' terms) where a run trains.
+# interrupted run can be continued, ``diverged_change`` (what to change, in its own
+# options' terms) where a run trains, and ``memory_change`` (what to lower when memory
+# runs out).
 _COMMANDS = {"pipelines.vae": "vae", "pipelines.fewlabel": "fewlabel", "pipelines.chem": "chem",
              "pipelines.molopt": "molopt"}
 # The options (dests) that name a file or directory. A shell expands ~ only at the start
@@ -72,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is an allocation that failed: Python's, or torch's on any device."""
+    text = str(err)
+    return (isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError"  # torch's, CUDA's
+            or "can't allocate memory" in text or "out of memory" in text)  # the CPU's, MPS's allocators
+
+
 @contextmanager
 def _terminate_as_interrupt() -> Iterator[None]:
     """SIGTERM as Ctrl-C for the whole command, so that it ends with its word on how to go on.
@@ -117,6 +125,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A run stopped by a full disk goes on from its last checkpoint, as after Ctrl-C.
         how = on_interrupt(args) if isinstance(err, FileWriteError) and on_interrupt is not None else None
         print(f"vaelab {args.command}: error: {err}" + (f"; once it can be written, {how}" if how else ""),
+              file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as err:  # after VaelabError: CheckpointError is a RuntimeError
+        if not _out_of_memory(err):
+            raise
+        # It ended in torch's traceback ("DefaultCPUAllocator: can't allocate memory", "CUDA
+        # out of memory"), with nothing on the setting that decides it.
+        said = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        said = said if len(said) <= 300 else said[:297] + "..."
+        change = getattr(args, "memory_change", None)
+        print(f"vaelab {args.command}: error: out of memory ({said})" + (f"; use {change}" if change else ""),
               file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:

@@ -351,5 +351,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--out", default=None, help="run directory")
     p.add_argument("--resume", default=None, metavar="DIR", help="continue the interrupted run in DIR")
     p.set_defaults(func=_main, on_interrupt=lambda args: resume_hint("fewlabel", args.out or args.resume),
-                   diverged_change="a smaller train.lr (M2) or m1.lr (M1), through --set")
+                   diverged_change="a smaller train.lr (M2) or m1.lr (M1), through --set",
+                   memory_change="smaller batches, through --set (train.labelled_batch, train.unlabelled_batch, "
+                                 "train.eval_batch_size, m1.batch_size)")
     return p

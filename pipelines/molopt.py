@@ -355,5 +355,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_main, on_interrupt=_on_interrupt)
+    p.set_defaults(func=_main, on_interrupt=_on_interrupt, memory_change="a smaller --batch-size or --n-init")
     return p

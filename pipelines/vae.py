@@ -311,5 +311,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR (or from a checkpoint file)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_main, on_interrupt=lambda args: resume_hint("vae", args.out or args.resume),
-                   diverged_change="a smaller --lr")
+                   diverged_change="a smaller --lr",
+                   memory_change="a smaller --batch-size (a new run), or --eval-batch-size and --eval-chunk "
+                                 "(which --resume may change)")
     return p

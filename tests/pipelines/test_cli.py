@@ -197,3 +197,24 @@ def test_building_the_parser_imports_neither_botorch_nor_matplotlib() -> None:
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS is enforced on Linux")
+def test_running_out_of_memory_says_what_to_lower(tmp_path) -> None:
+    # It ended in torch's traceback: "RuntimeError: [enforce fail at alloc_cpu.cpp:127] ...
+    # DefaultCPUAllocator: can't allocate memory: you tried to allocate 2000000000 bytes".
+    import resource
+
+    def limited() -> None:  # 3 GB of address space; the evaluation below asks for 20 GB at once
+        resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, resource.getrlimit(resource.RLIMIT_AS)[1]))
+
+    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "vae", "--data", "fixture", "--epochs", "1",
+                           "--hidden", "16", "--latent", "2", "--eval-samples", "50000", "--eval-chunk", "50000",
+                           "--eval-batch-size", "1000", "--device", "cpu", "--no-progress", "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=240, preexec_fn=limited,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("vaelab vae: error: out of memory (") and "Traceback" not in proc.stderr
+    assert last.endswith("); use a smaller --batch-size (a new run), or --eval-batch-size and --eval-chunk (which "
+                         "--resume may change)")
