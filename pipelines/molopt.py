@@ -33,6 +33,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+import rdkit  # noqa: F401  (8 ms) the search needs it: without it the command line offers a stub naming it
 
 from vaecore.config import read_json
 from vaecore.errors import InputDataError, finite_at_least, integer_at_least
