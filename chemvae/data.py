@@ -134,6 +134,7 @@ def check_molecules(
     canonicalize: bool = True,
     n_jobs: int = 1,
     chunk_size: int = 20_000,
+    progress: bool = True,
 ) -> CheckedMolecules:
     """Keep the usable molecules, count the others by reason.
 
@@ -145,6 +146,7 @@ def check_molecules(
         canonicalize: Replace each SMILES by RDKit's canonical form before tokenizing.
         n_jobs: Worker processes for long lists (``-1``: every core).
         chunk_size: Molecules per worker task.
+        progress: Show a progress bar over the chunks.
 
     Returns:
         :class:`CheckedMolecules`, in input order; never raises for bad molecules.
@@ -157,7 +159,8 @@ def check_molecules(
     max_length = integer_at_least("max_length", max_length, 1)
     check = functools.partial(_check_items, tokenizer=tokenizer, max_length=max_length, vocab=vocab,
                               canonicalize=canonicalize)
-    results = map_chunks(check, smiles, n_jobs=n_jobs, chunk_size=chunk_size, desc="checking molecules")
+    results = map_chunks(check, smiles, n_jobs=n_jobs, chunk_size=chunk_size, desc="checking molecules",
+                         progress=progress)
     out = CheckedMolecules(total=len(smiles))
     for i, (good, info) in enumerate(results):
         if good is None:

@@ -94,7 +94,7 @@ def chemnet_statistics(
         FCDUnavailableError: fcd_torch is not installed.
         InputDataError: fewer than two valid molecules.
     """
-    valid = [c for c in canonicalize_all(smiles) if c is not None]  # which refuses one bare string
+    valid = [c for c in canonicalize_all(smiles, progress=False) if c is not None]  # which refuses one bare string
     return chemnet_moments(valid, device=device, n_jobs=n_jobs, batch_size=batch_size)
 
 

@@ -70,7 +70,7 @@ def _nonempty(smiles: Sequence, what: str) -> list:
 
 def _valid_canonical(smiles: Sequence) -> list[str]:
     """Canonical SMILES of the valid entries, in input order, duplicates kept."""
-    return [c for c in canonicalize_all(smiles) if c is not None]
+    return [c for c in canonicalize_all(smiles, progress=False) if c is not None]  # no bar inside a metric
 
 
 def _valid_mols(smiles: Sequence) -> tuple[list[str], list[Chem.Mol]]:
@@ -242,7 +242,8 @@ def _novelty(distinct: set[str], train: Sequence[str], train_is_canonical: bool,
     if not distinct:
         return _nan_with_warning("novelty: no valid molecules")
     train = smiles_list(train, "train")
-    train_set = set(train) if train_is_canonical else set(canonicalize_all(train, n_jobs=n_jobs)) - {None}
+    train_set = (set(train) if train_is_canonical
+                 else set(canonicalize_all(train, n_jobs=n_jobs, progress=False)) - {None})
     return len(distinct - train_set) / len(distinct)
 
 

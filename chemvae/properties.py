@@ -190,6 +190,7 @@ def compute_properties(
     n_jobs: int = 1,
     cache_dir: Path | None = None,
     chunk_size: int = 2000,
+    progress: bool = True,
 ) -> pd.DataFrame:
     """Property table of a list of SMILES, computed in parallel and cached.
 
@@ -200,6 +201,7 @@ def compute_properties(
         cache_dir: If given, the table is read from / written to
             ``cache_dir/properties-<sha256 of the SMILES list>.csv.gz``.
         chunk_size: SMILES per task sent to a worker.
+        progress: Show a progress bar over the chunks.
 
     Returns:
         DataFrame with ``N`` rows in input order and columns ``smiles``, ``valid`` (bool)
@@ -213,7 +215,7 @@ def compute_properties(
         if len(cached) == len(smiles) and cached["smiles"].tolist() == smiles:
             return cached
 
-    rows = map_chunks(_rows, smiles, n_jobs=n_jobs, chunk_size=chunk_size, desc="properties")
+    rows = map_chunks(_rows, smiles, n_jobs=n_jobs, chunk_size=chunk_size, desc="properties", progress=progress)
     table = pd.DataFrame(rows, columns=("valid",) + PROPERTY_COLUMNS)
     table.insert(0, "smiles", smiles)
     table["valid"] = table["valid"].astype(bool)

@@ -91,7 +91,8 @@ def _canonical_chunk(chunk: Sequence[Any]) -> list[str | None]:
     return [canonical_smiles(s) for s in chunk]
 
 
-def canonicalize_all(smiles: Sequence[Any], *, n_jobs: int = 1, chunk_size: int = 5000) -> list[str | None]:
+def canonicalize_all(smiles: Sequence[Any], *, n_jobs: int = 1, chunk_size: int = 5000,
+                     progress: bool = True) -> list[str | None]:
     """:func:`canonical_smiles` of each element, in order, ``None`` where invalid.
 
     Args:
@@ -99,9 +100,10 @@ def canonicalize_all(smiles: Sequence[Any], *, n_jobs: int = 1, chunk_size: int 
         n_jobs: Worker processes (see :func:`map_chunks`); worth it for large sets such
             as the 1.6M MOSES training SMILES (about 0.5 ms per molecule on one core).
         chunk_size: Strings per worker task.
+        progress: Show a progress bar over the chunks.
     """
     return map_chunks(_canonical_chunk, smiles_list(smiles, "smiles"), n_jobs=n_jobs, chunk_size=chunk_size,
-                      desc="canonicalize")
+                      desc="canonicalize", progress=progress)
 
 
 def _worker_context() -> multiprocessing.context.BaseContext:
@@ -134,6 +136,7 @@ def map_chunks(
     n_jobs: int = 1,
     chunk_size: int = 2000,
     desc: str | None = None,
+    progress: bool = True,
 ) -> list[R]:
     """Apply a chunk-wise function over ``items`` in worker processes, keeping order.
 
@@ -144,6 +147,8 @@ def map_chunks(
             uses every core.
         chunk_size: Items per task.
         desc: tqdm label; the bar shows only when there are several chunks.
+        progress: Show the bar at all (a command's ``--no-progress``: the bars of data
+            preparation filled the logs of such runs with carriage returns).
 
     Returns:
         ``[r for chunk in chunks for r in fn(chunk)]``.
@@ -151,13 +156,13 @@ def map_chunks(
     chunk_size = integer_at_least("chunk_size", chunk_size, 1)
     n_jobs = worker_count(n_jobs)
     chunks = [items[i : i + chunk_size] for i in range(0, len(items), chunk_size)]
-    progress = dict(total=len(chunks), desc=desc, unit="chunk", disable=desc is None or len(chunks) < 2)
+    bar = dict(total=len(chunks), desc=desc, unit="chunk", disable=not progress or desc is None or len(chunks) < 2)
     out: list[R] = []
     if n_jobs == 1 or len(chunks) < 2:
-        for chunk in tqdm(chunks, **progress):
+        for chunk in tqdm(chunks, **bar):
             out.extend(fn(chunk))
         return out
     with ProcessPoolExecutor(max_workers=min(n_jobs, len(chunks)), mp_context=_worker_context()) as pool:
-        for chunk_out in tqdm(pool.map(fn, chunks), **progress):
+        for chunk_out in tqdm(pool.map(fn, chunks), **bar):
             out.extend(chunk_out)
     return out

@@ -68,16 +68,16 @@ def check_run_data(config: ChemTrainConfig, *, reads: str, advice: str) -> None:
                              f"{config.data} (moved?); {advice}")
 
 
-def cached_properties(smiles: list[str], n_jobs: int) -> pd.DataFrame:
+def cached_properties(smiles: list[str], n_jobs: int, *, progress: bool = True) -> pd.DataFrame:
     """:func:`chemvae.properties.compute_properties`, cached per machine by the SMILES list's hash."""
     from chemvae.properties import compute_properties
 
-    return compute_properties(smiles, n_jobs=n_jobs, cache_dir=cache_dir() / "chemvae-properties")
+    return compute_properties(smiles, n_jobs=n_jobs, cache_dir=cache_dir() / "chemvae-properties", progress=progress)
 
 
-def _property_values(smiles: list[str], names: tuple[str, ...], n_jobs: int) -> np.ndarray:
+def _property_values(smiles: list[str], names: tuple[str, ...], n_jobs: int, *, progress: bool) -> np.ndarray:
     """Properties `[N, P]` (NaN where RDKit fails) of the training and validation molecules."""
-    table = cached_properties(smiles, n_jobs)  # the names were checked with the config (ChemVAEConfig)
+    table = cached_properties(smiles, n_jobs, progress=progress)  # the names were checked with the config
     return table[list(names)].to_numpy(dtype=np.float64)
 
 
@@ -136,21 +136,23 @@ def train(config: ChemTrainConfig, workdir: str | os.PathLike) -> dict[str, Any]
         check_resume_length("--epochs", config.epochs, resume_path)
 
     checked = check_molecules(splits.train, tokenizer, max_length=config.model.max_length,
-                              canonicalize=config.model.canonicalize, n_jobs=config.n_jobs)
+                              canonicalize=config.model.canonicalize, n_jobs=config.n_jobs, progress=config.progress)
     print(f"training data ({config.data}): {checked.summary()}")
     if not checked.indices:
         raise InputDataError(f"{config.data}: no usable molecule among {checked.total} ({checked.summary()})")
     vocab = load(resume_path).vocab if resume_path is not None else Vocabulary.build(checked.tokens)
     checked_valid = check_molecules(splits.valid, tokenizer, max_length=config.model.max_length, vocab=vocab,
-                                    canonicalize=config.model.canonicalize, n_jobs=config.n_jobs)
+                                    canonicalize=config.model.canonicalize, n_jobs=config.n_jobs,
+                                    progress=config.progress)
     if resume_path is not None:  # the stored vocabulary may lack tokens of a changed file
         known = check_molecules(checked.smiles, tokenizer, max_length=config.model.max_length, vocab=vocab,
-                                canonicalize=False, n_jobs=config.n_jobs)
+                                canonicalize=False, n_jobs=config.n_jobs, progress=config.progress)
         known.skipped.update(checked.skipped)
         known.total = checked.total
         checked = known
 
-    values = _property_values(checked.smiles + checked_valid.smiles, config.model.property_names, config.n_jobs)
+    values = _property_values(checked.smiles + checked_valid.smiles, config.model.property_names, config.n_jobs,
+                              progress=config.progress)
     mean, std = property_stats(values[: len(checked.smiles)])
     length = config.model.max_length + 1
     compact = torch.int16 if len(vocab) < 2**15 else torch.long  # 4x less memory for the ids

@@ -33,7 +33,7 @@ from vaecore.runtime import library_versions, resolve_device, seed_everything
 N_PROPERTY_REFERENCE = 10_000  # test molecules whose properties properties.png and the W1 distances use
 
 
-def _canonical_reference(data: str, reference: list[str], n_jobs: int) -> list[str]:
+def _canonical_reference(data: str, reference: list[str], n_jobs: int, *, progress: bool) -> list[str]:
     """Canonical SMILES of the novelty reference.
 
     MOSES's training file is already canonical and MOSES's own novelty compares against
@@ -45,11 +45,11 @@ def _canonical_reference(data: str, reference: list[str], n_jobs: int) -> list[s
 
     if data == "moses":
         return reference
-    return sorted({s for s in canonicalize_all(reference, n_jobs=n_jobs) if s})
+    return sorted({s for s in canonicalize_all(reference, n_jobs=n_jobs, progress=progress) if s})
 
 
 def _property_distances(samples: pd.DataFrame, test: list[str], path: Path, *, seed: int,
-                        n_jobs: int) -> dict[str, float]:
+                        n_jobs: int, progress: bool) -> dict[str, float]:
     """Draw ``properties.png`` and return the W1 distances of the valid samples' properties to test's.
 
     The test side is a seeded subset of at most :data:`N_PROPERTY_REFERENCE` molecules
@@ -64,7 +64,7 @@ def _property_distances(samples: pd.DataFrame, test: list[str], path: Path, *, s
     if len(test) > N_PROPERTY_REFERENCE:
         chosen = np.random.default_rng(seed).choice(len(test), N_PROPERTY_REFERENCE, replace=False)
         test = [test[i] for i in np.sort(chosen)]
-    reference = cached_properties(test, n_jobs)
+    reference = cached_properties(test, n_jobs, progress=progress)
     reference = reference[reference["valid"]]
     save_property_histograms(samples, reference, path)
     valid = samples[samples["valid"]]
@@ -126,7 +126,7 @@ def evaluate(config: ChemEvalConfig, workdir: str | os.PathLike | None = None) -
     decode_seconds = time.perf_counter() - start
     stages.update()
     stages.set_postfix_str("reference statistics (cached after the first run)")
-    reference = _canonical_reference(train_config.data, splits.reference, config.n_jobs)
+    reference = _canonical_reference(train_config.data, splits.reference, config.n_jobs, progress=config.progress)
     # The test sets' statistics (176k molecules each for MOSES) are computed once per machine.
     # An empty test split (a small CSV) has no statistics: its metrics are NaN, not an error.
     test_stats = [None if not ref else
@@ -153,13 +153,13 @@ def evaluate(config: ChemEvalConfig, workdir: str | os.PathLike | None = None) -
     _write_eval(out, result, config)  # before the properties and plots: one that fails leaves the metrics written
     stages.update()
     stages.set_postfix_str("the samples' properties and plots")
-    properties = compute_properties(samples, n_jobs=config.n_jobs)
+    properties = compute_properties(samples, n_jobs=config.n_jobs, progress=config.progress)
     write_csv(out / "samples.csv", properties)
     # Only the drawn samples are parsed again, not all n_samples.
     result["n_drawn"] = save_molecule_grid(properties.loc[properties["valid"], "smiles"].tolist()[:config.grid_size],
                                            out / "prior_samples.png")
     result.update(_property_distances(properties, splits.test, out / "properties.png", seed=config.seed,
-                                      n_jobs=config.n_jobs))
+                                      n_jobs=config.n_jobs, progress=config.progress))
     stages.update()
     stages.close()
     result["wall_seconds"] = time.perf_counter() - began

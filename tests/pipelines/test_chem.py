@@ -211,3 +211,15 @@ def test_a_stopped_run_says_which_epoch_its_checkpoint_holds(tmp_path):
                            rf"{re.escape(str(out / 'checkpoint.safetensors'))} holds epoch (\d+); "
                            rf"continue with: vaelab chem train --resume {re.escape(str(out))}", last)
     assert stopped and int(stopped[1]) == int(stopped[2]) + 1 >= 2, last
+
+
+def test_no_progress_silences_the_data_preparation_bars(tmp_path, capsys):
+    # The bars of checking and property computation ignored --no-progress: a MOSES run's log
+    # filled with them (they show from two chunks of 2000 molecules on).
+    smiles = pd.read_csv(FIXTURE_CSV)["smiles"].tolist()
+    tiny = [a for a in TINY_ARGS if a != "--no-progress"]
+    for name, order, quiet in (("quiet", smiles, True), ("loud", smiles[::-1], False)):  # two files: no cache hit
+        pd.DataFrame({"smiles": order * 2}).to_csv(tmp_path / f"{name}.csv", index=False)  # two chunks of properties
+        assert main(["chem", "train", "--data", str(tmp_path / f"{name}.csv"), *tiny, "--batch-size", "500",
+                     *(["--no-progress"] if quiet else []), "--out", str(tmp_path / name)]) == 0
+        assert ("properties:" in capsys.readouterr().err) is not quiet
