@@ -63,8 +63,7 @@ class ScoreJournal:
             raise InputDataError(f"journal {self.path} exists and is not a file")
         if self.path.is_file() and self.path.stat().st_size > 0 and not self._unused_other_journal():
             self._read()
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        else:  # which makes the folders, naming a path it cannot write ("[Errno 17] File exists: F" named F alone)
             atomic_write_bytes(self.path, f"{HEADER}{objective}\n".encode())
 
     def _unused_other_journal(self) -> bool:

@@ -122,3 +122,12 @@ def test_an_append_that_fails_names_the_journal_and_leaves_a_readable_one(tmp_pa
             journal.record([("C" * n + "N", 0.5, "scored") for n in range(1, 11)])
     again = ScoreJournal(path, "qed")  # what reached the disk: a torn line, dropped
     assert again.recorded == {"CCO": (0.25, "scored")} and again.dropped == 1
+
+
+def test_a_journal_under_a_file_is_named(tmp_path):
+    # It was the bare "FileExistsError: [Errno 17] File exists: '.../a_file'".
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(FileWriteError, match=r"^cannot write .*/a_file/journal\.csv: .*/a_file is a file, not a "
+                                             r"directory$"):
+        ScoreJournal(tmp_path / "a_file" / "journal.csv", "qed")
+    assert ScoreJournal(tmp_path / "new" / "deeper" / "journal.csv", "qed").path.is_file()  # folders are made
