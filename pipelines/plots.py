@@ -101,8 +101,6 @@ def save_image_grid(
         title: Optional figure title.
     """
     grid = tile_images(images, image_shape, ncols=ncols)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     scale = 6.0 / max(grid.shape[:2])
     fig, ax = plt.subplots(figsize=(grid.shape[1] * scale + 0.2, grid.shape[0] * scale + (0.5 if title else 0.2)))
     # cmap, vmin and vmax apply to grey mosaics; colour ones must lie in [0, 1] themselves.

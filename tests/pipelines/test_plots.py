@@ -1,9 +1,11 @@
 """pipelines.plots: how flat, 2-D and colour images are laid out for drawing."""
 
 import numpy as np
+import pytest
 import torch
 
 from pipelines.plots import grid_shape, save_image_grid, tile_images
+from vaecore.errors import FileWriteError
 
 
 def test_grid_shape_keeps_2d_images_and_squares_flat_ones_when_it_can():
@@ -28,3 +30,12 @@ def test_colour_images_tile_alike_with_channels_last_or_first(tmp_path):
     assert grey.shape == (4 + 2, 2 * 7 + 1)
     path = save_image_grid(last.reshape(5, -1), tmp_path / "colour.png", (4, 6, 3))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_grid_makes_its_folders_and_names_a_path_it_cannot_write(tmp_path):
+    # Its own mkdir ended in the bare "FileExistsError: [Errno 17] File exists: '.../a_file'".
+    images = torch.rand(4, 16)
+    assert save_image_grid(images, tmp_path / "new" / "grid.png", (4, 4)).is_file()
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(FileWriteError, match=r"^cannot write .*/a_file/grid\.png: .*/a_file is a file, not a directory$"):
+        save_image_grid(images, tmp_path / "a_file" / "grid.png", (4, 4))
