@@ -46,6 +46,9 @@ def make_run_dir(path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise InputDataError(f"{path} is a file, not a directory to hold a run; give another directory")
+    if path.is_symlink() and not path.exists():  # mkdir said only "File exists"
+        raise InputDataError(f"{path} is a link to {os.readlink(path)}, which does not exist; make that directory "
+                             "or give another directory")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:

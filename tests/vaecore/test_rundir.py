@@ -51,6 +51,11 @@ def test_run_dir_files(tmp_path: Path) -> None:
         RunDir(tmp_path / "a_file", config, seed=7, device="cpu")
     with pytest.raises(InputDataError, match="cannot make the run directory .*a_file/run: Not a directory"):
         RunDir(tmp_path / "a_file" / "run", config, seed=7, device="cpu")
+    # A link to nowhere: mkdir said "cannot make the run directory link: File exists".
+    (tmp_path / "link").symlink_to(tmp_path / "gone" / "run")
+    with pytest.raises(InputDataError, match=r"link is a link to .*/gone/run, which does not exist; make that "
+                                             r"directory or give another directory"):
+        RunDir(tmp_path / "link", config, seed=7, device="cpu")
     # A directory without results (a run refused before it trained) is a fresh start.
     RunDir(tmp_path / "other", config, seed=1, device="cpu")
     assert "earlier" not in json.loads((RunDir(tmp_path / "other", config, seed=2, device="cpu") / "run.json").read_text())
