@@ -236,6 +236,8 @@ def run(config: FewLabelRunConfig, workdir: str | os.PathLike, *, resume: bool =
     dataset = load_dataset(config.data)
     check_patience_setting(parse_settings(config.settings), has_valid=dataset.valid is not None)
     idx = _labelled_indices(config, dataset)
+    if not resume and (note := cpu_preset_note(config, device, len(dataset.train))):
+        print(note)
     workdir = Path(workdir)
     if config.self_train:
         clf, metrics = _self_train(config, dataset, idx, workdir, device, resume=resume, data_record=data_record)
@@ -253,6 +255,21 @@ def run(config: FewLabelRunConfig, workdir: str | os.PathLike, *, resume: bool =
         metrics["wall_seconds"] = time.perf_counter() - began
         write_json(workdir / "metrics.json", metrics)
     return metrics
+
+
+def cpu_preset_note(config: FewLabelRunConfig, device: torch.device, n_train: int) -> str | None:
+    """A line for a new run of the ``default`` preset on a CPU, whose length nothing bounds.
+
+    Its 100 M1 and 300 M2 epochs over MNIST take from under an hour to several on two
+    cores (BENCHMARKS.md: 3-59 s an M2 epoch by model and labels), and nothing said so.
+    ``None`` on a GPU, for small data, or where a length was given.
+    """
+    lengths = {"train.epochs", "m1.epochs", "train.time_budget_minutes"} & set(parse_settings(config.settings))
+    if (device.type != "cpu" or config.preset != "default" or n_train < 10_000 or lengths
+            or config.epochs is not None or config.m1_epochs is not None or config.time_budget_minutes is not None):
+        return None
+    return ("note: the default preset is sized for a GPU (100 M1 and 300 M2 epochs); on a CPU, --preset fast stops "
+            "after an hour, and --time-budget-minutes caps any preset")
 
 
 def _from_args(args: argparse.Namespace) -> tuple[FewLabelRunConfig, Path, bool]:

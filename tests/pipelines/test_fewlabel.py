@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pipelines.cli import main
-from pipelines.fewlabel import FewLabelRunConfig, run
+from pipelines.fewlabel import FewLabelRunConfig, cpu_preset_note, run
 from ssvae.classifier import load_classifier
 from ssvae.data import load_dataset
 from vaecore.errors import InputDataError, InputDataWarning
@@ -308,3 +308,16 @@ def test_a_failed_run_leaves_its_directory_free_for_other_processes(tmp_path, op
     other = opens_elsewhere(tmp_path)
     assert other.returncode == 0, other.stderr
     assert failed.tb is not None
+
+
+def test_the_default_preset_on_a_cpu_points_to_the_fast_one():
+    # A CPU user's 'vaelab fewlabel --data mnist' trained the GPU-sized preset for hours
+    # without a word about --preset fast.
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    plain = FewLabelRunConfig(data="mnist")
+    assert "--preset fast stops after an hour" in cpu_preset_note(plain, cpu, 50_000)
+    assert cpu_preset_note(plain, gpu, 50_000) is None  # sized for it
+    assert cpu_preset_note(plain, cpu, 1_000) is None  # quick anyway
+    for bounded in (FewLabelRunConfig(preset="fast"), FewLabelRunConfig(epochs=5), FewLabelRunConfig(m1_epochs=5),
+                    FewLabelRunConfig(time_budget_minutes=30.0), FewLabelRunConfig(settings=("train.epochs=5",))):
+        assert cpu_preset_note(bounded, cpu, 50_000) is None, bounded
