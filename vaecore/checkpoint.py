@@ -17,6 +17,8 @@ import hashlib
 import json
 import os
 import secrets
+import socket
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,13 +148,14 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path = Path(path)
     if path.is_dir():  # os.replace would fail only after the whole write, beside the directory
         raise InputDataError(f"{path} is a directory; give the path of a file to write")
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    # Named by its writer (host and process), so that a later write can tell a dead
+    # writer's remnant from another live process's write in progress (below).
+    tmp = path.parent / f".{path.name}.{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}.tmp"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Created here (exclusively) rather than by ``tempfile.mkstemp`` so that the final
         # file gets the usual umask permissions, not mkstemp's 0600.
         with open(tmp, "xb") as fh:
-            began = os.fstat(fh.fileno()).st_mtime
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -169,13 +172,39 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             raise cannot_write(path, err) from err
         raise
     # A process killed mid-write (SIGKILL, out of memory) cannot remove its temporary file:
-    # each such kill left a checkpoint-sized one in the run directory. Those of this path
-    # from before this write are remnants of that; this write has replaced them.
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+    # each such kill left a checkpoint-sized one in the run directory. This write removes
+    # those of dead writers. Not every older one: processes started together (parallel
+    # seeds filling a cold dataset cache) write the same file at once, and removing the
+    # temporary file of one still in its fsync failed it (24 of 80 fetches, 8 at a time).
+    prefix = f".{path.name}."
+    for stale in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
         with contextlib.suppress(OSError):
-            if stale.stat().st_mtime < began:
+            if _abandoned(stale.name[len(prefix):-len(".tmp")], stale.stat().st_mtime):
                 stale.unlink()
     return path
+
+
+_ABANDONED_AFTER = 24 * 3600.0  # seconds: another host's temporary file (a shared disk) is left this long
+
+
+def _abandoned(tag: str, mtime: float) -> bool:
+    """Whether the temporary file tagged ``HOST-PID-HEX`` is a dead writer's remnant.
+
+    One of this host is when its process is gone; any other (another host's on a shared
+    disk, or the untagged ones of earlier versions) once it is a day old.
+    """
+    host, _, pid = tag.rpartition("-")[0].rpartition("-")
+    if host == socket.gethostname() and pid.isdigit() and os.name == "posix":  # Windows has no signal 0
+        if int(pid) == os.getpid():
+            return False  # this process's own, in another thread
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, another user's
+            return False
+        return False
+    return time.time() - mtime > _ABANDONED_AFTER
 
 
 def save_checkpoint(

@@ -6,6 +6,9 @@ import dataclasses
 import json
 import os
 import pickle
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -165,20 +168,53 @@ def test_atomic_write_bytes(tmp_path: Path) -> None:
     assert _no_temp_files(tmp_path)
 
 
+def _dead_pid() -> int:
+    """The id of a process that has ended."""
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(done.stdout)
+
+
 def test_a_write_removes_what_a_killed_write_of_the_same_file_left(tmp_path: Path) -> None:
     # A process killed while writing (SIGKILL in a kill-and-resume sweep of fewlabel) left
-    # '.checkpoint.safetensors.<hex>.tmp', 16 MB, in the run directory for good.
-    killed = tmp_path / ".checkpoint.safetensors.bdcf90dae57227f4.tmp"
-    killed.write_bytes(b"partial")
-    other = tmp_path / ".model.safetensors.0123456789abcdef.tmp"  # another file's: not this write's to remove
-    other.write_bytes(b"partial")
-    past = time.time() - 5
-    for path in (killed, other):
-        os.utime(path, (past, past))
+    # '.checkpoint.safetensors.<writer>.tmp', 16 MB, in the run directory for good.
+    host = socket.gethostname()
+    killed = tmp_path / f".checkpoint.safetensors.{host}-{_dead_pid()}-bdcf90da.tmp"
+    other = tmp_path / f".model.safetensors.{host}-{_dead_pid()}-01234567.tmp"  # another file's: not this write's
+    elsewhere = tmp_path / ".checkpoint.safetensors.other-host-1234-89abcdef.tmp"  # a shared disk's: a day old
+    older = tmp_path / ".checkpoint.safetensors.0123456789abcdef.tmp"  # an earlier version's, untagged
+    for path in (killed, other, elsewhere, older):
+        path.write_bytes(b"partial")
+    past = time.time() - 2 * 24 * 3600
+    os.utime(older, (past, past))
     save_checkpoint(tmp_path / "checkpoint.safetensors", {"w": torch.ones(2)}, CONFIG)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, "checkpoint.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([other.name, elsewhere.name, "checkpoint.safetensors"])
+    os.utime(elsewhere, (past, past))
     atomic_write_bytes(tmp_path / "model.safetensors", b"x")
+    save_checkpoint(tmp_path / "checkpoint.safetensors", {"w": torch.ones(2)}, CONFIG)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.safetensors", "model.safetensors"]
+
+
+def test_a_write_leaves_the_temporary_file_of_a_live_writer(tmp_path: Path) -> None:
+    # Processes started together (parallel seeds on a cold dataset cache) write the same
+    # file at once. Removing the temporary file of one still in its fsync failed it: 24 of
+    # 80 fetches of MNIST, 8 processes at a time, ended in "cannot write ...: No such file
+    # or directory".
+    target = tmp_path / "mnist.pkl.gz"
+    code = ("import os, pathlib, socket, sys, time; p = pathlib.Path(sys.argv[1]); "
+            "t = p.parent / f'.{p.name}.{socket.gethostname()}-{os.getpid()}-0000abcd.tmp'; "
+            "t.write_bytes(b'partial'); print(t.name, flush=True); time.sleep(120)")
+    writer = subprocess.Popen([sys.executable, "-c", code, str(target)], stdout=subprocess.PIPE, text=True)
+    try:
+        name = writer.stdout.readline().strip()
+        past = time.time() - 5
+        os.utime(tmp_path / name, (past, past))  # its last write came before this write began
+        atomic_write_bytes(target, b"x")
+        assert (tmp_path / name).is_file()
+    finally:
+        writer.kill()
+        writer.wait()
+    atomic_write_bytes(target, b"y")  # its writer is gone: a remnant now
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mnist.pkl.gz"]
 
 
 # --------------------------------------------------------------------------- refusals
