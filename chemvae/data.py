@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import gzip
 import math
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -179,7 +180,7 @@ def check_molecules(
 NAMED_SOURCES = ("moses", "fixture")
 
 
-# A SMILES file: one molecule a line, its SMILES first, anything after whitespace its name.
+# A SMILES file: one molecule a line, its SMILES first, anything after whitespace (or a comma) its name.
 SMILES_FILE_SUFFIXES = (".smi", ".smiles")
 
 
@@ -227,7 +228,7 @@ def read_smiles_csv(path: str | Path, smiles_column: str = "smiles") -> pd.DataF
 
 
 def read_smiles_file(path: str | Path) -> pd.DataFrame:
-    """Read a SMILES file: a molecule a line, its SMILES first, a name after whitespace.
+    """Read a SMILES file: a molecule a line, its SMILES first, a name after whitespace or a comma.
 
     It was refused as a CSV without a SMILES column ("its columns are ['CCOC(=O)c1...']").
     A first line whose first word is ``smiles`` (any case) is a header; blank lines are
@@ -243,7 +244,8 @@ def read_smiles_file(path: str | Path) -> pd.DataFrame:
     opener = gzip.open if path.suffix.lower() == ".gz" else open
     try:
         with opener(path, "rt", encoding="utf-8") as fh:
-            rows = [line.split(None, 1) for line in fh if line.strip()]
+            # No SMILES holds a space, a tab or a comma: any of them ends it ("CCO,ethanol" too).
+            rows = [re.split(r"[\s,]+", line.strip(), maxsplit=1) for line in fh if line.strip()]
     except (UnicodeDecodeError, OSError, EOFError) as err:
         raise InputDataError(f"{path} cannot be read as a SMILES file: {err}") from err
     if rows and rows[0][0].lower() == "smiles":

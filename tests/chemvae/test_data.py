@@ -124,6 +124,9 @@ def test_a_smiles_file_is_read_a_molecule_a_line(tmp_path):
     with gzip.open(tmp_path / "bare.smiles.gz", "wt") as fh:
         fh.write("CCO\nCCN\nC1CC1\nCCCC\n")
     assert read_smiles_csv(tmp_path / "bare.smiles.gz")["smiles"].tolist() == ["CCO", "CCN", "C1CC1", "CCCC"]
+    (tmp_path / "commas.smi").write_text("smiles,name\nCCO,ethanol\nCCN\n")  # some tools write commas
+    table = read_smiles_csv(tmp_path / "commas.smi")
+    assert table["smiles"].tolist() == ["CCO", "CCN"] and table["name"].tolist() == ["ethanol", ""]
     splits = load_splits(tmp_path / "bare.smiles.gz", test_fraction=0.25, valid_fraction=0.0)
     assert sorted(splits.train + splits.test) == ["C1CC1", "CCCC", "CCN", "CCO"] and len(splits.test) == 1
     (tmp_path / "damaged.smi.gz").write_bytes(b"not gzip at all")
