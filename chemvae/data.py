@@ -28,7 +28,7 @@ from rdkit import Chem
 from chemvae.rdkit_utils import map_chunks, quiet_rdkit, smiles_list
 from chemvae.tokens import TokenizationError, Tokenizer, Vocabulary
 from vaecore.datasets import REPO_DATA_DIR, fetch_member
-from vaecore.errors import InputDataError, integer_at_least
+from vaecore.errors import InputDataError, brief, integer_at_least
 
 FIXTURE_CSV = REPO_DATA_DIR / "fixtures" / "moses_small.csv"
 
@@ -55,7 +55,7 @@ class MoleculeIssue:
     message: str
 
     def describe(self) -> str:
-        return f"molecule {self.index} ({self.smiles!r}): {self.reason}: {self.message}"
+        return f"molecule {self.index} ({brief(self.smiles)}): {self.reason}: {self.message}"
 
 
 @dataclass

@@ -24,7 +24,7 @@ from torch import Tensor
 from torch_geometric.data import Batch, Data
 
 from chemvae.rdkit_utils import quiet_rdkit, smiles_list
-from vaecore.errors import InputDataError
+from vaecore.errors import InputDataError, brief
 
 # Every element in MOSES plus H (a molecule such as "[H][H]" keeps its hydrogens);
 # anything else shares one "other" slot so unseen elements still featurize.
@@ -170,7 +170,7 @@ def smiles_to_graph(smiles: str, dtype: torch.dtype = torch.float32) -> Data:
     """
     mol, reason = _parse(smiles)
     if mol is None:
-        raise InputDataError(f"cannot featurize SMILES {smiles!r}: {reason}")
+        raise InputDataError(f"cannot featurize SMILES {brief(smiles)}: {reason}")
     return mol_to_graph(mol, dtype)
 
 

@@ -36,7 +36,7 @@ from rdkit.Chem.Scaffolds import MurckoScaffold
 
 from chemvae.fcd import FCDUnavailableError, Moments, chemnet_moments, chemnet_statistics, fcd, frechet_distance
 from chemvae.rdkit_utils import canonical_smiles, canonicalize_all, mol_from_smiles, smiles_list
-from vaecore.errors import InputDataError, InputDataWarning, finite_at_least, integer_at_least
+from vaecore.errors import InputDataError, InputDataWarning, brief, finite_at_least, integer_at_least
 
 __all__ = [
     "FCDUnavailableError",
@@ -104,7 +104,7 @@ def morgan_fingerprints(smiles: Sequence[str | Chem.Mol]) -> np.ndarray:
     for i, s in enumerate(smiles):
         mol = s if isinstance(s, Chem.Mol) else mol_from_smiles(s)
         if mol is None:
-            raise InputDataError(f"cannot fingerprint invalid SMILES {s!r}")
+            raise InputDataError(f"cannot fingerprint invalid SMILES {brief(s)}")
         rows[i] = _MORGAN.GetFingerprintAsNumPy(mol)
     return rows
 
@@ -193,7 +193,7 @@ def reconstruction_accuracy(inputs: Sequence[str], decoded: Sequence[str | None]
     for source, output in zip(inputs, decoded):
         target = canonical_smiles(source)
         if target is None:
-            raise InputDataError(f"input SMILES {source!r} is not a valid molecule")
+            raise InputDataError(f"input SMILES {brief(source)} is not a valid molecule")
         hits += canonical_smiles(output) == target
     return hits / len(inputs)
 

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from rdkit import Chem, RDLogger, rdBase
 from tqdm.auto import tqdm
 
-from vaecore.errors import InputDataError, integer_at_least
+from vaecore.errors import InputDataError, brief, integer_at_least
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -50,7 +50,7 @@ def smiles_list(smiles: Sequence[str], what: str) -> list:
         InputDataError: ``smiles`` is a single string (``what`` names the argument).
     """
     if isinstance(smiles, str):
-        raise InputDataError(f"{what} must be a sequence of SMILES strings, not one string {smiles!r}")
+        raise InputDataError(f"{what} must be a sequence of SMILES strings, not one string {brief(smiles)}")
     return list(smiles)
 
 

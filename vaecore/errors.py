@@ -65,6 +65,18 @@ def cannot_write(path: object, err: OSError) -> FileWriteError:
     return FileWriteError(f"cannot write {path}: {err.strerror or err}")
 
 
+def brief(value: object, limit: int = 100) -> str:
+    """``repr(value)`` for a message, cut to ``limit`` characters with its length said.
+
+    A bad input can be long (a cell of a damaged file, a file's whole text given as one
+    SMILES): a 5,000-character string made a 5,000-character error line.
+    """
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit - 3]}... ({len(value) if isinstance(value, (str, bytes)) else len(text)} characters)"
+
+
 def integer_at_least(name: str, value: object, least: int) -> int:
     """``value`` as an ``int`` if it is an integer >= ``least`` (numpy integers included).
 

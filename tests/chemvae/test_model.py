@@ -97,6 +97,10 @@ def test_encode_errors_raise_or_skip(molecules):
     torch.testing.assert_close(z, model.encode([molecules[0], molecules[1]]))
     with pytest.raises(InputDataError, match="too_long"):
         model.encode(["C" * 80])
+    # A 5,000-character string made a 5,000-character message.
+    with pytest.raises(InputDataError, match=r"molecule 0 \('C{96}\.\.\. \(5000 characters\)\): too_long") as info:
+        model.encode(["C" * 5000])
+    assert len(str(info.value)) < 250
     with pytest.raises(InputDataError, match="errors must be"):
         model.encode(molecules[:1], errors="ignore")
     assert model.encode([], errors="skip")[0].shape == (0, 8)

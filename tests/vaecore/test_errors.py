@@ -75,3 +75,11 @@ def test_integers_at_least_names_the_first_bad_index() -> None:
     assert errors.integers_at_least("hidden", (), 1) == ()
     with pytest.raises(errors.InputDataError, match=r"hidden\[1\] must be an integer >= 1, got 0"):
         errors.integers_at_least("hidden", [500, 0, -1], 1)
+
+
+def test_brief_cuts_long_values_and_says_how_long() -> None:
+    # A 5,000-character SMILES made a 5,000-character error line (model.encode, chem train's
+    # "no usable molecule ... the first: ...").
+    assert errors.brief("CCO") == "'CCO'"
+    assert errors.brief("C" * 5000) == "'" + "C" * 96 + "... (5000 characters)"
+    assert len(errors.brief(list(range(1000)), 40)) < 70
