@@ -121,7 +121,8 @@ def optimize(
 
     Args:
         model: A trained molecule VAE (``latent_dim``, ``encode``, ``decode``, ``prior``;
-            ``property_tensor`` / ``property_names`` for ``gradient``).
+            ``property_tensor`` / ``property_names`` for ``gradient``), or the path
+            :func:`chemvae.load` reads it from (loaded on the CPU).
         objective: Callable from a list of SMILES to a list of floats (higher is better),
             or the name of a built-in (see :func:`chemvae.objectives.get_objective`).
             ``None``, NaN, infinities and exceptions for a molecule are counted failures.
@@ -151,14 +152,21 @@ def optimize(
         A :class:`~chemvae.search.result.SearchResult`.
 
     Raises:
-        InputDataError: Unknown method, bad sizes, ``gradient`` with an objective the
-            property head cannot predict, or a journal of another objective.
+        InputDataError: Unknown method, no molecule VAE, bad sizes, ``gradient`` with an
+            objective the property head cannot predict, or a journal of another objective.
         ObjectiveError: The objective gave no score for any of the first molecules it was
             called on (:data:`~chemvae.search.oracle.GIVE_UP_AFTER`); a warning names the
             first exception of an objective that raised for some molecules only.
     """
     if method not in METHODS:
         raise InputDataError(f"unknown search method {method!r}; choose from {METHODS}")
+    if isinstance(model, (str, os.PathLike)):  # as molopt's --model takes it: the path was an AttributeError
+        from chemvae.persistence import load
+
+        model = load(model)
+    if missing := [name for name in ("latent_dim", "encode", "decode", "prior") if not hasattr(model, name)]:
+        raise InputDataError(f"model must be a molecule VAE (chemvae.load(path), or the path), not a "
+                             f"{type(model).__name__}, which has no {', '.join(missing)}")
     if isinstance(objective, str):
         objective = get_objective(objective)
     # Checked before the initial molecules are scored: a user's objective may be expensive.

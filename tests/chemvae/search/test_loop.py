@@ -1,6 +1,7 @@
 """The shared search loop: history, budget, failures, random search, arguments."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -87,6 +88,17 @@ def test_an_objective_that_scores_nothing_stops_the_search(tiny_model):
 
     with pytest.raises(ObjectiveError, match="no score for any of the first 20 molecules.*NameError"):
         optimize(tiny_model, typo, method="random", budget=200, batch_size=10, seed=0)
+
+
+def test_the_model_may_be_its_path_and_anything_else_is_named(tmp_path):
+    # The path, as molopt's --model takes it, ended in "AttributeError: 'str' object has no
+    # attribute 'parameters'", and a module of another kind in "... has no attribute 'prior'".
+    path = Path(__file__).resolve().parents[3] / "data" / "fixtures" / "chemvae_tiny"
+    result = optimize(str(path), objectives.qed, method="random", budget=3, batch_size=3, seed=0)
+    assert result.history["new"].sum() <= 3
+    with pytest.raises(InputDataError, match=r"model must be a molecule VAE \(chemvae.load\(path\), or the path\), "
+                                             r"not a Linear, which has no latent_dim, encode, decode, prior"):
+        optimize(torch.nn.Linear(2, 2), objectives.qed, method="random", budget=3)
 
 
 def test_arguments_are_checked(tiny_model, fast_bo):
