@@ -115,6 +115,8 @@ def train(config: ChemTrainConfig, workdir: str | os.PathLike) -> dict[str, Any]
         raise InputDataError(f"{these} would be ignored by this run: {'; '.join(unused)}. Drop {them}")
     else:
         check_warmup(config)
+        if config.epochs == 0:  # it wrote an untrained model.safetensors and train.json, as a trained one
+            raise InputDataError("--epochs 0: a new run must train at least one epoch to have a model")
     if config.epochs is None:  # a new run given no epochs (a resume has taken its own)
         config = dataclasses.replace(config, epochs=NEW_RUN_EPOCHS)
     if config.resume is None or Path(workdir).resolve() != Path(config.resume).resolve():  # a new directory

@@ -185,6 +185,8 @@ def run(config: VAERunConfig, workdir: str | os.PathLike) -> dict[str, Any]:
         config = _resumed_config(config, resume_from or Path(config.resume) / CHECKPOINT_NAME)
     if config.epochs is None:  # a new run, or a bare checkpoint resumed without --epochs
         config = dataclasses.replace(config, epochs=NEW_RUN_EPOCHS)
+    if config.resume is None and config.epochs == 0:  # it wrote an untrained checkpoint and its metrics
+        raise InputDataError("--epochs 0: a new run must train at least one epoch to have a model")
     if resume_from is not None:
         check_resume_length("--epochs", config.epochs, resume_from)
     if resume_from is None or Path(workdir).resolve() != resume_from.parent.resolve():  # a new directory

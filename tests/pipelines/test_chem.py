@@ -134,6 +134,8 @@ def test_missing_smiles_column_names_the_columns(messy_csv, tmp_path, capsys):
     (["--kl-delay-fraction", "-0.5"], r"kl_delay_fraction must be in \[0, 1\]"),
     (["--property-weight", "nan"], "property_weight must be a finite number >= 0, got nan"),
     (["--n-jobs", "0"], "n_jobs must be an integer >= 1 or -1, got 0"),  # was named after the data load
+    # It wrote an untrained model.safetensors and train.json, as a trained model's.
+    (["--epochs", "0"], "--epochs 0: a new run must train at least one epoch to have a model"),
 ])
 def test_bad_training_settings_are_named_before_the_data_is_read(flags, message, tmp_path, capsys):
     missing = tmp_path / "not_there.csv"  # the settings are refused first, so this is never read

@@ -207,3 +207,10 @@ def test_a_checkpoint_that_cannot_be_written_ends_in_one_line(tmp_path: Path, ca
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     assert main(["vae", "--resume", str(tmp_path), "--no-progress"]) == 0  # with room, it starts over
     assert json.loads((tmp_path / "metrics.json").read_text())["epochs"] == 1
+
+
+def test_a_new_run_of_zero_epochs_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # It wrote an untrained checkpoint and the untrained model's metrics, and exited 0.
+    assert main([*ARGS, "--epochs", "0", "--out", str(tmp_path / "r")]) == 2
+    assert "--epochs 0: a new run must train at least one epoch to have a model" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
