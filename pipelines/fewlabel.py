@@ -268,8 +268,9 @@ def cpu_preset_note(config: FewLabelRunConfig, device: torch.device, n_train: in
     if (device.type != "cpu" or config.preset != "default" or n_train < 10_000 or lengths
             or config.epochs is not None or config.m1_epochs is not None or config.time_budget_minutes is not None):
         return None
-    return ("note: the default preset is sized for a GPU (100 M1 and 300 M2 epochs); on a CPU, --preset fast stops "
-            "after an hour, and --time-budget-minutes caps any preset")
+    epochs = {"m1": "100 M1 epochs", "m2": "300 M2 epochs"}.get(config.model, "100 M1 and 300 M2 epochs")
+    return (f"note: the default preset is sized for a GPU ({epochs}); on a CPU, --preset fast stops after an hour, "
+            "and --time-budget-minutes caps any preset")
 
 
 def _from_args(args: argparse.Namespace) -> tuple[FewLabelRunConfig, Path, bool]:

@@ -315,7 +315,8 @@ def test_the_default_preset_on_a_cpu_points_to_the_fast_one():
     # without a word about --preset fast.
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     plain = FewLabelRunConfig(data="mnist")
-    assert "--preset fast stops after an hour" in cpu_preset_note(plain, cpu, 50_000)
+    assert "(100 M1 and 300 M2 epochs); on a CPU, --preset fast stops after an hour" in cpu_preset_note(plain, cpu, 50_000)
+    assert "(300 M2 epochs)" in cpu_preset_note(FewLabelRunConfig(model="m2"), cpu, 50_000)
     assert cpu_preset_note(plain, gpu, 50_000) is None  # sized for it
     assert cpu_preset_note(plain, cpu, 1_000) is None  # quick anyway
     for bounded in (FewLabelRunConfig(preset="fast"), FewLabelRunConfig(epochs=5), FewLabelRunConfig(m1_epochs=5),
