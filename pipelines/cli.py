@@ -7,10 +7,11 @@ import importlib
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-from vaecore.errors import FileWriteError, NonFiniteLossError, VaelabError
+from vaecore.errors import FileWriteError, NonFiniteLossError, VaelabError, VaelabWarning
 
 # Subcommand modules and the command each adds; each defines add_parser(subparsers) that
 # sets ``func`` on its parser, ``on_interrupt`` (args -> how to go on, or None) where an
@@ -102,6 +103,30 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def _one_line_warnings(command: str) -> Iterator[None]:
+    """vaelab's own warnings as one line naming the command, like its errors.
+
+    Python's format added the file and line of the library code that warned and that
+    line's source ("  generation = generation_metrics(samples, ..."), which told a user
+    of the command line nothing. Only the printed text changes: code that records
+    warnings (``warnings.catch_warnings``, pytest) still gets them whole.
+    """
+    default = warnings.formatwarning
+
+    def one_line(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 line: str | None = None) -> str:
+        if issubclass(category, VaelabWarning):
+            return f"vaelab {command}: warning: {message}\n"
+        return default(message, category, filename, lineno, line)
+
+    warnings.formatwarning = one_line
+    try:
+        yield
+    finally:
+        warnings.formatwarning = default
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     for name in PATH_OPTIONS:
@@ -109,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(value, str) and value.startswith("~"):
             setattr(args, name, os.path.expanduser(value))
     try:
-        with _terminate_as_interrupt():
+        with _terminate_as_interrupt(), _one_line_warnings(args.command):
             args.func(args)
     except NonFiniteLossError as err:
         # "non-finite loss (nan) at step 4" alone left the user to guess what to change. A

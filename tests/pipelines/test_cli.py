@@ -218,3 +218,16 @@ def test_running_out_of_memory_says_what_to_lower(tmp_path) -> None:
     assert last.startswith("vaelab vae: error: out of memory (") and "Traceback" not in proc.stderr
     assert last.endswith("); use a smaller --batch-size (a new run), or --eval-batch-size and --eval-chunk (which "
                          "--resume may change)")
+
+
+def test_vaelabs_warnings_are_one_line_naming_the_command(tmp_path) -> None:
+    # Python's format added the library file and line that warned and that line's source
+    # ("  generation = generation_metrics(samples, ..."), which told a user nothing.
+    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "chem", "eval",
+                           str(ROOT / "data" / "fixtures" / "chemvae_tiny"), "--n-samples", "20", "--n-recon", "10",
+                           "--no-progress", "--no-fcd", "--device", "cpu", "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    warned = [line for line in proc.stderr.splitlines() if "warning" in line.lower()]
+    assert warned and all(line.startswith("vaelab chem: warning: ") for line in warned), proc.stderr
+    assert "generation_metrics(" not in proc.stderr and "InputDataWarning" not in proc.stderr
