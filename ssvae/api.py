@@ -31,7 +31,7 @@ from ssvae.m1m2 import M1M2, active_dimensions
 from ssvae.pixel_m2 import PixelM2
 from ssvae.presets import (IDLE_BECAUSE, FitConfig, M1Settings, check_patience_setting, check_settings_keys,
                            idle_settings, override, preset)
-from vaecore.config import read_json
+from vaecore.config import stored_field
 from vaecore.errors import InputDataError
 from vaecore.nets import without_single_channel
 from vaecore.resume import check_resume_length, config_differences, existing_run_config, holds_results
@@ -278,9 +278,7 @@ def check_fit_dir(workdir: str | os.PathLike, config: FitConfig, *, seed: int, l
         raise InputDataError(f"resume=True: {workdir} holds no ssvae.fit run to continue")
     lengths = {key: _setting(config, key) for key in FIT_LENGTHS}
     differences = config_differences(config, override(stored, **lengths))
-    run_json = Path(workdir) / "run.json"
-    record = read_json(run_json) if run_json.is_file() else None
-    stored_seed = record.get("seed") if isinstance(record, dict) else None
+    stored_seed = stored_field(Path(workdir) / "run.json", "seed")
     if stored_seed != seed:
         differences.append(f"seed (stored {stored_seed!r}, given {seed!r})")
     stored_idx, stored_labels = load_split(Path(workdir) / "labels.csv")

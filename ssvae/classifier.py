@@ -29,7 +29,7 @@ from ssvae.pixel_m2 import PixelM2
 from ssvae.presets import FitConfig
 from ssvae.selftrain import SELF_TRAIN_DIR
 from vaecore.checkpoint import load_checkpoint
-from vaecore.config import config_from_dict, config_to_dict, read_json
+from vaecore.config import config_from_dict, config_to_dict, stored_field
 from vaecore.errors import CheckpointError, InputDataError, InputDataWarning, integer_at_least
 from vaecore.runtime import resolve_device
 
@@ -216,10 +216,6 @@ def load_classifier(path: str | os.PathLike, *, device: str | torch.device = "cp
 def _stored_fit_setting(directory: Path, name: str) -> Any:
     """A top-level setting of the FitConfig stored in a run directory; ``None`` if none says."""
     for file in ("fit_config.json", "config.json"):  # the CLI's config.json is its own run config
-        stored = directory / file
-        if stored.is_file():
-            record = read_json(stored)
-            value = record.get(name) if isinstance(record, dict) else None
-            if value is not None:
-                return value
+        if (value := stored_field(directory / file, name)) is not None:
+            return value
     return None

@@ -136,6 +136,19 @@ def read_json(path: str | os.PathLike) -> Any:
         raise InputDataError(f"{path} is damaged ({err})") from err
 
 
+def stored_field(path: str | os.PathLike, key: str) -> Any:
+    """``key``'s value in the JSON object stored at ``path``; ``None`` where the file is
+    missing, holds no object (a hand-edited list) or lacks ``key``.
+
+    Raises:
+        InputDataError: A damaged file, as :func:`read_json`.
+    """
+    if not Path(path).is_file():
+        return None
+    record = read_json(path)
+    return record.get(key) if isinstance(record, dict) else None
+
+
 def read_run_config(cls: type[C], path: str | os.PathLike, *, command: str, source: str) -> C:
     """The ``cls`` config stored in a run's ``config.json`` (or ``fit_config.json``) at ``path``.
 

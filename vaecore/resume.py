@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from vaecore.checkpoint import stored_scalar
-from vaecore.config import config_from_dict, read_json
+from vaecore.config import config_from_dict, read_json, stored_field
 from vaecore.datasets import sha256_file
 from vaecore.errors import InputDataError
 
@@ -122,8 +122,7 @@ def check_same_data(source: str, *, named: Collection[str],
         return None
     digest = data_digest(source)
     if record is not None and record.is_file():
-        recorded = read_json(record)
-        stored = recorded.get("sha256") if isinstance(recorded, dict) else None
+        stored = stored_field(record, "sha256")
         if stored != digest:
             raise InputDataError(f"{source} has changed since this run began (sha256 {str(stored)[:12]}... then, "
                                  f"{digest[:12]}... now): resumed, it would train on other data. Put the run's data "

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vaecore.config import check_field_value, config_from_dict, config_to_dict, read_json, read_run_config
+from vaecore.config import check_field_value, config_from_dict, config_to_dict, read_json, read_run_config, stored_field
 from vaecore.errors import InputDataError
 from vaecore.rundir import write_json
 
@@ -136,3 +136,15 @@ def test_read_json_names_a_damaged_file(tmp_path: Path) -> None:
     path.write_bytes(b"\x90\xff")
     with pytest.raises(InputDataError, match=rf"^{path} is damaged \('utf-8' codec can't decode"):
         read_json(path)
+
+
+def test_stored_field_is_none_where_the_file_says_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "run.json"
+    assert stored_field(path, "seed") is None  # no file
+    write_json(path, [1, 2])
+    assert stored_field(path, "seed") is None  # no object
+    write_json(path, {"seed": 3})
+    assert stored_field(path, "seed") == 3 and stored_field(path, "device") is None
+    path.write_text('{"seed": ')
+    with pytest.raises(InputDataError, match="run.json is damaged"):
+        stored_field(path, "seed")
