@@ -25,7 +25,8 @@ from torch import Tensor, nn
 from ssvae.classifier import FewLabelClassifier, image_rows, model_spec
 from ssvae.data import translations
 from ssvae.fewlabel import CHECKPOINT_NAME, FewLabelData, check_trains, train_m2
-from ssvae.labels import as_label_tensor, balanced_split, check_labels, given_labels, load_split, save_split
+from ssvae.labels import (absent_classes, as_label_tensor, balanced_split, check_labels, given_labels, load_split,
+                          save_split)
 from ssvae.m1 import VAE, fit_vae, load_vae
 from ssvae.m1m2 import M1M2, active_dimensions
 from ssvae.pixel_m2 import PixelM2
@@ -218,7 +219,7 @@ def fit(
     if n_labels is not None and (yt < 0).any():  # was "training labels[0] = -1 is out of range"
         raise InputDataError(f"n_labels={n_labels} draws labels from a fully labelled y, but {int((yt < 0).sum())} "
                              "examples are unlabelled (-1); omit n_labels to use the labels as given")
-    if n_labels is not None and (absent := sorted(set(range(n_classes)) - set(torch.unique(yt).tolist()))):
+    if n_labels is not None and (absent := absent_classes(yt, n_classes)):
         # Labels with gaps (0, 2, 4, 6) were "40 labels cannot be split evenly over 7 classes".
         raise InputDataError(f"y's labels run up to {n_classes - 1}, but class(es) {absent} have no example; number "
                              "the classes 0..K-1")

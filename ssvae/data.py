@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ssvae.labels import absent_classes
 from vaecore.checkpoint import atomic_write_bytes
 from vaecore.datasets import REPO_DATA_DIR, fetch_member
 from vaecore.errors import InputDataError, integer_at_least
@@ -180,8 +181,7 @@ def _from_arrays(arrays: dict[str, np.ndarray], origin: str) -> ImageDataset:
     # Classes are 0..K-1. Labels with gaps (0, 2, 4, 6) were refused later as "40 labels
     # cannot be split evenly over 7 classes", and a stray test label (7 among 0..3) as
     # "class(es) [4, 5, 6, 7] have no labelled example".
-    present = set(torch.unique(torch.cat([split.y for split in splits.values()])).tolist())
-    if absent := sorted(set(range(n_classes)) - present):
+    if absent := absent_classes(torch.cat([split.y for split in splits.values()]), n_classes):
         raise InputDataError(f"{origin}: labels run up to {n_classes - 1}, but no split holds class(es) {absent}; "
                              "number the classes 0..K-1")
     return ImageDataset(splits["train"], splits.get("valid"), splits["test"], without_single_channel(stored_shape),

@@ -68,6 +68,11 @@ def check_labels(y: Tensor, n_classes: int, *, what: str = "labels", allow_unlab
     return y
 
 
+def absent_classes(y: Tensor, n_classes: int) -> list[int]:
+    """The classes of ``0..n_classes-1`` that no label of ``y`` `[N]` names (``-1`` names none)."""
+    return (torch.bincount(y[y >= 0], minlength=n_classes)[:n_classes] == 0).nonzero().flatten().tolist()
+
+
 def _check_every_class(counts: Tensor, what: str) -> None:
     empty = (counts == 0).nonzero().flatten().tolist()
     if empty:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ssvae.labels import as_label_tensor, balanced_split, check_labels, given_labels, load_split, save_split
+from ssvae.labels import absent_classes, as_label_tensor, balanced_split, check_labels, given_labels, load_split, save_split
 from vaecore.errors import InputDataError
 
 
@@ -94,3 +94,8 @@ def test_split_round_trips_through_csv(tmp_path, labels):
     save_split(tmp_path / "labels.csv", idx, labels[idx])
     idx2, y2 = load_split(tmp_path / "labels.csv")
     assert torch.equal(idx, idx2) and torch.equal(labels[idx], y2)
+
+
+def test_absent_classes_are_those_no_label_names() -> None:
+    assert absent_classes(torch.tensor([0, 2, 4, -1]), 6) == [1, 3, 5]
+    assert absent_classes(torch.tensor([1, 0]), 2) == [] and absent_classes(torch.tensor([-1, -1]), 2) == [0, 1]
