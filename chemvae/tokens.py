@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import selfies as sf
 
-from vaecore.errors import InputDataError, integer_at_least
+from vaecore.errors import InputDataError, brief, integer_at_least
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIAL_TOKENS: tuple[str, ...] = (PAD, BOS, EOS, UNK)
@@ -227,7 +227,7 @@ class Vocabulary:
         """
         stored = data.get("itos") if isinstance(data, dict) else None
         if not isinstance(stored, list) or not all(isinstance(t, str) for t in stored):
-            raise InputDataError(f"a stored vocabulary needs an 'itos' list of token strings, got {data!r:.200}")
+            raise InputDataError(f"a stored vocabulary needs an 'itos' list of token strings, got {brief(data, 200)}")
         itos = list(stored)
         if tuple(itos[: len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS:
             raise InputDataError(f"stored vocabulary does not start with the special tokens {SPECIAL_TOKENS}")

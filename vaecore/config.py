@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from vaecore.errors import InputDataError
+from vaecore.errors import InputDataError, brief
 
 C = TypeVar("C")
 
@@ -98,7 +98,8 @@ def config_from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
             object (a damaged config.json of ``5`` or ``null`` failed in a TypeError).
     """
     if not isinstance(data, Mapping):
-        raise InputDataError(f"a {cls.__name__} is a JSON object of its fields, not {type(data).__name__} {data!r:.60}")
+        raise InputDataError(f"a {cls.__name__} is a JSON object of its fields, not {type(data).__name__} "
+                             f"{brief(data, 60)}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(fields))
     if unknown:

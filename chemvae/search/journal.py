@@ -28,7 +28,7 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from vaecore.checkpoint import atomic_write_bytes
-from vaecore.errors import InputDataError, cannot_write
+from vaecore.errors import InputDataError, brief, cannot_write
 
 HEADER = "# vaelab score journal; objective="
 END = "end"
@@ -80,7 +80,7 @@ class ScoreJournal:
         lines = text.splitlines(keepends=True)
         head = lines[0].rstrip("\n")
         if not head.startswith(HEADER):
-            raise InputDataError(f"{self.path} is not a vaelab score journal (first line {head[:80]!r})")
+            raise InputDataError(f"{self.path} is not a vaelab score journal (first line {brief(head, 80)})")
         if head[len(HEADER):] != self.objective:
             raise InputDataError(f"{self.path} records objective {head[len(HEADER):]!r}, not {self.objective!r}; "
                                  "give this search another journal (vaelab molopt: another --out)")
