@@ -116,9 +116,13 @@ class MaskedSequenceCategorical(Distribution):
         if value.shape[-1:] != self.event_shape:
             raise InputDataError(f"sequence length {value.shape[-1:]} does not match the logits' {self.event_shape}")
         mask = value != self.pad_index
-        # Gather at a valid class on padding positions, then drop them with ``where``
-        # (not ``* mask``: -inf * 0 would be NaN).
-        per_token = self._token.log_prob(value.masked_fill(~mask, 0))
+        # Padding positions get logits 0 before the softmax: logits all -inf there would
+        # normalize to NaN, whose gradient ``where`` below passes on even though it drops the
+        # value. They gather at a valid class, then ``where`` drops them (not ``* mask``:
+        # -inf * 0 would be NaN).
+        logits = torch.where(mask.unsqueeze(-1), self.logits, torch.zeros((), dtype=self.logits.dtype,
+                                                                          device=self.logits.device))
+        per_token = Categorical(logits=logits, validate_args=False).log_prob(value.masked_fill(~mask, 0))
         return torch.where(mask, per_token, torch.zeros_like(per_token)).sum(-1)
 
     def token_accuracy(self, value: Tensor) -> Tensor:

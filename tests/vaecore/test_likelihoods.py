@@ -135,6 +135,20 @@ def test_masked_categorical_with_minus_inf_logit_on_padding_class_is_finite() ->
     torch.testing.assert_close(log_p, torch.tensor([[2 * -math.log(4)]]))
 
 
+def test_masked_categorical_padding_with_all_minus_inf_logits_has_finite_gradient() -> None:
+    # A decoder masking every class at padding positions (a -inf bias there): the value was
+    # finite, but the normalization's NaN reached the gradient through ``where``.
+    logits = torch.randn(2, 3, 4)
+    logits[1, 2] = -math.inf
+    logits.requires_grad_(True)
+    x = torch.tensor([[1, 2, 3], [0, 2, -1]])
+    log_p = MaskedSequenceCategorical(logits, pad_index=-1).log_prob(x)
+    expected = sum(logits[i, t].log_softmax(-1)[x[i, t]] for i in range(2) for t in range(3) if x[i, t] != -1)
+    torch.testing.assert_close(log_p.sum(), expected)
+    log_p.sum().backward()
+    assert torch.all(torch.isfinite(logits.grad)) and torch.all(logits.grad[1, 2] == 0)
+
+
 def test_masked_categorical_helpers_and_errors() -> None:
     torch.manual_seed(4)
     logits = torch.randn(B, 5, 7)
