@@ -79,7 +79,8 @@ def make_schedule(kind: str, *, steps: int, end: float = 1.0, delay: int = 0) ->
     For ``linear`` beta is 0 for ``delay`` steps, then reaches ``end`` after ``steps``
     more. For ``sigmoid`` the midpoint is ``delay + steps // 2`` and the slope
     ``10 / steps`` makes beta go from ~0.7% to ~99.3% of ``end`` over ``steps``.
-    ``none`` is the constant ``end``.
+    With ``steps=0`` both are 0 for ``delay`` steps, then ``end``. ``none`` is the
+    constant ``end``.
     """
     steps, delay = integer_at_least("steps", steps, 0), integer_at_least("delay", delay, 0)
     if kind == "none":
@@ -87,5 +88,7 @@ def make_schedule(kind: str, *, steps: int, end: float = 1.0, delay: int = 0) ->
     if kind == "linear":
         return LinearWarmup(steps=steps, end=end, delay=delay)
     if kind == "sigmoid":
+        if steps == 0:  # a warm-up of no steps is none; the sigmoid would put its midpoint (end / 2) at ``delay``
+            return LinearWarmup(steps=0, end=end, delay=delay)
         return SigmoidWarmup(midpoint=delay + steps // 2, slope=10.0 / max(steps, 1), end=end)
     raise InputDataError(f"unknown KL schedule {kind!r}; choose none, linear or sigmoid")

@@ -54,6 +54,10 @@ def test_make_schedule() -> None:
     assert sigmoid(10) == pytest.approx(0.0067, abs=1e-4)
     assert sigmoid(60) == pytest.approx(0.5)
     assert sigmoid(110) == pytest.approx(0.9933, abs=1e-4)
+    # No warm-up steps is no warm-up, for both kinds: 0 through the delay, then ``end``.
+    for kind in ("linear", "sigmoid"):
+        instant = make_schedule(kind, steps=0, end=0.2, delay=2)
+        assert [instant(t) for t in range(4)] == [0.0, 0.0, 0.2, 0.2], kind
     with pytest.raises(ValueError, match="'cosine'"):
         make_schedule("cosine", steps=10)
     with pytest.raises(ValueError, match="-5"):
