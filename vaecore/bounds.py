@@ -44,6 +44,17 @@ def _encode(encoder: Encoder, x: Tensor) -> Distribution:
     return q
 
 
+def _check_prior(prior: Distribution, q: Distribution) -> Distribution:
+    # A prior that forgets ``Independent`` (event `[]`, batch `[d]`) gives a KL or log p(z)
+    # per dimension, `[B, d]`, which broadcasts against `[B]` terms without an error when B = d.
+    if prior.event_shape != q.event_shape:
+        raise InputDataError(
+            f"the prior's event shape {list(prior.event_shape)} differs from the posterior's "
+            f"{list(q.event_shape)}; wrap per-dimension distributions in torch.distributions.Independent"
+        )
+    return prior
+
+
 def _check_log_prob(log_p: Tensor, z: Tensor, q: Distribution) -> Tensor:
     # A decoder that forgets ``Independent`` returns `[S, B, D]`; without this check the
     # per-feature terms would silently broadcast against the `[B]` KL.
@@ -129,7 +140,8 @@ def elbo(
         TypeError: If the encoder's distribution has no ``rsample``.
         InputDataError: If ``x`` holds no examples, ``n_samples`` is not an integer >= 1, a
             number ``beta`` is negative or not finite, a tensor ``beta`` is neither one weight
-            nor `[B]`, or the decoder's ``log_prob`` is not `[S, B]`.
+            nor `[B]`, the prior's event shape is not the posterior's, or the decoder's
+            ``log_prob`` is not `[S, B]`.
     """
     n_samples = integer_at_least("n_samples", n_samples, 1)
     # A negative weight would reward a large KL without any error; a tensor beta is left
@@ -137,7 +149,7 @@ def elbo(
     if not isinstance(beta, Tensor):
         finite_at_least("beta", beta, 0)
     q = _encode(encoder, x)
-    p = _resolve_prior(prior)
+    p = _check_prior(_resolve_prior(prior), q)
     z = q.rsample((n_samples,))
     log_likelihood = _check_log_prob(decoder(z).log_prob(x), z, q).mean(0)
     kl = kl_term(q, p, z)
@@ -161,6 +173,7 @@ def log_importance_weights(
         prior: p(z), event `[d]`.
         k: Number of samples.
     """
+    _check_prior(prior, posterior)
     z = posterior.rsample((k,))
     log_px = _check_log_prob(decoder(z).log_prob(x), z, posterior)
     return log_px + prior.log_prob(z) - posterior.log_prob(z)

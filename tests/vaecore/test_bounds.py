@@ -419,6 +419,19 @@ def test_decoder_without_event_dims_is_named() -> None:
         iwae_bound(x, model.imperfect_posterior, per_pixel_decoder, standard_diag(), k=2)
 
 
+def test_prior_without_event_dims_is_named() -> None:
+    # B = d = 2: the per-dimension KL `[2, 2]` would broadcast against the `[2]` likelihood.
+    model = PPCA()
+    x = model.sample_x(d, seed=13)
+    per_dim_prior = Normal(torch.zeros(d, dtype=F64), torch.ones(d, dtype=F64))  # forgot Independent
+    with pytest.raises(ValueError, match=r"prior's event shape \[\] differs from the posterior's \[2\].*Independent"):
+        elbo(x, model.imperfect_posterior, model.decoder, per_dim_prior)
+    with pytest.raises(ValueError, match="Independent"):
+        iwae_bound(x, model.imperfect_posterior, model.decoder, per_dim_prior, k=2)
+    with pytest.raises(ValueError, match="Independent"):
+        log_marginal_likelihood(x, model.imperfect_posterior, model.decoder, per_dim_prior, n_samples=4)
+
+
 def test_non_reparameterizable_encoder_is_refused() -> None:
     x = torch.zeros(3, 2)
     with pytest.raises(TypeError, match="reparameterizable"):
