@@ -21,7 +21,7 @@ from vaecore.checkpoint import load_checkpoint
 from vaecore.config import config_to_dict
 from vaecore.errors import finite_at_least
 from vaecore.rundir import RunDir
-from vaecore.runtime import check_finite
+from vaecore.runtime import check_finite, restore_rng_state, rng_state
 
 Schedule = Callable[[int], float]
 LOG_TERMS = ("loss", "recon", "kl", "elbo", "property_mse", "token_accuracy")
@@ -148,9 +148,9 @@ def save_training_state(path: Path, model: MoleculeVAE, optimizer: torch.optim.O
     """A resumable checkpoint: model, optimizer, shuffling-generator state, counters, and the
     global CPU generator's state (the reparameterization noise and dropout draw from it on
     the CPU: without it a resumed run redrew the noise of its first epochs, and differed
-    from the run uninterrupted from epoch 2 on)."""
+    from the run uninterrupted from epoch 2 on), and on a GPU the CUDA generators' states."""
     return save_model(model, path, optimizer=optimizer.state_dict(), generator=generator.get_state(),
-                      torch_rng=torch.get_rng_state(), epoch=epoch, step=step)
+                      **rng_state(), epoch=epoch, step=step)
 
 
 def load_training_state(path: Path, model: MoleculeVAE, optimizer: torch.optim.Optimizer,
@@ -164,8 +164,7 @@ def load_training_state(path: Path, model: MoleculeVAE, optimizer: torch.optim.O
     model.load_state_dict(ckpt.payload["model"])
     optimizer.load_state_dict(ckpt.payload["optimizer"])
     generator.set_state(ckpt.payload["generator"].cpu())
-    if "torch_rng" in ckpt.payload:  # checkpoints written before it was stored lack it
-        torch.set_rng_state(ckpt.payload["torch_rng"].cpu())
+    restore_rng_state(ckpt.payload)  # checkpoints written before it was stored lack it: skipped
     return int(ckpt.payload["epoch"]), int(ckpt.payload["step"])
 
 

@@ -28,7 +28,7 @@ from ssvae.train_config import TrainConfig
 from vaecore.checkpoint import load_checkpoint, save_checkpoint
 from vaecore.errors import InputDataError
 from vaecore.rundir import RunDir
-from vaecore.runtime import check_finite, flush_denormals, interruptible
+from vaecore.runtime import check_finite, flush_denormals, interruptible, restore_rng_state, rng_state
 from vaecore.training import WeightAverage, compiled_step
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -186,7 +186,7 @@ def train_m2(
         ckpt = load_checkpoint(ckpt_path, expected_config=model_spec, device=device)
         model.load_state_dict(ckpt.payload["model"])
         optimizer.load_state_dict(ckpt.payload["optimizer"])
-        torch.set_rng_state(ckpt.payload["torch_rng"])
+        restore_rng_state(ckpt.payload)
         start, elapsed = int(ckpt.payload["epoch"]), float(ckpt.payload["seconds"])
         best = dict(ckpt.payload["best"])
         best_state = ckpt.payload.get("best_state")
@@ -206,7 +206,7 @@ def train_m2(
         if ckpt_path is None:
             return
         payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epochs_done,
-                   "seconds": elapsed, "best": best, "torch_rng": torch.get_rng_state()}
+                   "seconds": elapsed, "best": best, **rng_state()}
         if best_state is not None:
             payload["best_state"] = best_state
         if ema is not None:

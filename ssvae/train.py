@@ -28,7 +28,7 @@ from vaecore.checkpoint import load_checkpoint, save_checkpoint
 from vaecore.config import config_to_dict
 from vaecore.errors import InputDataError, integer_at_least
 from vaecore.rundir import RunDir
-from vaecore.runtime import check_finite, check_seed, flush_denormals, interruptible
+from vaecore.runtime import check_finite, check_seed, flush_denormals, interruptible, restore_rng_state, rng_state
 
 BINARIZE_MODES = ("dynamic", "fixed", "none")
 LR_SCHEDULES = ("exponential", "burda")
@@ -140,7 +140,7 @@ def _state(model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, gener
         "optimizer": optimizer.state_dict(),
         "epoch": epoch,  # completed epochs
         "generator": generator.get_state(),
-        "torch_rng": torch.get_rng_state(),
+        **rng_state(),
     }
 
 
@@ -231,7 +231,7 @@ def fit_vae(
         model.load_state_dict(ckpt.payload["model"])
         optimizer.load_state_dict(ckpt.payload["optimizer"])
         generator.set_state(ckpt.payload["generator"])
-        torch.set_rng_state(ckpt.payload["torch_rng"])
+        restore_rng_state(ckpt.payload)
         start = int(ckpt.payload["epoch"])
         if rundir is not None:
             rundir.truncate_history("epoch", start)

@@ -1,4 +1,4 @@
-"""Seeding, device choice, the NaN guard, library versions, Ctrl-C and subnormal floats.
+"""Seeding, the generators' states for resumes, device choice, the NaN guard, library versions, Ctrl-C and subnormal floats.
 
 Library code never picks a device: it follows its inputs. Only entry points call
 :func:`resolve_device` on the user's ``--device`` string.
@@ -12,8 +12,9 @@ import platform
 import random
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,6 +51,35 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+def rng_state() -> dict[str, Tensor]:
+    """The global generators' states, for a resumable checkpoint.
+
+    ``torch_rng``: the CPU generator's. ``cuda_rng`` `[n_devices, k]`, only where CUDA is in
+    use: on a GPU the reparameterization noise, dropout and on-device shuffles draw from
+    the CUDA generators, which :func:`seed_everything` seeds afresh on every resume.
+    """
+    state = {"torch_rng": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda_rng"] = torch.stack(torch.cuda.get_rng_state_all())
+    return state
+
+
+def restore_rng_state(payload: Mapping[str, Any]) -> None:
+    """Set the generators from what :func:`rng_state` stored in ``payload`` (keys it lacks are skipped).
+
+    The states are moved to the CPU first: a checkpoint loaded onto the GPU moves them
+    there, and ``torch.set_rng_state`` takes CPU byte tensors only (a resume on a GPU
+    ended in "TypeError: RNG state must be a torch.ByteTensor"). CUDA states are restored
+    for the devices present in both runs; a GPU run resumed on the CPU ignores them.
+    """
+    if isinstance(payload.get("torch_rng"), Tensor):
+        torch.set_rng_state(payload["torch_rng"].cpu())
+    cuda = payload.get("cuda_rng")
+    if isinstance(cuda, Tensor) and torch.cuda.is_available():
+        for index, state in enumerate(cuda.cpu()[: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(state, device=index)
 
 
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:

@@ -16,6 +16,8 @@ from vaecore.runtime import (
     interruptible,
     library_versions,
     resolve_device,
+    restore_rng_state,
+    rng_state,
     seed_everything,
     set_threads,
 )
@@ -38,6 +40,29 @@ def test_seed_everything_is_reproducible() -> None:
     assert all(a != b for a, b in zip(first, other))
     assert _draw(seed_everything(np.int64(123))) == first  # numpy ints are seeds too
     assert _draw(seed_everything(2**40)) is not None  # beyond numpy's 32-bit range
+
+
+def test_rng_state_round_trips_through_a_checkpoint(tmp_path) -> None:
+    from vaecore.checkpoint import load_checkpoint, save_checkpoint
+
+    torch.manual_seed(5)
+    save_checkpoint(tmp_path / "c.safetensors", {"step": 1, **rng_state()}, {"kind": "test"})
+    expected = torch.rand(4)
+    torch.rand(7)  # the generator moves on, as a run does after its checkpoint
+    payload = load_checkpoint(tmp_path / "c.safetensors", expected_config={"kind": "test"}).payload
+    restore_rng_state(payload)
+    assert torch.equal(torch.rand(4), expected)
+    if not torch.cuda.is_initialized():  # CUDA's states are stored only where CUDA is in use
+        assert set(rng_state()) == {"torch_rng"}
+
+
+def test_restore_rng_state_skips_what_is_not_stored() -> None:
+    torch.manual_seed(6)
+    expected = torch.rand(3)
+    torch.manual_seed(6)
+    restore_rng_state({"step": 1})  # a checkpoint from before the states were stored
+    restore_rng_state({"cuda_rng": torch.zeros(1, 16, dtype=torch.uint8)} if not torch.cuda.is_available() else {})
+    assert torch.equal(torch.rand(3), expected)
 
 
 @pytest.mark.parametrize("bad", [-1, 1.5, True, "3", None, 2**64])  # 2**64: torch's "Overflow when unpacking long long"
