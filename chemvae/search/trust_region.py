@@ -81,7 +81,7 @@ class TrustRegion:
 
         Args:
             batch_best: Best finite score among the batch's new molecules (``-inf`` if none).
-            incumbent: Best score before the batch.
+            incumbent: Best score before the batch (``-inf`` if none).
             only_duplicates: Every proposal decoded to an already known molecule. The
                 region is then narrower than the decoder's resolution (its map from z to
                 molecules is piecewise constant), and shrinking it further would only repeat
@@ -92,7 +92,10 @@ class TrustRegion:
             self.length = min(2.0 * self.length, self.length_max)
             self.success_counter = self.failure_counter = 0
             return
-        if batch_best > incumbent + self.improvement * abs(incumbent):
+        # Without an incumbent (-inf: no initial molecule scored) any score is a success;
+        # -inf + margin * inf would be NaN, and every comparison with it false.
+        threshold = incumbent if math.isinf(incumbent) else incumbent + self.improvement * abs(incumbent)
+        if batch_best > threshold:
             self.success_counter += 1
             self.failure_counter = 0
         else:

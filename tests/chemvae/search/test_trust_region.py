@@ -47,6 +47,15 @@ def test_tiny_improvements_are_not_successes():
     assert tr.failure_counter == 1
 
 
+def test_without_an_incumbent_any_score_is_a_success():
+    # BO with n_init=0, or every initial molecule failed: the reference is -inf.
+    tr = TrustRegion(dim=4, batch_size=2, success_tolerance=1)
+    tr.update(0.9, -math.inf)
+    assert tr.length == 1.6 and tr.failure_counter == 0
+    tr.update(-math.inf, -math.inf)  # still nothing scored: a failure
+    assert tr.failure_counter == 1
+
+
 def test_bounds_stay_in_the_box_and_follow_lengthscales():
     box = torch.tensor([[-3.0, -3.0, -3.0], [3.0, 3.0, 3.0]])
     tr = TrustRegion(dim=3, batch_size=1, length=0.5)
