@@ -1,4 +1,4 @@
-"""Seeding, the generators' states for resumes, device choice, the NaN guard, library versions, Ctrl-C and subnormal floats.
+"""Seeding and generator states, device choice, the NaN guard, library versions, Ctrl-C, subnormals.
 
 Library code never picks a device: it follows its inputs. Only entry points call
 :func:`resolve_device` on the user's ``--device`` string.
