@@ -42,11 +42,11 @@ from chemvae.tokens import REPRESENTATIONS, Tokenizer, Vocabulary
 from chemvae.train import fit, load_training_state
 from pipelines.chem_config import (NEW_RUN_EPOCHS, RESUME_SETTINGS, ChemEvalConfig, ChemTrainConfig, check_warmup,
                                    unused_settings)
-from vaecore.config import read_run_config
+from vaecore.config import read_run_config, stored_field
 from vaecore.datasets import cache_dir
 from vaecore.errors import InputDataError
-from vaecore.resume import (check_new_run_dir, check_resume, check_resume_length, check_same_data, resume_hint,
-                            starts_over)
+from vaecore.resume import (DATA_RECORD, check_new_run_dir, check_resume, check_resume_length, check_same_data,
+                            data_digest, resume_hint, starts_over)
 from vaecore.rundir import RunDir
 from vaecore.runtime import flush_denormals, interruptible, resolve_device, seed_everything
 from vaecore.schedules import make_schedule
@@ -58,14 +58,24 @@ def load_run_splits(config: ChemTrainConfig) -> DataSplits:
                        valid_fraction=config.valid_fraction, test_fraction=config.test_fraction, seed=config.seed)
 
 
-def check_run_data(config: ChemTrainConfig, *, reads: str, advice: str) -> None:
-    """Refuse a trained run whose data file is gone, saying what ``reads`` it and ``advice``.
+def check_run_data(config: ChemTrainConfig, run_dir: str | os.PathLike, *, reads: str, advice: str) -> None:
+    """Refuse a trained run whose data file is gone or changed, saying what ``reads`` it and ``advice``.
 
     The loader said "no data file at PATH" alone, which names neither the run nor a way on.
+    A file edited since the run was trained (its sha256 differs from the run's ``data.json``)
+    splits otherwise: ten rows appended to a 1,000-row CSV put 56 of the 101 "test"
+    molecules in the run's training split, and ``chem eval`` measured recon and FCD on them.
     """
-    if config.data not in NAMED_SOURCES and not Path(config.data).is_file():
+    if config.data in NAMED_SOURCES:
+        return
+    if not Path(config.data).is_file():
         raise InputDataError(f"{reads} come from the run's training data, and there is no data file at "
                              f"{config.data} (moved?); {advice}")
+    stored = stored_field(Path(run_dir) / DATA_RECORD, "sha256")  # None: a run from before the record
+    if stored is not None and stored != (now := data_digest(config.data)):
+        raise InputDataError(f"{reads} come from the run's training data, and {config.data} has changed since the "
+                             f"run was trained (sha256 {str(stored)[:12]}... then, {now[:12]}... now), so its splits "
+                             f"would differ; {advice}")
 
 
 def cached_properties(smiles: list[str], n_jobs: int, *, progress: bool = True) -> pd.DataFrame:

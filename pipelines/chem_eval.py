@@ -101,8 +101,8 @@ def evaluate(config: ChemEvalConfig, workdir: str | os.PathLike | None = None) -
     model = load(config.run_dir, device=device)
     make_run_dir(out)  # a file there failed after the decoding
     train_config = stored_config(config.run_dir)
-    check_run_data(train_config, reads="the test molecules (and the novelty reference)",
-                   advice="put it back where the run was trained from it")
+    check_run_data(train_config, config.run_dir, reads="the test molecules (and the novelty reference)",
+                   advice="put the run's data back where it was trained from it")
     splits = load_run_splits(train_config)
 
     rng = np.random.default_rng(config.seed)

@@ -166,7 +166,8 @@ def initial_pool(config: MoloptConfig) -> tuple[list[str] | None, str]:
 
     # Only the split's fields matter here: a config.json of another vaelab version still names its split.
     split_config = ChemTrainConfig(**{k: train_config[k] for k in SPLIT_FIELDS if k in train_config})
-    check_run_data(split_config, reads="the initial molecules", advice="give --init-data PATH.csv (or moses, fixture)")
+    check_run_data(split_config, config.model, reads="the initial molecules",
+                   advice="give --init-data PATH.csv (or moses, fixture)")
     splits = load_run_splits(split_config)
     return splits.train, f"{train_config['data']} (the model's training split)"
 

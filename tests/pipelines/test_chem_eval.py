@@ -89,3 +89,8 @@ def test_eval_of_a_run_without_test_molecules(tmp_path, capsys):
     assert main(["chem", "eval", str(tmp_path / "run"), "--n-samples", "20", "--no-fcd", "--device", "cpu"]) == 2
     assert (f"the test molecules (and the novelty reference) come from the run's training data, and there is no "
             f"data file at {tmp_path / 'five.csv'} (moved?)") in capsys.readouterr().err
+    # Edited since: its splits would differ, and training molecules would count as test ones.
+    (tmp_path / "five.csv").write_text("smiles\nCCO\nc1ccccc1\nCC(=O)O\nCCN\nCCCl\nCCCC\n")
+    assert main(["chem", "eval", str(tmp_path / "run"), "--n-samples", "20", "--no-fcd", "--device", "cpu"]) == 2
+    assert (f"come from the run's training data, and {tmp_path / 'five.csv'} has changed since the run was trained "
+            "(sha256 ") in capsys.readouterr().err

@@ -16,6 +16,7 @@ import pytest
 from pipelines import cli
 from pipelines.molopt import BO_ONLY, INIT_METHODS, MoloptConfig, add_bo_arguments, bo_options, initial_pool, run
 from vaecore.errors import InputDataError
+from vaecore.resume import data_digest
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "data" / "fixtures" / "chemvae_tiny"
@@ -214,6 +215,22 @@ def test_a_training_file_that_moved_points_to_init_data(tmp_path):
                                              "--init-data PATH.csv"):
         initial_pool(MoloptConfig(model=str(moved)))
     assert initial_pool(MoloptConfig(model=str(moved), init_data="fixture"))[1] == "fixture"
+
+
+def test_a_training_file_changed_since_points_to_init_data(tmp_path):
+    # Its split would differ from the one the model was trained on: "the model's training split" was not.
+    data = tmp_path / "train.csv"
+    data.write_text("smiles\nCCO\nc1ccccc1\nCC(=O)O\nCCN\n")
+    model = tmp_path / "model"
+    shutil.copytree(MODEL, model)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "data": str(data)}))
+    (model / "data.json").write_text(json.dumps({"source": str(data), "sha256": data_digest(str(data))}))
+    assert initial_pool(MoloptConfig(model=str(model)))[1] == f"{data} (the model's training split)"
+    data.write_text("smiles\nCCO\nc1ccccc1\nCC(=O)O\nCCN\nCCCl\n")
+    with pytest.raises(InputDataError, match=f"the initial molecules come from the run's training data, and {data} "
+                                             "has changed since the run was trained .*; give --init-data PATH.csv"):
+        initial_pool(MoloptConfig(model=str(model)))
 
 
 def test_a_failed_run_leaves_its_directory_free_for_other_processes(tmp_path, opens_elsewhere):
