@@ -105,6 +105,14 @@ def _check_one(
             return None, ("valence", "an atom has an impossible valence")
         return None, ("sanitize", f"RDKit sanitization failed at {failed}")
     if canonicalize:
+        # RDKit's canonical form, as MolFromSmiles + MolToSmiles (and canonical_smiles) give
+        # it: parsed without sanitizing, the molecule keeps explicit [H] atoms that the default
+        # parse removes ('[H]c1ccccc1' stayed itself, not c1ccccc1, and was then an unknown
+        # token, or 'too_long'; 221 MOSES training molecules are written '[H]N=c1...').
+        try:
+            mol = Chem.RemoveHs(mol)
+        except Exception as err:  # noqa: BLE001 - RDKit raises several types; the molecule is skipped, by reason
+            return None, ("sanitize", f"RDKit could not remove its explicit hydrogens ({type(err).__name__})")
         smiles = Chem.MolToSmiles(mol)
     try:
         tokens = tokenizer.tokenize(smiles)

@@ -14,6 +14,7 @@ from chemvae.data import (
     load_splits,
     read_smiles_csv,
 )
+from chemvae.rdkit_utils import canonical_smiles
 from chemvae.tokens import Tokenizer, Vocabulary
 from vaecore.errors import InputDataError
 
@@ -50,6 +51,18 @@ def test_unknown_tokens_and_canonicalization():
     assert "['[Xe]']" in checked.first_issue.message
     raw = check_molecules(["OCC"], Tokenizer("smiles"), max_length=20, canonicalize=False)
     assert raw.smiles == ["OCC"]
+
+
+def test_canonical_forms_drop_explicit_hydrogens_as_rdkit_does():
+    # Parsed without sanitizing, '[H]c1ccccc1' kept its [H] ('canonical', yet not RDKit's form): an
+    # unknown token to a model trained without it, and a string long enough to be skipped.
+    given = ["[H]c1ccccc1", "[H]OC([H])([H])C([H])([H])[H]", "[H]N=c1cccc[nH]1", "[2H]C", "[H][H]"]
+    checked = check_molecules(given, Tokenizer("smiles"), max_length=8, vocab=Vocabulary(["C", "O", "c", "1"]))
+    assert checked.smiles == ["c1ccccc1", "CCO"] and dict(checked.skipped) == {"too_long": 1, "unknown_token": 2}
+    checked = check_molecules(given, Tokenizer("smiles"), max_length=20)
+    assert checked.smiles == [canonical_smiles(s) for s in given] == ["c1ccccc1", "CCO", "N=c1cccc[nH]1", "[2H]C",
+                                                                      "[H][H]"]
+    assert check_molecules(given[:1], Tokenizer("smiles"), max_length=20, canonicalize=False).smiles == given[:1]
 
 
 def test_selfies_checking_counts_refusals():
