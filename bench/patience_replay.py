@@ -45,7 +45,10 @@ def replay(history: pd.DataFrame, config: TrainConfig, seconds_before: float = 0
     best_valid, best_epoch, best_test, elapsed, stop_epoch = math.inf, 0, math.nan, 0.0, 0
     for row in history.itertuples():
         done = row.epoch - 1  # the training loop's own checks, before this epoch
-        if done >= config.epochs or config.out_of_patience(done, best_epoch) or config.out_of_time(seconds_before + elapsed):
+        # The budget only once an epoch is kept, as train_m2 checks it: an M1 that used up the
+        # budget still gets one M2 epoch (the replay stopped at epoch 0, with no error to show).
+        out_of_time = best_epoch > 0 and config.out_of_time(seconds_before + elapsed)
+        if done >= config.epochs or config.out_of_patience(done, best_epoch) or out_of_time:
             break
         stop_epoch, elapsed = row.epoch, float(row.seconds)
         if row.valid_error <= best_valid:  # ties count as best, as in training
