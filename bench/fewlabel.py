@@ -44,7 +44,7 @@ from pipelines.fewlabel import FewLabelRunConfig, run
 from ssvae.presets import is_m1_setting, is_m2_setting
 from ssvae.train_config import COMPILE_MODES
 from vaecore.config import read_run_config
-from vaecore.errors import InputDataError, VaelabError
+from vaecore.errors import InputDataError, VaelabError, distinct
 from vaecore.resume import config_differences
 from vaecore.runtime import set_threads
 from vaecore.training import compiled_step
@@ -267,6 +267,8 @@ def main() -> None:
     began = time.perf_counter()
     try:
         set_threads(args.threads)
+        for name in ("models", "labels", "seeds"):  # a repeat ran once and counted twice in the table
+            distinct(f"--{name}", getattr(args, name))
         if args.step_timing:
             print(to_markdown(step_timing(args)))
             return

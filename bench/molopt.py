@@ -44,7 +44,7 @@ import pandas as pd
 import torch
 
 from pipelines.molopt import INIT_METHODS, MoloptConfig, add_bo_arguments, bo_options, check_rerun
-from vaecore.errors import InputDataError, VaelabError, integer_at_least
+from vaecore.errors import InputDataError, VaelabError, distinct, integer_at_least
 from vaecore.runtime import set_threads
 
 CHECKPOINTS = (50, 100, 250, 500)
@@ -322,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     try:  # 0 was a KeyError from an empty timing table, or the process pool's ValueError
         integer_at_least("repeats", args.repeats, 1)
         integer_at_least("jobs", args.jobs, 1)
+        for name in ("objectives", "methods", "seeds"):  # a repeat ran once and counted twice in the tables
+            distinct(f"--{name}", getattr(args, name))
     except InputDataError as err:
         p.error(str(err))
 

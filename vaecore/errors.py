@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class VaelabError(Exception):
@@ -95,6 +98,24 @@ def integers_at_least(name: str, values: Iterable[object], least: int) -> tuple[
         InputDataError: For the first value that is not an integer >= ``least``, naming its index.
     """
     return tuple(integer_at_least(f"{name}[{i}]", value, least) for i, value in enumerate(values))
+
+
+def distinct(name: str, values: Sequence[T]) -> Sequence[T]:
+    """``values`` if no value repeats (the seeds of a benchmark grid, its models, objectives).
+
+    Raises:
+        InputDataError: Naming the repeated values: a grid ran such a cell once and counted
+            its figures once for each repeat (``--seeds 0 0``: "2 seeds, std 0.00").
+    """
+    seen: list[T] = []
+    repeated: list[T] = []
+    for value in values:
+        if value in seen and value not in repeated:
+            repeated.append(value)
+        seen.append(value)
+    if repeated:
+        raise InputDataError(f"{name} repeats {brief(repeated)}; give each once")
+    return values
 
 
 def finite_at_least(name: str, value: object, least: float, *, strict: bool = False) -> float:

@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
     (["--data", "nope.npz"], "error: data source 'nope.npz' is neither 'mnist', 'fixture' nor an existing path"),
     (["--data", "fixture", "--labels", "0"], "error: number of labels must be a positive integer, got 0"),
     (["--data", "fixture", "--set", "m2.activation=swishy"], "error: unknown activation 'swishy'"),
+    # Ran once and counted twice: "seeds 2, ± 0.00" from one run.
+    (["--data", "fixture", "--seeds", "0", "1", "0"], "error: --seeds repeats [0]; give each once"),
 ])
 def test_a_bad_setting_is_one_line_on_stderr(tmp_path, bad, message):
     done = subprocess.run([sys.executable, "bench/fewlabel.py", "--models", "m2", "--seeds", "0", "--no-progress",

@@ -99,6 +99,9 @@ def test_the_iteration_timing_runs_on_the_device_asked_for(bench):
 @pytest.mark.parametrize(("flags", "message"), [
     (["--timing", "--repeats", "0"], "repeats must be an integer >= 1, got 0"),  # a KeyError from an empty table
     (["--model", "m", "--jobs", "0"], "jobs must be an integer >= 1, got 0"),  # the process pool's ValueError
+    # Ran once and counted twice: a narrower paired interval from the same runs.
+    (["--model", "m", "--seeds", "0", "1", "0"], "--seeds repeats [0]; give each once"),
+    (["--model", "m", "--methods", "bo", "bo"], "--methods repeats ['bo']; give each once"),
 ])
 def test_counts_below_one_are_refused_in_one_line(bench, flags, message, capsys):
     with pytest.raises(SystemExit) as stop:

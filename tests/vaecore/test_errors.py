@@ -45,6 +45,12 @@ def test_bad_names_are_caught_either_way(call, named) -> None:
         call()
 
 
+def test_distinct_names_each_repeated_value_once() -> None:
+    assert errors.distinct("--seeds", [3, 1, 2]) == [3, 1, 2]
+    with pytest.raises(errors.InputDataError, match=r"^--seeds repeats \[0, 2\]; give each once$"):
+        errors.distinct("--seeds", [0, 2, 0, 2, 0, 1])
+
+
 def test_library_code_raises_no_bare_value_error() -> None:
     # A bare ValueError would escape ``except VaelabError``: library code raises
     # InputDataError (a ValueError) for bad input instead.
