@@ -42,6 +42,9 @@ def test_cli_end_to_end_then_resume(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert history["train_loss"].iloc[1] < history["train_loss"].iloc[0]
     resumed = json.loads((out / "metrics.json").read_text())
     assert resumed["epochs"] == 2 and resumed["test_elbo"] > metrics["test_elbo"]
+    # Both calls' training: it was this call's wall time, below the sum of the epochs' times.
+    assert resumed["train_seconds"] == pytest.approx(history["seconds"].sum())
+    assert resumed["train_seconds"] > metrics["train_seconds"] == pytest.approx(history["seconds"].iloc[0])
     # Fewer epochs in all than done trained nothing and wrote the smaller number into config.json.
     capsys.readouterr()
     assert main([*ARGS, "--epochs", "1", "--resume", str(out)]) == 2
