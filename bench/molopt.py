@@ -269,6 +269,17 @@ def describe_differences(pairs: pd.DataFrame) -> list[str]:
     return lines
 
 
+def mean_band(traces: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sample std (ddof=1, as the table's; 0 for one run) over runs' best-so-far `[n]` each.
+
+    The band was drawn with ddof=0, narrower than the table's ± std for the same runs.
+    """
+    n = min(len(t) for t in traces)
+    stack = np.stack([t[:n] for t in traces])
+    mean = np.nanmean(stack, 0)
+    return mean, np.nanstd(stack, 0, ddof=1) if len(traces) > 1 else np.zeros_like(mean)
+
+
 def plot_curves(out: Path, dirs: list[Path]) -> None:
     """Mean best-so-far (band: +/- std over seeds) per method, one figure per objective."""
     import matplotlib
@@ -287,10 +298,8 @@ def plot_curves(out: Path, dirs: list[Path]) -> None:
             if (objective, method) not in traces:
                 continue
             runs = traces[(objective, method)]
-            n = min(len(t) for t in runs)
-            stack = np.stack([t[:n] for t in runs])
-            mean, std = np.nanmean(stack, 0), np.nanstd(stack, 0)
-            x = np.arange(1, n + 1)
+            mean, std = mean_band(runs)
+            x = np.arange(1, len(mean) + 1)
             ax.plot(x, mean, color=f"C{i}", label=f"{method} (n={len(runs)})")
             ax.fill_between(x, mean - std, mean + std, color=f"C{i}", alpha=0.2)
         ax.set_xlabel("objective calls (new molecules)")

@@ -87,6 +87,15 @@ def test_the_table_keeps_the_decimals_that_tell_seeds_apart(bench):
 
 
 @pytest.mark.filterwarnings("ignore:A not p.d.")  # 40 synthetic points in 4 dimensions: jitter is expected
+def test_the_figures_band_is_the_tables_std(bench):
+    traces = [np.array([0.1, 0.5, 0.7]), np.array([0.3, 0.4, 0.9, 0.95]), np.array([0.2, 0.6, 0.8])]
+    mean, std = bench.mean_band(traces)
+    columns = pd.DataFrame([t[:3] for t in traces])
+    np.testing.assert_allclose(mean, columns.mean())
+    np.testing.assert_allclose(std, columns.std())  # pandas' ddof=1, which the table uses
+    assert bench.mean_band(traces[:1])[1].tolist() == [0.0, 0.0, 0.0]
+
+
 def test_the_iteration_timing_runs_on_the_device_asked_for(bench):
     table = bench.timing(1, 1, "ts", n=40, d=4, q=2, device="cpu")
     assert list(table["device"]) == ["cpu"] and (table["total_s"] > 0).all() and table["n_train"].iloc[0] == 40
