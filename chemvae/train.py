@@ -144,13 +144,14 @@ def reconstruct(model: MoleculeVAE, smiles: Sequence[str], *, batch_size: int = 
 
 
 def save_training_state(path: Path, model: MoleculeVAE, optimizer: torch.optim.Optimizer,
-                        generator: torch.Generator, *, epoch: int, step: int) -> Path:
+                        generator: torch.Generator, *, epoch: int, step: int, **extra: object) -> Path:
     """A resumable checkpoint: model, optimizer, shuffling-generator state, counters, and the
     global CPU generator's state (the reparameterization noise and dropout draw from it on
     the CPU: without it a resumed run redrew the noise of its first epochs, and differed
-    from the run uninterrupted from epoch 2 on), and on a GPU the CUDA generators' states."""
+    from the run uninterrupted from epoch 2 on), and on a GPU the CUDA generators' states;
+    ``extra`` entries (the pipeline's KL warm-up in steps) are stored beside them."""
     return save_model(model, path, optimizer=optimizer.state_dict(), generator=generator.get_state(),
-                      **rng_state(), epoch=epoch, step=step)
+                      **rng_state(), epoch=epoch, step=step, **extra)
 
 
 def load_training_state(path: Path, model: MoleculeVAE, optimizer: torch.optim.Optimizer,
@@ -185,8 +186,11 @@ def fit(
     grad_clip: float | None = 50.0,
     stop: Mapping[str, bool] | None = None,
     progress: bool = True,
+    checkpoint_extra: Mapping[str, object] | None = None,
 ) -> int:
     """Train from ``start_epoch`` to ``epochs``, logging and checkpointing every epoch.
+
+    ``checkpoint_extra``: scalars stored in every checkpoint (see :func:`save_training_state`).
 
     Returns:
         The number of completed epochs (less than ``epochs`` if stopped by Ctrl-C; the
@@ -202,7 +206,8 @@ def fit(
         if valid is not None and len(valid):
             row.update(evaluate_loss(model, valid, beta=row["beta"], batch_size=max(batch_size, 256)))
         rundir.log({"epoch": epoch, "step": step, **row})
-        save_training_state(checkpoint_path, model, optimizer, generator, epoch=epoch, step=step)
+        save_training_state(checkpoint_path, model, optimizer, generator, epoch=epoch, step=step,
+                            **(checkpoint_extra or {}))
         summary = ", ".join(f"{k}={row[k]:.3f}" for k in ("train_loss", "train_token_accuracy", "valid_loss")
                             if k in row)
         tqdm.write(f"epoch {epoch}/{epochs}: {summary}, {row['train_molecules_per_s']:.0f} mol/s")

@@ -42,6 +42,7 @@ from chemvae.tokens import REPRESENTATIONS, Tokenizer, Vocabulary
 from chemvae.train import fit, load_training_state
 from pipelines.chem_config import (NEW_RUN_EPOCHS, RESUME_SETTINGS, ChemEvalConfig, ChemTrainConfig, check_warmup,
                                    unused_settings)
+from vaecore.checkpoint import stored_scalar
 from vaecore.config import read_run_config, stored_field
 from vaecore.datasets import cache_dir
 from vaecore.errors import InputDataError
@@ -180,8 +181,15 @@ def train(config: ChemTrainConfig, workdir: str | os.PathLike) -> dict[str, Any]
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     steps_per_epoch = math.ceil(len(train_data) / config.batch_size)
     total = steps_per_epoch * max(config.epochs, 1)
-    schedule = make_schedule(config.kl_schedule, steps=int(config.kl_warmup_fraction * total), end=config.beta,
-                             delay=int(config.kl_delay_fraction * total))
+    warmup = {"kl_warmup_steps": int(config.kl_warmup_fraction * total),
+              "kl_delay_steps": int(config.kl_delay_fraction * total)}
+    if resume_path is not None:
+        # A run resumed to more epochs keeps the warm-up it began with: refitted to the new
+        # total, the KL weight fell back mid-run (2 epochs to beta 0.05, then 0.0375 in the 3rd
+        # of 4). Checkpoints from before they were stored lack the step counts.
+        warmup.update({k: v for k in warmup if (v := stored_scalar(resume_path, k)) is not None})
+    schedule = make_schedule(config.kl_schedule, steps=warmup["kl_warmup_steps"], end=config.beta,
+                             delay=warmup["kl_delay_steps"])
     with RunDir(workdir, config, seed=config.seed, device=device, data=data_record) as rundir:
         start_epoch, step = 0, 0
         if resume_path is not None:
@@ -192,7 +200,7 @@ def train(config: ChemTrainConfig, workdir: str | os.PathLike) -> dict[str, Any]
             done = fit(model, train_data, valid_data, optimizer=optimizer, schedule=schedule, epochs=config.epochs,
                        batch_size=config.batch_size, generator=generator, rundir=rundir,
                        checkpoint_path=rundir / CHECKPOINT_FILE, start_epoch=start_epoch, step=step,
-                       grad_clip=config.grad_clip, stop=stop, progress=config.progress)
+                       grad_clip=config.grad_clip, stop=stop, progress=config.progress, checkpoint_extra=warmup)
         if stop["stop"]:  # the checkpoint holds the last completed epoch ("interrupted" alone said neither)
             raise KeyboardInterrupt(f"interrupted in epoch {done + 1}; the checkpoint at {rundir / CHECKPOINT_FILE} "
                                     f"holds epoch {done}" if done else "interrupted in epoch 1, before its checkpoint")

@@ -31,7 +31,8 @@ class ChemTrainConfig:
         beta: Final KL weight (MOSES's CharVAE uses 0.05; 1 is the plain ELBO).
         kl_schedule: ``linear``, ``sigmoid`` or ``none``.
         kl_warmup_fraction, kl_delay_fraction: Warm-up length and initial delay as
-            fractions of all training steps.
+            fractions of all training steps (of the run as first begun: a resume to more
+            epochs keeps them in steps, so that the KL weight never falls back).
         n_jobs: Worker processes for checking molecules and properties (-1: all cores).
         seed, device, progress, resume: Run settings (``resume``: run directory to continue).
     """

@@ -96,6 +96,19 @@ def test_train_skips_bad_molecules_counts_them_and_resumes(messy_csv, tmp_path, 
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
+def test_a_run_resumed_to_more_epochs_keeps_its_kl_warm_up(messy_csv, tmp_path):
+    # Refitted to the new total, the warm-up fell back mid-run: beta 0.025, 0.05, then 0.0375, 0.05.
+    out = tmp_path / "run"
+    tiny = TINY_ARGS[2:]  # without its --epochs 1
+    assert main(["chem", "train", "--data", str(messy_csv), "--smiles-column", "molecule", "--beta", "0.05",
+                 "--epochs", "2", "--out", str(out), *tiny]) == 0
+    first = pd.read_csv(out / "history.csv")["beta"].tolist()
+    assert first[-1] == pytest.approx(0.05) and first[0] < first[-1]
+    assert main(["chem", "train", "--resume", str(out), "--epochs", "4", "--device", "cpu", "--no-progress"]) == 0
+    betas = pd.read_csv(out / "history.csv")["beta"].tolist()
+    assert betas[:2] == first and betas[2:] == pytest.approx([0.05, 0.05])
+
+
 def test_selfies_cnn_run_through_the_python_api(tmp_path):
     architecture = ChemVAEConfig(representation="selfies", encoder="cnn", latent_dim=4, embedding_dim=8,
                                  encoder_hidden=8, decoder_hidden=16, decoder_layers=1, property_hidden=(8,),
