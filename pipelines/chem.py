@@ -49,7 +49,7 @@ from vaecore.errors import InputDataError
 from vaecore.resume import (DATA_RECORD, check_new_run_dir, check_resume, check_resume_length, check_same_data,
                             data_digest, resume_hint, starts_over)
 from vaecore.rundir import RunDir
-from vaecore.runtime import flush_denormals, interruptible, resolve_device, seed_everything
+from vaecore.runtime import flush_denormals, interruptible, resolve_device, seed_everything, set_threads
 from vaecore.schedules import make_schedule
 
 
@@ -240,6 +240,7 @@ def run(config: ChemTrainConfig | ChemEvalConfig, workdir: str | os.PathLike) ->
 
 # ---------------------------------------------------------------------- command line
 def _train_main(args: argparse.Namespace) -> None:
+    set_threads(args.threads)
     architecture = {k: getattr(args, k) for k in ChemVAEConfig.__dataclass_fields__}
     for key in ("property_names", "property_hidden", "cnn_channels", "cnn_kernels"):
         architecture[key] = tuple(architecture[key])
@@ -256,6 +257,7 @@ def _train_main(args: argparse.Namespace) -> None:
 
 
 def _eval_main(args: argparse.Namespace) -> None:
+    set_threads(args.threads)
     config = ChemEvalConfig(run_dir=args.run_dir, n_samples=args.n_samples, n_recon=args.n_recon,
                             sample_method=args.sample_method, temperature=args.temperature,
                             compute_fcd=not args.no_fcd, batch_size=args.batch_size, n_jobs=args.n_jobs,
@@ -309,6 +311,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     t.add_argument("--out", default=None, help="run directory (default: the --resume directory)")
     t.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice; fewer than the cores where other jobs run beside)")
     t.set_defaults(func=_train_main, on_interrupt=lambda args: resume_hint("chem train", args.out or args.resume),
                    diverged_change="a smaller --lr or --grad-clip", memory_change="a smaller --batch-size")
 
@@ -325,5 +328,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     e.add_argument("--device", default="auto")
     e.add_argument("--out", default=None, help="where to write (default: DIR)")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    e.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice; fewer than the cores where other jobs run beside)")
     e.set_defaults(func=_eval_main, memory_change="a smaller --batch-size")
     return p

@@ -59,6 +59,9 @@ def test_chemistry_command_without_rdkit_names_the_package(args: tuple[str, ...]
     (["vae", "--data", "{empty}/nope.npz", "--out", "{empty}/o"], "is neither 'mnist', 'fixture' nor an existing path"),
     # torch.set_num_threads(0) raised a RuntimeError, which the command printed as a traceback.
     (["fewlabel", "--data", "fixture", "--threads", "0", "--out", "{empty}/o"], "threads must be an integer >= 1, got 0"),
+    (["vae", "--data", "fixture", "--threads", "0", "--out", "{empty}/o"], "threads must be an integer >= 1, got 0"),
+    (["chem", "train", "--data", "fixture", "--threads", "0", "--out", "{empty}/o"], "threads must be an integer >= 1, got 0"),
+    (["chem", "eval", "{empty}", "--threads", "0"], "threads must be an integer >= 1, got 0"),
     # M1's classifier is fitted once: these M2 settings were ignored without a word.
     (["fewlabel", "--data", "fixture", "--model", "m1", "--epochs", "5", "--set", "train.lr=0.01", "--out", "{empty}/o"],
      "model 'm1' trains no M2, so --epochs 5, --set train.lr=0.01 would be ignored"),

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from pipelines.cli import main
 from pipelines.vae import NEW_RUN_EPOCHS, VAERunConfig, run
@@ -50,6 +51,17 @@ def test_cli_end_to_end_then_resume(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main([*ARGS, "--epochs", "1", "--resume", str(out)]) == 2
     assert "--epochs 1 is below the 2 epochs this run has trained" in capsys.readouterr().err
     assert json.loads((out / "config.json").read_text())["epochs"] == 2
+
+
+def test_threads_sets_torchs_thread_count(tmp_path: Path) -> None:
+    # vae and chem train had no --threads: two threads on a 2-core machine with another job on
+    # one core ran a chem train step 140 times slower than one thread.
+    before = torch.get_num_threads()
+    try:
+        assert main([*ARGS, "--epochs", "1", "--threads", "1", "--out", str(tmp_path / "run")]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_iwae_objective_runs(tmp_path: Path) -> None:
