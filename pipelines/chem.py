@@ -49,7 +49,7 @@ from vaecore.errors import InputDataError
 from vaecore.resume import (DATA_RECORD, check_new_run_dir, check_resume, check_resume_length, check_same_data,
                             data_digest, resume_hint, starts_over)
 from vaecore.rundir import RunDir
-from vaecore.runtime import flush_denormals, interruptible, resolve_device, seed_everything, set_threads
+from vaecore.runtime import THREADS_HELP, flush_denormals, interruptible, resolve_device, seed_everything, set_threads
 from vaecore.schedules import make_schedule
 
 
@@ -311,7 +311,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     t.add_argument("--out", default=None, help="run directory (default: the --resume directory)")
     t.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
-    t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice; fewer than the cores where other jobs run beside)")
+    t.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     t.set_defaults(func=_train_main, on_interrupt=lambda args: resume_hint("chem train", args.out or args.resume),
                    diverged_change="a smaller --lr or --grad-clip", memory_change="a smaller --batch-size")
 
@@ -328,6 +328,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     e.add_argument("--device", default="auto")
     e.add_argument("--out", default=None, help="where to write (default: DIR)")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
-    e.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice; fewer than the cores where other jobs run beside)")
+    e.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     e.set_defaults(func=_eval_main, memory_change="a smaller --batch-size")
     return p

@@ -50,7 +50,7 @@ from vaecore.errors import InputDataError
 from vaecore.resume import (check_new_run_dir, check_resume, check_resume_length, check_same_data, resume_hint,
                             starts_over)
 from vaecore.rundir import RunDir, write_json
-from vaecore.runtime import resolve_device, set_threads
+from vaecore.runtime import THREADS_HELP, resolve_device, set_threads
 
 STAGE1_METRICS = "stage1_metrics.json"
 PSEUDO_LABELS = "pseudo_labels.csv"
@@ -361,7 +361,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "train a second model on the true labels and these (default: off); each further N "
                         "adds a round, labelling with the latest model")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N, mps")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     p.add_argument("--tsne-points", type=int, default=TSNE_POINTS,
                    help=f"test digits in the t-SNE plot (0: none; else at least {MIN_TSNE_POINTS})")
     p.add_argument("--no-plots", action="store_true")

@@ -39,7 +39,7 @@ from vaecore.config import read_json
 from vaecore.errors import InputDataError, finite_at_least, integer_at_least
 from vaecore.resume import config_differences, existing_run_config, holds_results
 from vaecore.rundir import RunDir, write_csv
-from vaecore.runtime import resolve_device, set_threads
+from vaecore.runtime import THREADS_HELP, resolve_device, set_threads
 
 if TYPE_CHECKING:  # imported lazily at run time: BoTorch is slow to import for `--help`
     from chemvae.search.bo_settings import BOSettings
@@ -352,7 +352,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     add_bo_arguments(p)
     p.add_argument("--prior-bound", type=float, default=d.prior_bound, help="search box half-width in prior stds")
     p.add_argument("--top-k", type=int, default=d.top_k, help="rows of best.csv")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--out", required=True, help="output directory")

@@ -40,7 +40,7 @@ from vaecore.errors import InputDataError, finite_at_least, integer_at_least
 from vaecore.resume import (check_new_run_dir, check_resume, check_resume_length, check_same_data, resume_hint,
                             starts_over)
 from vaecore.rundir import RunDir
-from vaecore.runtime import resolve_device, seed_everything, set_threads
+from vaecore.runtime import THREADS_HELP, resolve_device, seed_everything, set_threads
 
 N_GRID = 100  # prior samples in samples.png
 N_RECON = 50  # test digits in reconstructions.png
@@ -315,7 +315,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--out", default=None, help="run directory (default: the --resume directory)")
     p.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR (or from a checkpoint file)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice; fewer than the cores where other jobs run beside)")
+    p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     p.set_defaults(func=_main, on_interrupt=lambda args: resume_hint("vae", args.out or args.resume),
                    diverged_change="a smaller --lr",
                    memory_change="a smaller --batch-size (a new run), or --eval-batch-size and --eval-chunk "

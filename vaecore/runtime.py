@@ -119,6 +119,12 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
     return device
 
 
+# The command line's --threads help: on a machine whose cores other jobs use too, torch's
+# default (one thread a core) oversubscribes them (README: over 100x slower at 2 threads with
+# one of 2 cores busy).
+THREADS_HELP = "torch CPU threads (default: torch's choice; fewer than the cores where other jobs run beside)"
+
+
 def set_threads(threads: int | None) -> None:
     """``torch.set_num_threads(threads)`` once ``threads`` is checked; ``None`` keeps torch's choice.
 
