@@ -106,9 +106,9 @@ class M1M2(nn.Module):
         """Class logits for pixels `[B, D]`, `[B, C]`."""
         return self.m2.logits(self.mean(self.rows(x)))
 
-    def bayes_logits(self, x: Tensor, *, k: int) -> Tensor:
+    def bayes_logits(self, x: Tensor, *, k: int, seed: int | None = None) -> Tensor:
         """:meth:`ssvae.m2.M2.bayes_logits` at the posterior mean of z1, for pixels `[B, D]`, `[B, C]`."""
-        return self.m2.bayes_logits(self.mean(self.rows(x)), k=k)
+        return self.m2.bayes_logits(self.mean(self.rows(x)), k=k, seed=seed)
 
     @torch.no_grad()
     def generate(self, y: Tensor, z2: Tensor) -> Tensor:

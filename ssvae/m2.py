@@ -343,7 +343,7 @@ class M2(nn.Module):
         return self.logits(x).softmax(-1)
 
     @torch.no_grad()
-    def log_joint(self, x: Tensor, *, k: int) -> Tensor:
+    def log_joint(self, x: Tensor, *, k: int, seed: int | None = None) -> Tensor:
         """Importance-weighted estimate of log p(x, y) for every class y, `[B, C]`.
 
         The bound of Burda et al. (:func:`vaecore.bounds.iwae_bound`) with ``k`` draws from
@@ -354,25 +354,33 @@ class M2(nn.Module):
         Args:
             x: Inputs, `[B, D (+ K)]`.
             k: Importance samples per (example, class) pair.
+            seed: Draw the k standard-normal vectors from this seed, the same for every
+                example and class (common random numbers): an example's estimate is then
+                the same whatever else is in the batch. ``None``: fresh draws from torch's
+                generator.
         """
         n_classes, n = self.config.n_classes, x.shape[0]
         h = self.encoder_input(self.inference_input(x)[0]).repeat(n_classes, 1)
         y = torch.eye(n_classes, dtype=self.prior.loc.dtype, device=x.device).repeat_interleave(n, dim=0)
+        noise = None
+        if seed is not None:  # drawn on the CPU, so that every device gets the same numbers
+            noise = torch.randn(k, 1, self.config.z_dim, generator=torch.Generator().manual_seed(seed),
+                                dtype=self.prior.loc.dtype).to(x.device)
         bound = iwae_bound(x[:, :self.config.x_dim].repeat(n_classes, 1), encoder=lambda _: self.q_z_from(h, y),
-                           decoder=lambda z: self.p_x(z, y), prior=self.prior, k=k)
+                           decoder=lambda z: self.p_x(z, y), prior=self.prior, k=k, noise=noise)
         return (bound + self.log_py).reshape(n_classes, n).T
 
     @torch.no_grad()
-    def bayes_logits(self, x: Tensor, *, k: int) -> Tensor:
+    def bayes_logits(self, x: Tensor, *, k: int, seed: int | None = None) -> Tensor:
         """log q(y|x) + log p(y|x): the classifier times the generative model's own posterior, `[B, C]`.
 
-        p(y|x) = p(x, y) / sum_y' p(x, y') from :meth:`log_joint` (``k`` as there). Both
+        p(y|x) = p(x, y) / sum_y' p(x, y') from :meth:`log_joint` (``k``, ``seed`` as there). Both
         factors estimate the same posterior, one directly and one through the bound, and
         their errors differ: where the two are about as good, as for M1+M2's MLP on z1 at
         100 labels, the product classified better than either; beside a much better
         classifier it did worse (BENCHMARKS.md, "Bayes' rule at test time"). Unnormalised.
         """
-        return self.logits(x).log_softmax(-1) + self.log_joint(x, k=k).log_softmax(-1)
+        return self.logits(x).log_softmax(-1) + self.log_joint(x, k=k, seed=seed).log_softmax(-1)
 
     @torch.no_grad()
     def generate(self, y: Tensor, z: Tensor) -> Tensor:

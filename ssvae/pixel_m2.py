@@ -44,9 +44,9 @@ class PixelM2(nn.Module):
         """Class logits for pixels `[B, D]`, `[B, C]`."""
         return self.m2.logits(x)
 
-    def bayes_logits(self, x: Tensor, *, k: int) -> Tensor:
+    def bayes_logits(self, x: Tensor, *, k: int, seed: int | None = None) -> Tensor:
         """:meth:`M2.bayes_logits` for pixels `[B, D]`, `[B, C]`."""
-        return self.m2.bayes_logits(x, k=k)
+        return self.m2.bayes_logits(x, k=k, seed=seed)
 
     @torch.no_grad()
     def generate(self, y: Tensor, z: Tensor) -> Tensor:

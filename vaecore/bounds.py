@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution, kl_divergence
+from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 from vaecore.errors import InputDataError, finite_at_least, integer_at_least
 
@@ -161,8 +161,20 @@ def elbo(
     )
 
 
+def _gaussian_draws(posterior: Distribution, noise: Tensor, k: int) -> Tensor:
+    """``mean + stddev * noise`` `[k, B, d]` for a diagonal-Gaussian posterior and standard-normal ``noise``."""
+    base = posterior.base_dist if isinstance(posterior, Independent) else posterior
+    if not isinstance(base, Normal):
+        raise InputDataError(f"noise reparameterizes a diagonal Gaussian posterior (Normal, or Independent of one); "
+                             f"got {type(base).__name__}")
+    if noise.dim() != 3 or noise.shape[0] != k or noise.shape[-1] != posterior.event_shape[-1]:
+        raise InputDataError(f"noise must be [k, 1 or B, d] = [{k}, 1, {posterior.event_shape[-1]}], "
+                             f"got {list(noise.shape)}")
+    return posterior.mean + posterior.stddev * noise
+
+
 def log_importance_weights(
-    x: Tensor, posterior: Distribution, decoder: Decoder, prior: Distribution, k: int
+    x: Tensor, posterior: Distribution, decoder: Decoder, prior: Distribution, k: int, noise: Tensor | None = None
 ) -> Tensor:
     """log w_s = log p(x|z_s) + log p(z_s) - log q(z_s|x) for z_s ~ q, `[k, B]`.
 
@@ -172,15 +184,17 @@ def log_importance_weights(
         decoder: ``z [k, B, d] -> p(x|z)``, batch `[k, B]`.
         prior: p(z), event `[d]`.
         k: Number of samples.
+        noise: Standard-normal draws `[k, 1 or B, d]` for a diagonal-Gaussian posterior,
+            ``z = mean + stddev * noise``, instead of fresh ones (see :func:`iwae_bound`).
     """
     _check_prior(prior, posterior)
-    z = posterior.rsample((k,))
+    z = posterior.rsample((k,)) if noise is None else _gaussian_draws(posterior, noise, k)
     log_px = _check_log_prob(decoder(z).log_prob(x), z, posterior)
     return log_px + prior.log_prob(z) - posterior.log_prob(z)
 
 
 def iwae_bound(
-    x: Tensor, encoder: Encoder, decoder: Decoder, prior: PriorLike, *, k: int
+    x: Tensor, encoder: Encoder, decoder: Decoder, prior: PriorLike, *, k: int, noise: Tensor | None = None
 ) -> Tensor:
     """The importance-weighted bound log (1/k) sum_s w_s (Burda et al. 2016), `[B]`.
 
@@ -191,9 +205,18 @@ def iwae_bound(
         x: Data, `[B, ...]`.
         encoder, decoder, prior: As in :func:`elbo`.
         k: Number of importance samples, drawn in one pass (`[k, B, d]`).
+        noise: Standard-normal draws `[k, 1, d]` (or `[k, B, d]`) to reparameterize a
+            diagonal-Gaussian posterior with. Given `[k, 1, d]`, every example uses the same
+            draws (common random numbers), so its estimate does not depend on the others in
+            the batch or on their order; fresh draws made a classifier's answer for an
+            image change with the images scored beside it.
+
+    Raises:
+        InputDataError: ``noise`` for a posterior other than a diagonal Gaussian, or of
+            another shape.
     """
     k = integer_at_least("k", k, 1)
-    log_w = log_importance_weights(x, _encode(encoder, x), decoder, _resolve_prior(prior), k)
+    log_w = log_importance_weights(x, _encode(encoder, x), decoder, _resolve_prior(prior), k, noise)
     return log_w.logsumexp(0) - math.log(k)
 
 

@@ -289,6 +289,22 @@ def test_bayes_logits_add_the_generative_posterior_to_the_classifier():
                           model.logits(x).log_softmax(-1) + joint.log_softmax(-1), atol=1e-5)
 
 
+def test_a_seeded_log_joint_gives_each_example_its_own_estimate():
+    # A classifier by Bayes' rule drew k samples batch after batch from one seeded stream, so an
+    # image's answer changed with the images scored beside it and their order.
+    model = _model().eval()
+    x = torch.rand(B, D).bernoulli()
+    together = model.log_joint(x, k=8, seed=0)
+    alone = torch.cat([model.log_joint(x[i:i + 1], k=8, seed=0) for i in range(B)])
+    reversed_order = model.log_joint(x.flip(0), k=8, seed=0).flip(0)
+    torch.testing.assert_close(alone, together)
+    torch.testing.assert_close(reversed_order, together)
+    state = torch.get_rng_state()
+    model.bayes_logits(x, k=8, seed=0)
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's generator is not drawn from
+    assert not torch.allclose(model.log_joint(x, k=8, seed=1), together)  # the seed sets the draws
+
+
 def test_generate_names_labels_and_latents_it_cannot_take():
     # Each was an error from deep inside torch (one_hot's "Class values must be smaller than
     # num_classes", an expand's sizes).

@@ -419,6 +419,25 @@ def test_decoder_without_event_dims_is_named() -> None:
         iwae_bound(x, model.imperfect_posterior, per_pixel_decoder, standard_diag(), k=2)
 
 
+def test_shared_noise_makes_each_examples_iwae_estimate_its_own() -> None:
+    # Fresh draws give an example other draws in another batch; shared ones `[k, 1, d]` do not.
+    model = PPCA()
+    x = model.sample_x(4, seed=14)
+    noise = torch.randn(6, 1, d, generator=torch.Generator().manual_seed(3), dtype=F64)
+    together = iwae_bound(x, model.imperfect_posterior, model.decoder, standard_diag(), k=6, noise=noise)
+    alone = torch.cat([iwae_bound(x[i:i + 1], model.imperfect_posterior, model.decoder, standard_diag(), k=6,
+                                  noise=noise) for i in range(4)])
+    torch.testing.assert_close(together, alone, rtol=0, atol=1e-12)
+    q = model.imperfect_posterior(x)
+    z = q.mean + q.stddev * noise  # the reparameterization, by hand
+    log_w = model.decoder(z).log_prob(x) + standard_diag().log_prob(z) - q.log_prob(z)
+    torch.testing.assert_close(together, log_w.logsumexp(0) - math.log(6))
+    with pytest.raises(ValueError, match=r"noise must be \[k, 1 or B, d\] = \[6, 1, 2\], got \[5, 1, 2\]"):
+        iwae_bound(x, model.imperfect_posterior, model.decoder, standard_diag(), k=6, noise=noise[:5])
+    with pytest.raises(ValueError, match="diagonal Gaussian posterior .* got MultivariateNormal"):
+        iwae_bound(x, model.exact_posterior, model.decoder, standard_mvn(), k=6, noise=noise)
+
+
 def test_prior_without_event_dims_is_named() -> None:
     # B = d = 2: the per-dimension KL `[2, 2]` would broadcast against the `[2]` likelihood.
     model = PPCA()
