@@ -26,9 +26,14 @@ def test_subsample_keeps_the_best_half_and_is_seeded():
 def test_fitted_hyperparameters_carry_over_to_a_gp_on_more_data():
     x, y, box = _data()
     params = fit_hyperparameters(x[:20], y[:20], box, warm_start=None, maxiter=50)
-    assert not any(k.startswith(("outcome_transform", "input_transform")) for k in params)
+    assert not any(k.startswith("input_transform") for k in params)
     gp = conditioned_gp(x, y, box, params)
     assert not gp.training and gp.train_inputs[0].shape == (40, 3)
+    # All 40 scores in the units the hyperparameters were fitted in: the 20's standardization.
+    mean, std = y[:20].mean(), y[:20].std()
+    torch.testing.assert_close(gp.outcome_transform.means.squeeze(), mean)
+    torch.testing.assert_close(gp.outcome_transform.stdvs.squeeze(), std)
+    torch.testing.assert_close(gp.train_targets, (y - mean) / std)
     assert torch.equal(hyperparameters(gp)["likelihood.noise_covar.raw_noise"],
                        params["likelihood.noise_covar.raw_noise"])
     # ARD: the coordinate the score depends on gets the shortest lengthscale
@@ -52,3 +57,30 @@ def test_a_warm_start_is_where_the_fit_begins():
     for name, value in params.items():
         assert torch.allclose(again[name], value, rtol=1e-3, atol=1e-6, equal_nan=True), name
     assert not torch.allclose(cold[key], params[key], rtol=1e-3, atol=1e-6)
+
+
+def test_the_conditioned_gp_reads_the_hyperparameters_in_the_units_they_were_fitted_in():
+    # Fitted on a skewed subset (as BO's best half plus a random rest), then standardized over all
+    # scores, the posterior std came out sd_all / sd_subset times off (0.61 on a skewed objective).
+    from botorch.models import SingleTaskGP
+    from botorch.models.transforms import Normalize
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(120, 3, generator=g, dtype=torch.float64)
+    y = torch.exp(0.8 * (x[:, 0] + 0.5 * x[:, 1])) + 0.05 * torch.randn(120, generator=g, dtype=torch.float64)
+    box = torch.tensor([[-3.0] * 3, [3.0] * 3], dtype=torch.float64)
+    idx = subsample(y, 32, np.random.default_rng(0))
+    params = fit_hyperparameters(x[idx], y[idx], box, warm_start=None, maxiter=50)
+    gp = conditioned_gp(x, y, box, params)
+    # Independently: the same hyperparameters on scores standardized by hand, no outcome transform.
+    mean, std = y[idx].mean(), y[idx].std()
+    manual = SingleTaskGP(x, ((y - mean) / std).unsqueeze(-1), input_transform=Normalize(3, bounds=box),
+                          outcome_transform=None)
+    manual.load_state_dict({k: v for k, v in params.items() if not k.startswith("outcome_transform")}, strict=False)
+    manual.eval()
+    xt = torch.randn(20, 3, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        ours, theirs = gp.posterior(xt), manual.posterior(xt)
+        torch.testing.assert_close(ours.mean, theirs.mean * std + mean)
+        torch.testing.assert_close(ours.variance, theirs.variance * std**2)
+    assert abs(float(y.std() / std) - 1) > 0.2  # the subset's spread differs: the units matter here
