@@ -155,9 +155,11 @@ def evaluate(config: ChemEvalConfig, workdir: str | os.PathLike | None = None) -
     stages.set_postfix_str("the samples' properties and plots")
     properties = compute_properties(samples, n_jobs=config.n_jobs, progress=config.progress)
     write_csv(out / "samples.csv", properties)
-    # Only the drawn samples are parsed again, not all n_samples.
-    result["n_drawn"] = save_molecule_grid(properties.loc[properties["valid"], "smiles"].tolist()[:config.grid_size],
-                                           out / "prior_samples.png")
+    # Only the drawn samples are parsed again, not all n_samples. Each is labelled with its row
+    # in samples.csv (positions among the valid ones drifted from it at the first invalid sample).
+    shown = np.flatnonzero(properties["valid"].to_numpy())[:config.grid_size]
+    result["n_drawn"] = save_molecule_grid(properties["smiles"].iloc[shown].tolist(), out / "prior_samples.png",
+                                           legends=[str(i) for i in shown])
     result.update(_property_distances(properties, splits.test, out / "properties.png", seed=config.seed,
                                       n_jobs=config.n_jobs, progress=config.progress))
     stages.update()

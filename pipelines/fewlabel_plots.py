@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator, SymmetricalLogLocator  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
@@ -112,6 +113,20 @@ def curves_figure(history: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def sample_grid_inputs(kind: str, n_classes: int, z_dim: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Labels `[R * C]` and latents `[R * C, z]` of samples.png, row by row (R = ``N_SAMPLE_ROWS``).
+
+    A class-conditional model gets one z per row, the same along it, and class j in column
+    j. M1 takes no label: it gets a z per cell (one per row made each row one image
+    repeated across it, 8 distinct samples of 80).
+    """
+    if kind == "m1":
+        z = torch.randn(N_SAMPLE_ROWS * n_classes, z_dim, generator=generator)
+    else:
+        z = torch.randn(N_SAMPLE_ROWS, z_dim, generator=generator).repeat_interleave(n_classes, 0)
+    return torch.arange(n_classes).repeat(N_SAMPLE_ROWS), z
+
+
 def write_plots(clf: FewLabelClassifier, dataset: ImageDataset, rundir: Path, *, tsne_points: int,
                 seed: int) -> list[str]:
     """samples.png, tsne.png, reconstructions.png and curves.png in ``rundir``; returns their names.
@@ -124,8 +139,8 @@ def write_plots(clf: FewLabelClassifier, dataset: ImageDataset, rundir: Path, *,
     n_classes = clf.n_classes
     z_dim = model.m1.config.z_dim if model.kind == "m1" else model.m2.config.z_dim
     gen = torch.Generator().manual_seed(seed)
-    z = torch.randn(N_SAMPLE_ROWS, z_dim, generator=gen).repeat_interleave(n_classes, 0).to(device)
-    y = torch.arange(n_classes).repeat(N_SAMPLE_ROWS).to(device)
+    y, z = sample_grid_inputs(model.kind, n_classes, z_dim, gen)
+    y, z = y.to(device), z.to(device)
     title = ("M1 prior samples (no label input)" if model.kind == "m1"
              else "class-conditional samples: one column per class, one z per row")
     save_image_grid(model.generate(y, z), rundir / "samples.png", shape, ncols=n_classes, title=title)

@@ -18,7 +18,12 @@ pytestmark = pytest.mark.usefixtures("private_data_cache")
 
 
 @pytest.mark.filterwarnings("ignore::vaecore.errors.InputDataWarning")  # few valid samples: expected
-def test_eval_of_the_fixture_model(tmp_path, capsys):
+def test_eval_of_the_fixture_model(tmp_path, capsys, monkeypatch):
+    import pipelines.chem_plots  # chem eval imports its plotting helpers when it runs
+
+    grids = []  # what the prior-sample grid is given, then drawn as before
+    draw = pipelines.chem_plots.save_molecule_grid
+    monkeypatch.setattr(pipelines.chem_plots, "save_molecule_grid", lambda *a, **k: grids.append((a, k)) or draw(*a, **k))
     config = ChemEvalConfig(run_dir=str(FIXTURE_MODEL), n_samples=60, n_recon=20, compute_fcd=False, device="cpu",
                             progress=False)
     result = run(config, tmp_path)
@@ -42,6 +47,13 @@ def test_eval_of_the_fixture_model(tmp_path, capsys):
     assert (tmp_path / "properties.png").stat().st_size > 0
     assert result["n_drawn"] == min(config.grid_size, int(samples["valid"].sum()))  # the first valid ones
     assert (tmp_path / "prior_samples.png").exists() == (result["n_drawn"] > 0)
+    # Each molecule drawn is labelled with its row of samples.csv: the labels counted valid
+    # samples only, and drifted from the rows at the first invalid one.
+    (drawn, _), = grids
+    rows = [int(label) for label in grids[0][1]["legends"]]
+    assert drawn[0] == samples["smiles"].iloc[rows].tolist() and samples["valid"].iloc[rows].all()
+    assert rows == samples.index[samples["valid"]].tolist()[:config.grid_size]
+    assert rows != list(range(len(rows)))  # the fixture model's samples include invalid ones before some valid
     assert not (FIXTURE_MODEL / "eval.json").exists()  # nothing written into the committed fixture
 
 

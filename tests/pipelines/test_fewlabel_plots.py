@@ -4,6 +4,7 @@ import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 import pandas as pd
 import pytest
 
@@ -84,3 +85,16 @@ def test_tsne_of_the_fewest_points_plotted(tmp_path):
     # refuses a perplexity of at least the number of points).
     codes = np.random.default_rng(1).normal(size=(10, 4))
     assert save_tsne(codes, np.arange(10) % 2, tmp_path / "tsne.png").is_file()
+
+
+def test_m1_samples_are_a_fresh_draw_per_cell_and_class_conditional_ones_share_a_row():
+    from pipelines.fewlabel_plots import N_SAMPLE_ROWS, sample_grid_inputs
+
+    gen = torch.Generator().manual_seed(0)
+    y, z = sample_grid_inputs("m1m2", 10, 4, gen)
+    assert y.tolist() == list(range(10)) * N_SAMPLE_ROWS  # class j in column j
+    rows = z.reshape(N_SAMPLE_ROWS, 10, 4)
+    assert torch.equal(rows, rows[:, :1].expand_as(rows)) and len(rows[:, 0].unique(dim=0)) == N_SAMPLE_ROWS
+    # M1 ignores y: a z per row made each row one image ten times (8 distinct of 80).
+    _, z1 = sample_grid_inputs("m1", 10, 4, gen)
+    assert z1.shape == (10 * N_SAMPLE_ROWS, 4) and len(z1.unique(dim=0)) == 10 * N_SAMPLE_ROWS
