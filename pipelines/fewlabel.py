@@ -42,7 +42,7 @@ from pipelines.fewlabel_config import (MIN_TSNE_POINTS, TSNE_POINTS, FewLabelRun
 from ssvae.api import fit_data, split_data
 from ssvae.classifier import FewLabelClassifier
 from ssvae.data import NAMED_SOURCES, ImageDataset, load_dataset
-from ssvae.labels import balanced_split, given_labels, load_split, save_split
+from ssvae.labels import balanced_split, given_labels, load_split, matches_split, save_split
 from ssvae.presets import MODELS, PRESETS, FitConfig, check_patience_setting, override
 from ssvae.selftrain import SELF_TRAIN_DIR, labels_with, pseudo_labels
 from vaecore.config import config_to_dict, read_json, read_run_config
@@ -83,6 +83,12 @@ def _train(config: FewLabelRunConfig, dataset: ImageDataset, y: torch.Tensor, id
     else:
         fit_config = override(fit_config_for(config, n_labels=len(idx), n_total=len(dataset.train),
                                              image_shape=dataset.image_shape), **(changes or {}))
+    if resume and (workdir / "labels.csv").is_file() and not matches_split(workdir / "labels.csv", idx, y[idx]):
+        # Redrawn from the stored seed on the same data, the split is the run's own unless
+        # the draw changed (another torch's randperm): resumed, it would train on other labels.
+        raise InputDataError(f"the labelled examples drawn for this resume differ from the run's "
+                             f"{workdir / 'labels.csv'} (another torch version draws them otherwise?): resumed, it "
+                             "would train on other labels; resume where the run began, or start a new run")
     with RunDir(workdir, config, seed=config.seed, device=device, data=data_record) as rundir:
         rundir.write_json("fit_config.json", config_to_dict(fit_config))
         save_split(rundir / "labels.csv", idx, y[idx])

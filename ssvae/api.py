@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from ssvae.classifier import FewLabelClassifier, image_rows, model_spec
 from ssvae.data import translations
 from ssvae.fewlabel import CHECKPOINT_NAME, FewLabelData, check_trains, train_m2
-from ssvae.labels import (absent_classes, as_label_tensor, balanced_split, check_labels, given_labels, load_split,
+from ssvae.labels import (absent_classes, as_label_tensor, balanced_split, check_labels, given_labels, matches_split,
                           save_split)
 from ssvae.m1 import VAE, fit_vae, load_vae
 from ssvae.m1m2 import M1M2, active_dimensions
@@ -282,8 +282,7 @@ def check_fit_dir(workdir: str | os.PathLike, config: FitConfig, *, seed: int, l
     stored_seed = stored_field(Path(workdir) / "run.json", "seed")
     if stored_seed != seed:
         differences.append(f"seed (stored {stored_seed!r}, given {seed!r})")
-    stored_idx, stored_labels = load_split(Path(workdir) / "labels.csv")
-    if not (stored_idx.equal(labelled.cpu()) and stored_labels.equal(labels.cpu())):
+    if not matches_split(Path(workdir) / "labels.csv", labelled, labels):
         differences.append("the labelled examples (another y, n_labels or seed)")
     if differences:
         raise InputDataError(f"resume=True continues the fit in {workdir} as it was started, but these differ: "

@@ -143,3 +143,9 @@ def load_split(path: str | os.PathLike) -> tuple[Tensor, Tensor]:
     table = pd.read_csv(path)
     return (torch.tensor(table["index"].to_numpy(np.int64, copy=True)),
             torch.tensor(table["label"].to_numpy(np.int64, copy=True)))
+
+
+def matches_split(path: str | os.PathLike, indices: Tensor, labels: Tensor) -> bool:
+    """Whether the split stored at ``path`` (:func:`save_split`) holds these indices and labels."""
+    stored_indices, stored_labels = load_split(path)
+    return stored_indices.equal(indices.cpu()) and stored_labels.equal(labels.cpu())

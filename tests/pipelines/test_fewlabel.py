@@ -132,6 +132,15 @@ def test_fewlabel_resume_continues_the_run(tmp_path, capsys):
     assert main(["fewlabel", "--resume", str(out), "--labels", "30", "--seed", "4", "--no-progress"]) == 2
     assert ("given otherwise: labels (stored 20, given 30); seed (stored 0, given 4)"
             in capsys.readouterr().err)
+    # A split drawn otherwise now (another torch's randperm) than the run's labels.csv: it was
+    # overwritten and the run went on with other labels.
+    split = pd.read_csv(out / "labels.csv")
+    split.loc[0, "index"] = int(split["index"].max()) + 1  # one labelled example that the draw does not give
+    split.to_csv(out / "labels.csv", index=False)
+    assert main(["fewlabel", "--resume", str(out), "--epochs", "3", "--no-progress"]) == 2
+    assert (f"the labelled examples drawn for this resume differ from the run's {out / 'labels.csv'}"
+            in capsys.readouterr().err)
+    assert pd.read_csv(out / "labels.csv").equals(split) and pd.read_csv(out / "history.csv")["epoch"].max() == 2
     # A new run there is refused: it overwrote this one's files and left the others (a
     # self-trained run's later stages, then loaded by load_classifier as the new run's model).
     before = (out / "metrics.json").read_bytes()
