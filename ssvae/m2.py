@@ -12,8 +12,7 @@ unlabelled set U is
 
 ``L(x,y)`` is :func:`vaecore.elbo` with closures binding ``y``; ``U(x)`` evaluates it for
 all C classes in *one* batched pass over a `[C * B]` batch (no Python loop over classes).
-The model is generic over its input likelihood: any object of
-:mod:`vaecore.likelihoods` named by ``M2Config.likelihood``.
+Its input likelihood is any object of :mod:`vaecore.likelihoods` (``M2Config.likelihood``).
 
 With ``M2Config.aux_dim > 0`` it is the auxiliary deep generative model (ADGM, Maaloe
 et al. 2016): an auxiliary latent a ~ q(a|x) feeds the classifier q(y|a,x) and the
@@ -354,18 +353,14 @@ class M2(nn.Module):
         Args:
             x: Inputs, `[B, D (+ K)]`.
             k: Importance samples per (example, class) pair.
-            seed: Draw the k standard-normal vectors from this seed, the same for every
-                example and class (common random numbers): an example's estimate is then
-                the same whatever else is in the batch. ``None``: fresh draws from torch's
-                generator.
+            seed: The k standard-normal draws from this seed, shared by every example and
+                class, so that an example's estimate is its own; ``None``: fresh draws.
         """
         n_classes, n = self.config.n_classes, x.shape[0]
         h = self.encoder_input(self.inference_input(x)[0]).repeat(n_classes, 1)
         y = torch.eye(n_classes, dtype=self.prior.loc.dtype, device=x.device).repeat_interleave(n, dim=0)
-        noise = None
-        if seed is not None:  # drawn on the CPU, so that every device gets the same numbers
-            noise = torch.randn(k, 1, self.config.z_dim, generator=torch.Generator().manual_seed(seed),
-                                dtype=self.prior.loc.dtype).to(x.device)
+        noise = None if seed is None else torch.randn(  # on the CPU: the same numbers on every device
+            k, 1, self.config.z_dim, generator=torch.Generator().manual_seed(seed), dtype=self.prior.loc.dtype).to(x.device)
         bound = iwae_bound(x[:, :self.config.x_dim].repeat(n_classes, 1), encoder=lambda _: self.q_z_from(h, y),
                            decoder=lambda z: self.p_x(z, y), prior=self.prior, k=k, noise=noise)
         return (bound + self.log_py).reshape(n_classes, n).T
@@ -374,11 +369,10 @@ class M2(nn.Module):
     def bayes_logits(self, x: Tensor, *, k: int, seed: int | None = None) -> Tensor:
         """log q(y|x) + log p(y|x): the classifier times the generative model's own posterior, `[B, C]`.
 
-        p(y|x) = p(x, y) / sum_y' p(x, y') from :meth:`log_joint` (``k``, ``seed`` as there). Both
-        factors estimate the same posterior, one directly and one through the bound, and
-        their errors differ: where the two are about as good, as for M1+M2's MLP on z1 at
-        100 labels, the product classified better than either; beside a much better
-        classifier it did worse (BENCHMARKS.md, "Bayes' rule at test time"). Unnormalised.
+        p(y|x) = p(x, y) / sum_y' p(x, y') from :meth:`log_joint` (``k``, ``seed`` as there). The
+        two estimate the same posterior with different errors: as good as each other (M1+M2's
+        MLP on z1, 100 labels) the product beat either; beside a much better classifier it did
+        worse (BENCHMARKS.md, "Bayes' rule at test time"). Unnormalised.
         """
         return self.logits(x).log_softmax(-1) + self.log_joint(x, k=k, seed=seed).log_softmax(-1)
 
