@@ -49,7 +49,7 @@ from vaecore.errors import InputDataError
 from vaecore.resume import (DATA_RECORD, check_new_run_dir, check_resume, check_resume_length, check_same_data,
                             data_digest, resume_hint, starts_over)
 from vaecore.rundir import RunDir
-from vaecore.runtime import THREADS_HELP, flush_denormals, interruptible, resolve_device, seed_everything, set_threads
+from vaecore.runtime import THREADS_HELP, flush_denormals, interruptible, resolve_device, seed_everything
 from vaecore.schedules import make_schedule
 
 
@@ -240,7 +240,6 @@ def run(config: ChemTrainConfig | ChemEvalConfig, workdir: str | os.PathLike) ->
 
 # ---------------------------------------------------------------------- command line
 def _train_main(args: argparse.Namespace) -> None:
-    set_threads(args.threads)
     architecture = {k: getattr(args, k) for k in ChemVAEConfig.__dataclass_fields__}
     for key in ("property_names", "property_hidden", "cnn_channels", "cnn_kernels"):
         architecture[key] = tuple(architecture[key])
@@ -257,7 +256,6 @@ def _train_main(args: argparse.Namespace) -> None:
 
 
 def _eval_main(args: argparse.Namespace) -> None:
-    set_threads(args.threads)
     config = ChemEvalConfig(run_dir=args.run_dir, n_samples=args.n_samples, n_recon=args.n_recon,
                             sample_method=args.sample_method, temperature=args.temperature,
                             compute_fcd=not args.no_fcd, batch_size=args.batch_size, n_jobs=args.n_jobs,

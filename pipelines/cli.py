@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from vaecore.errors import FileWriteError, NonFiniteLossError, VaelabError, VaelabWarning
+from vaecore.runtime import set_threads
 
 # Subcommand modules and the command each adds; each defines add_parser(subparsers) that
 # sets ``func`` on its parser, ``on_interrupt`` (args -> how to go on, or None) where an
@@ -135,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             setattr(args, name, os.path.expanduser(value))
     try:
         with _terminate_as_interrupt(), _one_line_warnings(args.command):
+            set_threads(getattr(args, "threads", None))  # every command's --threads, set once here
             args.func(args)
     except NonFiniteLossError as err:
         # "non-finite loss (nan) at step 4" alone left the user to guess what to change. A

@@ -50,7 +50,7 @@ from vaecore.errors import InputDataError
 from vaecore.resume import (check_new_run_dir, check_resume, check_resume_length, check_same_data, resume_hint,
                             starts_over)
 from vaecore.rundir import RunDir, write_json
-from vaecore.runtime import THREADS_HELP, resolve_device, set_threads
+from vaecore.runtime import THREADS_HELP, resolve_device
 
 STAGE1_METRICS = "stage1_metrics.json"
 PSEUDO_LABELS = "pseudo_labels.csv"
@@ -318,7 +318,6 @@ def _config(args: argparse.Namespace) -> FewLabelRunConfig:
 
 
 def _main(args: argparse.Namespace) -> None:
-    set_threads(args.threads)
     config, workdir, resume = _from_args(args)
     metrics = run(config, workdir, resume=resume)
     # Say which epoch the figures come from and why training ended, so that a run cut short

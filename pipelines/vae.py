@@ -40,7 +40,7 @@ from vaecore.errors import InputDataError, finite_at_least, integer_at_least
 from vaecore.resume import (check_new_run_dir, check_resume, check_resume_length, check_same_data, resume_hint,
                             starts_over)
 from vaecore.rundir import RunDir
-from vaecore.runtime import THREADS_HELP, resolve_device, seed_everything, set_threads
+from vaecore.runtime import THREADS_HELP, resolve_device, seed_everything
 
 N_GRID = 100  # prior samples in samples.png
 N_RECON = 50  # test digits in reconstructions.png
@@ -272,7 +272,6 @@ def _config_from_args(args: argparse.Namespace) -> VAERunConfig:
 
 
 def _main(args: argparse.Namespace) -> None:
-    set_threads(args.threads)
     config = _config_from_args(args)
     out = args.out or config.resume
     if out is None:
