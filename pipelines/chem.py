@@ -43,11 +43,11 @@ from chemvae.train import fit, load_training_state
 from pipelines.chem_config import (NEW_RUN_EPOCHS, RESUME_SETTINGS, ChemEvalConfig, ChemTrainConfig, check_warmup,
                                    unused_settings)
 from vaecore.checkpoint import stored_scalar
-from vaecore.config import read_run_config, stored_field
+from vaecore.config import read_run_config
 from vaecore.datasets import cache_dir
 from vaecore.errors import InputDataError
 from vaecore.resume import (DATA_RECORD, check_new_run_dir, check_resume, check_resume_length, check_same_data,
-                            data_digest, resume_hint, starts_over)
+                            data_digest, digest_change, resume_hint, starts_over)
 from vaecore.rundir import RunDir
 from vaecore.runtime import THREADS_HELP, flush_denormals, interruptible, resolve_device, seed_everything
 from vaecore.schedules import make_schedule
@@ -72,11 +72,10 @@ def check_run_data(config: ChemTrainConfig, run_dir: str | os.PathLike, *, reads
     if not Path(config.data).is_file():
         raise InputDataError(f"{reads} come from the run's training data, and there is no data file at "
                              f"{config.data} (moved?); {advice}")
-    stored = stored_field(Path(run_dir) / DATA_RECORD, "sha256")  # None: a run from before the record
-    if stored is not None and stored != (now := data_digest(config.data)):
+    record = Path(run_dir) / DATA_RECORD  # absent for a run from before the record: not checked
+    if record.is_file() and (change := digest_change(record, data_digest(config.data))):
         raise InputDataError(f"{reads} come from the run's training data, and {config.data} has changed since the "
-                             f"run was trained (sha256 {str(stored)[:12]}... then, {now[:12]}... now), so its splits "
-                             f"would differ; {advice}")
+                             f"run was trained ({change}), so its splits would differ; {advice}")
 
 
 def cached_properties(smiles: list[str], n_jobs: int, *, progress: bool = True) -> pd.DataFrame:

@@ -121,13 +121,20 @@ def check_same_data(source: str, *, named: Collection[str],
                                  "resume the run, or start a new run with another --out")
         return None
     digest = data_digest(source)
-    if record is not None and record.is_file():
-        stored = stored_field(record, "sha256")
-        if stored != digest:
-            raise InputDataError(f"{source} has changed since this run began (sha256 {str(stored)[:12]}... then, "
-                                 f"{digest[:12]}... now): resumed, it would train on other data. Put the run's data "
-                                 "back, or start a new run with another --out")
+    if record is not None and (change := digest_change(record, digest)):
+        raise InputDataError(f"{source} has changed since this run began ({change}): resumed, it would train on "
+                             "other data. Put the run's data back, or start a new run with another --out")
     return {"source": str(source), "sha256": digest}
+
+
+def digest_change(record: Path, digest: str) -> str | None:
+    """``"sha256 1a2b... then, 3c4d... now"`` where a run's data record (``DIR/data.json``)
+    holds another digest than ``digest``; ``None`` where it holds this one or does not exist.
+    """
+    if not record.is_file():
+        return None
+    stored = stored_field(record, "sha256")
+    return None if stored == digest else f"sha256 {str(stored)[:12]}... then, {digest[:12]}... now"
 
 
 def starts_over(resume: str | os.PathLike, checkpoint: Path) -> bool:
