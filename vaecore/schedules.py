@@ -90,5 +90,5 @@ def make_schedule(kind: str, *, steps: int, end: float = 1.0, delay: int = 0) ->
     if kind == "sigmoid":
         if steps == 0:  # a warm-up of no steps is none; the sigmoid would put its midpoint (end / 2) at ``delay``
             return LinearWarmup(steps=0, end=end, delay=delay)
-        return SigmoidWarmup(midpoint=delay + steps // 2, slope=10.0 / max(steps, 1), end=end)
+        return SigmoidWarmup(midpoint=delay + steps // 2, slope=10.0 / steps, end=end)
     raise InputDataError(f"unknown KL schedule {kind!r}; choose none, linear or sigmoid")
