@@ -38,10 +38,11 @@ from torch.distributions import Categorical, Distribution
 
 from ssvae.m2_config import M2Config
 from vaecore.bounds import ELBOTerms, elbo, iwae_bound
-from vaecore.errors import InputDataError
+from vaecore.errors import InputDataError, integer_at_least
 from vaecore.likelihoods import make_likelihood
 from vaecore.nets import ConvNet, apply_flat, finish_first_layer, first_layer_share, mlp
 from vaecore.posteriors import DiagonalGaussianHead, StandardNormalPrior
+from vaecore.runtime import check_seed
 
 
 class Pairs(NamedTuple):
@@ -345,22 +346,21 @@ class M2(nn.Module):
     def log_joint(self, x: Tensor, *, k: int, seed: int | None = None) -> Tensor:
         """Importance-weighted estimate of log p(x, y) for every class y, `[B, C]`.
 
-        The bound of Burda et al. (:func:`vaecore.bounds.iwae_bound`) with ``k`` draws from
-        q(z|x,y), for all C classes in one `[C * B]` pass. With ``aux_dim`` the proposal
-        is q(z|a,x,y) at the mean of q(a|x): p(x|y) does not involve a, so any proposal
-        gives a valid estimate. A context in ``x`` is not modelled.
+        The bound of Burda et al. (:func:`vaecore.bounds.iwae_bound`) with ``k`` draws from q(z|x,y),
+        for all C classes in one `[C * B]` pass. With ``aux_dim`` the proposal is q(z|a,x,y) at the
+        mean of q(a|x): p(x|y) does not involve a, so any proposal is valid. A context is not modelled.
 
         Args:
             x: Inputs, `[B, D (+ K)]`.
             k: Importance samples per (example, class) pair.
-            seed: The k standard-normal draws from this seed, shared by every example and
-                class, so that an example's estimate is its own; ``None``: fresh draws.
+            seed: The k draws from this seed, shared by all examples and classes (``None``: fresh).
         """
         n_classes, n = self.config.n_classes, x.shape[0]
         h = self.encoder_input(self.inference_input(x)[0]).repeat(n_classes, 1)
         y = torch.eye(n_classes, dtype=self.prior.loc.dtype, device=x.device).repeat_interleave(n, dim=0)
         noise = None if seed is None else torch.randn(  # on the CPU: the same numbers on every device
-            k, 1, self.config.z_dim, generator=torch.Generator().manual_seed(seed), dtype=self.prior.loc.dtype).to(x.device)
+            integer_at_least("k", k, 1), 1, self.config.z_dim, generator=torch.Generator().manual_seed(check_seed(seed)),
+            dtype=self.prior.loc.dtype).to(x.device)
         bound = iwae_bound(x[:, :self.config.x_dim].repeat(n_classes, 1), encoder=lambda _: self.q_z_from(h, y),
                            decoder=lambda z: self.p_x(z, y), prior=self.prior, k=k, noise=noise)
         return (bound + self.log_py).reshape(n_classes, n).T

@@ -303,6 +303,12 @@ def test_a_seeded_log_joint_gives_each_example_its_own_estimate():
     model.bayes_logits(x, k=8, seed=0)
     assert torch.equal(torch.get_rng_state(), state)  # the caller's generator is not drawn from
     assert not torch.allclose(model.log_joint(x, k=8, seed=1), together)  # the seed sets the draws
+    # Named, not torch's "manual_seed expected a long, but got float" (and -1 taken silently).
+    for seed in (1.5, -1, "a"):
+        with pytest.raises(InputDataError, match=f"seed must be a non-negative integer below 2\\*\\*64, got {seed!r}"):
+            model.log_joint(x, k=8, seed=seed)
+    with pytest.raises(InputDataError, match="k must be an integer >= 1, got 1.5"):
+        model.log_joint(x, k=1.5, seed=0)
 
 
 def test_generate_names_labels_and_latents_it_cannot_take():
