@@ -21,6 +21,9 @@ import torch
 
 matplotlib.use("Agg")
 torch.set_num_threads(1)
+# The commands that tests start as subprocesses, too: the suite runs one worker per core, and
+# a torch of two threads beside a busy core ran over a hundred times slower (README, --threads).
+os.environ["OMP_NUM_THREADS"] = "1"
 ROOT = Path(__file__).resolve().parents[1]
 
 # Tensor methods that hand a tensor's values to Python. On a GPU each one waits for the
